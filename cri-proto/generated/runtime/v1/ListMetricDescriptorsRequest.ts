@@ -1,0 +1,8 @@
+// Original file: cri-proto/api.proto
+
+
+export interface ListMetricDescriptorsRequest {
+}
+
+export interface ListMetricDescriptorsRequest__Output {
+}

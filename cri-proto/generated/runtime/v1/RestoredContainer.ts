@@ -1,0 +1,12 @@
+// Original file: cri-proto/api.proto
+
+
+export interface RestoredContainer {
+  'name'?: (string);
+  'container_id'?: (string);
+}
+
+export interface RestoredContainer__Output {
+  'name': (string);
+  'container_id': (string);
+}

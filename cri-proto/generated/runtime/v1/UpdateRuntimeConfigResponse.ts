@@ -1,0 +1,8 @@
+// Original file: cri-proto/api.proto
+
+
+export interface UpdateRuntimeConfigResponse {
+}
+
+export interface UpdateRuntimeConfigResponse__Output {
+}

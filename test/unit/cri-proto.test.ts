@@ -1,0 +1,168 @@
+// Round-trip and shape checks for the CRI runtime.v1 proto (cri-proto/api.proto).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as protobuf from 'protobufjs';
+import { criProtoPath, loadCriPackage } from '../../cri-proto';
+
+const RUNTIME_RPCS = [
+  'Version', 'RunPodSandbox', 'StopPodSandbox', 'RemovePodSandbox', 'PodSandboxStatus',
+  'ListPodSandbox', 'CreateContainer', 'StartContainer', 'StopContainer', 'RemoveContainer',
+  'ListContainers', 'ContainerStatus', 'UpdateContainerResources', 'ReopenContainerLog',
+  'ExecSync', 'Exec', 'Attach', 'PortForward', 'ContainerStats', 'ListContainerStats',
+  'PodSandboxStats', 'ListPodSandboxStats', 'UpdateRuntimeConfig', 'Status',
+  'CheckpointContainer', 'GetContainerEvents', 'ListMetricDescriptors', 'ListPodSandboxMetrics',
+  'RuntimeConfig', 'UpdatePodSandboxResources', 'StreamPodSandboxes', 'StreamContainers',
+  'StreamContainerStats', 'StreamPodSandboxStats', 'StreamPodSandboxMetrics',
+  'CheckpointPod', 'RestorePod',
+];
+const RUNTIME_STREAMING = [
+  'GetContainerEvents', 'StreamPodSandboxes', 'StreamContainers', 'StreamContainerStats',
+  'StreamPodSandboxStats', 'StreamPodSandboxMetrics',
+];
+const IMAGE_RPCS = ['ListImages', 'ImageStatus', 'PullImage', 'RemoveImage', 'ImageFsInfo', 'StreamImages'];
+const IMAGE_STREAMING = ['StreamImages'];
+
+const MAX_DEPTH = 6;
+
+function loadRoot(): protobuf.Root {
+  const root = new protobuf.Root();
+  root.loadSync(criProtoPath, { keepCase: true });
+  root.resolveAll();
+  return root;
+}
+
+function collectTypes(ns: protobuf.NamespaceBase, out: protobuf.Type[] = []): protobuf.Type[] {
+  for (const n of ns.nestedArray) {
+    if (n instanceof protobuf.Type) out.push(n);
+    if (n instanceof protobuf.Namespace || n instanceof protobuf.Type) collectTypes(n, out);
+  }
+  return out;
+}
+
+// Non-default sample for a scalar of the given proto type. Values are in toObject()
+// form: 64-bit ints as decimal strings, bytes as base64 strings.
+function scalarSample(type: string, seed: number): unknown {
+  switch (type) {
+    case 'string': return `s${seed}`;
+    case 'bool': return true;
+    case 'bytes': return Buffer.from([1, 2, seed & 0xff]).toString('base64');
+    case 'double': return seed + 0.25;
+    case 'float': return seed + 0.5; // exactly representable in float32
+    case 'int32': case 'sint32': case 'sfixed32': return -seed - 1;
+    case 'uint32': case 'fixed32': return seed + 1;
+    case 'int64': case 'sint64': case 'sfixed64': return String(-(seed + 1) * 10_000_000_000);
+    case 'uint64': case 'fixed64': return String((seed + 1) * 10_000_000_000);
+    default: throw new Error(`unknown scalar type ${type}`);
+  }
+}
+
+function mapKeySample(keyType: string, i: number): string {
+  if (keyType === 'string') return `k${i}`;
+  if (keyType === 'bool') return i === 0 ? 'true' : 'false';
+  return String(i + 1);
+}
+
+function valueSample(field: protobuf.Field, seed: number, depth: number): unknown {
+  const rt = field.resolvedType;
+  if (rt instanceof protobuf.Enum) {
+    const names = Object.keys(rt.values).filter((n) => rt.values[n] !== 0);
+    assert.ok(names.length > 0, `enum ${rt.fullName} has no non-zero value`);
+    return names[seed % names.length];
+  }
+  if (rt instanceof protobuf.Type) return messageSample(rt, depth + 1);
+  return scalarSample(field.type, seed);
+}
+
+function messageSample(type: protobuf.Type, depth: number): Record<string, unknown> {
+  const obj: Record<string, unknown> = {};
+  if (depth > MAX_DEPTH) return obj;
+  for (const field of type.fieldsArray) {
+    const seed = field.id;
+    if (field instanceof protobuf.MapField) {
+      const m: Record<string, unknown> = {};
+      for (let i = 0; i < 2; i++) m[mapKeySample(field.keyType, i)] = valueSample(field, seed + i, depth);
+      obj[field.name] = m;
+    } else if (field.repeated) {
+      obj[field.name] = [valueSample(field, seed, depth), valueSample(field, seed + 1, depth)];
+    } else {
+      obj[field.name] = valueSample(field, seed, depth);
+    }
+  }
+  return obj;
+}
+
+const TO_OBJECT: protobuf.IConversionOptions = { longs: String, enums: String, bytes: String };
+
+test('every runtime.v1 message round-trips with all fields set', () => {
+  const root = loadRoot();
+  const pkg = root.lookup('runtime.v1') as protobuf.Namespace;
+  const types = collectTypes(pkg);
+  assert.ok(types.length >= 170, `expected the full CRI message set, got ${types.length}`);
+  for (const type of types) {
+    const sample = messageSample(type, 0);
+    const message = type.fromObject(sample);
+    assert.equal(type.verify(message), null, `${type.fullName} sample does not verify`);
+    const bytes = type.encode(message).finish();
+    if (type.fieldsArray.length > 0) assert.ok(bytes.length > 0, `${type.fullName} encoded empty`);
+    const decoded = type.decode(bytes);
+    assert.deepEqual(type.toObject(decoded, TO_OBJECT), sample, `${type.fullName} round-trip mismatch`);
+    // Re-encoding the decoded message must reproduce the same bytes.
+    assert.deepEqual(Buffer.from(type.encode(decoded).finish()), Buffer.from(bytes), `${type.fullName} re-encode mismatch`);
+  }
+});
+
+function checkService(root: protobuf.Root, name: string, rpcs: string[], streaming: string[]): void {
+  const svc = root.lookupService(`runtime.v1.${name}`);
+  assert.deepEqual(Object.keys(svc.methods).sort(), [...rpcs].sort(), `${name} RPC set`);
+  for (const m of svc.methodsArray) {
+    assert.equal(!!m.requestStream, false, `${name}.${m.name} must not be client-streaming`);
+    assert.equal(!!m.responseStream, streaming.includes(m.name), `${name}.${m.name} server-streaming flag`);
+  }
+}
+
+test('RuntimeService and ImageService expose the expected RPCs', () => {
+  const root = loadRoot();
+  assert.equal(RUNTIME_RPCS.length, 37);
+  assert.equal(IMAGE_RPCS.length, 6);
+  checkService(root, 'RuntimeService', RUNTIME_RPCS, RUNTIME_STREAMING);
+  checkService(root, 'ImageService', IMAGE_RPCS, IMAGE_STREAMING);
+});
+
+test('loadCriPackage returns typed service definitions matching the proto', () => {
+  const pkg = loadCriPackage();
+  const v1 = pkg.runtime.v1;
+  const check = (def: Record<string, { path: string; responseStream: boolean; requestStream: boolean }>,
+    svc: string, rpcs: string[], streaming: string[]) => {
+    const names = Object.keys(def).filter((k) => def[k].path === `/runtime.v1.${svc}/${k}`);
+    assert.deepEqual(names.sort(), [...rpcs].sort());
+    for (const n of rpcs) {
+      assert.equal(def[n].requestStream, false);
+      assert.equal(def[n].responseStream, streaming.includes(n), `${svc}.${n}`);
+    }
+  };
+  check(v1.RuntimeService.service as never, 'RuntimeService', RUNTIME_RPCS, RUNTIME_STREAMING);
+  check(v1.ImageService.service as never, 'ImageService', IMAGE_RPCS, IMAGE_STREAMING);
+  assert.equal(typeof v1.RuntimeService, 'function');
+  assert.equal(typeof v1.ImageService, 'function');
+});
+
+test('field numbers match upstream (spot checks)', () => {
+  const root = loadRoot();
+  const id = (msg: string, field: string): number => {
+    const f = root.lookupType(`runtime.v1.${msg}`).fields[field];
+    assert.ok(f, `${msg}.${field} missing`);
+    return f.id;
+  };
+  assert.equal(id('PodSandboxConfig', 'metadata'), 1);
+  assert.equal(id('PodSandboxConfig', 'linux'), 8);
+  assert.equal(id('ContainerConfig', 'metadata'), 1);
+  assert.equal(id('ContainerConfig', 'linux'), 15);
+  assert.equal(id('LinuxContainerResources', 'memory_limit_in_bytes'), 4);
+  assert.equal(id('ExecSyncRequest', 'timeout'), 3);
+  assert.equal(id('PullImageRequest', 'sandbox_config'), 3);
+  assert.equal(id('Mount', 'selinux_relabel'), 4);
+  assert.equal(id('Mount', 'mount_options'), 11);
+  assert.equal(id('RuntimeFeatures', 'mount_options'), 3);
+  const ft = root.lookupType('runtime.v1.ExecSyncRequest').fields['timeout'];
+  assert.equal(ft.type, 'int64');
+});
