@@ -1,0 +1,55 @@
+// Loads the node-addon-api addon built by `npm run build:native` (node-gyp). Every
+// syscall Node cannot make goes through here; a missing build stops berthd with a
+// clear message instead of a stack trace deep inside a pod start.
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+export interface Uname {
+  sysname: string;
+  release: string;
+  version: string;
+  machine: string;
+  nodename: string;
+}
+
+export interface BerthNative {
+  uname(): Uname;
+  /** Effective capability mask as a decimal string (64 bits). */
+  effectiveCapabilities(): string;
+}
+
+/** Error thrown by the addon: errno, syscall and path are set where known. */
+export interface NativeError extends Error {
+  errno?: number;
+  syscall?: string;
+  path?: string;
+}
+
+function nativeDir(): string {
+  // From source (native/index.ts) the addon is at ./build; from dist/native/index.js at ../../native/build.
+  const here = resolve(__dirname);
+  const candidates = [here, resolve(here, '..', '..', 'native')];
+  return candidates.find((dir) => existsSync(join(dir, 'binding.gyp'))) ?? here;
+}
+
+export const NATIVE_DIR = nativeDir();
+export const ADDON_PATH = join(NATIVE_DIR, 'build', 'Release', 'berth_native.node');
+
+let loaded: BerthNative | undefined;
+
+export function loadNative(): BerthNative {
+  if (loaded) return loaded;
+  if (!existsSync(ADDON_PATH)) {
+    throw new Error(`berth native addon not built: ${ADDON_PATH} is missing; run "npm run build:native" (needs build-essential and python3)`);
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  loaded = require(ADDON_PATH) as BerthNative;
+  return loaded;
+}
+
+export const CAP_SYS_ADMIN = 21;
+export const CAP_SYS_RESOURCE = 24;
+
+export function hasCapability(mask: string, capability: number): boolean {
+  return ((BigInt(mask) >> BigInt(capability)) & 1n) === 1n;
+}

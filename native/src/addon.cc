@@ -1,0 +1,27 @@
+#include "addon.h"
+
+#include <cstring>
+
+namespace berth {
+
+Napi::Value ThrowErrno(Napi::Env env, int err, const std::string& syscall, const std::string& path) {
+  std::string message = syscall;
+  if (!path.empty()) message += " " + path;
+  message += ": ";
+  message += std::strerror(err);
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("errno", Napi::Number::New(env, err));
+  error.Set("syscall", Napi::String::New(env, syscall));
+  if (!path.empty()) error.Set("path", Napi::String::New(env, path));
+  error.ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+}  // namespace berth
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  berth::RegisterHost(env, exports);
+  return exports;
+}
+
+NODE_API_MODULE(berth_native, Init)

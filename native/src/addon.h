@@ -1,0 +1,14 @@
+// Shared declarations of the berth native addon: each source file registers its
+// functions on the exports object.
+#pragma once
+#include <napi.h>
+#include <string>
+
+namespace berth {
+
+// Throws a JS Error carrying errno, the syscall and the path it was made on.
+Napi::Value ThrowErrno(Napi::Env env, int err, const std::string& syscall, const std::string& path = "");
+
+void RegisterHost(Napi::Env env, Napi::Object exports);
+
+}  // namespace berth
