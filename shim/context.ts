@@ -1,0 +1,23 @@
+// Everything a handler group may use, built once by shim/daemon.ts. The model
+// objects live in runtime/; the shim only holds them.
+import type { BerthConfig } from '../runtime/config';
+import type { HostFacts } from '../runtime/host/host-facts';
+import type { BerthDatabase } from '../runtime/store/database';
+import type { Logger } from './logger';
+import type { BerthMetrics } from './metrics';
+
+/** Whether pods can get a network now (Status' NetworkReady condition). */
+export interface NetworkReadiness {
+  networkStatus(): Promise<{ ready: boolean; reason: string; message: string }>;
+}
+
+export interface ShimContext {
+  config: BerthConfig;
+  log: Logger;
+  metrics: BerthMetrics;
+  host: HostFacts;
+  db: BerthDatabase;
+  network: NetworkReadiness;
+  /** Pod CIDR last given by the kubelet through UpdateRuntimeConfig ("" until then). */
+  podCidr: { value: string };
+}

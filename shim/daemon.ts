@@ -1,0 +1,112 @@
+// Builds berthd from a config: host checks, store, model, CRI server, metrics.
+// Kept apart from the CLI (berthd.ts) so tests can run a daemon in-process too.
+import { mkdirSync, writeFileSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import type { BerthConfig } from '../runtime/config';
+import { detectHost, isAvailable } from '../runtime/host/host-facts';
+import { BerthDatabase } from '../runtime/store/database';
+import { listNetworkConfigFiles } from '../cni/network-config-dir';
+import type { NetworkReadiness, ShimContext } from './context';
+import { allHandlers } from './handlers';
+import type { Logger } from './logger';
+import { BerthMetrics } from './metrics';
+import { BERTH_VERSION } from './runtime_info';
+import { CriServer } from './server';
+
+export interface RunningDaemon {
+  ctx: ShimContext;
+  metricsPort: number | undefined;
+  /** Stops serving, closes the store; never touches running containers. */
+  stop(): Promise<void>;
+}
+
+/** Until a CNI network is configured, pods cannot get one: the kubelet waits on NetworkReady. */
+function confDirReadiness(confDir: string): NetworkReadiness {
+  return {
+    async networkStatus() {
+      const files = listNetworkConfigFiles(confDir);
+      if (files.length === 0) {
+        return { ready: false, reason: 'NetworkPluginNotReady', message: `no CNI network config found in ${confDir}` };
+      }
+      return { ready: true, reason: '', message: '' };
+    },
+  };
+}
+
+export async function startDaemon(config: BerthConfig, log: Logger): Promise<RunningDaemon> {
+  for (const dir of [config.root, config.state]) mkdirSync(dir, { recursive: true, mode: 0o700 });
+
+  const host = detectHost(config);
+  log.info(
+    { cgroup: host.cgroup.mode, unified: host.cgroup.unifiedMount, v2Controllers: host.cgroup.v2Controllers, kernel: host.kernel },
+    `cgroups: ${host.cgroup.mode}`,
+  );
+  if (host.minOomScoreAdj > -1000) {
+    log.warn({ minOomScoreAdj: host.minOomScoreAdj }, `oom_score_adj below ${host.minOomScoreAdj} will be raised to it (no CAP_SYS_RESOURCE)`);
+  }
+  for (const runtime of Object.values(host.ociRuntimes)) {
+    if (isAvailable(runtime)) log.info({ handler: runtime.name, path: runtime.path, version: runtime.version }, 'OCI runtime found');
+    else log.warn({ handler: runtime.name }, `OCI runtime missing: ${'missing' in runtime ? runtime.missing : ''}`);
+  }
+  if (!isAvailable(host.conmon)) log.warn(`conmon missing: ${'missing' in host.conmon ? host.conmon.missing : ''}`);
+
+  const db = new BerthDatabase(join(config.root, 'berth.db'));
+  const metrics = new BerthMetrics();
+  const ctx: ShimContext = {
+    config,
+    log,
+    metrics,
+    host,
+    db,
+    network: confDirReadiness(config.cni.conf_dir),
+    podCidr: { value: '' },
+  };
+
+  const server = new CriServer({
+    socketPath: config.socket,
+    maxRecvMessageBytes: config.grpc.max_recv_message_bytes,
+    maxSendMessageBytes: config.grpc.max_send_message_bytes,
+    log,
+    metrics,
+    handlers: allHandlers(ctx),
+  });
+  try {
+    await server.listen();
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+
+  let metricsPort: number | undefined;
+  if (config.metrics.enabled) {
+    try {
+      metricsPort = await metrics.listen(config.metrics.address, config.metrics.port);
+      log.info({ address: config.metrics.address, port: metricsPort }, 'metrics served at /metrics');
+    } catch (err) {
+      await server.shutdown(0);
+      db.close();
+      throw new Error(`cannot serve metrics on ${config.metrics.address}:${config.metrics.port}: ${(err as Error).message}`);
+    }
+  }
+
+  const pidFile = join(config.state, 'berth.pid');
+  writeFileSync(pidFile, `${process.pid}\n`);
+  log.info({ socket: config.socket, version: BERTH_VERSION }, 'berthd serving CRI v1');
+
+  return {
+    ctx,
+    metricsPort,
+    async stop() {
+      log.info('berthd stopping: no new calls, finishing the ones in flight');
+      await server.shutdown();
+      await metrics.close();
+      db.close();
+      try {
+        unlinkSync(pidFile);
+      } catch {
+        // gone already
+      }
+      log.info('berthd stopped; containers keep running under conmon');
+    },
+  };
+}

@@ -1,0 +1,20 @@
+// Every handler group, merged into the one table the server registers. A group
+// is a module named after its RPCs; a method no group provides answers
+// UNIMPLEMENTED.
+import type { ShimContext } from './context';
+import type { CriHandlers } from './handler';
+import { runtimeInfoHandlers } from './runtime_info';
+
+export function allHandlers(ctx: ShimContext): CriHandlers {
+  const groups: CriHandlers[] = [
+    runtimeInfoHandlers(ctx),
+  ];
+  const merged: Record<string, unknown> = {};
+  for (const group of groups) {
+    for (const [method, handler] of Object.entries(group)) {
+      if (merged[method]) throw new Error(`two handler groups implement ${method}`);
+      merged[method] = handler;
+    }
+  }
+  return merged as CriHandlers;
+}

@@ -1,0 +1,82 @@
+// Version, Status, RuntimeConfig, UpdateRuntimeConfig: what the kubelet asks
+// before anything else, and on every sync loop (Status).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { invalidArgument } from '../runtime/errors';
+import type { ShimContext } from './context';
+import type { CriHandlers } from './handler';
+
+export const RUNTIME_NAME = 'berth';
+export const CRI_API_VERSION = 'v1';
+/** The kubelet's own API version field; every CRI runtime answers 0.1.0. */
+const KUBELET_API_VERSION = '0.1.0';
+
+function packageVersion(): string {
+  for (const dir of [join(__dirname, '..'), join(__dirname, '..', '..')]) {
+    try {
+      return (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { version: string }).version;
+    } catch {
+      // try the next
+    }
+  }
+  return '0.0.0';
+}
+
+export const BERTH_VERSION = packageVersion();
+
+export function runtimeInfoHandlers(ctx: ShimContext): CriHandlers {
+  return {
+    async Version(request) {
+      // The only versions berth speaks; an empty version means "whatever you have".
+      if (request.version && request.version !== KUBELET_API_VERSION && request.version !== CRI_API_VERSION) {
+        ctx.log.debug({ asked: request.version }, 'kubelet asked for another API version; answering with ours');
+      }
+      return {
+        version: KUBELET_API_VERSION,
+        runtime_name: RUNTIME_NAME,
+        runtime_version: BERTH_VERSION,
+        runtime_api_version: CRI_API_VERSION,
+      };
+    },
+
+    async Status(request) {
+      const network = await ctx.network.networkStatus();
+      const info: Record<string, string> = {};
+      if (request.verbose) {
+        info.config = JSON.stringify(ctx.config);
+        info.host = JSON.stringify(ctx.host);
+        info.cgroupMode = JSON.stringify(ctx.host.cgroup.mode);
+        info.ociRuntimes = JSON.stringify(ctx.host.ociRuntimes);
+        info.podCidr = JSON.stringify(ctx.podCidr.value);
+        info.version = JSON.stringify({ runtime: RUNTIME_NAME, version: BERTH_VERSION, node: process.version });
+      }
+      return {
+        status: {
+          conditions: [
+            { type: 'RuntimeReady', status: true, reason: '', message: '' },
+            { type: 'NetworkReady', status: network.ready, reason: network.reason, message: network.message },
+          ],
+        },
+        info,
+        runtime_handlers: Object.keys(ctx.config.oci.runtimes)
+          .sort((a, b) => (a === ctx.config.oci.default_runtime ? -1 : b === ctx.config.oci.default_runtime ? 1 : a.localeCompare(b)))
+          .map((name) => ({ name, features: { recursive_read_only_mounts: false, user_namespaces: false } })),
+        features: { supplemental_groups_policy: false, user_namespaces_host_network: false, mount_options: false },
+      };
+    },
+
+    async RuntimeConfig() {
+      return { linux: { cgroup_driver: ctx.config.cgroup.driver === 'systemd' ? 'SYSTEMD' : 'CGROUPFS' } };
+    },
+
+    async UpdateRuntimeConfig(request) {
+      const cidr = request.runtime_config?.network_config?.pod_cidr ?? '';
+      if (cidr && !/^[0-9a-fA-F.:]+\/\d{1,3}(,[0-9a-fA-F.:]+\/\d{1,3})*$/.test(cidr)) {
+        throw invalidArgument(`runtime_config.network_config.pod_cidr: "${cidr}" is not a CIDR list`);
+      }
+      if (cidr !== ctx.podCidr.value) ctx.log.info({ podCidr: cidr }, 'kubelet set the pod CIDR');
+      ctx.podCidr.value = cidr;
+      return {};
+    },
+  };
+}
