@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite: compile, then Node's test runner over every compiled
+# test file (unit first, then integration against real runc/conmon/CNI/registry).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+npm run --silent build
+if [ "$(id -u)" != 0 ]; then
+  echo "test: the integration tests need root (namespaces, mounts, cgroups)" >&2
+fi
+mapfile -t files < <(find dist/test -name '*.test.js' | sort)
+exec node --test --test-concurrency=1 --test-timeout=300000 --test-reporter=spec "${files[@]}"

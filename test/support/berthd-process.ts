@@ -1,0 +1,123 @@
+// Starts a real berthd (dist/shim/berthd.js) in a child process with its own
+// temporary root, state, socket and config, for integration tests. Each test
+// file gets its own daemon, so files never share state.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { CriClient } from './cri-client';
+
+export const REPO_ROOT = resolve(__dirname, '..', '..', '..');
+export const BERTHD_ENTRY = join(REPO_ROOT, 'dist', 'shim', 'berthd.js');
+
+export interface BerthdOptions {
+  /** Extra TOML appended to the generated config (may add tables). */
+  extraToml?: string;
+  /** Top-level scalar keys put before any table, e.g. { log_level: 'debug' }. */
+  topLevel?: Record<string, string | number | boolean>;
+  /** Keep the temp dir after stop() (for post-mortems). */
+  keepDir?: boolean;
+}
+
+export class BerthdProcess {
+  readonly dir: string;
+  readonly root: string;
+  readonly state: string;
+  readonly socket: string;
+  readonly configPath: string;
+  readonly logPath: string;
+  child?: ChildProcess;
+  client!: CriClient;
+  private logChunks: Buffer[] = [];
+
+  constructor(private readonly options: BerthdOptions = {}) {
+    this.dir = mkdtempSync('/tmp/berth-test-');
+    this.root = join(this.dir, 'root');
+    this.state = join(this.dir, 'state');
+    this.socket = join(this.dir, 'berth.sock');
+    this.configPath = join(this.dir, 'berth.toml');
+    this.logPath = join(this.dir, 'berthd.log');
+    mkdirSync(this.root, { recursive: true });
+    const top = { log_level: 'debug', ...(options.topLevel ?? {}) };
+    const lines = [
+      `root = ${JSON.stringify(this.root)}`,
+      `state = ${JSON.stringify(this.state)}`,
+      `socket = ${JSON.stringify(this.socket)}`,
+      ...Object.entries(top).map(([k, v]) => `${k} = ${JSON.stringify(v)}`),
+      '[metrics]',
+      'port = 0',
+      '[streaming]',
+      'port = 0',
+      '[oci.runtimes.runc]',
+      `root = ${JSON.stringify(join(this.state, 'runc'))}`,
+      '[oci.runtimes.crun]',
+      `root = ${JSON.stringify(join(this.state, 'crun'))}`,
+      options.extraToml ?? '',
+    ];
+    writeFileSync(this.configPath, `${lines.join('\n')}\n`);
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  /** Everything berthd wrote to stdout/stderr so far. */
+  logs(): string {
+    return Buffer.concat(this.logChunks).toString('utf8');
+  }
+
+  async start(timeoutMs = 20_000): Promise<void> {
+    const child = spawn(process.execPath, [BERTHD_ENTRY, '--config', this.configPath], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env },
+    });
+    this.child = child;
+    child.stdout!.on('data', (b: Buffer) => this.logChunks.push(b));
+    child.stderr!.on('data', (b: Buffer) => this.logChunks.push(b));
+    const exited = new Promise<never>((_, reject) =>
+      child.once('exit', (code, signal) => reject(new Error(`berthd exited early (code ${code}, signal ${signal}):\n${this.logs()}`))),
+    );
+    const deadline = Date.now() + timeoutMs;
+    this.client = new CriClient(this.socket);
+    const ready = (async () => {
+      for (;;) {
+        if (existsSync(this.socket)) {
+          try {
+            await this.client.call('Version', { version: '0.1.0' }, { timeoutMs: 2000 });
+            return;
+          } catch {
+            // not yet
+          }
+        }
+        if (Date.now() > deadline) throw new Error(`berthd did not answer within ${timeoutMs} ms:\n${this.logs()}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    await Promise.race([ready, exited]);
+    exited.catch(() => undefined);
+  }
+
+  /** Sends a signal and waits for the process to exit; resolves with its exit code. */
+  async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 20_000): Promise<number | null> {
+    const child = this.child;
+    this.client?.close();
+    if (!child || child.exitCode !== null || child.signalCode !== null) return child?.exitCode ?? null;
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill(signal);
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    const code = await exited;
+    clearTimeout(timer);
+    return code;
+  }
+
+  /** Stops berthd (SIGTERM) and removes its temp dir. */
+  async cleanup(): Promise<void> {
+    await this.stop();
+    if (!this.options.keepDir) rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export async function startBerthd(options: BerthdOptions = {}): Promise<BerthdProcess> {
+  const berthd = new BerthdProcess(options);
+  await berthd.start();
+  return berthd;
+}
