@@ -16,6 +16,26 @@ export interface BerthNative {
   uname(): Uname;
   /** Effective capability mask as a decimal string (64 bits). */
   effectiveCapabilities(): string;
+  /** mount(2); throws a NativeError (errno, syscall, path). */
+  mount(source: string | null, target: string, fstype: string | null, flags: number, data?: string): void;
+  /** umount2(2); throws a NativeError (EINVAL: not a mount point). */
+  umount2(target: string, flags?: number): void;
+  mountFlags: MountFlags;
+}
+
+export interface MountFlags {
+  MS_RDONLY: number;
+  MS_NOSUID: number;
+  MS_NODEV: number;
+  MS_NOEXEC: number;
+  MS_REMOUNT: number;
+  MS_BIND: number;
+  MS_REC: number;
+  MS_PRIVATE: number;
+  MS_SLAVE: number;
+  MS_SHARED: number;
+  MNT_DETACH: number;
+  MNT_FORCE: number;
 }
 
 /** Error thrown by the addon: errno, syscall and path are set where known. */

@@ -21,6 +21,7 @@ Napi::Value ThrowErrno(Napi::Env env, int err, const std::string& syscall, const
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   berth::RegisterHost(env, exports);
+  berth::RegisterMount(env, exports);
   return exports;
 }
 

@@ -10,5 +10,6 @@ namespace berth {
 Napi::Value ThrowErrno(Napi::Env env, int err, const std::string& syscall, const std::string& path = "");
 
 void RegisterHost(Napi::Env env, Napi::Object exports);
+void RegisterMount(Napi::Env env, Napi::Object exports);
 
 }  // namespace berth

@@ -1,0 +1,47 @@
+// What a pod sandbox offers the rest of berth. Owned by runtime/sandbox/; the
+// container, streaming and stats parts depend only on these types.
+import type { PodSandboxConfig__Output } from '../../cri-proto/generated/runtime/v1/PodSandboxConfig';
+
+export type PodSandboxState = 'SANDBOX_READY' | 'SANDBOX_NOTREADY';
+
+export interface PodSandboxView {
+  id: string;
+  /** The request as the kubelet sent it (metadata, labels, annotations, linux options, dns, ports...). */
+  config: PodSandboxConfig__Output;
+  state: PodSandboxState;
+  /** Unix nanoseconds, as a decimal string (int64 on the wire). */
+  createdAt: string;
+  runtimeHandler: string;
+  /** Pinned namespace files; "" where the pod uses the host's namespace. */
+  netnsPath: string;
+  ipcnsPath: string;
+  utsnsPath: string;
+  /** /proc/<pid>/ns/pid of the pod's PID-namespace holder when pid mode is POD; "" otherwise. */
+  pidnsPath: string;
+  /** Cgroup parent for the pod's containers (cgroupfs path or systemd slice). */
+  cgroupParent: string;
+  /** Files bind-mounted into every container of the pod. */
+  hostsPath: string;
+  resolvConfPath: string;
+  hostnamePath: string;
+  /** The pod's /dev/shm (a tmpfs mount); "" when the pod uses the host IPC namespace. */
+  shmPath: string;
+  hostname: string;
+  /** Pod IPs, first one the primary. */
+  ips: string[];
+}
+
+/** The sandbox side as the container model sees it. */
+export interface SandboxLookup {
+  /** By full id or unique id prefix; undefined when absent. */
+  get(idOrPrefix: string): PodSandboxView | undefined;
+  list(): PodSandboxView[];
+}
+
+/** Registered by the container model so sandbox stop/remove can act on a pod's containers. */
+export interface PodContainerHooks {
+  /** Stops every container of the pod (timeout in seconds, 0 = kill now). */
+  stopPodContainers(podSandboxId: string, timeoutSeconds: number): Promise<void>;
+  /** Removes every container of the pod. */
+  removePodContainers(podSandboxId: string): Promise<void>;
+}
