@@ -2,10 +2,17 @@
   "targets": [
     {
       "target_name": "berth_native",
-      "sources": ["src/addon.cc", "src/host.cc", "src/mount.cc"],
+      "sources": ["src/addon.cc", "src/host.cc", "src/mount.cc", "src/namespaces.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-O2"]
+    },
+    {
+      "target_name": "berth-pause",
+      "type": "executable",
+      "sources": ["pause/pause.c"],
+      "cflags": ["-Wall", "-Wextra", "-O2"],
+      "ldflags": ["-static"]
     }
   ]
 }

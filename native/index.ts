@@ -21,7 +21,30 @@ export interface BerthNative {
   /** umount2(2); throws a NativeError (EINVAL: not a mount point). */
   umount2(target: string, flags?: number): void;
   mountFlags: MountFlags;
+  /** Makes `dir` a private mount point (bind onto itself when it is not one yet). */
+  makePrivateMount(dir: string): void;
+  /** Creates the requested namespaces in a short-lived child and pins each to its path (runtime/sandbox/namespace-pins.ts). */
+  createPodNamespaces(options: PodNamespaceOptions): void;
+  /** umount2(MNT_DETACH) + unlink; absent is fine. */
+  unpinNamespace(path: string): void;
+  namespaceFileState(path: string): 'missing' | 'file' | 'pinned';
 }
+
+export interface PodNamespaceOptions {
+  /** Pin paths; "" keeps the host's namespace of that kind. */
+  net: string;
+  ipc: string;
+  uts: string;
+  /** Set in the new UTS namespace ("" leaves it). */
+  hostname: string;
+  /** [/proc/sys/... path, value], written inside the new namespaces. */
+  sysctls: [string, string][];
+  /** Bring lo up in the new network namespace. */
+  loopbackUp: boolean;
+}
+
+/** The pod PID-namespace holder built with the addon (native/pause). */
+export const PAUSE_BINARY_NAME = 'berth-pause';
 
 export interface MountFlags {
   MS_RDONLY: number;

@@ -11,5 +11,6 @@ Napi::Value ThrowErrno(Napi::Env env, int err, const std::string& syscall, const
 
 void RegisterHost(Napi::Env env, Napi::Object exports);
 void RegisterMount(Napi::Env env, Napi::Object exports);
+void RegisterNamespaces(Napi::Env env, Napi::Object exports);
 
 }  // namespace berth
