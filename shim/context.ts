@@ -1,6 +1,7 @@
 // Everything a handler group may use, built once by shim/daemon.ts. The model
 // objects live in runtime/; the shim only holds them.
 import type { BerthConfig } from '../runtime/config';
+import type { CgroupHierarchy } from '../runtime/cgroups/cgroup-hierarchy';
 import type { HostFacts } from '../runtime/host/host-facts';
 import type { BerthDatabase } from '../runtime/store/database';
 import type { Logger } from './logger';
@@ -20,4 +21,6 @@ export interface ShimContext {
   network: NetworkReadiness;
   /** Pod CIDR last given by the kubelet through UpdateRuntimeConfig ("" until then). */
   podCidr: { value: string };
+  /** The host's cgroup hierarchies (v1, v2 or hybrid) under the configured driver: resolve, create, remove, apply resources. */
+  cgroups: CgroupHierarchy;
 }

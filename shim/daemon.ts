@@ -3,6 +3,7 @@
 import { mkdirSync, writeFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BerthConfig } from '../runtime/config';
+import { CgroupHierarchy } from '../runtime/cgroups/cgroup-hierarchy';
 import { detectHost, isAvailable } from '../runtime/host/host-facts';
 import { BerthDatabase } from '../runtime/store/database';
 import { listNetworkConfigFiles } from '../cni/network-config-dir';
@@ -60,6 +61,7 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
     db,
     network: confDirReadiness(config.cni.conf_dir),
     podCidr: { value: '' },
+    cgroups: CgroupHierarchy.detect(config.cgroup.driver),
   };
 
   const server = new CriServer({
