@@ -28,6 +28,21 @@ export interface BerthNative {
   /** umount2(MNT_DETACH) + unlink; absent is fine. */
   unpinNamespace(path: string): void;
   namespaceFileState(path: string): 'missing' | 'file' | 'pinned';
+  /** Streaming fds (native/src/streaming_fds.cc); used by runtime/exec/. */
+  consoleSocketListen(path: string): number;
+  receivePtyMaster(listenFd: number, timeoutMs: number): Promise<number>;
+  setWindowSize(fd: number, rows: number, cols: number): void;
+  closeFd(fd: number): void;
+  /** how: 0 read, 1 write, 2 both. */
+  shutdownFd(fd: number, how: 0 | 1 | 2): void;
+  seqpacketConnect(path: string): number;
+  /** Bytes written now; 0 when the fd would block. */
+  writeNonBlocking(fd: number, data: Buffer): number;
+  /** A reader thread: chunks (one packet each when seqpacket), then (null, error|null) once. */
+  startFdReader(fd: number, seqpacket: boolean, onChunk: (chunk: Buffer | null, error?: string | null) => void): number;
+  stopFdReader(readerId: number): void;
+  /** A connected non-blocking TCP socket opened inside the network namespace at netnsPath. */
+  connectInNetns(netnsPath: string, host: string, port: number, timeoutMs: number): Promise<number>;
 }
 
 export interface PodNamespaceOptions {

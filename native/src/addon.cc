@@ -23,6 +23,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   berth::RegisterHost(env, exports);
   berth::RegisterMount(env, exports);
   berth::RegisterNamespaces(env, exports);
+  berth::RegisterStreamingFds(env, exports);
   return exports;
 }
 
