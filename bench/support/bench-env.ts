@@ -1,0 +1,199 @@
+// What every scenario shares: a local registry holding the bench images, the
+// runtimes under comparison started side by side in this process, A/B order,
+// and cleanup on every exit path (including Ctrl-C).
+import { existsSync } from 'node:fs';
+import { cpus, release } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import type { CriClient } from '../../test/support/cri-client';
+import { startRegistry, type TestRegistry } from '../../test/support/registry';
+import { pushImage, type PushedImage } from '../../test/support/oci-image-builder';
+import { BenchBerthd } from './berth';
+import { busyboxImage, pauseImage } from './bench-images';
+import { ContainerdProcess } from './containerd';
+import { removeCgroupTree } from './host-cleanup';
+import {
+  evaluateTargets,
+  formatTable,
+  samplesOf,
+  writeResult,
+  type RatioTarget,
+  type RuntimeName,
+  type SampleBook,
+  type ScenarioResult,
+} from './samples';
+
+export interface BenchRuntime {
+  name: RuntimeName;
+  client: CriClient;
+  /** Where pod logs go (under the runtime's temp dir). */
+  logRoot: string;
+  /** cgroup parent for this runtime's pods (cgroupfs driver). */
+  cgroupParent: string;
+  /** True when no file of blob `digest` is left in the runtime's content store. */
+  blobGone(digest: string): boolean;
+}
+
+export interface BenchEnv {
+  registry: TestRegistry;
+  runtimes: BenchRuntime[];
+  pause: PushedImage;
+  busybox: PushedImage;
+  /** Runtimes in the order for iteration `i`: ABAB... then BABA..., so neither always goes first. */
+  order(i: number): BenchRuntime[];
+  notes: string[];
+}
+
+export function intFromEnv(name: string, fallback: number, min = 0): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${name}: expected an integer >= ${min}, got "${raw}"`);
+  return n;
+}
+
+export function selectedRuntimes(): RuntimeName[] {
+  const only = process.env.BENCH_ONLY;
+  if (!only) return ['berth', 'containerd'];
+  if (only !== 'berth' && only !== 'containerd') throw new Error(`BENCH_ONLY: expected berth or containerd, got "${only}"`);
+  return [only];
+}
+
+const CGROUP_ROOT = 'berth-bench';
+
+function hostFacts(): Record<string, string | number> {
+  const version = (cmd: string, args: string[]): string => {
+    try {
+      return execFileSync(cmd, args, { encoding: 'utf8' }).split('\n')[0].trim();
+    } catch {
+      return 'unknown';
+    }
+  };
+  return {
+    kernel: release(),
+    cpus: cpus().length,
+    node: process.version,
+    containerd: version('containerd', ['--version']),
+    runc: version('runc', ['--version']),
+    conmon: version('conmon', ['--version']),
+  };
+}
+
+export interface ScenarioSpec {
+  scenario: string;
+  parameters: Record<string, string | number | boolean>;
+  targets: RatioTarget[];
+  /** Extra images to push before the runtimes start. */
+  prepare?: (registry: TestRegistry) => Promise<void>;
+  run: (env: BenchEnv, book: SampleBook) => Promise<void>;
+}
+
+/** Sets everything up, runs the scenario, prints the table, writes the JSON, tears everything down. */
+export async function runScenario(spec: ScenarioSpec, book: SampleBook): Promise<ScenarioResult> {
+  const names = selectedRuntimes();
+  const startedAt = new Date().toISOString();
+  const notes: string[] = [];
+  const teardown: Array<() => Promise<void>> = [];
+  let tearingDown: Promise<void> | undefined;
+  const tearDown = (): Promise<void> => {
+    tearingDown ??= (async () => {
+      for (const step of teardown.reverse()) {
+        try {
+          await step();
+        } catch (err) {
+          console.error(`bench: cleanup step failed: ${(err as Error).message}`);
+        }
+      }
+      removeCgroupTree(CGROUP_ROOT);
+    })();
+    return tearingDown;
+  };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    console.error(`bench: ${signal}, cleaning up`);
+    void tearDown().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  try {
+    const registry = await startRegistry();
+    teardown.push(() => registry.stop());
+    const pause = await pushImage(registry, 'bench/pause:1', pauseImage());
+    const busybox = await pushImage(registry, 'bench/busybox:1', busyboxImage());
+    await spec.prepare?.(registry);
+
+    const runtimes: BenchRuntime[] = [];
+    for (const name of names) {
+      if (name === 'containerd') {
+        const ctrd = new ContainerdProcess({ sandboxImage: pause.reference, plainHttpRegistries: [registry.host] });
+        teardown.push(() => ctrd.cleanup());
+        await ctrd.start();
+        runtimes.push({
+          name,
+          client: ctrd.client,
+          logRoot: `${ctrd.dir}/pod-logs`,
+          cgroupParent: `/${CGROUP_ROOT}/containerd`,
+          blobGone: (digest) => !existsSync(ctrd.contentBlobPath(digest)),
+        });
+      } else {
+        const berth = new BenchBerthd({ pauseImage: pause.reference, plainHttpRegistries: [registry.host] });
+        teardown.push(() => berth.cleanup());
+        await berth.start();
+        runtimes.push({
+          name,
+          client: berth.berthd.client,
+          logRoot: `${berth.extraDir}/pod-logs`,
+          cgroupParent: `/${CGROUP_ROOT}/berth`,
+          blobGone: (digest) => !existsSync(`${berth.root}/content/${digest.replace(':', '/')}`),
+        });
+      }
+    }
+    const env: BenchEnv = {
+      registry,
+      runtimes,
+      pause,
+      busybox,
+      notes,
+      order: (i) => (i % 2 === 0 ? runtimes : [...runtimes].reverse()),
+    };
+    await spec.run(env, book);
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    await tearDown();
+  }
+
+  const rows = book.rows();
+  const result: ScenarioResult = {
+    scenario: spec.scenario,
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    runtimes: names,
+    parameters: spec.parameters,
+    host: hostFacts(),
+    rows,
+    targets: evaluateTargets(rows, spec.targets),
+    samples: samplesOf(book, names),
+    notes,
+  };
+  const file = writeResult(result);
+  console.log(`\n== ${spec.scenario} (ms; ratio = berth / containerd) ==`);
+  console.log(formatTable(rows));
+  for (const t of result.targets) {
+    const verdict = t.met === null ? 'not measured' : t.met ? 'MET' : 'MISSED';
+    console.log(`target: ${t.operation} p50 ratio <= ${t.maxRatio}: ${t.ratioP50 === null ? '-' : t.ratioP50.toFixed(2)} ${verdict}`);
+  }
+  for (const n of notes) console.log(`note: ${n}`);
+  console.log(`results: ${file}`);
+  return result;
+}
+
+/** Entry point helper: runs `main`, exits non-zero with the message on failure. */
+export function runMain(main: () => Promise<unknown>): void {
+  main().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      console.error(`bench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+      process.exit(1);
+    },
+  );
+}
