@@ -21,6 +21,15 @@ export interface BerthNative {
   /** umount2(2); throws a NativeError (EINVAL: not a mount point). */
   umount2(target: string, flags?: number): void;
   mountFlags: MountFlags;
+  /** overlay via fsopen/fsconfig("lowerdir+")/fsmount/move_mount; lowers top-most first. Throws ENOSYS/EINVAL on old kernels. */
+  mountOverlay(lowerDirsTopFirst: string[], upperDir: string, workDir: string, target: string, readonly: boolean): void;
+  /** mknod(2); mode includes the file type bits (fileTypes.S_IFCHR ...). */
+  mknod(path: string, mode: number, major: number, minor: number): void;
+  /** lsetxattr(2): sets an extended attribute without following symlinks. */
+  lsetxattr(path: string, name: string, value: Buffer): void;
+  /** lgetxattr(2): undefined when the attribute is absent. */
+  lgetxattr(path: string, name: string): Buffer | undefined;
+  fileTypes: { S_IFCHR: number; S_IFBLK: number; S_IFIFO: number };
   /** Makes `dir` a private mount point (bind onto itself when it is not one yet). */
   makePrivateMount(dir: string): void;
   /** Creates the requested namespaces in a short-lived child and pins each to its path (runtime/sandbox/namespace-pins.ts). */

@@ -22,6 +22,8 @@ Napi::Value ThrowErrno(Napi::Env env, int err, const std::string& syscall, const
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   berth::RegisterHost(env, exports);
   berth::RegisterMount(env, exports);
+  berth::RegisterOverlay(env, exports);
+  berth::RegisterFsExtras(env, exports);
   berth::RegisterNamespaces(env, exports);
   berth::RegisterStreamingFds(env, exports);
   return exports;

@@ -11,6 +11,8 @@ Napi::Value ThrowErrno(Napi::Env env, int err, const std::string& syscall, const
 
 void RegisterHost(Napi::Env env, Napi::Object exports);
 void RegisterMount(Napi::Env env, Napi::Object exports);
+void RegisterOverlay(Napi::Env env, Napi::Object exports);
+void RegisterFsExtras(Napi::Env env, Napi::Object exports);
 void RegisterNamespaces(Napi::Env env, Napi::Object exports);
 void RegisterStreamingFds(Napi::Env env, Napi::Object exports);
 
