@@ -2,6 +2,8 @@
 // objects live in runtime/; the shim only holds them.
 import type { BerthConfig } from '../runtime/config';
 import type { CgroupHierarchy } from '../runtime/cgroups/cgroup-hierarchy';
+import type { ContainerEventBus } from '../runtime/events/container-event-bus';
+import type { RuntimeMetrics } from '../runtime/stats/runtime-metrics';
 import type { HostFacts } from '../runtime/host/host-facts';
 import type { BerthDatabase } from '../runtime/store/database';
 import type { Logger } from './logger';
@@ -23,4 +25,8 @@ export interface ShimContext {
   podCidr: { value: string };
   /** The host's cgroup hierarchies (v1, v2 or hybrid) under the configured driver: resolve, create, remove, apply resources. */
   cgroups: CgroupHierarchy;
+  /** Container lifecycle events: the container model publishes, GetContainerEvents subscribes. */
+  events: ContainerEventBus;
+  /** OCI/CNI call latency, image pulls, restart recoveries, pods/containers by state (on ctx.metrics.registry). */
+  runtimeMetrics: RuntimeMetrics;
 }

@@ -4,6 +4,8 @@ import { mkdirSync, writeFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BerthConfig } from '../runtime/config';
 import { CgroupHierarchy } from '../runtime/cgroups/cgroup-hierarchy';
+import { ContainerEventBus } from '../runtime/events/container-event-bus';
+import { RuntimeMetrics } from '../runtime/stats/runtime-metrics';
 import { detectHost, isAvailable } from '../runtime/host/host-facts';
 import { BerthDatabase } from '../runtime/store/database';
 import { listNetworkConfigFiles } from '../cni/network-config-dir';
@@ -62,6 +64,10 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
     network: confDirReadiness(config.cni.conf_dir),
     podCidr: { value: '' },
     cgroups: CgroupHierarchy.detect(config.cgroup.driver),
+    events: new ContainerEventBus({
+      onOverflow: (subscription, queued) => log.warn({ subscription, queued }, 'container events subscriber fell behind; its stream is ended'),
+    }),
+    runtimeMetrics: new RuntimeMetrics(metrics.registry),
   };
 
   const server = new CriServer({
@@ -100,6 +106,7 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
     metricsPort,
     async stop() {
       log.info('berthd stopping: no new calls, finishing the ones in flight');
+      ctx.events.close();
       await server.shutdown();
       await metrics.close();
       db.close();
