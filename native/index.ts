@@ -14,6 +14,8 @@ export interface Uname {
 
 export interface BerthNative {
   uname(): Uname;
+  /** Reads a file from a thread that joined the network namespace at nsPath (e.g. /proc/thread-self/net/dev). */
+  readFileInNetns(nsPath: string, file: string): Promise<string>;
   /** Effective capability mask as a decimal string (64 bits). */
   effectiveCapabilities(): string;
   /** mount(2); throws a NativeError (errno, syscall, path). */

@@ -26,6 +26,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   berth::RegisterFsExtras(env, exports);
   berth::RegisterNamespaces(env, exports);
   berth::RegisterStreamingFds(env, exports);
+  berth::RegisterNetnsRead(env, exports);
   return exports;
 }
 

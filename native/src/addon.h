@@ -15,5 +15,6 @@ void RegisterOverlay(Napi::Env env, Napi::Object exports);
 void RegisterFsExtras(Napi::Env env, Napi::Object exports);
 void RegisterNamespaces(Napi::Env env, Napi::Object exports);
 void RegisterStreamingFds(Napi::Env env, Napi::Object exports);
+void RegisterNetnsRead(Napi::Env env, Napi::Object exports);
 
 }  // namespace berth
