@@ -6,6 +6,7 @@ import type { ContainerEventBus } from '../runtime/events/container-event-bus';
 import type { RuntimeMetrics } from '../runtime/stats/runtime-metrics';
 import type { HostFacts } from '../runtime/host/host-facts';
 import type { BerthDatabase } from '../runtime/store/database';
+import type { PodSandboxes } from '../runtime/sandbox/pod-sandboxes';
 import type { Logger } from './logger';
 import type { BerthMetrics } from './metrics';
 
@@ -29,4 +30,6 @@ export interface ShimContext {
   events: ContainerEventBus;
   /** OCI/CNI call latency, image pulls, restart recoveries, pods/containers by state (on ctx.metrics.registry). */
   runtimeMetrics: RuntimeMetrics;
+  /** Pod sandboxes (a SandboxLookup for the container model; setContainerHooks registers its stop/remove hooks). */
+  sandboxes: PodSandboxes;
 }

@@ -8,8 +8,11 @@ import { ContainerEventBus } from '../runtime/events/container-event-bus';
 import { RuntimeMetrics } from '../runtime/stats/runtime-metrics';
 import { detectHost, isAvailable } from '../runtime/host/host-facts';
 import { BerthDatabase } from '../runtime/store/database';
-import { listNetworkConfigFiles } from '../cni/network-config-dir';
-import type { NetworkReadiness, ShimContext } from './context';
+import { CniNetwork } from '../cni/cni-network';
+import { writeDefaultConflistIfMissing } from '../cni/default-conflist';
+import { loadNative } from '../native';
+import { PodSandboxes } from '../runtime/sandbox/pod-sandboxes';
+import type { ShimContext } from './context';
 import { allHandlers } from './handlers';
 import type { Logger } from './logger';
 import { BerthMetrics } from './metrics';
@@ -21,19 +24,6 @@ export interface RunningDaemon {
   metricsPort: number | undefined;
   /** Stops serving, closes the store; never touches running containers. */
   stop(): Promise<void>;
-}
-
-/** Until a CNI network is configured, pods cannot get one: the kubelet waits on NetworkReady. */
-function confDirReadiness(confDir: string): NetworkReadiness {
-  return {
-    async networkStatus() {
-      const files = listNetworkConfigFiles(confDir);
-      if (files.length === 0) {
-        return { ready: false, reason: 'NetworkPluginNotReady', message: `no CNI network config found in ${confDir}` };
-      }
-      return { ready: true, reason: '', message: '' };
-    },
-  };
 }
 
 export async function startDaemon(config: BerthConfig, log: Logger): Promise<RunningDaemon> {
@@ -55,20 +45,34 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
 
   const db = new BerthDatabase(join(config.root, 'berth.db'));
   const metrics = new BerthMetrics();
+  if (config.cni.write_default_conflist) {
+    const cni = config.cni;
+    const written = writeDefaultConflistIfMissing(cni.conf_dir, { name: cni.default_network_name, bridge: cni.default_bridge, subnet: cni.default_subnet });
+    if (written) log.info({ path: written }, 'no CNI network configured: wrote the default (bridge + host-local + portmap + loopback)');
+  }
+  // NetworkReady follows the CNI network's STATUS (CNI 1.1) or its config and plugins being present.
+  const podNetwork = new CniNetwork({ confDir: config.cni.conf_dir, binDirs: config.cni.bin_dirs, cacheDir: config.cni.cache_dir });
+  const cgroups = CgroupHierarchy.detect(config.cgroup.driver);
+  const sandboxes = new PodSandboxes({
+    config, db, cgroups, network: podNetwork, native: loadNative(), log, podCidr: () => ctx.podCidr.value,
+  });
   const ctx: ShimContext = {
     config,
     log,
     metrics,
     host,
     db,
-    network: confDirReadiness(config.cni.conf_dir),
+    network: { networkStatus: () => podNetwork.status() },
     podCidr: { value: '' },
-    cgroups: CgroupHierarchy.detect(config.cgroup.driver),
+    cgroups,
     events: new ContainerEventBus({
       onOverflow: (subscription, queued) => log.warn({ subscription, queued }, 'container events subscriber fell behind; its stream is ended'),
     }),
     runtimeMetrics: new RuntimeMetrics(metrics.registry),
+    sandboxes,
   };
+  const recovery = await sandboxes.recover();
+  log.info(recovery, `pod sandboxes recovered: ${recovery.loaded} loaded, ${recovery.undone.length} undone, ${recovery.failures.length} failures`);
 
   const server = new CriServer({
     socketPath: config.socket,

@@ -3,11 +3,13 @@
 // UNIMPLEMENTED.
 import type { ShimContext } from './context';
 import type { CriHandlers } from './handler';
+import { podSandboxHandlers } from './pod_sandbox';
 import { runtimeInfoHandlers } from './runtime_info';
 
 export function allHandlers(ctx: ShimContext): CriHandlers {
   const groups: CriHandlers[] = [
     runtimeInfoHandlers(ctx),
+    podSandboxHandlers(ctx),
   ];
   const merged: Record<string, unknown> = {};
   for (const group of groups) {

@@ -29,6 +29,10 @@ export interface PodSandboxView {
   hostname: string;
   /** Pod IPs, first one the primary. */
   ips: string[];
+  /** Namespace modes as the pod asked (POD: the pod's own, NODE: the host's, CONTAINER: each container its own (pid only)). */
+  namespaceModes: { network: 'POD' | 'CONTAINER' | 'NODE' | 'TARGET'; pid: 'POD' | 'CONTAINER' | 'NODE' | 'TARGET'; ipc: 'POD' | 'CONTAINER' | 'NODE' | 'TARGET' };
+  /** The pod's log directory ("" when the kubelet gave none). */
+  logDirectory: string;
 }
 
 /** The sandbox side as the container model sees it. */

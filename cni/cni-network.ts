@@ -1,0 +1,214 @@
+// The pod network through CNI: ADD chains the plugins of the first conflist
+// (each gets the previous one's result), DEL and CHECK replay the cached
+// attachment, STATUS answers NetworkReady, GC cleans attachments whose pod is
+// gone.
+import { CNI_ERROR_UNKNOWN_CONTAINER, CniPluginError } from './cni-error';
+import type { Attachment, CniResult, NetworkConfigList, PluginConfig, RuntimeConfig } from './cni-types';
+import { compareVersions, loadFirstNetwork, NetworkConfigError } from './network-config';
+import { execPlugin, findPlugin } from './plugin-exec';
+import { ResultCache, type CachedAttachment } from './result-cache';
+
+export interface CniNetworkOptions {
+  confDir: string;
+  binDirs: readonly string[];
+  cacheDir: string;
+}
+
+export interface NetworkStatus {
+  ready: boolean;
+  reason: string;
+  message: string;
+}
+
+export class CniNetwork {
+  readonly cache: ResultCache;
+
+  constructor(readonly options: CniNetworkOptions) {
+    this.cache = new ResultCache(options.cacheDir);
+  }
+
+  /** The conflist ADD would use now; throws NetworkConfigError when there is none or it is broken. */
+  currentConfig(): NetworkConfigList {
+    const loaded = loadFirstNetwork(this.options.confDir);
+    if (!loaded) throw new NetworkConfigError(`no CNI network config found in ${this.options.confDir}`);
+    return loaded.list;
+  }
+
+  /** Attaches the pod; on failure the partial attachment is deleted (and left cached for a retry if that fails too). */
+  async add(attachment: Attachment): Promise<CniResult> {
+    const config = this.currentConfig();
+    const entry: CachedAttachment = { kind: 'berth-cni-attachment-v1', attachment, config, result: null };
+    this.cache.write(entry);
+    let prevResult: CniResult | undefined;
+    try {
+      for (const plugin of config.plugins) {
+        const out = await execPlugin(this.options.binDirs, plugin.type, {
+          command: 'ADD',
+          containerId: attachment.containerId,
+          netnsPath: attachment.netnsPath,
+          ifName: attachment.ifName,
+          args: attachment.args,
+          stdin: pluginStdin(config, plugin, attachment.runtimeConfig, prevResult),
+        });
+        if (typeof out !== 'object' || out === null) {
+          throw new CniPluginError(plugin.type, 'ADD', { code: 0, msg: 'printed no result' });
+        }
+        prevResult = out as CniResult;
+      }
+    } catch (err) {
+      try {
+        await this.del(attachment.containerId, attachment.ifName);
+      } catch {
+        // the cache entry stays; the sandbox teardown or GC retries DEL
+      }
+      throw err;
+    }
+    const result = prevResult ?? { cniVersion: config.cniVersion };
+    this.cache.write({ ...entry, result });
+    return result;
+  }
+
+  /** Detaches the pod using what ADD used; nothing cached means nothing to undo. Throws when a plugin fails (retry later). */
+  async del(containerId: string, ifName = 'eth0'): Promise<void> {
+    const entry = this.cache.read(containerId, ifName);
+    if (!entry) return;
+    const { config, attachment } = entry;
+    const withPrev = entry.result && compareVersions(config.cniVersion, '0.4.0') >= 0 ? entry.result : undefined;
+    for (const plugin of [...config.plugins].reverse()) {
+      try {
+        await execPlugin(this.options.binDirs, plugin.type, {
+          command: 'DEL',
+          containerId,
+          netnsPath: attachment.netnsPath,
+          ifName,
+          args: attachment.args,
+          stdin: pluginStdin(config, plugin, attachment.runtimeConfig, withPrev),
+        });
+      } catch (err) {
+        // A plugin that no longer knows the container has nothing left to delete.
+        if (err instanceof CniPluginError && err.body.code === CNI_ERROR_UNKNOWN_CONTAINER) continue;
+        throw err;
+      }
+    }
+    this.cache.remove(containerId, ifName);
+  }
+
+  /** CHECK with the cached result; throws the plugin's error when the attachment is broken. */
+  async check(containerId: string, ifName = 'eth0'): Promise<void> {
+    const entry = this.cache.read(containerId, ifName);
+    if (!entry || !entry.result) throw new NetworkConfigError(`no attachment recorded for ${containerId}`);
+    const { config, attachment } = entry;
+    if (compareVersions(config.cniVersion, '0.4.0') < 0 || config.disableCheck) return;
+    for (const plugin of config.plugins) {
+      await execPlugin(this.options.binDirs, plugin.type, {
+        command: 'CHECK',
+        containerId,
+        netnsPath: attachment.netnsPath,
+        ifName,
+        args: attachment.args,
+        stdin: pluginStdin(config, plugin, attachment.runtimeConfig, entry.result),
+      });
+    }
+  }
+
+  /** NetworkReady: STATUS for CNI 1.1 networks; for older ones the config and every plugin binary must be present. */
+  async status(): Promise<NetworkStatus> {
+    let config: NetworkConfigList;
+    try {
+      config = this.currentConfig();
+    } catch (err) {
+      return { ready: false, reason: 'NetworkPluginNotReady', message: (err as Error).message };
+    }
+    for (const plugin of config.plugins) {
+      if (!findPlugin(this.options.binDirs, plugin.type)) {
+        return {
+          ready: false,
+          reason: 'NetworkPluginNotReady',
+          message: `CNI plugin "${plugin.type}" of network "${config.name}" not found in ${this.options.binDirs.join(', ')}`,
+        };
+      }
+    }
+    if (compareVersions(config.cniVersion, '1.1.0') >= 0) {
+      for (const plugin of config.plugins) {
+        try {
+          await execPlugin(this.options.binDirs, plugin.type, { command: 'STATUS', stdin: pluginStdin(config, plugin, {}, undefined) });
+        } catch (err) {
+          return { ready: false, reason: 'NetworkPluginNotReady', message: (err as Error).message };
+        }
+      }
+    }
+    return { ready: true, reason: '', message: '' };
+  }
+
+  /**
+   * Deletes every cached attachment whose container is not in `liveIds`, then
+   * (CNI 1.1 networks) asks the plugins to GC what is not among the live attachments.
+   * Returns the ids it detached and the failures it leaves for next time.
+   */
+  async gc(liveIds: ReadonlySet<string>): Promise<{ removed: string[]; failed: { id: string; error: string }[] }> {
+    const removed: string[] = [];
+    const failed: { id: string; error: string }[] = [];
+    for (const entry of this.cache.list()) {
+      const id = entry.attachment.containerId;
+      if (liveIds.has(id)) continue;
+      try {
+        await this.del(id, entry.attachment.ifName);
+        removed.push(id);
+      } catch (err) {
+        failed.push({ id, error: (err as Error).message });
+      }
+    }
+    let config: NetworkConfigList | undefined;
+    try {
+      config = this.currentConfig();
+    } catch {
+      config = undefined;
+    }
+    if (config && compareVersions(config.cniVersion, '1.1.0') >= 0 && !config.disableGC) {
+      const valid = this.cache
+        .list()
+        .filter((e) => liveIds.has(e.attachment.containerId))
+        .map((e) => ({ containerID: e.attachment.containerId, ifname: e.attachment.ifName }));
+      for (const plugin of config.plugins) {
+        try {
+          await execPlugin(this.options.binDirs, plugin.type, {
+            command: 'GC',
+            stdin: { ...pluginStdin(config, plugin, {}, undefined), 'cni.dev/valid-attachments': valid },
+          });
+        } catch (err) {
+          failed.push({ id: `gc:${plugin.type}`, error: (err as Error).message });
+        }
+      }
+    }
+    return { removed, failed };
+  }
+}
+
+/** The config one plugin of a list sees: its own keys, the list's name and version, the runtime config it asked for, the chain's result so far. */
+export function pluginStdin(
+  list: NetworkConfigList,
+  plugin: PluginConfig,
+  runtimeConfig: RuntimeConfig,
+  prevResult: CniResult | undefined,
+): Record<string, unknown> {
+  const stdin: Record<string, unknown> = { ...plugin, name: list.name, cniVersion: list.cniVersion };
+  const wanted: Record<string, unknown> = {};
+  for (const [capability, enabled] of Object.entries(plugin.capabilities ?? {})) {
+    const value = (runtimeConfig as Record<string, unknown>)[capability];
+    if (enabled && value !== undefined) wanted[capability] = value;
+  }
+  if (Object.keys(wanted).length > 0) stdin.runtimeConfig = wanted;
+  else delete stdin.runtimeConfig;
+  if (prevResult) stdin.prevResult = prevResult;
+  return stdin;
+}
+
+/** The pod's IPs from a result: addresses on interfaces inside the sandbox, IPv4 first (the kubelet's primary IP). */
+export function podIpsOf(result: CniResult): string[] {
+  const interfaces = result.interfaces ?? [];
+  const ips = (result.ips ?? [])
+    .filter((ip) => ip.interface === undefined || interfaces[ip.interface] === undefined || Boolean(interfaces[ip.interface].sandbox))
+    .map((ip) => ip.address.split('/')[0]);
+  const unique = [...new Set(ips)];
+  return [...unique.filter((ip) => !ip.includes(':')), ...unique.filter((ip) => ip.includes(':'))];
+}

@@ -1,0 +1,67 @@
+// The process that holds a pod's shared PID namespace (NamespaceMode.POD):
+// native/pause run with --new-pid-ns, which forks the holder into a new PID
+// namespace and exits, so the holder is not berthd's child and outlives it.
+// The pod id is on its command line so a crash between start and record, or a
+// reused pid after a reboot, is recognised.
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { NATIVE_DIR, PAUSE_BINARY_NAME } from '../../native';
+
+export function pauseBinaryPath(): string {
+  return join(NATIVE_DIR, 'build', 'Release', PAUSE_BINARY_NAME);
+}
+
+export function startPidHolder(podId: string): Promise<number> {
+  const binary = pauseBinaryPath();
+  if (!existsSync(binary)) return Promise.reject(new Error(`${binary} is missing; run "npm run build:native"`));
+  return new Promise((resolve, reject) => {
+    execFile(binary, ['--new-pid-ns', podId], { timeout: 10_000 }, (err, stdout, stderr) => {
+      if (err) return reject(new Error(`${PAUSE_BINARY_NAME}: ${stderr.trim() || err.message}`));
+      const pid = Number(stdout.trim());
+      if (!Number.isInteger(pid) || pid <= 0) return reject(new Error(`${PAUSE_BINARY_NAME} printed no pid: ${JSON.stringify(stdout)}`));
+      resolve(pid);
+    });
+  });
+}
+
+/** Whether `pid` is this pod's holder (and not a reused pid). */
+export function isPidHolderOf(pid: number, podId: string): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && args.includes('--new-pid-ns') && args.includes(podId);
+  } catch {
+    return false;
+  }
+}
+
+/** Holders of this pod found by scanning /proc (for a crash before the pid was recorded). */
+export function findPidHolders(podId: string): number[] {
+  const out: number[] = [];
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return out;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    if (isPidHolderOf(Number(entry), podId)) out.push(Number(entry));
+  }
+  return out;
+}
+
+/** Ends the holder (SIGKILL: nothing in it needs a grace period) and waits until it is gone. */
+export async function stopPidHolder(pid: number, podId: string): Promise<void> {
+  if (!isPidHolderOf(pid, podId)) return;
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return;
+    throw err;
+  }
+  for (let i = 0; i < 200 && isPidHolderOf(pid, podId); i++) await new Promise((r) => setTimeout(r, 10));
+}

@@ -1,0 +1,131 @@
+// RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus,
+// ListPodSandbox, StreamPodSandboxes, UpdatePodSandboxResources: validate,
+// look the pod up by id or unique prefix, call runtime/sandbox, shape the answer.
+import type { PodSandbox } from '../cri-proto/generated/runtime/v1/PodSandbox';
+import type { PodSandboxFilter__Output } from '../cri-proto/generated/runtime/v1/PodSandboxFilter';
+import type { PodSandboxStatus } from '../cri-proto/generated/runtime/v1/PodSandboxStatus';
+import { invalidArgument } from '../runtime/errors';
+import { validatePodSandboxConfig } from '../runtime/sandbox/pod-config-validation';
+import type { PodSandboxes } from '../runtime/sandbox/pod-sandboxes';
+import type { PodSandboxView } from '../runtime/sandbox/sandbox-types';
+import type { ShimContext } from './context';
+import type { CriHandlers } from './handler';
+
+/** Items per StreamPodSandboxes message: far below the default 16 MiB message limit even with large label maps. */
+export const POD_SANDBOX_STREAM_CHUNK = 200;
+
+function requireId(id: string, field = 'pod_sandbox_id'): string {
+  if (!id) throw invalidArgument(`${field}: empty`);
+  return id;
+}
+
+export function podSandboxHandlers(ctx: ShimContext): CriHandlers {
+  const sandboxes: PodSandboxes = ctx.sandboxes;
+  return {
+    async RunPodSandbox(request) {
+      validatePodSandboxConfig(request.config, ctx.config.cgroup.driver);
+      const id = await sandboxes.run(request.config, request.runtime_handler);
+      return { pod_sandbox_id: id };
+    },
+
+    async StopPodSandbox(request) {
+      await sandboxes.stop(requireId(request.pod_sandbox_id));
+      return {};
+    },
+
+    async RemovePodSandbox(request) {
+      await sandboxes.remove(requireId(request.pod_sandbox_id));
+      return {};
+    },
+
+    async PodSandboxStatus(request) {
+      const view = sandboxes.resolve(requireId(request.pod_sandbox_id));
+      const info: Record<string, string> = {};
+      if (request.verbose) info.info = JSON.stringify(verboseInfo(view, sandboxes));
+      return { status: toStatus(view), info, containers_statuses: [], timestamp: nowNanos() };
+    },
+
+    async ListPodSandbox(request) {
+      return { items: filterSandboxes(sandboxes.list(), request.filter).map(toListItem) };
+    },
+
+    async StreamPodSandboxes(request, sink) {
+      const items = filterSandboxes(sandboxes.list(), request.filter).map(toListItem);
+      for (let i = 0; i < items.length; i += POD_SANDBOX_STREAM_CHUNK) {
+        if (sink.cancelled()) return;
+        await sink.write({ pod_sandboxes: items.slice(i, i + POD_SANDBOX_STREAM_CHUNK) });
+      }
+    },
+
+    async UpdatePodSandboxResources(request) {
+      const applied = sandboxes.updateResources(requireId(request.pod_sandbox_id), request.resources);
+      if (applied.skipped.length > 0) ctx.log.debug({ pod: request.pod_sandbox_id, skipped: applied.skipped }, 'pod resources this host cannot take');
+      return {};
+    },
+  };
+}
+
+/** The CRI's filter: id (full or prefix), state, and every label of the selector. */
+export function filterSandboxes(all: PodSandboxView[], filter: PodSandboxFilter__Output | null | undefined): PodSandboxView[] {
+  if (!filter) return all;
+  return all.filter((s) => {
+    if (filter.id && !s.id.startsWith(filter.id)) return false;
+    if (filter.state && s.state !== filter.state.state) return false;
+    for (const [k, v] of Object.entries(filter.label_selector ?? {})) if (s.config.labels[k] !== v) return false;
+    return true;
+  });
+}
+
+function toListItem(s: PodSandboxView): PodSandbox {
+  return {
+    id: s.id,
+    metadata: s.config.metadata,
+    state: s.state,
+    created_at: s.createdAt,
+    labels: s.config.labels,
+    annotations: s.config.annotations,
+    runtime_handler: s.runtimeHandler,
+  };
+}
+
+function toStatus(s: PodSandboxView): PodSandboxStatus {
+  const ns = s.config.linux?.security_context?.namespace_options;
+  return {
+    id: s.id,
+    metadata: s.config.metadata,
+    state: s.state,
+    created_at: s.createdAt,
+    network: { ip: s.ips[0] ?? '', additional_ips: s.ips.slice(1).map((ip) => ({ ip })) },
+    linux: {
+      namespaces: {
+        options: {
+          network: s.namespaceModes.network,
+          pid: s.namespaceModes.pid,
+          ipc: s.namespaceModes.ipc,
+          target_id: ns?.target_id ?? '',
+          userns_options: ns?.userns_options ?? null,
+        },
+      },
+    },
+    labels: s.config.labels,
+    annotations: s.config.annotations,
+    runtime_handler: s.runtimeHandler,
+  };
+}
+
+function verboseInfo(s: PodSandboxView, sandboxes: PodSandboxes): object {
+  return {
+    id: s.id,
+    runtimeHandler: s.runtimeHandler,
+    config: s.config,
+    namespaces: { network: s.netnsPath, ipc: s.ipcnsPath, uts: s.utsnsPath, pid: s.pidnsPath },
+    cgroupParent: s.cgroupParent,
+    files: { hosts: s.hostsPath, resolvConf: s.resolvConfPath, hostname: s.hostnamePath, shm: s.shmPath },
+    hostname: s.hostname,
+    cniResult: sandboxes.cniResult(s.id),
+  };
+}
+
+function nowNanos(): string {
+  return (BigInt(Date.now()) * 1_000_000n).toString();
+}

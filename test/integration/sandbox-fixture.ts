@@ -1,0 +1,106 @@
+// Shared by the sandbox/CNI integration tests: a berthd with its own CNI conf
+// dir, bridge, subnet and cache, pod configs, and a way to run busybox inside
+// a pod's pinned network namespace.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { PodSandboxConfig } from '../../cri-proto/generated/runtime/v1/PodSandboxConfig';
+import { startBerthd, type BerthdProcess } from '../support/berthd-process';
+
+export interface SandboxTestNet {
+  /** Network name, bridge (≤ 15 chars) and subnet unique to one test file. */
+  name: string;
+  bridge: string;
+  subnet: string;
+}
+
+export interface SandboxBerthd {
+  berthd: BerthdProcess;
+  confDir: string;
+  cacheDir: string;
+  nsDir: string;
+  net: SandboxTestNet;
+  /** Removes the daemon and everything the network left on the host (bridge, host-local state). */
+  cleanup(): Promise<void>;
+}
+
+export async function startSandboxBerthd(net: SandboxTestNet, extra: { binDirs?: string[]; writeDefault?: boolean; tomlTail?: string } = {}): Promise<SandboxBerthd> {
+  const dir = mkdtempSync(`/tmp/berth-sbx-${net.name}-`);
+  const confDir = join(dir, 'net.d');
+  const cacheDir = join(dir, 'cni-cache');
+  const nsDir = join(dir, 'ns');
+  const binDirs = extra.binDirs ?? ['/usr/lib/cni', '/opt/cni/bin'];
+  const extraToml = [
+    '[cni]',
+    `conf_dir = ${JSON.stringify(confDir)}`,
+    `cache_dir = ${JSON.stringify(cacheDir)}`,
+    `bin_dirs = ${JSON.stringify(binDirs)}`,
+    `write_default_conflist = ${extra.writeDefault ?? true}`,
+    `default_network_name = ${JSON.stringify(net.name)}`,
+    `default_bridge = ${JSON.stringify(net.bridge)}`,
+    `default_subnet = ${JSON.stringify(net.subnet)}`,
+    '[sandbox]',
+    `namespace_dir = ${JSON.stringify(nsDir)}`,
+    extra.tomlTail ?? '',
+  ].join('\n');
+  const berthd = await startBerthd({ extraToml });
+  return {
+    berthd,
+    confDir,
+    cacheDir,
+    nsDir,
+    net,
+    async cleanup() {
+      await berthd.cleanup();
+      spawnSync('umount', ['-l', nsDir]);
+      spawnSync('ip', ['link', 'del', net.bridge]);
+      rmSync(join('/var/lib/cni/networks', net.name), { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+let podCounter = 0;
+
+export function podConfig(name: string, overrides: Partial<PodSandboxConfig> = {}): PodSandboxConfig {
+  podCounter++;
+  return {
+    metadata: { name, namespace: 'berth-test', uid: `uid-${process.pid}-${podCounter}-${name}`, attempt: 0 },
+    hostname: name,
+    log_directory: '',
+    dns_config: { servers: ['10.96.0.10'], searches: ['berth-test.svc.cluster.local', 'svc.cluster.local'], options: ['ndots:5'] },
+    port_mappings: [],
+    labels: { app: 'berth-test', pod: name },
+    annotations: { 'berth.test/file': 'sandbox' },
+    linux: { cgroup_parent: '', security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } }, sysctls: {} },
+    ...overrides,
+  };
+}
+
+/** Runs busybox inside a pinned network namespace; returns stdout (throws on failure). */
+export function inNetns(netnsPath: string, args: string[], timeoutMs = 15_000): string {
+  return execFileSync('nsenter', [`--net=${netnsPath}`, 'busybox', ...args], { timeout: timeoutMs, encoding: 'utf8' });
+}
+
+/** Interfaces and addresses of the host, for leak checks. */
+export function hostLinks(): string[] {
+  return execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' })
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split(':')[1].trim().split('@')[0]);
+}
+
+/** iptables-save lines that mention this test's network or subnet (portmap/bridge leave rules tagged with the network name). */
+export function iptablesLinesFor(net: SandboxTestNet): string[] {
+  const text = execFileSync('iptables-save', [], { encoding: 'utf8' });
+  const prefix = net.subnet.split('.').slice(0, 2).join('.');
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('-A') && (l.includes(net.name) || l.includes(`${prefix}.`)));
+}
+
+export function mountsUnder(path: string): string[] {
+  return execFileSync('cat', ['/proc/self/mountinfo'], { encoding: 'utf8' })
+    .split('\n')
+    .filter((l) => l.split(' ')[4]?.startsWith(path));
+}
