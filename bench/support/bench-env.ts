@@ -1,7 +1,7 @@
 // What every scenario shares: a local registry holding the bench images, the
 // runtimes under comparison started side by side in this process, A/B order,
 // and cleanup on every exit path (including Ctrl-C).
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import type { CriClient } from '../../test/support/cri-client';
@@ -31,6 +31,16 @@ export interface BenchRuntime {
   cgroupParent: string;
   /** True when no file of blob `digest` is left in the runtime's content store. */
   blobGone(digest: string): boolean;
+  /** Unpacked layers (containerd: overlayfs snapshots; berth: layer dirs) on disk now. */
+  unpackedLayerCount(): number;
+}
+
+function entriesIn(dir: string): number {
+  try {
+    return readdirSync(dir).length;
+  } catch {
+    return 0;
+  }
 }
 
 export interface BenchEnv {
@@ -133,6 +143,7 @@ export async function runScenario(spec: ScenarioSpec, book: SampleBook): Promise
           logRoot: `${ctrd.dir}/pod-logs`,
           cgroupParent: `/${CGROUP_ROOT}/containerd`,
           blobGone: (digest) => !existsSync(ctrd.contentBlobPath(digest)),
+          unpackedLayerCount: () => entriesIn(ctrd.snapshotsDir()),
         });
       } else {
         const berth = new BenchBerthd({ pauseImage: pause.reference, plainHttpRegistries: [registry.host] });
@@ -144,6 +155,7 @@ export async function runScenario(spec: ScenarioSpec, book: SampleBook): Promise
           logRoot: `${berth.extraDir}/pod-logs`,
           cgroupParent: `/${CGROUP_ROOT}/berth`,
           blobGone: (digest) => !existsSync(`${berth.root}/content/${digest.replace(':', '/')}`),
+          unpackedLayerCount: () => entriesIn(`${berth.root}/layers`),
         });
       }
     }

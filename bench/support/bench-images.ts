@@ -43,7 +43,7 @@ export function pauseImage(): BuiltImage {
 }
 
 export function busyboxImage(): BuiltImage {
-  return buildBusyboxImage({ links: 'hardlink' });
+  return buildBusyboxImage({ links: 'symlink' });
 }
 
 /**
@@ -81,7 +81,7 @@ export function largeImageShapeFromEnv(env: NodeJS.ProcessEnv = process.env): La
  * same digests every run, and every pull moves the full size over the wire.
  */
 export function largeImage(shape: LargeImageShape = DEFAULT_LARGE_IMAGE): BuiltImage {
-  const layers: BuiltLayer[] = [buildLayer(busyboxRootfsEntries({ links: 'hardlink' }))];
+  const layers: BuiltLayer[] = [buildLayer(busyboxRootfsEntries({ links: 'symlink' }))];
   shape.layerMiB.forEach((mib, index) => {
     const entries: TarEntry[] = [{ path: `data${index}/`, type: 'dir' }];
     let remaining = Math.round(mib * 1024 * 1024);
