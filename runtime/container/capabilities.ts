@@ -1,0 +1,57 @@
+// Linux capabilities a container gets: the customary default set, edited by
+// the CRI's add/drop lists (either may say "ALL"), names accepted with or
+// without the CAP_ prefix as the kubelet passes them through from pod specs.
+import { readFileSync } from 'node:fs';
+import { invalidArgument } from '../errors';
+
+/** Index = capability number (include/uapi/linux/capability.h). */
+const CAPABILITY_NAMES = [
+  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL', 'CAP_SETGID',
+  'CAP_SETUID', 'CAP_SETPCAP', 'CAP_LINUX_IMMUTABLE', 'CAP_NET_BIND_SERVICE', 'CAP_NET_BROADCAST', 'CAP_NET_ADMIN',
+  'CAP_NET_RAW', 'CAP_IPC_LOCK', 'CAP_IPC_OWNER', 'CAP_SYS_MODULE', 'CAP_SYS_RAWIO', 'CAP_SYS_CHROOT', 'CAP_SYS_PTRACE',
+  'CAP_SYS_PACCT', 'CAP_SYS_ADMIN', 'CAP_SYS_BOOT', 'CAP_SYS_NICE', 'CAP_SYS_RESOURCE', 'CAP_SYS_TIME',
+  'CAP_SYS_TTY_CONFIG', 'CAP_MKNOD', 'CAP_LEASE', 'CAP_AUDIT_WRITE', 'CAP_AUDIT_CONTROL', 'CAP_SETFCAP',
+  'CAP_MAC_OVERRIDE', 'CAP_MAC_ADMIN', 'CAP_SYSLOG', 'CAP_WAKE_ALARM', 'CAP_BLOCK_SUSPEND', 'CAP_AUDIT_READ',
+  'CAP_PERFMON', 'CAP_BPF', 'CAP_CHECKPOINT_RESTORE',
+];
+
+export const DEFAULT_CAPABILITIES = [
+  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID', 'CAP_SETUID',
+  'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE',
+];
+
+let lastCap: number | undefined;
+
+/** Capabilities this kernel knows (runc refuses names past cap_last_cap). */
+export function allCapabilities(): string[] {
+  if (lastCap === undefined) {
+    try {
+      lastCap = Number(readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8').trim());
+    } catch {
+      lastCap = CAPABILITY_NAMES.length - 1;
+    }
+    if (!Number.isInteger(lastCap)) lastCap = CAPABILITY_NAMES.length - 1;
+  }
+  return CAPABILITY_NAMES.slice(0, Math.min(lastCap, CAPABILITY_NAMES.length - 1) + 1);
+}
+
+export function normaliseCapability(name: string, field: string): string {
+  const upper = name.trim().toUpperCase();
+  if (upper === 'ALL') return upper;
+  const full = upper.startsWith('CAP_') ? upper : `CAP_${upper}`;
+  if (!CAPABILITY_NAMES.includes(full)) throw invalidArgument(`${field}: unknown capability "${name}"`);
+  return full;
+}
+
+export function containerCapabilities(add: string[], drop: string[], privileged: boolean): string[] {
+  const known = allCapabilities();
+  if (privileged) return known;
+  const adds = add.map((c) => normaliseCapability(c, 'linux.security_context.capabilities.add_capabilities'));
+  const drops = drop.map((c) => normaliseCapability(c, 'linux.security_context.capabilities.drop_capabilities'));
+  let caps = new Set(DEFAULT_CAPABILITIES);
+  if (adds.includes('ALL')) caps = new Set(known);
+  if (drops.includes('ALL')) caps = new Set();
+  for (const c of drops) caps.delete(c);
+  for (const c of adds) if (c !== 'ALL') caps.add(c);
+  return known.filter((c) => caps.has(c));
+}

@@ -1,0 +1,138 @@
+// Who a container runs as: the CRI's run_as_user / run_as_username /
+// run_as_group / supplemental_groups, or the image's USER, resolved against the
+// rootfs' own /etc/passwd and /etc/group (never the host's).
+import { readFileSync } from 'node:fs';
+import { invalidArgument } from '../errors';
+import { resolveInRoot } from './rootfs-path';
+
+export interface ResolvedUser {
+  uid: number;
+  gid: number;
+  additionalGids: number[];
+  /** Name from /etc/passwd, "" when the uid has no entry. */
+  name: string;
+  home: string;
+}
+
+export interface UserRequest {
+  runAsUser?: number;
+  runAsUsername?: string;
+  runAsGroup?: number;
+  supplementalGroups: number[];
+  /** The image's USER ("name", "uid", "name:group", "uid:gid"), "" for root. */
+  imageUser: string;
+}
+
+interface PasswdEntry {
+  name: string;
+  uid: number;
+  gid: number;
+  home: string;
+}
+
+interface GroupEntry {
+  name: string;
+  gid: number;
+  members: string[];
+}
+
+const MAX_DB_BYTES = 4 * 1024 * 1024;
+
+function readRootFile(rootfs: string, path: string): string {
+  try {
+    const text = readFileSync(resolveInRoot(rootfs, path), 'utf8');
+    return text.length > MAX_DB_BYTES ? text.slice(0, MAX_DB_BYTES) : text;
+  } catch {
+    return '';
+  }
+}
+
+export function parsePasswd(text: string): PasswdEntry[] {
+  const out: PasswdEntry[] = [];
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const f = line.split(':');
+    if (f.length < 4) continue;
+    const uid = Number(f[2]);
+    const gid = Number(f[3]);
+    if (!Number.isInteger(uid) || !Number.isInteger(gid)) continue;
+    out.push({ name: f[0], uid, gid, home: f[5] ?? '' });
+  }
+  return out;
+}
+
+export function parseGroup(text: string): GroupEntry[] {
+  const out: GroupEntry[] = [];
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const f = line.split(':');
+    if (f.length < 3) continue;
+    const gid = Number(f[2]);
+    if (!Number.isInteger(gid)) continue;
+    out.push({ name: f[0], gid, members: (f[3] ?? '').split(',').filter(Boolean) });
+  }
+  return out;
+}
+
+const isNumeric = (s: string): boolean => /^\d+$/.test(s);
+
+export function resolveUser(rootfs: string, request: UserRequest): ResolvedUser {
+  const passwd = parsePasswd(readRootFile(rootfs, '/etc/passwd'));
+  const groups = parseGroup(readRootFile(rootfs, '/etc/group'));
+  return resolveUserFrom(passwd, groups, request);
+}
+
+export function resolveUserFrom(passwd: PasswdEntry[], groups: GroupEntry[], request: UserRequest): ResolvedUser {
+  let uid: number;
+  let gid: number | undefined;
+  let entry: PasswdEntry | undefined;
+  let source: string;
+
+  if (request.runAsUsername) {
+    entry = passwd.find((p) => p.name === request.runAsUsername);
+    if (!entry) throw invalidArgument(`run_as_username: user "${request.runAsUsername}" is not in the image's /etc/passwd`);
+    uid = entry.uid;
+    source = 'run_as_username';
+  } else if (request.runAsUser !== undefined) {
+    uid = request.runAsUser;
+    entry = passwd.find((p) => p.uid === uid);
+    source = 'run_as_user';
+  } else {
+    const [userPart, groupPart] = splitImageUser(request.imageUser);
+    source = 'image USER';
+    if (!userPart) {
+      uid = 0;
+      entry = passwd.find((p) => p.uid === 0);
+    } else if (isNumeric(userPart)) {
+      uid = Number(userPart);
+      entry = passwd.find((p) => p.uid === uid);
+    } else {
+      entry = passwd.find((p) => p.name === userPart);
+      if (!entry) throw invalidArgument(`image USER "${request.imageUser}": user "${userPart}" is not in the image's /etc/passwd`);
+      uid = entry.uid;
+    }
+    if (groupPart) {
+      if (isNumeric(groupPart)) gid = Number(groupPart);
+      else {
+        const group = groups.find((g) => g.name === groupPart);
+        if (!group) throw invalidArgument(`image USER "${request.imageUser}": group "${groupPart}" is not in the image's /etc/group`);
+        gid = group.gid;
+      }
+    }
+  }
+  if (request.runAsGroup !== undefined) gid = request.runAsGroup;
+  if (gid === undefined) gid = entry ? entry.gid : 0;
+  void source;
+
+  const additional = new Set<number>();
+  if (entry) {
+    for (const g of groups) if (g.members.includes(entry.name) && g.gid !== gid) additional.add(g.gid);
+  }
+  for (const g of request.supplementalGroups) additional.add(g);
+  return { uid, gid, additionalGids: [...additional].sort((a, b) => a - b), name: entry?.name ?? '', home: entry?.home ?? '/' };
+}
+
+function splitImageUser(user: string): [string, string] {
+  const idx = user.indexOf(':');
+  return idx < 0 ? [user, ''] : [user.slice(0, idx), user.slice(idx + 1)];
+}
