@@ -2,7 +2,7 @@
 // runtimes under comparison started side by side in this process, A/B order,
 // and cleanup on every exit path (including Ctrl-C).
 import { existsSync, readdirSync } from 'node:fs';
-import { cpus, release } from 'node:os';
+import { cpus, loadavg, release } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import type { CriClient } from '../../test/support/cri-client';
 import { startRegistry, type TestRegistry } from '../../test/support/registry';
@@ -101,6 +101,8 @@ export interface ScenarioSpec {
 export async function runScenario(spec: ScenarioSpec, book: SampleBook): Promise<ScenarioResult> {
   const names = selectedRuntimes();
   const startedAt = new Date().toISOString();
+  // Other work on the machine skews both runtimes; the A/B order spreads it, the load average records it.
+  const loadAtStart = loadavg()[0];
   const notes: string[] = [];
   const teardown: Array<() => Promise<void>> = [];
   let tearingDown: Promise<void> | undefined;
@@ -181,7 +183,7 @@ export async function runScenario(spec: ScenarioSpec, book: SampleBook): Promise
     finishedAt: new Date().toISOString(),
     runtimes: names,
     parameters: spec.parameters,
-    host: hostFacts(),
+    host: { ...hostFacts(), loadavg1AtStart: loadAtStart, loadavg1AtEnd: loadavg()[0] },
     rows,
     targets: evaluateTargets(rows, spec.targets),
     samples: samplesOf(book, names),
@@ -195,6 +197,7 @@ export async function runScenario(spec: ScenarioSpec, book: SampleBook): Promise
     console.log(`target: ${t.operation} p50 ratio <= ${t.maxRatio}: ${t.ratioP50 === null ? '-' : t.ratioP50.toFixed(2)} ${verdict}`);
   }
   for (const n of notes) console.log(`note: ${n}`);
+  console.log(`load average (1 min): ${loadAtStart.toFixed(2)} at start, ${result.host.loadavg1AtEnd} at end, ${cpus().length} cpus`);
   console.log(`results: ${file}`);
   return result;
 }
