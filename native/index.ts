@@ -42,6 +42,7 @@ export interface BerthNative {
   /** Streaming fds (native/src/streaming_fds.cc); used by runtime/exec/. */
   consoleSocketListen(path: string): number;
   receivePtyMaster(listenFd: number, timeoutMs: number): Promise<number>;
+  openPty(): { master: number; slave: number };
   setWindowSize(fd: number, rows: number, cols: number): void;
   closeFd(fd: number): void;
   /** how: 0 read, 1 write, 2 both. */

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <map>
@@ -149,6 +150,29 @@ static Napi::Value ReceivePtyMaster(const Napi::CallbackInfo& info) {
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;
+}
+
+// openPty(): { master, slave } — a fresh pty pair, neither becoming our controlling terminal.
+static Napi::Value OpenPty(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0) return ThrowErrno(env, errno, "posix_openpt");
+  char name[128];
+  if (::grantpt(master) != 0 || ::unlockpt(master) != 0 || ::ptsname_r(master, name, sizeof(name)) != 0) {
+    int err = errno;
+    ::close(master);
+    return ThrowErrno(env, err, "ptsname");
+  }
+  int slave = ::open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (slave < 0) {
+    int err = errno;
+    ::close(master);
+    return ThrowErrno(env, err, "open", name);
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("master", Napi::Number::New(env, master));
+  out.Set("slave", Napi::Number::New(env, slave));
+  return out;
 }
 
 // setWindowSize(fd, rows, cols)
@@ -465,6 +489,7 @@ static Napi::Value ConnectInNetns(const Napi::CallbackInfo& info) {
 void RegisterStreamingFds(Napi::Env env, Napi::Object exports) {
   exports.Set("consoleSocketListen", Napi::Function::New(env, ConsoleSocketListen, "consoleSocketListen"));
   exports.Set("receivePtyMaster", Napi::Function::New(env, ReceivePtyMaster, "receivePtyMaster"));
+  exports.Set("openPty", Napi::Function::New(env, OpenPty, "openPty"));
   exports.Set("setWindowSize", Napi::Function::New(env, SetWindowSize, "setWindowSize"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("shutdownFd", Napi::Function::New(env, ShutdownFd, "shutdownFd"));

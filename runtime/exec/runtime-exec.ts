@@ -1,0 +1,181 @@
+// Interactive exec: `<runc|crun> --root <root> exec --process <spec> <id>` with
+// the container's own process spec (env, cwd, user, capabilities...) and the
+// command swapped in. Without a tty the runtime's stdio are pipes. With a tty
+// the runtime gets a pty slave of ours as its stdio: it then allocates the
+// container's terminal itself, copies between the two, and, on SIGWINCH, copies
+// our terminal's size to the container's — so a resize is TIOCSWINSZ on our
+// master plus SIGWINCH to the runtime. The runtime stays in the foreground, so
+// its exit status is the command's (detached exec with --console-socket would
+// leave the process orphaned with nobody to collect its status).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { loadNative } from '../../native';
+import { internal } from '../errors';
+import { FdStream } from './fd-stream';
+import type { SessionIo, TerminalSize } from './session-types';
+
+export interface ExecTarget {
+  id: string;
+  runtimePath: string;
+  runtimeRoot: string;
+  bundleDir: string;
+}
+
+interface ProcessSpec {
+  args?: string[];
+  env?: string[];
+  terminal?: boolean;
+  consoleSize?: unknown;
+  [key: string]: unknown;
+}
+
+/** The container's process spec with cmd and the terminal flag swapped in. */
+export function execProcessSpec(bundleDir: string, cmd: string[], tty: boolean): ProcessSpec {
+  let config: { process?: ProcessSpec };
+  try {
+    config = JSON.parse(readFileSync(join(bundleDir, 'config.json'), 'utf8')) as { process?: ProcessSpec };
+  } catch (err) {
+    throw internal(`cannot read the container's OCI spec in ${bundleDir}: ${(err as Error).message}`);
+  }
+  const base = config.process ?? {};
+  const spec: ProcessSpec = { ...base, args: cmd, terminal: tty };
+  delete spec.consoleSize;
+  const env = [...(base.env ?? [])];
+  if (tty && !env.some((e) => e.startsWith('TERM='))) env.push('TERM=xterm');
+  spec.env = env;
+  return spec;
+}
+
+function readPid(pidFile: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(pidFile, 'utf8').trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function waitExit(child: ChildProcess): Promise<number> {
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      if (code !== null) resolve(code);
+      else resolve(128 + (signal ? (osConstants.signals as Record<string, number>)[signal] ?? 0 : 0));
+    });
+  });
+}
+
+/** Resolves when the stream ended or closed, or after graceMs (a background child may keep it open). */
+function drained(stream: Readable | null | undefined, graceMs: number): Promise<void> {
+  if (!stream || stream.readableEnded || stream.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, graceMs);
+    const done = (): void => {
+      clearTimeout(timer);
+      resolve();
+    };
+    stream.once('end', done);
+    stream.once('close', done);
+  });
+}
+
+export async function runtimeExec(target: ExecTarget, cmd: string[], io: SessionIo, signal: AbortSignal, workDir: string): Promise<number> {
+  mkdirSync(workDir, { recursive: true, mode: 0o700 });
+  const name = `${target.id.slice(0, 12)}-${randomBytes(6).toString('hex')}`;
+  const specFile = join(workDir, `${name}.json`);
+  const pidFile = join(workDir, `${name}.pid`);
+  writeFileSync(specFile, JSON.stringify(execProcessSpec(target.bundleDir, cmd, io.tty)));
+  const args = ['--root', target.runtimeRoot, 'exec', '--process', specFile, '--pid-file', pidFile];
+  if (io.tty) args.push('--tty');
+  args.push(target.id);
+
+  let child: ChildProcess | undefined;
+  const killProcess = (): void => {
+    const pid = readPid(pidFile);
+    if (pid) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+    // Not started yet (no pid file): stopping the runtime stops the start.
+    if (!pid && child && child.exitCode === null) child.kill('SIGKILL');
+  };
+  const onAbort = (): void => killProcess();
+  signal.addEventListener('abort', onAbort);
+
+  try {
+    if (io.tty) return await execWithTerminal();
+    return await execWithPipes();
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    rmSync(specFile, { force: true });
+    rmSync(pidFile, { force: true });
+  }
+
+  async function execWithPipes(): Promise<number> {
+    child = spawn(target.runtimePath, args, {
+      stdio: [io.stdin ? 'pipe' : 'ignore', io.stdout ? 'pipe' : 'ignore', io.stderr ? 'pipe' : 'ignore'],
+    });
+    const proc = child;
+    if (signal.aborted) killProcess();
+    if (io.stdin && proc.stdin) {
+      proc.stdin.on('error', () => undefined);
+      io.stdin.pipe(proc.stdin);
+    }
+    if (io.stdout && proc.stdout) proc.stdout.pipe(io.stdout, { end: false });
+    if (io.stderr && proc.stderr) proc.stderr.pipe(io.stderr, { end: false });
+    const code = await waitExit(proc);
+    await Promise.all([drained(proc.stdout, 2000), drained(proc.stderr, 2000)]);
+    if (io.stdin && proc.stdin) io.stdin.unpipe(proc.stdin);
+    proc.stdout?.destroy();
+    proc.stderr?.destroy();
+    return code;
+  }
+
+  async function execWithTerminal(): Promise<number> {
+    const native = loadNative();
+    const pty = native.openPty();
+    const setSize = (size: TerminalSize): void => {
+      try {
+        native.setWindowSize(pty.master, size.height, size.width);
+      } catch {
+        // the terminal is gone
+      }
+    };
+    if (io.resizes?.latest) setSize(io.resizes.latest);
+    try {
+      child = spawn(target.runtimePath, args, { stdio: [pty.slave, pty.slave, pty.slave], detached: true });
+    } finally {
+      // The runtime holds the slave now; ours must go so the master reads EOF when it exits.
+      native.closeFd(pty.slave);
+    }
+    const proc = child;
+    const master = new FdStream(pty.master, 'pty');
+    master.on('error', () => undefined);
+    if (signal.aborted) killProcess();
+    const onResize = (size: TerminalSize): void => {
+      setSize(size);
+      if (proc.exitCode === null) proc.kill('SIGWINCH');
+    };
+    io.resizes?.on('resize', onResize);
+    if (io.stdin) io.stdin.pipe(master, { end: false });
+    if (io.stdout) master.pipe(io.stdout, { end: false });
+    else master.resume();
+    try {
+      const code = await waitExit(proc);
+      await drained(master, 2000);
+      return code;
+    } finally {
+      io.resizes?.off('resize', onResize);
+      if (io.stdin) io.stdin.unpipe(master);
+      if (io.stdout) master.unpipe(io.stdout);
+      master.destroy();
+    }
+  }
+}
