@@ -7,7 +7,7 @@
 import type { PushedImage } from '../test/support/oci-image-builder';
 import { pushImage } from '../test/support/oci-image-builder';
 import type { BenchRuntime } from './support/bench-env';
-import { intFromEnv, runMain, runScenario } from './support/bench-env';
+import { intFromEnv, processCpuMs, runMain, runScenario } from './support/bench-env';
 import { imageBytes, largeImage, largeImageShapeFromEnv } from './support/bench-images';
 import { SampleBook } from './support/samples';
 
@@ -61,9 +61,12 @@ runMain(async () => {
             const stale = digests.filter((d) => !rt.blobGone(d)).length;
             if (stale > 0) env.notes.push(`${rt.name}: pull ${i} started with ${stale} blobs of the image still stored`);
             try {
+              const cpuBefore = processCpuMs(rt.daemonPid);
               const { image_ref: ref } = await into.time('PullImage', rt.name, () =>
                 rt.client.call('PullImage', { image: { image: pushed.reference } }, { timeoutMs: 600_000 }),
               );
+              // Daemon CPU per pull is less sensitive to other load on the machine than wall time.
+              into.record('PullImage daemon CPU', rt.name, processCpuMs(rt.daemonPid) - cpuBefore);
               const status = await rt.client.call('ImageStatus', { image: { image: pushed.reference }, verbose: false });
               if (!status.image) throw new Error(`${rt.name}: ImageStatus of ${pushed.reference} found nothing after a pull (ref ${ref})`);
               if (status.image.id !== pushed.imageId) env.notes.push(`${rt.name}: image id ${status.image.id} differs from the config digest ${pushed.imageId}`);

@@ -1,7 +1,7 @@
 // What every scenario shares: a local registry holding the bench images, the
 // runtimes under comparison started side by side in this process, A/B order,
 // and cleanup on every exit path (including Ctrl-C).
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { cpus, loadavg, release } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import type { CriClient } from '../../test/support/cri-client';
@@ -33,7 +33,21 @@ export interface BenchRuntime {
   blobGone(digest: string): boolean;
   /** Unpacked layers (containerd: overlayfs snapshots; berth: layer dirs) on disk now. */
   unpackedLayerCount(): number;
+  /** The daemon's process id (containerd or berthd). */
+  daemonPid: number;
 }
+
+/** CPU time (user + system, plus reaped children) the process used so far, in ms. */
+export function processCpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the parenthesised command name; utime is field 14 overall.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0);
+  return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
+}
+
+// USER_HZ is 100 on every Linux architecture Node runs on.
+const CLOCK_TICKS_PER_SECOND = 100;
 
 function entriesIn(dir: string): number {
   try {
@@ -146,6 +160,7 @@ export async function runScenario(spec: ScenarioSpec, book: SampleBook): Promise
           cgroupParent: `/${CGROUP_ROOT}/containerd`,
           blobGone: (digest) => !existsSync(ctrd.contentBlobPath(digest)),
           unpackedLayerCount: () => entriesIn(ctrd.snapshotsDir()),
+          daemonPid: ctrd.pid!,
         });
       } else {
         const berth = new BenchBerthd({ pauseImage: pause.reference, plainHttpRegistries: [registry.host] });
@@ -158,6 +173,7 @@ export async function runScenario(spec: ScenarioSpec, book: SampleBook): Promise
           cgroupParent: `/${CGROUP_ROOT}/berth`,
           blobGone: (digest) => !existsSync(`${berth.root}/content/${digest.replace(':', '/')}`),
           unpackedLayerCount: () => entriesIn(`${berth.root}/layers`),
+          daemonPid: berth.berthd.pid!,
         });
       }
     }
