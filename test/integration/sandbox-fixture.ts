@@ -2,7 +2,7 @@
 // dir, bridge, subnet and cache, pod configs, and a way to run busybox inside
 // a pod's pinned network namespace.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PodSandboxConfig } from '../../cri-proto/generated/runtime/v1/PodSandboxConfig';
 import { startBerthd, type BerthdProcess } from '../support/berthd-process';
@@ -51,6 +51,7 @@ export async function startSandboxBerthd(net: SandboxTestNet, extra: { binDirs?:
     nsDir,
     net,
     async cleanup() {
+      await removeAllPods(berthd).catch(() => undefined);
       await berthd.cleanup();
       spawnSync('umount', ['-l', nsDir]);
       spawnSync('ip', ['link', 'del', net.bridge]);
@@ -103,4 +104,20 @@ export function mountsUnder(path: string): string[] {
   return execFileSync('cat', ['/proc/self/mountinfo'], { encoding: 'utf8' })
     .split('\n')
     .filter((l) => l.split(' ')[4]?.startsWith(path));
+}
+
+/** Removes every pod the daemon knows (used after each test so one failure does not cascade). */
+export async function removeAllPods(berthd: BerthdProcess): Promise<void> {
+  const { items } = await berthd.client.call('ListPodSandbox', {});
+  for (const item of items) await berthd.client.call('RemovePodSandbox', { pod_sandbox_id: item.id });
+}
+
+/** True once the process is gone (or a zombie waiting for init to reap it). */
+export function processGone(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
+  } catch {
+    return true;
+  }
 }
