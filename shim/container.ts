@@ -69,7 +69,8 @@ function filterOf(filter: { id: string; state: { state: string } | null; pod_san
   return { id: filter.id || undefined, state, podSandboxId: filter.pod_sandbox_id || undefined, labelSelector: filter.label_selector ?? {} };
 }
 
-export function containerHandlers(ctx: ShimContext, deps: ContainerHandlerDeps): CriHandlers {
+export function containerHandlers(ctx: ShimContext): CriHandlers {
+  const deps: ContainerHandlerDeps = { containers: ctx.containers, images: ctx.images, host: ctx.host };
   const { containers, images } = deps;
 
   const listed = (filter: ContainerFilterOptions) =>

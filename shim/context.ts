@@ -7,6 +7,7 @@ import type { RuntimeMetrics } from '../runtime/stats/runtime-metrics';
 import type { HostFacts } from '../runtime/host/host-facts';
 import type { BerthDatabase } from '../runtime/store/database';
 import type { PodSandboxes } from '../runtime/sandbox/pod-sandboxes';
+import type { Containers } from '../runtime/container/containers';
 import type { Logger } from './logger';
 import type { BerthMetrics } from './metrics';
 
@@ -32,4 +33,6 @@ export interface ShimContext {
   runtimeMetrics: RuntimeMetrics;
   /** Pod sandboxes (a SandboxLookup for the container model; setContainerHooks registers its stop/remove hooks). */
   sandboxes: PodSandboxes;
+  /** Containers (a ContainerLookup for streaming/stats; lifecycle, exec, attach socket paths). */
+  containers: Containers;
 }

@@ -12,6 +12,9 @@ import { CniNetwork } from '../cni/cni-network';
 import { writeDefaultConflistIfMissing } from '../cni/default-conflist';
 import { loadNative } from '../native';
 import { PodSandboxes } from '../runtime/sandbox/pod-sandboxes';
+import { Containers } from '../runtime/container/containers';
+import { ContainerStore } from '../runtime/container/container-store';
+import { OverlayRootfsMounter } from '../runtime/image/rootfs-mounter';
 import type { ShimContext } from './context';
 import { allHandlers } from './handlers';
 import type { Logger } from './logger';
@@ -70,9 +73,21 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
     }),
     runtimeMetrics: new RuntimeMetrics(metrics.registry),
     sandboxes,
+    containers: new Containers({
+      config, host, log, sandboxes,
+      store: new ContainerStore(db),
+      // Read through ctx: the image store is built in this same literal.
+      images: { resolve: (r) => ctx.images.resolve(r), forContainer: (r) => ctx.images.forContainer(r) },
+      layerHolds: { holdLayers: (h, i) => ctx.images.holdLayers(h, i), releaseLayers: (h) => ctx.images.releaseLayers(h) },
+      rootfs: new OverlayRootfsMounter(),
+      events: { publish: (e) => ctx.events.publish(e) },
+      cgroupRelativePath: (p) => cgroups.relativePath(p),
+    }),
   };
+  sandboxes.setContainerHooks(ctx.containers);
   const recovery = await sandboxes.recover();
   log.info(recovery, `pod sandboxes recovered: ${recovery.loaded} loaded, ${recovery.undone.length} undone, ${recovery.failures.length} failures`);
+  await ctx.containers.recover();
 
   const server = new CriServer({
     socketPath: config.socket,
@@ -111,6 +126,7 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
     async stop() {
       log.info('berthd stopping: no new calls, finishing the ones in flight');
       ctx.events.close();
+      ctx.containers.close();
       await server.shutdown();
       await metrics.close();
       db.close();

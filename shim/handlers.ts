@@ -4,12 +4,14 @@
 import type { ShimContext } from './context';
 import type { CriHandlers } from './handler';
 import { podSandboxHandlers } from './pod_sandbox';
+import { containerHandlers } from './container';
 import { runtimeInfoHandlers } from './runtime_info';
 
 export function allHandlers(ctx: ShimContext): CriHandlers {
   const groups: CriHandlers[] = [
     runtimeInfoHandlers(ctx),
     podSandboxHandlers(ctx),
+    containerHandlers(ctx),
   ];
   const merged: Record<string, unknown> = {};
   for (const group of groups) {

@@ -36,6 +36,8 @@ export interface ContainersOptions {
   images: ContainerImageSource;
   rootfs: RootfsMounter;
   events?: ContainerEventPublisher;
+  /** Keeps an image's layers on disk while a container uses them (the image store). */
+  layerHolds?: { holdLayers(holder: string, imageId: string): void; releaseLayers(holder: string): Promise<void> };
   /** Cgroup path relative to the hierarchies' root for a spec's cgroupsPath (systemd slices expanded). */
   cgroupRelativePath?: (cgroupsPath: string) => string;
 }
@@ -235,6 +237,7 @@ export class Containers implements ContainerLookup, PodContainerHooks {
 
     return this.locks.with(id, async () => {
       try {
+        this.opts.layerHolds?.holdLayers(id, imageForContainer.image.id);
         for (const sub of ['rootfs', 'upper', 'work']) mkdirSync(join(dir, sub), { recursive: true, mode: 0o700 });
         mkdirSync(dirname(logPath), { recursive: true, mode: 0o755 });
         const rootfs = join(dir, 'rootfs');
@@ -375,6 +378,7 @@ export class Containers implements ContainerLookup, PodContainerHooks {
     } catch {
       // none written
     }
+    await this.opts.layerHolds?.releaseLayers(record.id);
     this.opts.store.delete(record.id);
     this.records.delete(record.id);
   }

@@ -1,0 +1,159 @@
+// Containers through a real berthd over CRI: pull from a local registry, run a
+// host-network pod, create/start/exec/status/list/stop/remove, request
+// validation, and restart recovery after berthd is SIGKILLed.
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { startBerthd, type BerthdProcess } from '../support/berthd-process';
+import { grpcCode } from '../support/cri-client';
+import { pushBusyboxImage } from '../support/oci-image-builder';
+import { startRegistry, type TestRegistry } from '../support/registry';
+import { podConfig } from './sandbox-fixture';
+
+const INVALID_ARGUMENT = 3;
+const NOT_FOUND = 5;
+
+describe('containers over CRI', () => {
+  let registry: TestRegistry;
+  let berthd: BerthdProcess;
+  let image = '';
+  let podId = '';
+  let sandboxConfig: ReturnType<typeof podConfig>;
+  const logDir = mkdtempSync('/tmp/berth-ctr-logs-');
+
+  const config = (name: string, command: string[], extra: Record<string, unknown> = {}) => ({
+    metadata: { name, attempt: 0 },
+    image: { image },
+    command,
+    log_path: `${name}.log`,
+    linux: { resources: {}, security_context: {} },
+    labels: { app: 'berth-test', name },
+    ...extra,
+  });
+
+  const create = async (name: string, command: string[], extra: Record<string, unknown> = {}): Promise<string> => {
+    const { container_id } = await berthd.client.call('CreateContainer', { pod_sandbox_id: podId, config: config(name, command, extra), sandbox_config: sandboxConfig } as never);
+    return container_id;
+  };
+
+  const status = async (id: string) => (await berthd.client.call('ContainerStatus', { container_id: id, verbose: true })).status!;
+
+  const waitState = async (id: string, state: string): Promise<void> => {
+    for (let i = 0; i < 600; i++) {
+      if ((await status(id)).state === state) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`container ${id} never reached ${state}`);
+  };
+
+  before(async () => {
+    registry = await startRegistry();
+    image = (await pushBusyboxImage(registry, 'test/ctr:v1')).reference;
+    berthd = await startBerthd();
+    await berthd.client.call('PullImage', { image: { image } } as never);
+    sandboxConfig = podConfig('ctrpod', {
+      log_directory: logDir,
+      linux: { cgroup_parent: '', security_context: { namespace_options: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } }, sysctls: {} },
+    } as never);
+    podId = (await berthd.client.call('RunPodSandbox', { config: sandboxConfig } as never)).pod_sandbox_id;
+  });
+
+  after(async () => {
+    if (berthd) {
+      try {
+        const { containers } = await berthd.client.call('ListContainers', {});
+        for (const c of containers) await berthd.client.call('RemoveContainer', { container_id: c.id });
+        await berthd.client.call('StopPodSandbox', { pod_sandbox_id: podId });
+        await berthd.client.call('RemovePodSandbox', { pod_sandbox_id: podId });
+      } catch {
+        // best effort; cleanup() below still stops berthd
+      }
+      const root = berthd.root;
+      await berthd.cleanup();
+      assert.deepEqual(conmonsUnder(root), [], 'no conmon may outlive its containers');
+    }
+    await registry?.stop();
+    rmSync(logDir, { recursive: true, force: true });
+  });
+
+  test('create, start, exec, status, list by filters, stop and remove', async () => {
+    const id = await create('web', ['sh', '-c', 'echo started; exec sleep 600']);
+    assert.equal((await status(id)).state, 'CONTAINER_CREATED');
+    await berthd.client.call('StartContainer', { container_id: id.slice(0, 12) });
+    await waitState(id, 'CONTAINER_RUNNING');
+    const exec = await berthd.client.call('ExecSync', { container_id: id, cmd: ['sh', '-c', 'echo hi; exit 4'], timeout: '10' } as never);
+    assert.equal(Buffer.from(exec.stdout).toString(), 'hi\n');
+    assert.equal(exec.exit_code, 4);
+    const st = await berthd.client.call('ContainerStatus', { container_id: id, verbose: true });
+    assert.equal(st.status!.log_path, join(logDir, 'web.log'));
+    assert.ok(JSON.parse(st.info.info).pid > 0);
+    const byLabel = await berthd.client.call('ListContainers', { filter: { label_selector: { name: 'web' } } } as never);
+    assert.deepEqual(byLabel.containers.map((c) => c.id), [id]);
+    const byState = await berthd.client.call('ListContainers', { filter: { state: { state: 'CONTAINER_EXITED' } } } as never);
+    assert.ok(!byState.containers.some((c) => c.id === id));
+    const streamed = await berthd.client.collect('StreamContainers', { filter: { pod_sandbox_id: podId } } as never);
+    assert.ok(streamed.flatMap((m) => m.containers).some((c) => c.id === id));
+    await berthd.client.call('StopContainer', { container_id: id, timeout: '5' } as never);
+    assert.equal((await status(id)).state, 'CONTAINER_EXITED');
+    assert.match(readFileSync(join(logDir, 'web.log'), 'utf8'), / stdout F started\n/);
+    await berthd.client.call('RemoveContainer', { container_id: id });
+    await berthd.client.call('RemoveContainer', { container_id: id });
+    await assert.rejects(berthd.client.call('ContainerStatus', { container_id: id }), (e) => grpcCode(e) === NOT_FOUND);
+  });
+
+  test('bad requests are INVALID_ARGUMENT naming the field, and create nothing', async () => {
+    const cases: [string, Record<string, unknown>][] = [
+      ['config.linux', { pod_sandbox_id: podId, config: { ...config('bad1', ['true']), linux: null }, sandbox_config: sandboxConfig }],
+      ['sandbox_config', { pod_sandbox_id: podId, config: config('bad2', ['true']) }],
+      ['config.metadata', { pod_sandbox_id: podId, config: { ...config('bad3', ['true']), metadata: null }, sandbox_config: sandboxConfig }],
+      ['config.log_path', { pod_sandbox_id: podId, config: { ...config('bad4', ['true']), log_path: '../escape.log' }, sandbox_config: sandboxConfig }],
+      ['config.linux.resources.oom_score_adj', { pod_sandbox_id: podId, config: { ...config('bad5', ['true']), linux: { resources: { oom_score_adj: '5000' } } }, sandbox_config: sandboxConfig }],
+    ];
+    for (const [field, request] of cases) {
+      await assert.rejects(berthd.client.call('CreateContainer', request as never), (e: Error) => grpcCode(e) === INVALID_ARGUMENT && e.message.includes(field), field);
+    }
+    const { containers } = await berthd.client.call('ListContainers', {});
+    assert.ok(!containers.some((c) => c.metadata?.name.startsWith('bad')));
+    assert.equal(existsSync(join(logDir, '..', 'escape.log')), false);
+  });
+
+  test('a SIGKILLed berthd finds running containers, exits that happened while down, and every log line', async () => {
+    const ticker = await create('ticker', ['sh', '-c', 'i=0; while true; do echo line$i; i=$((i+1)); sleep 0.1; done']);
+    const quitter = await create('quitter', ['sh', '-c', 'sleep 1; exit 5']);
+    for (const id of [ticker, quitter]) await berthd.client.call('StartContainer', { container_id: id });
+    await berthd.stop('SIGKILL');
+    // Wait (bounded) for conmon to record the quitter's exit while berthd is down.
+    const exitFile = join(berthd.root, 'containers', quitter, 'exit');
+    for (let i = 0; i < 300 && !existsSync(exitFile); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(existsSync(exitFile));
+    await berthd.start();
+    const q = await status(quitter);
+    assert.equal(q.state, 'CONTAINER_EXITED');
+    assert.equal(q.exit_code, 5);
+    assert.equal(q.reason, 'Error');
+    assert.equal((await status(ticker)).state, 'CONTAINER_RUNNING');
+    const exec = await berthd.client.call('ExecSync', { container_id: ticker, cmd: ['echo', 'alive'], timeout: '10' } as never);
+    assert.equal(Buffer.from(exec.stdout).toString(), 'alive\n');
+    await berthd.client.call('StopContainer', { container_id: ticker, timeout: '0' } as never);
+    const numbers = readFileSync(join(logDir, 'ticker.log'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => Number(/ line(\d+)$/.exec(l)?.[1]));
+    assert.ok(numbers.length > 10);
+    numbers.forEach((n, i) => assert.equal(n, i, 'a log line is missing'));
+  });
+});
+
+function conmonsUnder(root: string): number[] {
+  const out: number[] = [];
+  for (const p of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+    try {
+      const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+      if (argv[0]?.endsWith('conmon') && argv.some((a) => a.startsWith(root))) out.push(Number(p));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
