@@ -4,9 +4,11 @@ import type { BerthConfig } from '../runtime/config';
 import type { CgroupHierarchy } from '../runtime/cgroups/cgroup-hierarchy';
 import type { ContainerEventBus } from '../runtime/events/container-event-bus';
 import type { RuntimeMetrics } from '../runtime/stats/runtime-metrics';
+import type { StatsCollector } from '../runtime/stats/stats-collector';
 import type { HostFacts } from '../runtime/host/host-facts';
 import type { BerthDatabase } from '../runtime/store/database';
 import type { PodSandboxes } from '../runtime/sandbox/pod-sandboxes';
+import type { ImageStore } from '../runtime/image/image-store';
 import type { Containers } from '../runtime/container/containers';
 import type { Logger } from './logger';
 import type { BerthMetrics } from './metrics';
@@ -31,8 +33,12 @@ export interface ShimContext {
   events: ContainerEventBus;
   /** OCI/CNI call latency, image pulls, restart recoveries, pods/containers by state (on ctx.metrics.registry). */
   runtimeMetrics: RuntimeMetrics;
+  /** Container and pod usage from cgroups, writable layers and pod network namespaces. */
+  stats: StatsCollector;
   /** Pod sandboxes (a SandboxLookup for the container model; setContainerHooks registers its stop/remove hooks). */
   sandboxes: PodSandboxes;
+  /** The image store (pull, list, remove; forContainer/holdLayers for the container model). */
+  images: ImageStore;
   /** Containers (a ContainerLookup for streaming/stats; lifecycle, exec, attach socket paths). */
   containers: Containers;
 }

@@ -6,6 +6,7 @@ import type { BerthConfig } from '../runtime/config';
 import { CgroupHierarchy } from '../runtime/cgroups/cgroup-hierarchy';
 import { ContainerEventBus } from '../runtime/events/container-event-bus';
 import { RuntimeMetrics } from '../runtime/stats/runtime-metrics';
+import { StatsCollector } from '../runtime/stats/stats-collector';
 import { detectHost, isAvailable } from '../runtime/host/host-facts';
 import { BerthDatabase } from '../runtime/store/database';
 import { CniNetwork } from '../cni/cni-network';
@@ -17,6 +18,7 @@ import { ContainerStore } from '../runtime/container/container-store';
 import { OverlayRootfsMounter } from '../runtime/image/rootfs-mounter';
 import type { ShimContext } from './context';
 import { allHandlers } from './handlers';
+import { ImageStore } from '../runtime/image/image-store';
 import type { Logger } from './logger';
 import { BerthMetrics } from './metrics';
 import { BERTH_VERSION } from './runtime_info';
@@ -72,6 +74,7 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
       onOverflow: (subscription, queued) => log.warn({ subscription, queued }, 'container events subscriber fell behind; its stream is ended'),
     }),
     runtimeMetrics: new RuntimeMetrics(metrics.registry),
+    stats: new StatsCollector({ cgroups, layerMountpoint: config.root }),
     sandboxes,
     containers: new Containers({
       config, host, log, sandboxes,
@@ -83,7 +86,9 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
       events: { publish: (e) => ctx.events.publish(e) },
       cgroupRelativePath: (p) => cgroups.relativePath(p),
     }),
+    images: new ImageStore({ config, db, log, metrics: { observeImagePull: (s, b, o) => ctx.runtimeMetrics.observeImagePull(s, b, o) } }),
   };
+  ctx.images.init();
   sandboxes.setContainerHooks(ctx.containers);
   const recovery = await sandboxes.recover();
   log.info(recovery, `pod sandboxes recovered: ${recovery.loaded} loaded, ${recovery.undone.length} undone, ${recovery.failures.length} failures`);
@@ -129,6 +134,7 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
       ctx.containers.close();
       await server.shutdown();
       await metrics.close();
+      await ctx.images.close();
       db.close();
       try {
         unlinkSync(pidFile);

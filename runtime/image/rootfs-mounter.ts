@@ -1,0 +1,67 @@
+// Container root filesystems as overlay(image layers + per-container upper dir).
+// The new mount API takes each lower layer on its own ("lowerdir+"), so any
+// number of layers fits; on kernels without it, mount(2) with the classic
+// option string is used, which must fit in one page.
+import { mkdirSync } from 'node:fs';
+import { loadNative, type BerthNative, type NativeError } from '../../native';
+import { internal, invalidArgument } from '../errors';
+import type { RootfsMounter } from './image-types';
+
+const PAGE_SIZE = 4096;
+const ENOENT = 2;
+const EINVAL = 22;
+const ENOSYS = 38;
+
+export class OverlayRootfsMounter implements RootfsMounter {
+  private newApi: boolean | undefined;
+
+  constructor(private readonly native: BerthNative = loadNative()) {}
+
+  mount(options: { layerDirs: string[]; upperDir: string; workDir: string; target: string; readonly?: boolean }): void {
+    const { layerDirs, upperDir, workDir, target } = options;
+    if (layerDirs.length === 0) throw invalidArgument('an overlay root filesystem needs at least one layer');
+    for (const dir of [...layerDirs, upperDir, workDir, target]) {
+      if (/[,:]/.test(dir)) throw invalidArgument(`overlay path "${dir}" contains "," or ":"`);
+    }
+    mkdirSync(upperDir, { recursive: true, mode: 0o755 });
+    mkdirSync(workDir, { recursive: true, mode: 0o700 });
+    mkdirSync(target, { recursive: true, mode: 0o755 });
+    const topFirst = [...layerDirs].reverse();
+    if (this.newApi !== false) {
+      try {
+        this.native.mountOverlay(topFirst, upperDir, workDir, target, options.readonly ?? false);
+        this.newApi = true;
+        return;
+      } catch (err) {
+        const errno = (err as NativeError).errno;
+        // ENOSYS: no fsopen; EINVAL at lowerdir+: a kernel before 6.8.
+        if (!(errno === ENOSYS || (errno === EINVAL && this.newApi === undefined && /lowerdir\+/.test((err as Error).message)))) {
+          throw internal(`overlay mount at ${target} failed: ${(err as Error).message}`, err);
+        }
+        this.newApi = false;
+      }
+    }
+    const data = `lowerdir=${topFirst.join(':')},upperdir=${upperDir},workdir=${workDir}`;
+    if (data.length >= PAGE_SIZE) {
+      throw invalidArgument(`the image has too many layers (${layerDirs.length}) for an overlay mount on this kernel (options exceed one page)`);
+    }
+    try {
+      this.native.mount('overlay', target, 'overlay', options.readonly ? this.native.mountFlags.MS_RDONLY : 0, data);
+    } catch (err) {
+      throw internal(`overlay mount at ${target} failed: ${(err as Error).message}`, err);
+    }
+  }
+
+  unmount(target: string): void {
+    // Lazy detach: a process still holding a file inside must not keep the rootfs busy.
+    for (let i = 0; i < 16; i++) {
+      try {
+        this.native.umount2(target, this.native.mountFlags.MNT_DETACH);
+      } catch (err) {
+        const errno = (err as NativeError).errno;
+        if (errno === EINVAL || errno === ENOENT) return;
+        throw internal(`unmounting ${target} failed: ${(err as Error).message}`, err);
+      }
+    }
+  }
+}
