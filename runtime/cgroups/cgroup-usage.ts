@@ -134,3 +134,50 @@ export function readProcessCount(hierarchy: CgroupHierarchy, path: string): numb
   if (procs === undefined) return undefined;
   return procs.split('\n').filter(Boolean).length;
 }
+
+export interface CpuDetail {
+  userNanoSeconds?: bigint;
+  systemNanoSeconds?: bigint;
+  periods?: number;
+  throttledPeriods?: number;
+  throttledNanoSeconds?: bigint;
+}
+
+/** User/system split and CFS throttling, for the cAdvisor-style metrics. */
+export function readCpuDetail(hierarchy: CgroupHierarchy, path: string): CpuDetail {
+  const out: CpuDetail = {};
+  if (hierarchy.isUnified('cpu')) {
+    const stat = readText(join(hierarchy.unifiedDir(path), 'cpu.stat'));
+    if (stat === undefined) return out;
+    const values = parseFlatKeyed(stat);
+    const usec = (key: string): bigint | undefined => (values.has(key) ? BigInt(values.get(key)!) * 1000n : undefined);
+    out.userNanoSeconds = usec('user_usec');
+    out.systemNanoSeconds = usec('system_usec');
+    out.periods = values.get('nr_periods');
+    out.throttledPeriods = values.get('nr_throttled');
+    out.throttledNanoSeconds = usec('throttled_usec');
+    return out;
+  }
+  const acct = hierarchy.dir(path, 'cpuacct');
+  const user = acct ? readText(join(acct, 'cpuacct.usage_user')) : undefined;
+  const sys = acct ? readText(join(acct, 'cpuacct.usage_sys')) : undefined;
+  if (user && /^\d+$/.test(user.trim())) out.userNanoSeconds = BigInt(user.trim());
+  if (sys && /^\d+$/.test(sys.trim())) out.systemNanoSeconds = BigInt(sys.trim());
+  const cpu = hierarchy.dir(path, 'cpu');
+  const stat = cpu ? readText(join(cpu, 'cpu.stat')) : undefined;
+  if (stat !== undefined) {
+    const values = parseFlatKeyed(stat);
+    out.periods = values.get('nr_periods');
+    out.throttledPeriods = values.get('nr_throttled');
+    if (values.has('throttled_time')) out.throttledNanoSeconds = BigInt(values.get('throttled_time')!);
+  }
+  return out;
+}
+
+/** Times the OOM killer killed a task in the cgroup (undefined where the kernel does not say). */
+export function readOomKills(hierarchy: CgroupHierarchy, path: string): number | undefined {
+  const dir = hierarchy.dir(path, 'memory');
+  if (!dir) return undefined;
+  const text = readText(join(dir, hierarchy.isUnified('memory') ? 'memory.events' : 'memory.oom_control'));
+  return text === undefined ? undefined : parseFlatKeyed(text).get('oom_kill');
+}

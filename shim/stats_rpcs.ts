@@ -1,0 +1,205 @@
+// Stats and metrics RPCs: ContainerStats, PodSandboxStats, their List and Stream
+// twins, ListMetricDescriptors, ListPodSandboxMetrics and StreamPodSandboxMetrics.
+// The numbers come from runtime/stats; this file filters, maps and chunks.
+import type { ContainerStats } from '../cri-proto/generated/runtime/v1/ContainerStats';
+import type { ContainerStatsFilter__Output } from '../cri-proto/generated/runtime/v1/ContainerStatsFilter';
+import type { PodSandboxMetrics } from '../cri-proto/generated/runtime/v1/PodSandboxMetrics';
+import type { PodSandboxStats } from '../cri-proto/generated/runtime/v1/PodSandboxStats';
+import type { PodSandboxStatsFilter__Output } from '../cri-proto/generated/runtime/v1/PodSandboxStatsFilter';
+import type { UInt64Value } from '../cri-proto/generated/runtime/v1/UInt64Value';
+import type { ContainerLookup, ContainerView } from '../runtime/container/container-types';
+import { invalidArgument, notFound, unavailable } from '../runtime/errors';
+import type { PodSandboxView } from '../runtime/sandbox/sandbox-types';
+import { METRIC_DESCRIPTORS, containerMetricPoints, podMetricPoints, type MetricPoint } from '../runtime/stats/metric-descriptors';
+import type { ContainerUsage, PodUsage } from '../runtime/stats/stats-collector';
+import type { ShimContext } from './context';
+import type { CriHandlers, ResponseSink } from './handler';
+
+/** Items per message of a Stream* RPC: bounded messages however many pods the node runs. */
+export const STATS_STREAM_CHUNK = 50;
+
+function containerLookup(ctx: ShimContext): ContainerLookup {
+  const lookup = (ctx as ShimContext & { containers?: ContainerLookup }).containers;
+  if (!lookup) throw unavailable('containers are not available yet');
+  return lookup;
+}
+
+function labelsMatch(labels: Record<string, string> | undefined, selector: Record<string, string> | undefined): boolean {
+  return Object.entries(selector ?? {}).every(([k, v]) => labels?.[k] === v);
+}
+
+export function filterContainers(all: ContainerView[], filter: ContainerStatsFilter__Output | null | undefined): ContainerView[] {
+  if (!filter) return all;
+  return all.filter(
+    (c) =>
+      (!filter.id || c.id.startsWith(filter.id)) &&
+      (!filter.pod_sandbox_id || c.podSandboxId.startsWith(filter.pod_sandbox_id)) &&
+      labelsMatch(c.config.labels, filter.label_selector),
+  );
+}
+
+export function filterPods(all: PodSandboxView[], filter: PodSandboxStatsFilter__Output | null | undefined): PodSandboxView[] {
+  if (!filter) return all;
+  return all.filter((p) => (!filter.id || p.id.startsWith(filter.id)) && labelsMatch(p.config.labels, filter.label_selector));
+}
+
+const u64 = (value: bigint | number | undefined): UInt64Value | null => (value === undefined ? null : { value: String(value) });
+
+export function toContainerStats(container: ContainerView, usage: ContainerUsage): ContainerStats {
+  const timestamp = String(usage.timestampNs);
+  const { cpu, memory, swap, writableLayer } = usage;
+  return {
+    attributes: { id: container.id, metadata: container.config.metadata, labels: container.config.labels, annotations: container.config.annotations },
+    cpu: { timestamp, usage_core_nano_seconds: u64(cpu?.usageCoreNanoSeconds), usage_nano_cores: u64(cpu?.usageNanoCores) },
+    memory: {
+      timestamp,
+      working_set_bytes: u64(memory?.workingSetBytes),
+      available_bytes: u64(memory?.availableBytes),
+      usage_bytes: u64(memory?.usageBytes),
+      rss_bytes: u64(memory?.rssBytes),
+      page_faults: u64(memory?.pageFaults),
+      major_page_faults: u64(memory?.majorPageFaults),
+    },
+    writable_layer: {
+      timestamp,
+      fs_id: writableLayer ? { mountpoint: writableLayer.mountpoint } : null,
+      used_bytes: u64(writableLayer?.usedBytes),
+      inodes_used: u64(writableLayer?.inodesUsed),
+    },
+    swap: swap ? { timestamp, swap_usage_bytes: u64(swap.usageBytes), swap_available_bytes: u64(swap.availableBytes) } : null,
+  };
+}
+
+export function toPodSandboxStats(pod: PodSandboxView, containers: ContainerView[], usage: PodUsage): PodSandboxStats {
+  const timestamp = String(usage.timestampNs);
+  const byId = new Map(containers.map((c) => [c.id, c]));
+  const iface = (i: NonNullable<PodUsage['network']>['interfaces'][number]) => ({
+    name: i.name,
+    rx_bytes: u64(i.rxBytes),
+    rx_errors: u64(i.rxErrors),
+    tx_bytes: u64(i.txBytes),
+    tx_errors: u64(i.txErrors),
+  });
+  return {
+    attributes: { id: pod.id, metadata: pod.config.metadata, labels: pod.config.labels, annotations: pod.config.annotations },
+    linux: {
+      cpu: { timestamp, usage_core_nano_seconds: u64(usage.cpu?.usageCoreNanoSeconds), usage_nano_cores: u64(usage.cpu?.usageNanoCores) },
+      memory: {
+        timestamp,
+        working_set_bytes: u64(usage.memory?.workingSetBytes),
+        available_bytes: u64(usage.memory?.availableBytes),
+        usage_bytes: u64(usage.memory?.usageBytes),
+        rss_bytes: u64(usage.memory?.rssBytes),
+        page_faults: u64(usage.memory?.pageFaults),
+        major_page_faults: u64(usage.memory?.majorPageFaults),
+      },
+      network: usage.network
+        ? {
+            timestamp,
+            default_interface: usage.network.defaultInterface ? iface(usage.network.defaultInterface) : null,
+            interfaces: usage.network.interfaces.map(iface),
+          }
+        : null,
+      process: { timestamp, process_count: u64(usage.processes) },
+      containers: usage.containers.map((c) => toContainerStats(byId.get(c.id)!, c)),
+    },
+  };
+}
+
+function toCriMetrics(points: MetricPoint[], timestamp: string) {
+  return points.map((p) => ({ name: p.name, timestamp, metric_type: p.kind, label_values: p.labelValues, value: { value: String(p.value) } }));
+}
+
+async function streamInChunks<T, R>(items: T[], map: (item: T) => Promise<R>, sink: ResponseSink<unknown>, wrap: (chunk: R[]) => unknown): Promise<void> {
+  for (let start = 0; start < items.length; start += STATS_STREAM_CHUNK) {
+    if (sink.cancelled()) return;
+    const chunk = await Promise.all(items.slice(start, start + STATS_STREAM_CHUNK).map(map));
+    await sink.write(wrap(chunk));
+  }
+}
+
+export function statsHandlers(ctx: ShimContext): CriHandlers {
+  const containersOfPod = (podId: string): ContainerView[] => containerLookup(ctx).list().filter((c) => c.podSandboxId === podId);
+
+  const containerStats = async (c: ContainerView): Promise<ContainerStats> => toContainerStats(c, await ctx.stats.containerUsage(c));
+
+  const podStats = async (pod: PodSandboxView): Promise<PodSandboxStats> => {
+    const containers = containersOfPod(pod.id);
+    return toPodSandboxStats(pod, containers, await ctx.stats.podUsage(pod, containers));
+  };
+
+  const podMetrics = async (pod: PodSandboxView): Promise<PodSandboxMetrics> => {
+    const containers = containersOfPod(pod.id);
+    const usage = await ctx.stats.podUsage(pod, containers);
+    const timestamp = String(usage.timestampNs);
+    const byId = new Map(containers.map((c) => [c.id, c]));
+    return {
+      pod_sandbox_id: pod.id,
+      metrics: toCriMetrics(podMetricPoints(pod, usage), timestamp),
+      container_metrics: usage.containers.map((cu) => ({
+        container_id: cu.id,
+        metrics: toCriMetrics(containerMetricPoints(byId.get(cu.id)!, cu), timestamp),
+      })),
+    };
+  };
+
+  /** Samples of containers and pods that are gone would otherwise accumulate for the life of berthd. */
+  const prune = (): void => {
+    const containers = containerLookup(ctx).list();
+    ctx.stats.retain(containers.map((c) => c.id), ctx.sandboxes.list().map((p) => p.id), containers.map((c) => c.upperDir));
+  };
+
+  return {
+    async ContainerStats(request) {
+      if (!request.container_id) throw invalidArgument('container_id: required');
+      const container = containerLookup(ctx).get(request.container_id);
+      if (!container) throw notFound(`container "${request.container_id}" not found`);
+      return { stats: await containerStats(container) };
+    },
+
+    async ListContainerStats(request) {
+      const containers = filterContainers(containerLookup(ctx).list(), request.filter);
+      const stats = await Promise.all(containers.map(containerStats));
+      prune();
+      return { stats };
+    },
+
+    async StreamContainerStats(request, sink) {
+      const containers = filterContainers(containerLookup(ctx).list(), request.filter);
+      await streamInChunks(containers, containerStats, sink, (chunk) => ({ container_stats: chunk }));
+    },
+
+    async PodSandboxStats(request) {
+      if (!request.pod_sandbox_id) throw invalidArgument('pod_sandbox_id: required');
+      const pod = ctx.sandboxes.get(request.pod_sandbox_id);
+      if (!pod) throw notFound(`pod sandbox "${request.pod_sandbox_id}" not found`);
+      return { stats: await podStats(pod) };
+    },
+
+    async ListPodSandboxStats(request) {
+      const pods = filterPods(ctx.sandboxes.list(), request.filter);
+      const stats = await Promise.all(pods.map(podStats));
+      prune();
+      return { stats };
+    },
+
+    async StreamPodSandboxStats(request, sink) {
+      const pods = filterPods(ctx.sandboxes.list(), request.filter);
+      await streamInChunks(pods, podStats, sink, (chunk) => ({ pod_sandbox_stats: chunk }));
+    },
+
+    async ListMetricDescriptors() {
+      return { descriptors: METRIC_DESCRIPTORS.map((d) => ({ name: d.name, help: d.help, label_keys: d.labelKeys })) };
+    },
+
+    async ListPodSandboxMetrics() {
+      const pods = ctx.sandboxes.list().filter((p) => p.state === 'SANDBOX_READY');
+      return { pod_metrics: await Promise.all(pods.map(podMetrics)) };
+    },
+
+    async StreamPodSandboxMetrics(_request, sink) {
+      const pods = ctx.sandboxes.list().filter((p) => p.state === 'SANDBOX_READY');
+      await streamInChunks(pods, podMetrics, sink, (chunk) => ({ pod_sandbox_metrics: chunk }));
+    },
+  };
+}
