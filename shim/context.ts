@@ -5,7 +5,6 @@ import type { CgroupHierarchy } from '../runtime/cgroups/cgroup-hierarchy';
 import type { ContainerEventBus } from '../runtime/events/container-event-bus';
 import type { RuntimeMetrics } from '../runtime/stats/runtime-metrics';
 import type { StatsCollector } from '../runtime/stats/stats-collector';
-import type { StatsCollector } from '../runtime/stats/stats-collector';
 import type { HostFacts } from '../runtime/host/host-facts';
 import type { BerthDatabase } from '../runtime/store/database';
 import type { PodSandboxes } from '../runtime/sandbox/pod-sandboxes';
@@ -34,8 +33,6 @@ export interface ShimContext {
   events: ContainerEventBus;
   /** OCI/CNI call latency, image pulls, restart recoveries, pods/containers by state (on ctx.metrics.registry). */
   runtimeMetrics: RuntimeMetrics;
-  /** Container and pod usage from cgroups, writable layers and pod network namespaces. */
-  stats: StatsCollector;
   /** Container and pod usage from cgroups, writable layers and pod network namespaces. */
   stats: StatsCollector;
   /** Pod sandboxes (a SandboxLookup for the container model; setContainerHooks registers its stop/remove hooks). */

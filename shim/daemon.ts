@@ -7,7 +7,6 @@ import { CgroupHierarchy } from '../runtime/cgroups/cgroup-hierarchy';
 import { ContainerEventBus } from '../runtime/events/container-event-bus';
 import { RuntimeMetrics } from '../runtime/stats/runtime-metrics';
 import { StatsCollector } from '../runtime/stats/stats-collector';
-import { StatsCollector } from '../runtime/stats/stats-collector';
 import { detectHost, isAvailable } from '../runtime/host/host-facts';
 import { BerthDatabase } from '../runtime/store/database';
 import { CniNetwork } from '../cni/cni-network';
@@ -75,7 +74,6 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
       onOverflow: (subscription, queued) => log.warn({ subscription, queued }, 'container events subscriber fell behind; its stream is ended'),
     }),
     runtimeMetrics: new RuntimeMetrics(metrics.registry),
-    stats: new StatsCollector({ cgroups, layerMountpoint: config.root }),
     stats: new StatsCollector({ cgroups, layerMountpoint: config.root }),
     sandboxes,
     containers: new Containers({

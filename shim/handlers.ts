@@ -7,13 +7,11 @@ import { podSandboxHandlers } from './pod_sandbox';
 import { containerHandlers } from './container';
 import { runtimeInfoHandlers } from './runtime_info';
 import { statsHandlers } from './stats_rpcs';
-import { statsHandlers } from './stats_rpcs';
 import { imageServiceHandlers } from './image_service';
 
 export function allHandlers(ctx: ShimContext): CriHandlers {
   const groups: CriHandlers[] = [
     runtimeInfoHandlers(ctx),
-    statsHandlers(ctx),
     statsHandlers(ctx),
     imageServiceHandlers(ctx),
     podSandboxHandlers(ctx),
