@@ -189,6 +189,13 @@ export class Containers implements ContainerLookup, PodContainerHooks {
     }
     const handler = sandbox.runtimeHandler || this.opts.config.oci.default_runtime;
     const runtime = this.runtime(handler);
+    const cg = this.opts.host.cgroup;
+    if (/crun$/.test(runtime.path) && cg.mode === 'hybrid' && cg.v2Controllers.length > 0) {
+      // crun refuses hybrid hosts while the cgroup2 side has controllers enabled; say so before creating anything.
+      throw failedPrecondition(
+        `runtime handler "${handler}" (crun) cannot run on this hybrid cgroup host while controllers are enabled on the cgroup2 side (${cg.unifiedMount}: ${cg.v2Controllers.join(', ')}); use runc, or mount those controllers as cgroup v1`,
+      );
+    }
     const logDirectory = sandbox.logDirectory || sandbox.config.log_directory || '';
     const imageForContainer = this.opts.images.forContainer(config.image?.image ?? '');
     const id = randomBytes(32).toString('hex');

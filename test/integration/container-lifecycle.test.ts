@@ -166,3 +166,23 @@ describe('exec, stop and remove', () => {
     assert.equal(fx.containers.get(id), undefined);
   });
 });
+
+describe('crun as a second handler', () => {
+  test('runs a container, or refuses clearly on a hybrid host with cgroup2 controllers', async () => {
+    const crun = new ContainerFixture('crun');
+    try {
+      const cg = (await import('../../runtime/host/host-facts')).detectCgroups();
+      const create = crun.run(containerConfig({ name: 'crun1', command: ['sh', '-c', 'exit 9'] }));
+      if (cg.mode === 'hybrid' && cg.v2Controllers.length > 0) {
+        await assert.rejects(create, (err) => isBerthError(err, 'FailedPrecondition') && /crun/.test(err.message) && /hybrid/.test(err.message));
+        assert.equal(crun.containers.list().length, 0);
+      } else {
+        const id = await create;
+        await crun.waitExited(id);
+        assert.equal(crun.containers.detail(id).exitCode, 9);
+      }
+    } finally {
+      await crun.cleanup();
+    }
+  });
+});

@@ -1,0 +1,105 @@
+// OCI spec generation from plain objects: command semantics, env merge,
+// capabilities, resources, cgroup paths, seccomp and namespaces.
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { containerCapabilities, DEFAULT_CAPABILITIES } from '../../runtime/container/capabilities';
+import { cgroupsPathFor, commandLine, int64Field, mergeEnv, ociResources, stopSignalOf } from '../../runtime/container/oci-spec';
+import { confineLogPath, resolveInRoot } from '../../runtime/container/rootfs-path';
+import { defaultSeccompProfile } from '../../runtime/container/seccomp-profile';
+import { resolveUserFrom } from '../../runtime/container/user-lookup';
+import { isBerthError } from '../../runtime/errors';
+
+const hybrid = { cgroup: { mode: 'hybrid' as const, unifiedMount: '/sys/fs/cgroup/unified', v1Controllers: ['memory'], v2Controllers: ['hugetlb'] } };
+const tmp = mkdtempSync('/tmp/berth-spec-');
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('command line', () => {
+  const image = { config: { Entrypoint: ['/ep'], Cmd: ['c1'] } };
+  test('image entrypoint + cmd when the request has neither', () => assert.deepEqual(commandLine({ command: [], args: [] }, image), ['/ep', 'c1']));
+  test('request args replace cmd', () => assert.deepEqual(commandLine({ command: [], args: ['a'] }, image), ['/ep', 'a']));
+  test('request command replaces both', () => assert.deepEqual(commandLine({ command: ['x'], args: [] }, image), ['x']));
+  test('nothing to run is invalid', () => assert.throws(() => commandLine({ command: [], args: [] }, { config: {} }), (e) => isBerthError(e, 'InvalidArgument')));
+});
+
+test('env: image then request, later keys replace earlier ones in place, PATH defaulted', () => {
+  assert.deepEqual(mergeEnv(['A=1', 'B=2'], [{ key: 'A', value: 'x' }], ['HOSTNAME=h']), ['HOSTNAME=h', 'A=x', 'B=2', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin']);
+});
+
+describe('capabilities', () => {
+  test('default set without edits', () => assert.deepEqual(new Set(containerCapabilities([], [], false)), new Set(DEFAULT_CAPABILITIES)));
+  test('drop ALL then add one', () => assert.deepEqual(containerCapabilities(['net_admin'], ['ALL'], false), ['CAP_NET_ADMIN']));
+  test('add ALL then drop one', () => {
+    const caps = containerCapabilities(['ALL'], ['CAP_SYS_ADMIN'], false);
+    assert.ok(caps.includes('CAP_SYS_PTRACE') && !caps.includes('CAP_SYS_ADMIN'));
+  });
+  test('unknown names are invalid', () => assert.throws(() => containerCapabilities(['FLY'], [], false), (e) => isBerthError(e, 'InvalidArgument')));
+});
+
+describe('resources', () => {
+  test('CRI resources map to OCI and unified is refused off cgroup v2', () => {
+    const r = ociResources({ cpu_shares: '512', cpu_quota: '50000', cpu_period: '100000', memory_limit_in_bytes: '1048576', cpuset_cpus: '0', cpuset_mems: '', oom_score_adj: '0', hugepage_limits: [], unified: {}, memory_swap_limit_in_bytes: '0' }, hybrid);
+    assert.deepEqual(r, { cpu: { shares: 512, quota: 50000, period: 100000, cpus: '0' }, memory: { limit: 1048576 } });
+    assert.throws(() => ociResources({ unified: { 'memory.max': '1' } } as never, hybrid), (e) => isBerthError(e, 'InvalidArgument') && /unified/.test(e.message));
+  });
+  test('out-of-range numbers name the field', () => {
+    assert.throws(() => int64Field('2000', 'x.oom_score_adj', -1000, 1000), (e) => isBerthError(e, 'InvalidArgument') && /x\.oom_score_adj/.test(e.message));
+    assert.throws(() => int64Field('12a', 'x.cpu_shares'), (e) => isBerthError(e, 'InvalidArgument'));
+  });
+  test('cgroup paths per driver', () => {
+    assert.equal(cgroupsPathFor('cgroupfs', '/kubepods/pod1', 'abc'), '/kubepods/pod1/abc');
+    assert.equal(cgroupsPathFor('systemd', 'kubepods-pod1.slice', 'abc'), 'kubepods-pod1.slice:berth:abc');
+  });
+});
+
+test('stop signal: request, then image StopSignal, then SIGTERM', () => {
+  const image = { config: { StopSignal: 'quit' } } as never;
+  assert.equal(stopSignalOf({ stop_signal: 'SIGNAL_RUNTIME_DEFAULT' } as never, image), 'SIGQUIT');
+  assert.equal(stopSignalOf({ stop_signal: 'SIGNAL_SIGUSR1' } as never, image), 'SIGUSR1');
+  assert.equal(stopSignalOf({ stop_signal: 'SIGNAL_RUNTIME_DEFAULT' } as never, { config: {} } as never), 'SIGTERM');
+});
+
+describe('users', () => {
+  const passwd = [{ name: 'app', uid: 1000, gid: 1000, home: '/home/app' }];
+  const groups = [{ name: 'extra', gid: 2000, members: ['app'] }, { name: 'web', gid: 33, members: [] }];
+  test('image USER name:group', () => {
+    const u = resolveUserFrom(passwd, groups, { supplementalGroups: [], imageUser: 'app:web' });
+    assert.deepEqual([u.uid, u.gid, u.additionalGids], [1000, 33, [2000]]);
+  });
+  test('a numeric uid without an entry runs with gid 0', () => {
+    const u = resolveUserFrom(passwd, groups, { runAsUser: 5, supplementalGroups: [7], imageUser: 'app' });
+    assert.deepEqual([u.uid, u.gid, u.additionalGids], [5, 0, [7]]);
+  });
+  test('a missing user name is an error', () => assert.throws(() => resolveUserFrom(passwd, groups, { runAsUsername: 'nope', supplementalGroups: [], imageUser: '' }), /nope/));
+});
+
+describe('path confinement', () => {
+  test('absolute symlinks in the rootfs resolve inside it', () => {
+    const root = join(tmp, 'root');
+    mkdirSync(join(root, 'etc'), { recursive: true });
+    symlinkSync('/etc/shadow', join(root, 'etc', 'passwd'));
+    symlinkSync('../../../../..', join(root, 'up'));
+    assert.equal(resolveInRoot(root, '/etc/passwd'), join(root, 'etc', 'shadow'));
+    assert.equal(resolveInRoot(root, '/up/etc'), join(root, 'etc'));
+  });
+  test('log paths may not climb out or pass through a symlink', () => {
+    const logs = join(tmp, 'logs');
+    mkdirSync(logs, { recursive: true });
+    symlinkSync('/etc', join(logs, 'evil'));
+    writeFileSync(join(tmp, 'x'), '');
+    assert.equal(confineLogPath(logs, 'c/0.log'), join(logs, 'c', '0.log'));
+    assert.throws(() => confineLogPath(logs, '../x'), (e) => isBerthError(e, 'InvalidArgument'));
+    assert.throws(() => confineLogPath(logs, 'evil/passwd'), (e) => isBerthError(e, 'InvalidArgument') && /symbolic link/.test(e.message));
+  });
+});
+
+test('RuntimeDefault seccomp denies namespace and mount calls unless CAP_SYS_ADMIN', () => {
+  const plain = defaultSeccompProfile(DEFAULT_CAPABILITIES);
+  assert.equal(plain.defaultAction, 'SCMP_ACT_ERRNO');
+  const allowed = new Set(plain.syscalls.filter((s) => s.action === 'SCMP_ACT_ALLOW' && !s.args).flatMap((s) => s.names));
+  for (const denied of ['unshare', 'mount', 'keyctl', 'ptrace', 'setns', 'bpf', 'init_module']) assert.ok(!allowed.has(denied), denied);
+  for (const ok of ['read', 'execve', 'openat', 'futex']) assert.ok(allowed.has(ok), ok);
+  const admin = defaultSeccompProfile([...DEFAULT_CAPABILITIES, 'CAP_SYS_ADMIN']);
+  assert.ok(admin.syscalls.some((s) => s.action === 'SCMP_ACT_ALLOW' && s.names.includes('mount')));
+});
