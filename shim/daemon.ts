@@ -93,6 +93,11 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
   const recovery = await sandboxes.recover();
   log.info(recovery, `pod sandboxes recovered: ${recovery.loaded} loaded, ${recovery.undone.length} undone, ${recovery.failures.length} failures`);
   await ctx.containers.recover();
+  ctx.runtimeMetrics.setLookups({ sandboxes: ctx.sandboxes, containers: ctx.containers });
+  ctx.runtimeMetrics.countRecovery('sandbox', 'recovered', recovery.loaded - recovery.undone.length - recovery.failures.length);
+  ctx.runtimeMetrics.countRecovery('sandbox', 'cleaned_up', recovery.undone.length);
+  ctx.runtimeMetrics.countRecovery('sandbox', 'failed', recovery.failures.length);
+  ctx.runtimeMetrics.countRecovery('container', 'recovered', ctx.containers.list().length);
 
   const server = new CriServer({
     socketPath: config.socket,

@@ -8,7 +8,7 @@ import type { PodSandboxStats } from '../cri-proto/generated/runtime/v1/PodSandb
 import type { PodSandboxStatsFilter__Output } from '../cri-proto/generated/runtime/v1/PodSandboxStatsFilter';
 import type { UInt64Value } from '../cri-proto/generated/runtime/v1/UInt64Value';
 import type { ContainerLookup, ContainerView } from '../runtime/container/container-types';
-import { invalidArgument, notFound, unavailable } from '../runtime/errors';
+import { invalidArgument, notFound } from '../runtime/errors';
 import type { PodSandboxView } from '../runtime/sandbox/sandbox-types';
 import { METRIC_DESCRIPTORS, containerMetricPoints, podMetricPoints, type MetricPoint } from '../runtime/stats/metric-descriptors';
 import type { ContainerUsage, PodUsage } from '../runtime/stats/stats-collector';
@@ -19,9 +19,7 @@ import type { CriHandlers, ResponseSink } from './handler';
 export const STATS_STREAM_CHUNK = 50;
 
 function containerLookup(ctx: ShimContext): ContainerLookup {
-  const lookup = (ctx as ShimContext & { containers?: ContainerLookup }).containers;
-  if (!lookup) throw unavailable('containers are not available yet');
-  return lookup;
+  return ctx.containers;
 }
 
 function labelsMatch(labels: Record<string, string> | undefined, selector: Record<string, string> | undefined): boolean {
