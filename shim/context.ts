@@ -10,6 +10,7 @@ import type { BerthDatabase } from '../runtime/store/database';
 import type { PodSandboxes } from '../runtime/sandbox/pod-sandboxes';
 import type { ImageStore } from '../runtime/image/image-store';
 import type { Containers } from '../runtime/container/containers';
+import type { StreamingServer } from './streaming/streaming-server';
 import type { Logger } from './logger';
 import type { BerthMetrics } from './metrics';
 
@@ -41,4 +42,6 @@ export interface ShimContext {
   images: ImageStore;
   /** Containers (a ContainerLookup for streaming/stats; lifecycle, exec, attach socket paths). */
   containers: Containers;
+  /** The exec/attach/port-forward streaming server: urlFor() registers a request and returns its single-use URL. */
+  streaming: StreamingServer;
 }

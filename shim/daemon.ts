@@ -14,6 +14,8 @@ import { writeDefaultConflistIfMissing } from '../cni/default-conflist';
 import { loadNative } from '../native';
 import { PodSandboxes } from '../runtime/sandbox/pod-sandboxes';
 import { Containers } from '../runtime/container/containers';
+import { ContainerStreamingRuntime } from '../runtime/exec/container-streaming-runtime';
+import { StreamingServer } from './streaming/streaming-server';
 import { ContainerStore } from '../runtime/container/container-store';
 import { OverlayRootfsMounter } from '../runtime/image/rootfs-mounter';
 import type { ShimContext } from './context';
@@ -87,6 +89,17 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
       cgroupRelativePath: (p) => cgroups.relativePath(p),
     }),
     images: new ImageStore({ config, db, log, metrics: { observeImagePull: (s, b, o) => ctx.runtimeMetrics.observeImagePull(s, b, o) } }),
+    streaming: new StreamingServer({
+      address: config.streaming.address,
+      port: config.streaming.port,
+      tokenTtlSeconds: config.streaming.token_ttl_seconds,
+      log,
+      runtime: new ContainerStreamingRuntime({
+        containers: { get: (id) => ctx.containers.get(id), list: () => ctx.containers.list() },
+        sandboxes,
+        workDir: join(config.state, 'exec'),
+      }),
+    }),
   };
   ctx.images.init();
   sandboxes.setContainerHooks(ctx.containers);
@@ -98,6 +111,14 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
   ctx.runtimeMetrics.countRecovery('sandbox', 'cleaned_up', recovery.undone.length);
   ctx.runtimeMetrics.countRecovery('sandbox', 'failed', recovery.failures.length);
   ctx.runtimeMetrics.countRecovery('container', 'recovered', ctx.containers.list().length);
+
+  try {
+    const port = await ctx.streaming.listen();
+    log.info({ url: ctx.streaming.baseUrl, port }, 'streaming server (exec/attach/port-forward) listening');
+  } catch (err) {
+    db.close();
+    throw new Error(`cannot serve streaming on ${config.streaming.address}:${config.streaming.port}: ${(err as Error).message}`);
+  }
 
   const server = new CriServer({
     socketPath: config.socket,
@@ -138,6 +159,7 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
       ctx.events.close();
       ctx.containers.close();
       await server.shutdown();
+      await ctx.streaming.close();
       await metrics.close();
       await ctx.images.close();
       db.close();

@@ -8,6 +8,7 @@ import { containerHandlers } from './container';
 import { runtimeInfoHandlers } from './runtime_info';
 import { statsHandlers } from './stats_rpcs';
 import { imageServiceHandlers } from './image_service';
+import { streamingHandlers } from './streaming_rpcs';
 
 export function allHandlers(ctx: ShimContext): CriHandlers {
   const groups: CriHandlers[] = [
@@ -16,6 +17,7 @@ export function allHandlers(ctx: ShimContext): CriHandlers {
     imageServiceHandlers(ctx),
     podSandboxHandlers(ctx),
     containerHandlers(ctx),
+    streamingHandlers(ctx),
   ];
   const merged: Record<string, unknown> = {};
   for (const group of groups) {
