@@ -7,6 +7,7 @@ import { podSandboxHandlers } from './pod_sandbox';
 import { containerHandlers } from './container';
 import { runtimeInfoHandlers } from './runtime_info';
 import { statsHandlers } from './stats_rpcs';
+import { containerEventsHandlers } from './container_events';
 import { imageServiceHandlers } from './image_service';
 import { streamingHandlers } from './streaming_rpcs';
 
@@ -14,6 +15,7 @@ export function allHandlers(ctx: ShimContext): CriHandlers {
   const groups: CriHandlers[] = [
     runtimeInfoHandlers(ctx),
     statsHandlers(ctx),
+    containerEventsHandlers(ctx),
     imageServiceHandlers(ctx),
     podSandboxHandlers(ctx),
     containerHandlers(ctx),
