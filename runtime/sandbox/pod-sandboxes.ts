@@ -295,7 +295,7 @@ export class PodSandboxes implements SandboxLookup {
 
     if (!hostNetwork) {
       this.store.recordResource(row.id, 'cni', row.id);
-      const result = await this.o.network.add(this.attachmentFor(record));
+      const result = await this.o.network.add(this.attachmentFor(record), { loopbackReady: true });
       const ips = podIpsOf(result);
       record.ips = ips;
       this.setRow(record, { ips_json: JSON.stringify(ips), cni_result_json: JSON.stringify(result) });

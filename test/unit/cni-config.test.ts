@@ -85,3 +85,16 @@ describe('what a plugin is handed', () => {
     assert.deepEqual(ips, ['10.1.0.5', 'fd00::5']);
   });
 });
+
+describe('plugins with nothing to do', () => {
+  test('portmap is left out when the pod maps no ports, loopback when lo is already up', async () => {
+    const { elideNoopPlugins } = await import('../../cni/cni-network');
+    const list = defaultConflist({ name: 'n', bridge: 'br-n', subnet: '10.88.0.0/24' });
+    assert.deepEqual(elideNoopPlugins(list, {}, true).plugins.map((p) => p.type), ['bridge']);
+    assert.deepEqual(
+      elideNoopPlugins(list, { portMappings: [{ hostPort: 1, containerPort: 2, protocol: 'tcp' }] }, false).plugins.map((p) => p.type),
+      ['bridge', 'portmap', 'loopback'],
+    );
+    assert.equal(elideNoopPlugins({ cniVersion: '1.0.0', name: 'l', plugins: [{ type: 'loopback' }] }, {}, true).plugins.length, 1);
+  });
+});
