@@ -336,10 +336,12 @@ function renderSection(spec: SectionSpec, path: string[], lines: string[], value
         lines.push('');
       }
       if (field.example) {
-        lines.push(`# For example (keys: ${Object.keys(field.entry.fields).join(', ')}):`);
+        lines.push('# For example:');
         lines.push(`# [${[...path, key, field.example.key].map(tomlKey).join('.')}]`);
-        for (const [k, v] of Object.entries(field.example.values)) lines.push(`# ${k} = ${tomlValue(v)}`);
-        if (entries.length === 0) lines.push(`# ${Object.entries(field.entry.fields).map(([k]) => k).join(', ')} as above`);
+        for (const [k, entryField] of Object.entries(field.entry.fields) as [string, ValueSpec][]) {
+          lines.push(`#   ${entryField.doc}`);
+          lines.push(`# ${tomlKey(k)} = ${tomlValue(field.example.values[k] ?? entryField.default)}`);
+        }
       }
     }
   }

@@ -6,7 +6,7 @@ import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { loadCriPackage } from '../cri-proto';
-import { describeError } from '../runtime/errors';
+import { describeError, unimplemented } from '../runtime/errors';
 import type { CallInfo, CriHandlers, CriMethod, ResponseSink } from './handler';
 import { statusName, toGrpcStatus } from './grpc-status';
 import type { Logger } from './logger';
@@ -58,9 +58,9 @@ function serviceImplementation(
         log.debug({ rpc: method, call: id }, 'rpc start');
         const info: CallInfo = { id, method: method as CriMethod, cancelled: () => call.cancelled };
         if (!handler) {
-          const err = { code: grpc.status.UNIMPLEMENTED, details: `${method} is not implemented by berth` };
-          finish(id, started, Object.assign(new Error(err.details), { kind: 'Unimplemented' }));
-          call.destroy(Object.assign(new Error(err.details), err));
+          const err = unimplemented(`${method} is not implemented by berth`);
+          finish(id, started, err);
+          call.emit('error', Object.assign(new Error(err.message), toGrpcStatus(err)));
           return;
         }
         const sink: ResponseSink<unknown> = {
@@ -68,8 +68,17 @@ function serviceImplementation(
           write: (message) =>
             new Promise<void>((resolve) => {
               if (call.cancelled || call.destroyed) return resolve();
-              if (call.write(message)) resolve();
-              else call.once('drain', () => resolve());
+              if (call.write(message)) return resolve();
+              // A client that goes away never drains: stop waiting then too.
+              const done = (): void => {
+                call.off('drain', done);
+                call.off('cancelled', done);
+                call.off('close', done);
+                resolve();
+              };
+              call.once('drain', done);
+              call.once('cancelled', done);
+              call.once('close', done);
             }),
         };
         (handler as AnyStreaming)(call.request, sink, info).then(
@@ -80,7 +89,7 @@ function serviceImplementation(
           (err: unknown) => {
             finish(id, started, err);
             const st = toGrpcStatus(err);
-            if (!call.cancelled) call.destroy(Object.assign(new Error(st.details), st));
+            if (!call.cancelled) call.emit('error', Object.assign(new Error(st.details), st));
           },
         );
       };
@@ -93,9 +102,9 @@ function serviceImplementation(
       metrics.rpcTotal.inc({ method });
       log.debug({ rpc: method, call: id }, 'rpc start');
       if (!handler) {
-        const details = `${method} is not implemented by berth`;
-        finish(id, started, Object.assign(new Error(details), { kind: 'Unimplemented' }));
-        callback({ code: grpc.status.UNIMPLEMENTED, details });
+        const err = unimplemented(`${method} is not implemented by berth`);
+        finish(id, started, err);
+        callback(toGrpcStatus(err));
         return;
       }
       const info: CallInfo = { id, method: method as CriMethod, cancelled: () => call.cancelled };

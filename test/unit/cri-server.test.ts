@@ -1,0 +1,106 @@
+// The CRI server's wrapping of handlers, in-process with hand-made handler
+// tables: error mapping, streaming errors and backpressure, UNIMPLEMENTED.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { status } from '@grpc/grpc-js';
+import pino from 'pino';
+import { CriServer } from '../../shim/server';
+import { BerthMetrics } from '../../shim/metrics';
+import type { CriHandlers } from '../../shim/handler';
+import { notFound, invalidArgument } from '../../runtime/errors';
+import { CriClient, grpcCode } from '../support/cri-client';
+
+describe('CriServer', () => {
+  const dir = mkdtempSync('/tmp/berth-unit-server-');
+  const socketPath = join(dir, 'cri.sock');
+  let server: CriServer;
+  let client: CriClient;
+  const handlers: CriHandlers = {
+    async ContainerStatus(request) {
+      if (!request.container_id) throw invalidArgument('container_id: must not be empty');
+      throw notFound(`container "${request.container_id}" not found`);
+    },
+    async PodSandboxStatus() {
+      throw new Error('disk on fire');
+    },
+    async StreamImages(_request, sink) {
+      for (let i = 0; i < 50; i++) {
+        await sink.write({ images: [{ id: `sha256:${String(i).padStart(64, '0')}`, repo_tags: [`img:${i}`], repo_digests: [], size: '1', uid: null, username: '', spec: null, pinned: false }] });
+      }
+    },
+    async StreamContainers(_request, sink) {
+      await sink.write({ containers: [] });
+      throw notFound('gone mid-stream');
+    },
+  };
+
+  before(async () => {
+    server = new CriServer({
+      socketPath,
+      maxRecvMessageBytes: 1 << 20,
+      maxSendMessageBytes: 1 << 20,
+      log: pino({ level: 'silent' }),
+      metrics: new BerthMetrics(false),
+      handlers,
+    });
+    await server.listen();
+    client = new CriClient(socketPath);
+  });
+  after(async () => {
+    client.close();
+    await server.shutdown(1000);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('model errors map to their gRPC codes with their message', async () => {
+    await assert.rejects(client.call('ContainerStatus', { container_id: '' }), (err: Error) => {
+      assert.equal(grpcCode(err), status.INVALID_ARGUMENT);
+      assert.match(err.message, /container_id: must not be empty/);
+      return true;
+    });
+    await assert.rejects(client.call('ContainerStatus', { container_id: 'abc' }), (err) => grpcCode(err) === status.NOT_FOUND);
+  });
+
+  test('an unexpected error is INTERNAL with its message and no stack', async () => {
+    await assert.rejects(client.call('PodSandboxStatus', { pod_sandbox_id: 'x' }), (err: Error & { details?: string }) => {
+      assert.equal(grpcCode(err), status.INTERNAL);
+      assert.equal(err.details, 'disk on fire');
+      return true;
+    });
+  });
+
+  test('a unary method with no handler is UNIMPLEMENTED', async () => {
+    await assert.rejects(client.call('RunPodSandbox', {}), (err: Error) => {
+      assert.equal(grpcCode(err), status.UNIMPLEMENTED);
+      assert.match(err.message, /RunPodSandbox is not implemented/);
+      return true;
+    });
+  });
+
+  test('a streaming method with no handler is UNIMPLEMENTED', async () => {
+    await assert.rejects(client.collect('StreamPodSandboxes', {}), (err: Error) => {
+      assert.equal(grpcCode(err), status.UNIMPLEMENTED);
+      assert.match(err.message, /StreamPodSandboxes/);
+      return true;
+    });
+  });
+
+  test('a stream delivers every message in order', async () => {
+    const messages = await client.collect('StreamImages', {});
+    assert.equal(messages.length, 50);
+    assert.deepEqual(messages.map((m) => m.images[0].repo_tags[0]), Array.from({ length: 50 }, (_, i) => `img:${i}`));
+  });
+
+  test('a stream that fails after some messages ends with the error code', async () => {
+    const received: unknown[] = [];
+    await assert.rejects(
+      (async () => {
+        for await (const m of client.stream('StreamContainers', {})) received.push(m);
+      })(),
+      (err) => grpcCode(err) === status.NOT_FOUND,
+    );
+    assert.equal(received.length, 1);
+  });
+});
