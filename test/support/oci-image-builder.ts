@@ -234,7 +234,7 @@ export async function pushBlob(registry: TestRegistry, repository: string, blob:
   location.searchParams.set('digest', blob.digest);
   const put = await registryFetch(registry, repository, location.toString(), {
     method: 'PUT',
-    headers: { 'content-type': 'application/octet-stream', 'content-length': String(blob.size) },
+    headers: { 'content-type': 'application/octet-stream' },
     body: blob.data,
   });
   const text = await put.text();

@@ -1,0 +1,89 @@
+// Container root filesystems from image layers: overlay mounts with many layers,
+// and layers a container holds surviving RemoveImage of their image.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pino from 'pino';
+import { loadNative } from '../../native';
+import { ImageStore } from '../../runtime/image/image-store';
+import { OverlayRootfsMounter } from '../../runtime/image/rootfs-mounter';
+import { BerthDatabase } from '../../runtime/store/database';
+import { buildConfig } from '../../shim/config';
+import { pushBusyboxImage } from '../support/oci-image-builder';
+import { startRegistry, type TestRegistry } from '../support/registry';
+
+describe('overlay root filesystems', () => {
+  const dir = mkdtempSync('/tmp/berth-rootfs-');
+  const mounter = new OverlayRootfsMounter();
+  const target = join(dir, 'rootfs');
+  after(() => {
+    mounter.unmount(target);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('an image with 200 layers in long paths mounts (beyond one page of mount options)', () => {
+    const layers: string[] = [];
+    for (let i = 0; i < 200; i++) {
+      const layer = join(dir, `a-rather-long-layer-directory-name-to-overflow-the-page-${String(i).padStart(3, '0')}`, 'diff');
+      mkdirSync(layer, { recursive: true });
+      writeFileSync(join(layer, `file-${i}`), `layer ${i}`);
+      writeFileSync(join(layer, 'top'), `layer ${i}`);
+      layers.push(layer);
+    }
+    // The base layer has a file the top layer whites out.
+    writeFileSync(join(layers[0], 'hidden'), 'base');
+    loadNative().mknod(join(layers[199], 'hidden'), loadNative().fileTypes.S_IFCHR, 0, 0);
+    mounter.mount({ layerDirs: layers, upperDir: join(dir, 'upper'), workDir: join(dir, 'work'), target });
+    assert.equal(readFileSync(join(target, 'file-0'), 'utf8'), 'layer 0');
+    assert.equal(readFileSync(join(target, 'top'), 'utf8'), 'layer 199', 'the last layer is on top');
+    assert.ok(!existsSync(join(target, 'hidden')), 'a whiteout hides the lower file');
+    writeFileSync(join(target, 'written'), 'upper');
+    assert.equal(readFileSync(join(dir, 'upper', 'written'), 'utf8'), 'upper');
+  });
+
+  test('unmount is idempotent', () => {
+    mounter.unmount(target);
+    assert.ok(!existsSync(join(target, 'file-0')));
+    mounter.unmount(target);
+    mounter.unmount(join(dir, 'never-mounted'));
+  });
+});
+
+describe('layers held by containers', () => {
+  let registry: TestRegistry;
+  let store: ImageStore;
+  let db: BerthDatabase;
+  const root = mkdtempSync('/tmp/berth-imagestore-');
+  before(async () => {
+    registry = await startRegistry();
+    const config = buildConfig(`root = ${JSON.stringify(root)}\n`);
+    db = new BerthDatabase(join(root, 'berth.db'));
+    store = new ImageStore({ config, db, log: pino({ level: 'silent' }) });
+    store.init();
+  });
+  after(async () => {
+    await store?.close();
+    db?.close();
+    await registry?.stop();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  test('forContainer gives the layers base first; held layers outlive RemoveImage until released', async () => {
+    const pushed = await pushBusyboxImage(registry, 'held/app:v1', { extraLayers: [[{ path: 'held', type: 'file', content: 'h' }]] });
+    await store.pull(pushed.reference);
+    const resolved = store.forContainer(pushed.reference);
+    assert.equal(resolved.image.id, pushed.imageId);
+    assert.equal(resolved.layerDirs.length, 2);
+    assert.ok(existsSync(join(resolved.layerDirs[0], 'bin/busybox')));
+    assert.ok(existsSync(join(resolved.layerDirs[1], 'held')));
+    assert.deepEqual(resolved.image.config.Cmd, ['sh']);
+    store.holdLayers('container-1', resolved.image.id);
+    await store.remove(pushed.reference);
+    assert.equal(store.resolve(pushed.reference), undefined);
+    for (const layer of resolved.layerDirs) assert.ok(existsSync(layer), 'a held layer stays');
+    assert.throws(() => store.forContainer(pushed.reference), /not found/);
+    await store.releaseLayers('container-1');
+    for (const layer of resolved.layerDirs) assert.ok(!existsSync(layer), 'released layers are collected');
+  });
+});
