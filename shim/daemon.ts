@@ -58,7 +58,10 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
     if (written) log.info({ path: written }, 'no CNI network configured: wrote the default (bridge + host-local + portmap + loopback)');
   }
   // NetworkReady follows the CNI network's STATUS (CNI 1.1) or its config and plugins being present.
-  const podNetwork = new CniNetwork({ confDir: config.cni.conf_dir, binDirs: config.cni.bin_dirs, cacheDir: config.cni.cache_dir });
+  const podNetwork = new CniNetwork({
+    confDir: config.cni.conf_dir, binDirs: config.cni.bin_dirs, cacheDir: config.cni.cache_dir,
+    observe: (operation, seconds, outcome) => ctx.runtimeMetrics.observeCniCall(operation, seconds, outcome),
+  });
   const cgroups = CgroupHierarchy.detect(config.cgroup.driver);
   const sandboxes = new PodSandboxes({
     config, db, cgroups, network: podNetwork, native: loadNative(), log, podCidr: () => ctx.podCidr.value,
@@ -110,6 +113,8 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
   ctx.runtimeMetrics.countRecovery('sandbox', 'recovered', recovery.loaded - recovery.undone.length - recovery.failures.length);
   ctx.runtimeMetrics.countRecovery('sandbox', 'cleaned_up', recovery.undone.length);
   ctx.runtimeMetrics.countRecovery('sandbox', 'failed', recovery.failures.length);
+  ctx.runtimeMetrics.countRecovery('cni', 'cleaned_up', recovery.cniGc.removed.length);
+  ctx.runtimeMetrics.countRecovery('cni', 'failed', recovery.cniGc.failed.length);
   ctx.runtimeMetrics.countRecovery('container', 'recovered', ctx.containers.list().length);
 
   try {
