@@ -8,6 +8,7 @@ import type { CriClient } from '../../test/support/cri-client';
 import { startRegistry, type TestRegistry } from '../../test/support/registry';
 import { pushImage, type PushedImage } from '../../test/support/oci-image-builder';
 import { BenchBerthd } from './berth';
+import { describeDelta, findMetricsUrl, scrapeHistograms } from './berth-metrics';
 import { busyboxImage, pauseImage } from './bench-images';
 import { ContainerdProcess } from './containerd';
 import { removeCgroupTree } from './host-cleanup';
@@ -83,6 +84,7 @@ export function selectedRuntimes(): RuntimeName[] {
 }
 
 const CGROUP_ROOT = 'berth-bench';
+const BERTH_LATENCY_METRICS = ['berth_oci_runtime_call_duration_seconds', 'berth_cni_call_duration_seconds', 'berth_image_pull_duration_seconds'];
 
 function hostFacts(): Record<string, string | number> {
   const version = (cmd: string, args: string[]): string => {
@@ -185,7 +187,14 @@ export async function runScenario(spec: ScenarioSpec, book: SampleBook): Promise
       notes,
       order: (i) => (i % 2 === 0 ? runtimes : [...runtimes].reverse()),
     };
+    const berth = runtimes.find((rt) => rt.name === 'berth');
+    const metricsUrl = berth ? await findMetricsUrl(berth.daemonPid).catch(() => undefined) : undefined;
+    const before = metricsUrl ? await scrapeHistograms(metricsUrl, BERTH_LATENCY_METRICS).catch(() => undefined) : undefined;
     await spec.run(env, book);
+    if (metricsUrl && before) {
+      const after = await scrapeHistograms(metricsUrl, BERTH_LATENCY_METRICS).catch(() => undefined);
+      if (after) for (const line of describeDelta(before, after)) notes.push(`berth internals (warm-up included): ${line}`);
+    }
   } finally {
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
