@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { BerthdProcess } from '../../test/support/berthd-process';
 import { CNI_BIN_DIR, writeBridgeConflist } from './cni-network';
-import { deleteLink, unmountUnder } from './host-cleanup';
+import { deleteLink, forceDeleteRuncContainers, unmountUnder } from './host-cleanup';
 
 export const BERTH_BRIDGE = 'bb-berth0';
 export const BERTH_SUBNET = '10.92.0.0/16';
@@ -73,6 +73,9 @@ export class BenchBerthd {
   async cleanup(): Promise<void> {
     await this.removeAllPods();
     await this.berthd.stop();
+    // conmon outlives berthd by design; the containers' runc state is in berthd's state dir.
+    const leftovers = forceDeleteRuncContainers(this.berthd.state);
+    if (leftovers.length) console.error(`bench: berthd left ${leftovers.length} runc container(s); force-deleted`);
     unmountUnder(this.berthd.dir);
     unmountUnder(this.extraDir);
     await this.berthd.cleanup();

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { join } from 'node:path';
 import { CriClient } from '../../test/support/cri-client';
 import { CNI_BIN_DIR, writeBridgeConflist } from './cni-network';
-import { deleteLink, pidsWithArgument, unmountUnder } from './host-cleanup';
+import { deleteLink, forceDeleteRuncContainers, pidsWithArgument, unmountUnder } from './host-cleanup';
 
 export const CONTAINERD_BRIDGE = 'bb-ctrd0';
 export const CONTAINERD_SUBNET = '10.91.0.0/16';
@@ -186,6 +186,8 @@ export class ContainerdProcess {
         // exited meanwhile
       }
     }
+    const leftovers = forceDeleteRuncContainers(join(this.state, 'runc'), this.options.runc ?? '/usr/sbin/runc');
+    if (leftovers.length) console.error(`bench: containerd left ${leftovers.length} runc container(s); force-deleted`);
     unmountUnder(this.state);
     unmountUnder(this.root);
     rmSync(this.runDir, { recursive: true, force: true });

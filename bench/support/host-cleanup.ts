@@ -95,3 +95,35 @@ export function pidsWithArgument(needle: string): number[] {
   }
   return out;
 }
+
+/**
+ * Force-deletes every runc container whose state lives below `dir` (runc
+ * keeps <root>/<id>/state.json): what a crashed daemon left running. A
+ * clean run finds none.
+ */
+export function forceDeleteRuncContainers(dir: string, runc = 'runc'): string[] {
+  const deleted: string[] = [];
+  const visit = (d: string, depth: number): void => {
+    if (depth > 4) return;
+    let entries;
+    try {
+      entries = readdirSync(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const entry of entries) {
+      if (!entry.isDirectory()) continue;
+      const child = join(d, entry.name);
+      if (existsSync(join(child, 'state.json'))) {
+        try {
+          execFileSync(runc, ['--root', d, 'delete', '--force', entry.name], { stdio: 'ignore', timeout: 30_000 });
+          deleted.push(entry.name);
+        } catch {
+          // already gone
+        }
+      } else visit(child, depth + 1);
+    }
+  };
+  visit(dir, 0);
+  return deleted;
+}
