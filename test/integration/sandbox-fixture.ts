@@ -83,7 +83,17 @@ export function inNetns(netnsPath: string, args: string[], timeoutMs = 15_000): 
   return execFileSync('nsenter', [`--net=${netnsPath}`, 'busybox', ...args], { timeout: timeoutMs, encoding: 'utf8' });
 }
 
-/** Interfaces and addresses of the host, for leak checks. */
+/** Interfaces enslaved to a bridge (the pods' host-side veths), for leak checks that other tests on the host cannot disturb. */
+export function bridgePorts(bridge: string): string[] {
+  const r = spawnSync('ip', ['-o', 'link', 'show', 'master', bridge], { encoding: 'utf8' });
+  if (r.status !== 0) return [];
+  return r.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split(':')[1].trim().split('@')[0]);
+}
+
+/** Interfaces of the host. */
 export function hostLinks(): string[] {
   return execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' })
     .split('\n')
