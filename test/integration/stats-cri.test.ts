@@ -173,6 +173,16 @@ describe('stats over CRI', () => {
     assert.deepEqual(streamed.flatMap((m) => m.pod_sandbox_metrics).map((p) => p.pod_sandbox_id).sort(), [podA.id, podB.id].sort());
   });
 
+  test('/metrics counts pods and containers by state', async () => {
+    const line = s.berthd.logs().split('\n').find((l) => l.includes('metrics served at /metrics'));
+    const port = (JSON.parse(line!) as { port: number }).port;
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    assert.match(text, /berth_pod_sandboxes\{state="SANDBOX_READY"\} 2\n/);
+    assert.match(text, /berth_containers\{state="CONTAINER_RUNNING"\} 2\n/);
+    assert.match(text, /# TYPE berth_oci_runtime_call_duration_seconds histogram/);
+    assert.match(text, /# TYPE berth_cni_call_duration_seconds histogram/);
+  });
+
   test('unknown ids are NOT_FOUND and empty ids INVALID_ARGUMENT', async () => {
     await assert.rejects(s.berthd.client.call('ContainerStats', { container_id: 'f'.repeat(64) }), (e) => grpcCode(e) === NOT_FOUND);
     await assert.rejects(s.berthd.client.call('ContainerStats', { container_id: '' }), (e) => grpcCode(e) === INVALID_ARGUMENT);
