@@ -69,13 +69,16 @@ export interface StatsCollectorOptions {
   layerCacheMs?: number;
 }
 
+/** Below this gap between two samples a CPU rate is not recomputed. */
+const MIN_RATE_WINDOW_NS = 100_000_000n;
+
 /** Unix time in nanoseconds with sub-millisecond precision. */
 export function unixNanos(): bigint {
   return BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n;
 }
 
 export class StatsCollector {
-  private readonly previousCpu = new Map<string, { monotonicNs: bigint; usage: bigint }>();
+  private readonly previousCpu = new Map<string, { monotonicNs: bigint; usage: bigint; rate: bigint | undefined }>();
   private readonly layers: WritableLayerMeter;
 
   constructor(private readonly options: StatsCollectorOptions) {
@@ -125,10 +128,16 @@ export class StatsCollector {
       const monotonicNs = process.hrtime.bigint();
       const previous = this.previousCpu.get(key);
       let usageNanoCores: bigint | undefined;
-      if (previous && monotonicNs > previous.monotonicNs && cpu.usageCoreNanoSeconds >= previous.usage) {
-        usageNanoCores = ((cpu.usageCoreNanoSeconds - previous.usage) * 1_000_000_000n) / (monotonicNs - previous.monotonicNs);
+      if (previous && monotonicNs - previous.monotonicNs < MIN_RATE_WINDOW_NS) {
+        // Two callers (kubelet, crictl) a few ms apart would get a rate over a noisy sliver of
+        // time: answer with the last rate and keep the older sample as the base.
+        usageNanoCores = previous.rate;
+      } else {
+        if (previous && cpu.usageCoreNanoSeconds >= previous.usage) {
+          usageNanoCores = ((cpu.usageCoreNanoSeconds - previous.usage) * 1_000_000_000n) / (monotonicNs - previous.monotonicNs);
+        }
+        this.previousCpu.set(key, { monotonicNs, usage: cpu.usageCoreNanoSeconds, rate: usageNanoCores });
       }
-      this.previousCpu.set(key, { monotonicNs, usage: cpu.usageCoreNanoSeconds });
       out.cpu = { ...readCpuDetail(cgroups, cgroupPath), usageCoreNanoSeconds: cpu.usageCoreNanoSeconds, usageNanoCores };
     }
     const memory = readMemory(cgroups, cgroupPath);

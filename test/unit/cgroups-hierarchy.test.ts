@@ -3,7 +3,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { cgroupLayoutFrom, expandSlice, relativeCgroupPath } from '../../runtime/cgroups/cgroup-layout';
@@ -155,5 +155,34 @@ describe('a real cgroup on this host', () => {
     process.kill(burner.pid!, 'SIGKILL');
     const swap = readSwap(hierarchy, path);
     if (swap) assert.ok(swap.usageBytes >= 0);
+  });
+});
+
+describe('resource writes on a cgroup2 layout', () => {
+  // A directory tree shaped like a cgroup2 mount: the files a controller offers exist, so
+  // the v2 formats (cpu.weight, cpu.max, memory.max, memory.swap.max) can be checked anywhere.
+  const root = mkdtempSync('/tmp/berth-cg2-');
+  const dir = join(root, 'kubepods.slice', 'kubepods-pod1.slice');
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  test('shares, quota, memory and swap land in the cgroup2 files in their cgroup2 formats', () => {
+    writeFileSync(join(root, 'cgroup.controllers'), 'cpu memory pids\n');
+    mkdirSync(dir, { recursive: true });
+    for (const f of ['cpu.weight', 'cpu.max', 'memory.max', 'memory.swap.max', 'cgroup.controllers']) writeFileSync(join(dir, f), '');
+    const h = new CgroupHierarchy(cgroupLayoutFrom({ mode: 'v2', unifiedMount: root, v1Controllers: [], v2Controllers: ['cpu', 'memory', 'pids'] }, ''), 'systemd');
+    const applied = h.applyResources('kubepods-pod1.slice', {
+      cpu_shares: '1024', cpu_quota: '20000', cpu_period: '100000', memory_limit_in_bytes: '1000', memory_swap_limit_in_bytes: '3000',
+      unified: { 'memory.high': '900' },
+    });
+    const read = (f: string): string => readFileSync(join(dir, f), 'utf8');
+    assert.equal(read('cpu.weight'), '39');
+    assert.equal(read('cpu.max'), '20000 100000');
+    assert.equal(read('memory.max'), '1000');
+    assert.equal(read('memory.swap.max'), '2000');
+    assert.deepEqual(applied.skipped, ['memory.high=900 (not offered in ' + dir + ')']);
+    assert.equal(readFileSync(join(root, 'cgroup.subtree_control'), 'utf8'), '+cpu +memory +pids');
+    h.applyResources('kubepods-pod1.slice', { cpu_quota: '-1', memory_limit_in_bytes: '-1' });
+    assert.equal(read('cpu.max'), 'max 100000');
+    assert.equal(read('memory.max'), 'max');
   });
 });
