@@ -6,7 +6,9 @@ import type { ContainerStatsFilter__Output } from '../cri-proto/generated/runtim
 import type { PodSandboxMetrics } from '../cri-proto/generated/runtime/v1/PodSandboxMetrics';
 import type { PodSandboxStats } from '../cri-proto/generated/runtime/v1/PodSandboxStats';
 import type { PodSandboxStatsFilter__Output } from '../cri-proto/generated/runtime/v1/PodSandboxStatsFilter';
+import type { PsiStats } from '../cri-proto/generated/runtime/v1/PsiStats';
 import type { UInt64Value } from '../cri-proto/generated/runtime/v1/UInt64Value';
+import type { PressureSample } from '../runtime/cgroups/cgroup-usage';
 import type { ContainerLookup, ContainerView } from '../runtime/container/container-types';
 import { invalidArgument, notFound } from '../runtime/errors';
 import type { PodSandboxView } from '../runtime/sandbox/sandbox-types';
@@ -41,6 +43,12 @@ export function filterPods(all: PodSandboxView[], filter: PodSandboxStatsFilter_
   return all.filter((p) => (!filter.id || p.id.startsWith(filter.id)) && labelsMatch(p.config.labels, filter.label_selector));
 }
 
+function psi(sample: PressureSample | undefined): PsiStats | null {
+  if (!sample) return null;
+  const data = (line: PressureSample['some']) => ({ Total: String(line.totalMicros), Avg10: line.avg10, Avg60: line.avg60, Avg300: line.avg300 });
+  return { Some: data(sample.some), Full: sample.full ? data(sample.full) : null };
+}
+
 const u64 = (value: bigint | number | undefined): UInt64Value | null => (value === undefined ? null : { value: String(value) });
 
 export function toContainerStats(container: ContainerView, usage: ContainerUsage): ContainerStats {
@@ -48,9 +56,10 @@ export function toContainerStats(container: ContainerView, usage: ContainerUsage
   const { cpu, memory, swap, writableLayer } = usage;
   return {
     attributes: { id: container.id, metadata: container.config.metadata, labels: container.config.labels, annotations: container.config.annotations },
-    cpu: { timestamp, usage_core_nano_seconds: u64(cpu?.usageCoreNanoSeconds), usage_nano_cores: u64(cpu?.usageNanoCores) },
+    cpu: { timestamp, usage_core_nano_seconds: u64(cpu?.usageCoreNanoSeconds), usage_nano_cores: u64(cpu?.usageNanoCores), psi: psi(cpu?.pressure) },
     memory: {
       timestamp,
+      psi: psi(memory?.pressure),
       working_set_bytes: u64(memory?.workingSetBytes),
       available_bytes: u64(memory?.availableBytes),
       usage_bytes: u64(memory?.usageBytes),
@@ -65,6 +74,7 @@ export function toContainerStats(container: ContainerView, usage: ContainerUsage
       inodes_used: u64(writableLayer?.inodesUsed),
     },
     swap: swap ? { timestamp, swap_usage_bytes: u64(swap.usageBytes), swap_available_bytes: u64(swap.availableBytes) } : null,
+    io: usage.ioPressure ? { timestamp, psi: psi(usage.ioPressure) } : null,
   };
 }
 
@@ -81,9 +91,10 @@ export function toPodSandboxStats(pod: PodSandboxView, containers: ContainerView
   return {
     attributes: { id: pod.id, metadata: pod.config.metadata, labels: pod.config.labels, annotations: pod.config.annotations },
     linux: {
-      cpu: { timestamp, usage_core_nano_seconds: u64(usage.cpu?.usageCoreNanoSeconds), usage_nano_cores: u64(usage.cpu?.usageNanoCores) },
+      cpu: { timestamp, usage_core_nano_seconds: u64(usage.cpu?.usageCoreNanoSeconds), usage_nano_cores: u64(usage.cpu?.usageNanoCores), psi: psi(usage.cpu?.pressure) },
       memory: {
         timestamp,
+        psi: psi(usage.memory?.pressure),
         working_set_bytes: u64(usage.memory?.workingSetBytes),
         available_bytes: u64(usage.memory?.availableBytes),
         usage_bytes: u64(usage.memory?.usageBytes),
@@ -99,6 +110,7 @@ export function toPodSandboxStats(pod: PodSandboxView, containers: ContainerView
           }
         : null,
       process: { timestamp, process_count: u64(usage.processes) },
+      io: usage.ioPressure ? { timestamp, psi: psi(usage.ioPressure) } : null,
       containers: usage.containers.map((c) => toContainerStats(byId.get(c.id)!, c)),
     },
   };

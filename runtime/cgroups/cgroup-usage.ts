@@ -181,3 +181,45 @@ export function readOomKills(hierarchy: CgroupHierarchy, path: string): number |
   const text = readText(join(dir, hierarchy.isUnified('memory') ? 'memory.events' : 'memory.oom_control'));
   return text === undefined ? undefined : parseFlatKeyed(text).get('oom_kill');
 }
+
+export interface PressureLine {
+  /** Cumulative stall time in microseconds. */
+  totalMicros: number;
+  avg10: number;
+  avg60: number;
+  avg300: number;
+}
+
+export interface PressureSample {
+  some: PressureLine;
+  full: PressureLine | undefined;
+}
+
+/** "some avg10=0.00 avg60=0.00 avg300=0.00 total=0" lines of a cgroup2 *.pressure file. */
+export function parsePressure(text: string): PressureSample | undefined {
+  const lines = new Map<string, PressureLine>();
+  for (const line of text.split('\n')) {
+    const [kind, ...pairs] = line.trim().split(/\s+/);
+    if (kind !== 'some' && kind !== 'full') continue;
+    const values = new Map(pairs.map((p) => p.split('=') as [string, string]));
+    lines.set(kind, {
+      totalMicros: Number(values.get('total') ?? 0),
+      avg10: Number(values.get('avg10') ?? 0),
+      avg60: Number(values.get('avg60') ?? 0),
+      avg300: Number(values.get('avg300') ?? 0),
+    });
+  }
+  const some = lines.get('some');
+  return some ? { some, full: lines.get('full') } : undefined;
+}
+
+/**
+ * Pressure stall information of the cgroup (cgroup2 only; on hybrid hosts runc also places
+ * containers in the cgroup2 hierarchy, so its files are there too).
+ */
+export function readPressure(hierarchy: CgroupHierarchy, path: string, resource: 'cpu' | 'memory' | 'io'): PressureSample | undefined {
+  const dir = hierarchy.unifiedDir(path);
+  if (!dir) return undefined;
+  const text = readText(join(dir, `${resource}.pressure`));
+  return text === undefined ? undefined : parsePressure(text);
+}

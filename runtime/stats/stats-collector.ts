@@ -9,10 +9,12 @@ import {
   readCpuDetail,
   readMemory,
   readOomKills,
+  readPressure,
   readProcessCount,
   readSwap,
   type CpuDetail,
   type MemorySample,
+  type PressureSample,
   type SwapSample,
 } from '../cgroups/cgroup-usage';
 import type { ContainerView } from '../container/container-types';
@@ -24,12 +26,14 @@ export interface CpuUsageSample extends CpuDetail {
   usageCoreNanoSeconds: bigint;
   /** undefined on the first sample of a cgroup. */
   usageNanoCores: bigint | undefined;
+  pressure?: PressureSample;
 }
 
 export interface MemoryUsageSample extends MemorySample {
   /** limit - working set, when limited. */
   availableBytes: number | undefined;
   oomKills: number | undefined;
+  pressure?: PressureSample;
 }
 
 export interface SwapUsageSample extends SwapSample {
@@ -45,6 +49,7 @@ export interface ContainerUsage {
   swap?: SwapUsageSample;
   writableLayer?: LayerUsage & { mountpoint: string };
   processes?: number;
+  ioPressure?: PressureSample;
 }
 
 export interface PodNetworkUsage {
@@ -57,6 +62,7 @@ export interface PodUsage {
   timestampNs: bigint;
   cpu?: CpuUsageSample;
   memory?: MemoryUsageSample;
+  ioPressure?: PressureSample;
   network?: PodNetworkUsage;
   processes?: number;
   containers: ContainerUsage[];
@@ -120,9 +126,9 @@ export class StatsCollector {
     this.layers.retain(upperDirs);
   }
 
-  private cgroupUsage(key: string, cgroupPath: string): Pick<ContainerUsage, 'cpu' | 'memory' | 'swap' | 'processes'> {
+  private cgroupUsage(key: string, cgroupPath: string): Pick<ContainerUsage, 'cpu' | 'memory' | 'swap' | 'processes' | 'ioPressure'> {
     const { cgroups } = this.options;
-    const out: Pick<ContainerUsage, 'cpu' | 'memory' | 'swap' | 'processes'> = {};
+    const out: Pick<ContainerUsage, 'cpu' | 'memory' | 'swap' | 'processes' | 'ioPressure'> = {};
     const cpu = readCpu(cgroups, cgroupPath);
     if (cpu) {
       const monotonicNs = process.hrtime.bigint();
@@ -138,7 +144,12 @@ export class StatsCollector {
         }
         this.previousCpu.set(key, { monotonicNs, usage: cpu.usageCoreNanoSeconds, rate: usageNanoCores });
       }
-      out.cpu = { ...readCpuDetail(cgroups, cgroupPath), usageCoreNanoSeconds: cpu.usageCoreNanoSeconds, usageNanoCores };
+      out.cpu = {
+        ...readCpuDetail(cgroups, cgroupPath),
+        usageCoreNanoSeconds: cpu.usageCoreNanoSeconds,
+        usageNanoCores,
+        pressure: readPressure(cgroups, cgroupPath, 'cpu'),
+      };
     }
     const memory = readMemory(cgroups, cgroupPath);
     if (memory) {
@@ -146,11 +157,13 @@ export class StatsCollector {
         ...memory,
         availableBytes: memory.limitBytes !== undefined ? Math.max(0, memory.limitBytes - memory.workingSetBytes) : undefined,
         oomKills: readOomKills(cgroups, cgroupPath),
+        pressure: readPressure(cgroups, cgroupPath, 'memory'),
       };
     }
     const swap = readSwap(cgroups, cgroupPath);
     if (swap) out.swap = { ...swap, availableBytes: swap.limitBytes !== undefined ? Math.max(0, swap.limitBytes - swap.usageBytes) : undefined };
     out.processes = readProcessCount(cgroups, cgroupPath);
+    out.ioPressure = readPressure(cgroups, cgroupPath, 'io');
     return out;
   }
 }

@@ -115,6 +115,11 @@ describe('stats over CRI', () => {
     assert.ok(Number(st.writable_layer!.inodes_used!.value) >= 1);
     assert.ok(st.writable_layer!.fs_id!.mountpoint.length > 0);
     assert.ok(BigInt(st.cpu!.timestamp) > 0n);
+    // runc places containers in the cgroup2 hierarchy too on hybrid hosts: PSI comes from there.
+    if (existsSync('/sys/fs/cgroup/unified/cgroup.procs') || existsSync('/sys/fs/cgroup/cgroup.procs')) {
+      assert.ok(st.cpu!.psi?.Some, `cpu psi ${JSON.stringify(st.cpu!.psi)}`);
+      assert.ok(Number(st.cpu!.psi!.Some!.Total) >= 0);
+    }
   });
 
   test('pod stats cover its containers: CPU, memory, processes, per-container stats', async () => {

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { CgroupHierarchy } from '../../runtime/cgroups/cgroup-hierarchy';
+import { parsePressure } from '../../runtime/cgroups/cgroup-usage';
 import { StatsCollector } from '../../runtime/stats/stats-collector';
 import { parseNetDev, defaultInterface } from '../../runtime/stats/net-dev';
 import { measureDirectory } from '../../runtime/stats/writable-layer';
@@ -26,6 +27,13 @@ test('/proc/net/dev parses into per-interface counters, eth0 the default', () =>
   assert.equal(ifaces.length, 2);
   const eth0 = defaultInterface(ifaces)!;
   assert.deepEqual(eth0, { name: 'eth0', rxBytes: 123456, rxPackets: 789, rxErrors: 1, rxDropped: 2, txBytes: 654321, txPackets: 987, txErrors: 3, txDropped: 4 });
+});
+
+test('cgroup2 pressure files parse into some/full lines', () => {
+  const sample = parsePressure('some avg10=1.50 avg60=0.25 avg300=0.00 total=123456\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=7\n')!;
+  assert.deepEqual(sample.some, { totalMicros: 123456, avg10: 1.5, avg60: 0.25, avg300: 0 });
+  assert.equal(sample.full!.totalMicros, 7);
+  assert.equal(parsePressure(''), undefined);
 });
 
 test('every metric descriptor is cAdvisor-named with id, name, image first', () => {
@@ -124,6 +132,8 @@ describe('stats collector on a real cgroup and network namespace', () => {
     assert.equal(second.memory!.availableBytes, undefined, 'unlimited: no available bytes');
     assert.ok(second.writableLayer!.usedBytes >= 64 * 1024);
     assert.equal(second.writableLayer!.inodesUsed, 2);
+    // The process also joined the cgroup2 hierarchy (hybrid or v2): its pressure is readable there.
+    if (hierarchy.layout.unifiedMount) assert.ok(second.cpu!.pressure && second.memory!.pressure, 'PSI read from the cgroup2 side');
 
     hierarchy.applyResources(podPath, { memory_limit_in_bytes: String(512 * 1024 * 1024) });
     // Traffic between the pod's namespace and its peer namespace, both made by this test.
