@@ -1,5 +1,6 @@
 // Pod sandbox lifecycle, berth vs containerd: RunPodSandbox, PodSandboxStatus,
-// StopPodSandbox, RemovePodSandbox, one pod at a time, runtimes alternating.
+// StopPodSandbox, RemovePodSandbox, one pod at a time, runtimes alternating;
+// Version too, as the per-call floor of each daemon.
 // Target (the issue): berth's RunPodSandbox p50 <= 0.5x containerd's.
 import { intFromEnv, runMain, runScenario } from './support/bench-env';
 import { podConfig } from './support/pod-config';
@@ -20,6 +21,8 @@ runMain(async () => {
         for (let i = 0; i < warmup + iterations; i++) {
           const into = i < warmup ? scratch : book;
           for (const rt of env.order(i)) {
+            // The floor of any call: gRPC over the unix socket plus the daemon's dispatch.
+            await into.time('Version (RPC floor)', rt.name, () => rt.client.call('Version', { version: '0.1.0' }));
             const config = podConfig(rt, `bench-pod-${i}`);
             const { pod_sandbox_id: id } = await into.time('RunPodSandbox', rt.name, () => rt.client.call('RunPodSandbox', { config, runtime_handler: '' }));
             try {
