@@ -43,15 +43,87 @@ export function normaliseCapability(name: string, field: string): string {
   return full;
 }
 
-export function containerCapabilities(add: string[], drop: string[], privileged: boolean): string[] {
+let heldByBerthd: string[] | undefined;
+
+/**
+ * Capabilities berthd itself holds (bounding and effective sets of
+ * /proc/self/status): runc can grant a container nothing beyond them, and
+ * "unable to apply caps" is all it says when asked to. A root without
+ * CAP_SYS_RESOURCE in its bounding set is common in nested containers.
+ */
+export function hostCapabilities(statusPath = '/proc/self/status'): string[] {
+  if (statusPath === '/proc/self/status' && heldByBerthd) return heldByBerthd;
   const known = allCapabilities();
-  if (privileged) return known;
-  const adds = add.map((c) => normaliseCapability(c, 'linux.security_context.capabilities.add_capabilities'));
-  const drops = drop.map((c) => normaliseCapability(c, 'linux.security_context.capabilities.drop_capabilities'));
-  let caps = new Set(DEFAULT_CAPABILITIES);
-  if (adds.includes('ALL')) caps = new Set(known);
-  if (drops.includes('ALL')) caps = new Set();
-  for (const c of drops) caps.delete(c);
-  for (const c of adds) if (c !== 'ALL') caps.add(c);
-  return known.filter((c) => caps.has(c));
+  let held = known;
+  try {
+    const status = readFileSync(statusPath, 'utf8');
+    const mask = (field: string): bigint | undefined => {
+      const m = new RegExp(`^${field}:\\s*([0-9a-fA-F]+)$`, 'm').exec(status);
+      return m ? BigInt(`0x${m[1]}`) : undefined;
+    };
+    const bounding = mask('CapBnd');
+    const effective = mask('CapEff');
+    if (bounding !== undefined && effective !== undefined) {
+      const both = bounding & effective;
+      held = known.filter((_name, bit) => ((both >> BigInt(bit)) & 1n) === 1n);
+    }
+  } catch {
+    // no /proc: assume everything the kernel knows
+  }
+  if (statusPath === '/proc/self/status') heldByBerthd = held;
+  return held;
+}
+
+export interface ContainerCapabilities {
+  /** The bounding/effective/permitted set. */
+  capabilities: string[];
+  /** Ambient capabilities (a subset of `capabilities`). */
+  ambient: string[];
+  /** Capabilities the request named that berthd cannot grant, left out. */
+  ungranted: string[];
+}
+
+/**
+ * The container's capabilities. Privileged and "ALL" mean every capability
+ * berthd holds (`held`), as containerd gives the current set; a capability
+ * named explicitly that berthd does not hold is left out and reported, since
+ * the runtime would otherwise refuse the whole container.
+ */
+export function containerCapabilities(
+  add: string[],
+  drop: string[],
+  privileged: boolean,
+  held: string[] = hostCapabilities(),
+  addAmbient: string[] = [],
+): ContainerCapabilities {
+  const grantable = new Set(held);
+  const known = allCapabilities().filter((c) => grantable.has(c));
+  const ambientWanted = addAmbient.map((c) => normaliseCapability(c, 'linux.security_context.capabilities.add_ambient_capabilities')).filter((c) => c !== 'ALL');
+  let caps: Set<string>;
+  const ungranted = new Set<string>();
+  if (privileged) {
+    caps = new Set(known);
+  } else {
+    const adds = add.map((c) => normaliseCapability(c, 'linux.security_context.capabilities.add_capabilities'));
+    const drops = drop.map((c) => normaliseCapability(c, 'linux.security_context.capabilities.drop_capabilities'));
+    caps = new Set(DEFAULT_CAPABILITIES);
+    if (adds.includes('ALL')) caps = new Set(known);
+    if (drops.includes('ALL')) caps = new Set();
+    for (const c of drops) caps.delete(c);
+    for (const c of adds) {
+      if (c === 'ALL') continue;
+      if (grantable.has(c)) caps.add(c);
+      else ungranted.add(c);
+    }
+  }
+  const ambient: string[] = [];
+  for (const c of ambientWanted) {
+    if (!grantable.has(c)) ungranted.add(c);
+    else {
+      // An ambient capability must also be permitted.
+      caps.add(c);
+      ambient.push(c);
+    }
+  }
+  return { capabilities: known.filter((c) => caps.has(c)), ambient: [...new Set(ambient)], ungranted: [...ungranted] };
 }

@@ -260,6 +260,7 @@ export class Containers implements ContainerLookup, PodContainerHooks {
           targetPidNsPath,
           seccompDefaultProfilePath: this.opts.config.container.seccomp_default_profile,
         });
+        for (const warning of built.warnings) this.opts.log.warn({ id, name }, warning);
         writeFileSync(join(dir, 'config.json'), JSON.stringify(built.spec));
         record.specJson = JSON.stringify(built.spec);
         record.stopSignal = built.stopSignal;

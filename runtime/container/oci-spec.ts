@@ -13,7 +13,7 @@ import { clampOomScoreAdj } from '../host/host-facts';
 import type { ImageRecord } from '../image/image-types';
 import type { OciProcess } from '../oci/oci-runtime';
 import type { PodSandboxView } from '../sandbox/sandbox-types';
-import { containerCapabilities } from './capabilities';
+import { containerCapabilities, hostCapabilities } from './capabilities';
 import { defaultSeccompProfile, loadSeccompProfile, type OciSeccomp } from './seccomp-profile';
 import { resolveUser, type ResolvedUser } from './user-lookup';
 
@@ -85,6 +85,8 @@ export interface SpecInput {
   seccompDefaultProfilePath: string;
   /** Where host mount propagation is read (tests pass a fixture). */
   mountInfoPath?: string;
+  /** Capabilities berthd holds (default: read from /proc/self/status). */
+  hostCapabilities?: string[];
 }
 
 export interface BuiltSpec {
@@ -92,6 +94,8 @@ export interface BuiltSpec {
   user: ResolvedUser;
   /** Signal to stop the container with (image StopSignal or the CRI's stop_signal). */
   stopSignal: string;
+  /** What the spec leaves out of the request, for the log. */
+  warnings: string[];
 }
 
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -289,8 +293,15 @@ export function buildSpec(input: SpecInput): BuiltSpec {
   if (config.tty) extraEnv.push('TERM=xterm');
   const env = mergeEnv(image.config.Env ?? [], (config.envs ?? []).map((e) => ({ key: e.key ?? '', value: Buffer.isBuffer(e.value) ? e.value.toString('utf8') : String(e.value ?? '') })), extraEnv);
 
-  const capabilities = containerCapabilities(sc?.capabilities?.add_capabilities ?? [], sc?.capabilities?.drop_capabilities ?? [], privileged);
-  const ambient = (sc?.capabilities?.add_ambient_capabilities ?? []).map((c) => (c.toUpperCase().startsWith('CAP_') ? c.toUpperCase() : `CAP_${c.toUpperCase()}`));
+  const granted = containerCapabilities(
+    sc?.capabilities?.add_capabilities ?? [],
+    sc?.capabilities?.drop_capabilities ?? [],
+    privileged,
+    input.hostCapabilities ?? hostCapabilities(),
+    sc?.capabilities?.add_ambient_capabilities ?? [],
+  );
+  const { capabilities, ambient } = granted;
+  const warnings = granted.ungranted.map((c) => `${c} left out: berthd does not hold it, so no container can be given it`);
 
   const oomWanted = int64Field(linux?.resources?.oom_score_adj, 'linux.resources.oom_score_adj', -1000, 1000);
   const process: OciProcess = {
@@ -441,7 +452,7 @@ export function buildSpec(input: SpecInput): BuiltSpec {
   const sysctls = sandbox.config.linux?.sysctls ?? {};
   if (Object.keys(sysctls).length > 0) spec.linux.sysctl = { ...sysctls };
   if (rootfsPropagation) spec.linux.rootfsPropagation = rootfsPropagation;
-  return { spec, user, stopSignal: stopSignalOf(config, image) };
+  return { spec, user, stopSignal: stopSignalOf(config, image), warnings };
 }
 
 function depth(path: string): number {

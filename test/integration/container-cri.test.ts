@@ -118,6 +118,36 @@ describe('containers over CRI', () => {
     assert.equal(existsSync(join(logDir, '..', 'escape.log')), false);
   });
 
+  test('privileged and ALL give every capability berthd holds; one it lacks is left out, not fatal', async () => {
+    const held = heldCapabilityMask();
+    const hex = held.toString(16).padStart(16, '0');
+    const privPodConfig = podConfig('ctrpriv', {
+      log_directory: logDir,
+      linux: { cgroup_parent: '', security_context: { privileged: true, namespace_options: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } }, sysctls: {} },
+    } as never);
+    const privPod = (await berthd.client.call('RunPodSandbox', { config: privPodConfig } as never)).pod_sandbox_id;
+    try {
+      const run = async (pod: string, podCfg: unknown, name: string, securityContext: Record<string, unknown>): Promise<string> => {
+        const c = { ...config(name, ['grep', 'CapBnd', '/proc/self/status']), linux: { security_context: securityContext } };
+        const { container_id } = await berthd.client.call('CreateContainer', { pod_sandbox_id: pod, config: c, sandbox_config: podCfg } as never);
+        await berthd.client.call('StartContainer', { container_id });
+        await waitState(container_id, 'CONTAINER_EXITED');
+        assert.equal((await status(container_id)).exit_code, 0, name);
+        await berthd.client.call('RemoveContainer', { container_id });
+        return readFileSync(join(logDir, `${name}.log`), 'utf8');
+      };
+      assert.match(await run(privPod, privPodConfig, 'privcaps', { privileged: true }), new RegExp(`CapBnd:\\s+${hex}\\n`));
+      assert.match(await run(podId, sandboxConfig, 'allcaps', { capabilities: { add_capabilities: ['ALL'] } }), new RegExp(`CapBnd:\\s+${hex}\\n`));
+      // CAP_SYS_RESOURCE (24) is missing from root's bounding set on some hosts (this one): asked for, it is dropped.
+      const sysResource = await run(podId, sandboxConfig, 'sysres', { capabilities: { add_capabilities: ['SYS_RESOURCE'], drop_capabilities: ['ALL'] } });
+      const expected = held & (1n << 24n);
+      assert.match(sysResource, new RegExp(`CapBnd:\\s+${expected.toString(16).padStart(16, '0')}\\n`));
+    } finally {
+      await berthd.client.call('StopPodSandbox', { pod_sandbox_id: privPod });
+      await berthd.client.call('RemovePodSandbox', { pod_sandbox_id: privPod });
+    }
+  });
+
   test('a SIGKILLed berthd finds running containers, exits that happened while down, and every log line', async () => {
     const ticker = await create('ticker', ['sh', '-c', 'i=0; while true; do echo line$i; i=$((i+1)); sleep 0.1; done']);
     const quitter = await create('quitter', ['sh', '-c', 'sleep 1; exit 5']);
@@ -144,6 +174,14 @@ describe('containers over CRI', () => {
     numbers.forEach((n, i) => assert.equal(n, i, 'a log line is missing'));
   });
 });
+
+/** Bounding ∩ effective set of this (root) process, as berthd, its sibling, has them. */
+function heldCapabilityMask(): bigint {
+  const status = readFileSync('/proc/self/status', 'utf8');
+  const mask = (f: string) => BigInt(`0x${new RegExp(`^${f}:\\s*([0-9a-f]+)$`, 'm').exec(status)![1]}`);
+  const lastCap = Number(readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8'));
+  return mask('CapBnd') & mask('CapEff') & ((1n << BigInt(lastCap + 1)) - 1n);
+}
 
 function conmonsUnder(root: string): number[] {
   const out: number[] = [];

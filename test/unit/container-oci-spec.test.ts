@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { containerCapabilities, DEFAULT_CAPABILITIES } from '../../runtime/container/capabilities';
+import { allCapabilities, containerCapabilities, DEFAULT_CAPABILITIES, hostCapabilities } from '../../runtime/container/capabilities';
 import { cgroupsPathFor, commandLine, int64Field, mergeEnv, ociResources, stopSignalOf } from '../../runtime/container/oci-spec';
 import { confineLogPath, resolveInRoot } from '../../runtime/container/rootfs-path';
 import { defaultSeccompProfile } from '../../runtime/container/seccomp-profile';
@@ -28,13 +28,41 @@ test('env: image then request, later keys replace earlier ones in place, PATH de
 });
 
 describe('capabilities', () => {
-  test('default set without edits', () => assert.deepEqual(new Set(containerCapabilities([], [], false)), new Set(DEFAULT_CAPABILITIES)));
-  test('drop ALL then add one', () => assert.deepEqual(containerCapabilities(['net_admin'], ['ALL'], false), ['CAP_NET_ADMIN']));
+  const everything = allCapabilities();
+  const caps = (add: string[], drop: string[], privileged = false, held = everything) => containerCapabilities(add, drop, privileged, held).capabilities;
+  test('default set without edits', () => assert.deepEqual(new Set(caps([], [])), new Set(DEFAULT_CAPABILITIES)));
+  test('drop ALL then add one', () => assert.deepEqual(caps(['net_admin'], ['ALL']), ['CAP_NET_ADMIN']));
   test('add ALL then drop one', () => {
-    const caps = containerCapabilities(['ALL'], ['CAP_SYS_ADMIN'], false);
-    assert.ok(caps.includes('CAP_SYS_PTRACE') && !caps.includes('CAP_SYS_ADMIN'));
+    const set = caps(['ALL'], ['CAP_SYS_ADMIN']);
+    assert.ok(set.includes('CAP_SYS_PTRACE') && !set.includes('CAP_SYS_ADMIN'));
   });
-  test('unknown names are invalid', () => assert.throws(() => containerCapabilities(['FLY'], [], false), (e) => isBerthError(e, 'InvalidArgument')));
+  test('unknown names are invalid', () => assert.throws(() => caps(['FLY'], []), (e) => isBerthError(e, 'InvalidArgument')));
+
+  // A root without CAP_SYS_RESOURCE in its bounding set (nested containers, this host).
+  const held = everything.filter((c) => c !== 'CAP_SYS_RESOURCE');
+  test('privileged and ALL mean every capability berthd holds, not every one the kernel knows', () => {
+    assert.deepEqual(caps([], [], true, held), held);
+    assert.deepEqual(caps(['ALL'], [], false, held), held);
+  });
+  test('an explicitly added capability berthd lacks is left out and reported', () => {
+    const r = containerCapabilities(['SYS_RESOURCE', 'NET_ADMIN'], [], false, held, ['SYS_RESOURCE']);
+    assert.ok(!r.capabilities.includes('CAP_SYS_RESOURCE') && r.capabilities.includes('CAP_NET_ADMIN'));
+    assert.deepEqual(r.ungranted, ['CAP_SYS_RESOURCE']);
+    assert.deepEqual(r.ambient, []);
+  });
+  test('ambient capabilities are also permitted', () => {
+    const r = containerCapabilities([], ['ALL'], false, held, ['NET_BIND_SERVICE']);
+    assert.deepEqual(r.capabilities, ['CAP_NET_BIND_SERVICE']);
+    assert.deepEqual(r.ambient, ['CAP_NET_BIND_SERVICE']);
+  });
+  test('the held set is read from the bounding and effective masks of a status file', () => {
+    const status = join(tmp, 'status');
+    // bits 0-23 and 25-40 in the bounding set; effective lacks bit 0 (CAP_CHOWN).
+    writeFileSync(status, 'Name:\tx\nCapEff:\t000001fffefffffe\nCapBnd:\t000001fffeffffff\n');
+    const got = hostCapabilities(status);
+    assert.ok(!got.includes('CAP_SYS_RESOURCE') && !got.includes('CAP_CHOWN') && got.includes('CAP_SYS_ADMIN'));
+    assert.equal(got.length, everything.length - 2);
+  });
 });
 
 describe('resources', () => {
