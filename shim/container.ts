@@ -36,19 +36,20 @@ export function validateCreateContainer(
   if (!config.metadata.name) throw invalidArgument('config.metadata.name: is empty');
   if (!config.image) throw invalidArgument('config.image: is missing');
   if (!config.image.image) throw invalidArgument('config.image.image: is empty');
-  if (!config.linux) throw invalidArgument('config.linux: is missing');
   const logDir = sandboxConfig.log_directory ?? '';
   if (logDir && !logDir.startsWith('/')) throw invalidArgument(`sandbox_config.log_directory: "${logDir}" must be absolute`);
   if (config.log_path) {
     if (config.log_path.startsWith('/')) throw invalidArgument(`config.log_path: "${config.log_path}" must be relative to the log directory`);
     if (config.log_path.split('/').includes('..')) throw invalidArgument(`config.log_path: "${config.log_path}" leaves the log directory`);
   }
-  const sc = config.linux.security_context;
+  // Absent linux means the defaults (crictl and critest send none), as containerd takes it.
+  const linux = config.linux ?? { resources: null, security_context: null };
+  const sc = linux.security_context;
   if (sc?.run_as_user) int64Field(sc.run_as_user.value, 'config.linux.security_context.run_as_user', 0, 0xffffffff);
   if (sc?.run_as_group) int64Field(sc.run_as_group.value, 'config.linux.security_context.run_as_group', 0, 0xffffffff);
   (sc?.supplemental_groups ?? []).forEach((g, i) => int64Field(g, `config.linux.security_context.supplemental_groups[${i}]`, 0, 0xffffffff));
-  int64Field(config.linux.resources?.oom_score_adj, 'config.linux.resources.oom_score_adj', -1000, 1000);
-  ociResources(config.linux.resources, host, 'config.linux.resources');
+  int64Field(linux.resources?.oom_score_adj, 'config.linux.resources.oom_score_adj', -1000, 1000);
+  ociResources(linux.resources, host, 'config.linux.resources');
   (config.mounts ?? []).forEach((m, i) => {
     if (!m.container_path.startsWith('/')) throw invalidArgument(`config.mounts[${i}].container_path: "${m.container_path}" must be absolute`);
     if (!m.host_path) throw invalidArgument(`config.mounts[${i}].host_path: is empty`);

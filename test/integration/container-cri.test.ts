@@ -104,7 +104,6 @@ describe('containers over CRI', () => {
 
   test('bad requests are INVALID_ARGUMENT naming the field, and create nothing', async () => {
     const cases: [string, Record<string, unknown>][] = [
-      ['config.linux', { pod_sandbox_id: podId, config: { ...config('bad1', ['true']), linux: null }, sandbox_config: sandboxConfig }],
       ['sandbox_config', { pod_sandbox_id: podId, config: config('bad2', ['true']) }],
       ['config.metadata', { pod_sandbox_id: podId, config: { ...config('bad3', ['true']), metadata: null }, sandbox_config: sandboxConfig }],
       ['config.log_path', { pod_sandbox_id: podId, config: { ...config('bad4', ['true']), log_path: '../escape.log' }, sandbox_config: sandboxConfig }],
@@ -116,6 +115,16 @@ describe('containers over CRI', () => {
     const { containers } = await berthd.client.call('ListContainers', {});
     assert.ok(!containers.some((c) => c.metadata?.name.startsWith('bad')));
     assert.equal(existsSync(join(logDir, '..', 'escape.log')), false);
+  });
+
+  test('a config without linux runs with the defaults (as crictl and critest send it)', async () => {
+    const id = await create('nolinux', ['sh', '-c', 'echo plain'], { linux: null });
+    await berthd.client.call('StartContainer', { container_id: id });
+    await waitState(id, 'CONTAINER_EXITED');
+    const st = await status(id);
+    assert.equal(st.exit_code, 0);
+    assert.match(readFileSync(join(logDir, 'nolinux.log'), 'utf8'), / stdout F plain\n/);
+    await berthd.client.call('RemoveContainer', { container_id: id });
   });
 
   test('privileged and ALL give every capability berthd holds; one it lacks is left out, not fatal', async () => {
