@@ -7,7 +7,7 @@ import type { PodSandboxConfig__Output } from '../cri-proto/generated/runtime/v1
 import type { ContainerState } from '../runtime/container/container-types';
 import type { Containers, ContainerFilterOptions } from '../runtime/container/containers';
 import { int64Field, ociResources } from '../runtime/container/oci-spec';
-import { invalidArgument, notFound, unimplemented } from '../runtime/errors';
+import { invalidArgument, isBerthError, notFound, unimplemented } from '../runtime/errors';
 import type { ContainerImageSource } from '../runtime/image/image-types';
 import type { ShimContext } from './context';
 import type { CriHandlers } from './handler';
@@ -109,7 +109,12 @@ export function containerHandlers(ctx: ShimContext): CriHandlers {
     async StopContainer(request) {
       if (!request.container_id) throw invalidArgument('container_id: is empty');
       const timeout = int64Field(request.timeout, 'timeout', Number.MIN_SAFE_INTEGER);
-      await containers.stop(request.container_id, Math.max(0, timeout));
+      try {
+        await containers.stop(request.container_id, Math.max(0, timeout));
+      } catch (err) {
+        // The CRI: stopping a container that is already gone succeeds (the kubelet retries stops).
+        if (!isBerthError(err, 'NotFound')) throw err;
+      }
       return {};
     },
 

@@ -127,6 +127,13 @@ describe('containers over CRI', () => {
     await berthd.client.call('RemoveContainer', { container_id: id });
   });
 
+  test('stopping or removing a container that does not exist succeeds', async () => {
+    const unknown = '01b0e81c-f72a-4784-8063-f265879ab4b6';
+    await berthd.client.call('StopContainer', { container_id: unknown, timeout: '0' } as never);
+    await berthd.client.call('RemoveContainer', { container_id: unknown });
+    await assert.rejects(berthd.client.call('StartContainer', { container_id: unknown }), (e) => grpcCode(e) === NOT_FOUND);
+  });
+
   test('privileged and ALL give every capability berthd holds; one it lacks is left out, not fatal', async () => {
     const held = heldCapabilityMask();
     const hex = held.toString(16).padStart(16, '0');
