@@ -48,6 +48,9 @@ export function validateCreateContainer(
   if (sc?.run_as_user) int64Field(sc.run_as_user.value, 'config.linux.security_context.run_as_user', 0, 0xffffffff);
   if (sc?.run_as_group) int64Field(sc.run_as_group.value, 'config.linux.security_context.run_as_group', 0, 0xffffffff);
   (sc?.supplemental_groups ?? []).forEach((g, i) => int64Field(g, `config.linux.security_context.supplemental_groups[${i}]`, 0, 0xffffffff));
+  if (sc?.run_as_group && !sc.run_as_user && !sc.run_as_username) {
+    throw invalidArgument('config.linux.security_context.run_as_group: is set without run_as_user or run_as_username');
+  }
   int64Field(linux.resources?.oom_score_adj, 'config.linux.resources.oom_score_adj', -1000, 1000);
   ociResources(linux.resources, host, 'config.linux.resources');
   (config.mounts ?? []).forEach((m, i) => {

@@ -104,6 +104,8 @@ describe('containers over CRI', () => {
 
   test('bad requests are INVALID_ARGUMENT naming the field, and create nothing', async () => {
     const cases: [string, Record<string, unknown>][] = [
+      // containerd's answer too: a group without a user is meaningless.
+      ['config.linux.security_context.run_as_group', { pod_sandbox_id: podId, config: { ...config('bad1', ['true']), linux: { security_context: { run_as_group: { value: '1002' } } } }, sandbox_config: sandboxConfig }],
       ['sandbox_config', { pod_sandbox_id: podId, config: config('bad2', ['true']) }],
       ['config.metadata', { pod_sandbox_id: podId, config: { ...config('bad3', ['true']), metadata: null }, sandbox_config: sandboxConfig }],
       ['config.log_path', { pod_sandbox_id: podId, config: { ...config('bad4', ['true']), log_path: '../escape.log' }, sandbox_config: sandboxConfig }],
