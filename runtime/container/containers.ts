@@ -2,7 +2,7 @@
 // containers run by an OCI runtime under conmon, state in SQLite, recovery at
 // start. One lock per container id; nothing global around slow work.
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, rmSync, unlinkSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readdirSync, statSync, readFileSync, rmSync, unlinkSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { ContainerConfig__Output } from '../../cri-proto/generated/runtime/v1/ContainerConfig';
@@ -246,6 +246,7 @@ export class Containers implements ContainerLookup, PodContainerHooks {
       try {
         this.opts.layerHolds?.holdLayers(id, imageForContainer.image.id);
         for (const sub of ['rootfs', 'upper', 'work']) mkdirSync(join(dir, sub), { recursive: true, mode: 0o700 });
+        shapeUpperLikeImageRoot(join(dir, 'upper'), imageForContainer.layerDirs);
         mkdirSync(dirname(logPath), { recursive: true, mode: 0o755 });
         const rootfs = join(dir, 'rootfs');
         this.opts.rootfs.mount({ layerDirs: imageForContainer.layerDirs, upperDir: join(dir, 'upper'), workDir: join(dir, 'work'), target: rootfs });
@@ -649,6 +650,30 @@ export class Containers implements ContainerLookup, PodContainerHooks {
       this.opts.log.warn({ err: describeError(err) }, 'event publish failed');
     }
   }
+}
+
+/**
+ * The overlay's root directory takes the upper dir's owner and mode, so the
+ * upper dir gets those of the image's root (0755 root:root when unknown): a
+ * 0700 upper makes "/" untraversable for every non-root container user.
+ */
+function shapeUpperLikeImageRoot(upperDir: string, layerDirs: string[]): void {
+  let mode = 0o755;
+  let uid = 0;
+  let gid = 0;
+  const top = layerDirs[layerDirs.length - 1];
+  if (top) {
+    try {
+      const st = statSync(top);
+      mode = st.mode & 0o7777;
+      uid = st.uid;
+      gid = st.gid;
+    } catch {
+      // an image without layers: the defaults
+    }
+  }
+  chownSync(upperDir, uid, gid);
+  chmodSync(upperDir, mode);
 }
 
 function signalNumber(signal: NodeJS.Signals): number {

@@ -60,6 +60,13 @@ describe('command, env, workdir and user', () => {
     assert.equal(log, '4242');
   });
 
+  test('a non-root user can read the image after exec (the overlay root is not 0700)', async () => {
+    // Capabilities are gone after execve for a non-root uid, so this reads through "/" as uid 1000 alone.
+    const r = await output(['cat', '/etc/group'], { linux: { resources: null, security_context: { run_as_user: { value: '1000' } } as never } });
+    assert.equal(r.exitCode, 0, r.log);
+    assert.match(r.log, /^app:x:1000:/m);
+  });
+
   test('an unknown user name is a clear error and leaves nothing behind', async () => {
     await assert.rejects(
       fx.containers.create(fx.podId(), containerConfig({ name: 'nouser', command: ['true'], linux: { resources: null, security_context: { run_as_username: 'ghost' } as never } })),
