@@ -112,10 +112,18 @@ export function decodeNameValueBlock(block: Buffer): SpdyHeaders {
 /**
  * Compresses header blocks of one direction of a connection. The zlib stream is
  * shared by every block of the connection, so it must stay one stream: a zlib
- * header naming the dictionary, then for each block a non-final "stored"
- * deflate block, which any inflater reads like a sync-flushed compressed one.
+ * header naming the dictionary, then for each block non-final "stored" deflate
+ * blocks holding it, then an empty stored block: the marker a Z_SYNC_FLUSH ends
+ * with. The marker matters: Go's flate reader (client-go via moby/spdystream)
+ * reads the next block header as soon as a stored block's data is consumed,
+ * and the frame's compressed bytes must end there; without an empty block to
+ * stop at it hits the end of the frame, and that error sticks to the
+ * connection's decompressor, so the second header block the peer reads fails.
  * Header blocks are tiny and few, so not squeezing them costs nothing.
  */
+/** An empty non-final stored block: BFINAL=0 BTYPE=00, LEN=0, NLEN=0xffff. */
+const SYNC_FLUSH_MARKER = Buffer.from([0x00, 0x00, 0x00, 0xff, 0xff]);
+
 export class HeaderCompressor {
   private started = false;
 
@@ -140,6 +148,7 @@ export class HeaderCompressor {
       parts.push(head, piece);
       if (block.length === 0) break;
     }
+    parts.push(SYNC_FLUSH_MARKER);
     return Buffer.concat(parts);
   }
 }

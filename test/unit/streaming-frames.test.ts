@@ -94,6 +94,22 @@ describe('SPDY header blocks', () => {
     assert.deepEqual(inflated, blocks);
   });
 
+  test('every compressed block ends with the empty stored block a sync flush ends with, like a real deflater', async () => {
+    // Go's flate reader (client-go) reads the next block header right after a
+    // stored block's data; the frame must hold that next header, an empty
+    // stored block, or the reader fails at the frame's end and its
+    // decompressor stays broken for the rest of the connection: the second
+    // SYN_REPLY never decoded and client-go timed out creating streams.
+    const blocks = [1, 2, 3].map((i) => encodeNameValueBlock(headersFrom({ streamtype: `s${i}` })));
+    const marker = Buffer.from([0x00, 0x00, 0xff, 0xff]);
+    for (const real of await deflateWithSyncFlush(blocks)) assert.deepEqual(real.subarray(-4), marker);
+    const c = new HeaderCompressor();
+    for (const block of blocks) {
+      const ours = c.compress(block);
+      assert.deepEqual(ours.subarray(-5), Buffer.from([0x00, 0x00, 0x00, 0xff, 0xff]));
+    }
+  });
+
   test('blocks compressed by a real deflater (as Go sends them) decompress one by one', async () => {
     const blocks = [1, 2, 3].map((i) => encodeNameValueBlock(headersFrom({ streamtype: `s${i}`, requestid: String(i) })));
     const compressed = await deflateWithSyncFlush(blocks);
