@@ -10,10 +10,12 @@ import { decodeChannelMessage, sendOnChannel } from './remotecommand';
 import { headerValue } from './spdy-frames';
 import { SpdySession, type SpdyStream } from './spdy-session';
 import { acceptSpdyUpgrade, acceptWebSocketUpgrade, negotiateStreamProtocol, rejectUpgrade } from './upgrade';
-import { CloseCode, WebSocketConnection } from './websocket';
+import { CloseCode, WebSocketConnection, WebSocketTunnel, offeredSubprotocols } from './websocket';
 
 export const SPDY_PORTFORWARD_PROTOCOLS = ['portforward.k8s.io'] as const;
 export const WEBSOCKET_PORTFORWARD_PROTOCOLS = ['v4.channel.k8s.io', 'v4.base64.channel.k8s.io', 'portforward.k8s.io'] as const;
+/** portforward.k8s.io spoken as SPDY/3.1 inside a WebSocket's binary messages. */
+export const SPDY_TUNNEL_PORTFORWARD_PROTOCOL = 'SPDY/3.1+portforward.k8s.io';
 
 /** Opens the connection to the pod's port. */
 export type PortConnector = (port: number) => Promise<Duplex>;
@@ -63,7 +65,12 @@ export function servePortForwardSpdy(req: IncomingMessage, socket: Duplex, head:
   if (!negotiated.ok) return;
   acceptSpdyUpgrade(socket, negotiated.protocol);
   if (head.length > 0) socket.unshift(head);
-  const session = new SpdySession(socket, 'server');
+  runSpdyPortForward(socket, ctx, connect);
+}
+
+/** Serves portforward.k8s.io on a SPDY/3.1 connection over transport (a TCP socket or a WebSocket tunnel). */
+function runSpdyPortForward(transport: Duplex, ctx: PortForwardContext, connect: PortConnector): void {
+  const session = new SpdySession(transport, 'server');
   const pairs = new Map<string, { data?: SpdyStream; error?: SpdyStream; timer: NodeJS.Timeout }>();
   const open = new Set<Duplex>();
 
@@ -140,6 +147,16 @@ export function servePortForwardWebSocket(
   ctx: PortForwardContext,
   connect: PortConnector,
 ): void {
+  // client-go's WebSocket port-forward (kubectl/crictl --transport websocket)
+  // tunnels the SPDY protocol through binary messages; ports come in SPDY headers.
+  if (offeredSubprotocols(req.headers['sec-websocket-protocol']).includes(SPDY_TUNNEL_PORTFORWARD_PROTOCOL)) {
+    const tunnelProtocol = acceptWebSocketUpgrade(req, socket, [SPDY_TUNNEL_PORTFORWARD_PROTOCOL]);
+    if (tunnelProtocol === undefined) return;
+    const tunnel = new WebSocketTunnel(new WebSocketConnection(socket, 'server', 16 * 1024 * 1024, head));
+    tunnel.on('error', (err: Error) => ctx.log.debug({ err: err.message }, 'port-forward tunnel error'));
+    runSpdyPortForward(tunnel, ctx, connect);
+    return;
+  }
   const url = new URL(req.url ?? '/', 'http://streaming');
   const queried = url.searchParams.getAll('port').flatMap((p) => p.split(','));
   const ports: number[] = [];

@@ -3,7 +3,7 @@
 // frames and requires masked ones; the tests' client is the mirror image.
 import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type { Duplex } from 'node:stream';
+import { Duplex } from 'node:stream';
 
 const HANDSHAKE_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
@@ -264,5 +264,46 @@ export class WebSocketConnection extends EventEmitter<WebSocketEvents> {
     this.fragmentOpcode = 0;
     this.fragmentSize = 0;
     this.emit('message', { binary, data });
+  }
+}
+
+/**
+ * A byte stream carried in the binary messages of a WebSocket, as client-go's
+ * port-forward "tunneling" sends SPDY/3.1 (subprotocol SPDY/3.1+portforward.k8s.io):
+ * each write is one message, message boundaries mean nothing. Ending the
+ * writable side closes the WebSocket normally.
+ */
+export class WebSocketTunnel extends Duplex {
+  constructor(readonly ws: WebSocketConnection) {
+    super({ allowHalfOpen: false });
+    ws.on('message', (message) => {
+      if (!message.binary) {
+        this.destroy(new Error('text message on a byte tunnel'));
+        return;
+      }
+      this.push(message.data);
+    });
+    ws.on('close', () => {
+      this.push(null);
+      if (!this.destroyed) this.destroy();
+    });
+  }
+
+  override _read(): void {
+    // Messages are pushed as they arrive; the WebSocket has no way to pause its peer.
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.ws.send(chunk, true).then(() => callback(), callback);
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.ws.close(CloseCode.NORMAL, '');
+    callback();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    if (this.ws.isOpen) this.ws.close(error ? CloseCode.INTERNAL_ERROR : CloseCode.NORMAL, '');
+    callback(error);
   }
 }
