@@ -444,19 +444,18 @@ export class Containers implements ContainerLookup, PodContainerHooks {
       const out = capture(child.stdout);
       const err = capture(child.stderr);
       let timedOut = false;
+      let finished = false;
       const timer =
         timeoutSeconds > 0
           ? setTimeout(() => {
               timedOut = true;
-              const pid = tryReadPidFile(pidPath);
-              if (pid) killQuietly(pid, 'SIGKILL');
-              killQuietly(child.pid ?? 0, 'SIGKILL');
+              void this.killTimedOutExec(pidPath, child.pid ?? 0, () => finished);
             }, timeoutSeconds * 1000)
           : undefined;
       const exitCode = await new Promise<number>((resolve, reject) => {
         child.once('error', (e) => reject(internal(`cannot run ${runtime.path} exec: ${e.message}`, e)));
         child.once('close', (code, signal) => resolve(code ?? (signal ? 128 + signalNumber(signal) : 255)));
-      });
+      }).finally(() => (finished = true));
       if (timer) clearTimeout(timer);
       if (timedOut) throw deadlineExceeded(`command ${JSON.stringify(cmd)} timed out after ${timeoutSeconds} s`);
       return { stdout: Buffer.concat(out), stderr: Buffer.concat(err), exitCode };
@@ -464,6 +463,26 @@ export class Containers implements ContainerLookup, PodContainerHooks {
       rmSync(processPath, { force: true });
       rmSync(pidPath, { force: true });
     }
+  }
+
+  /**
+   * Kills a timed-out exec'd process by the pid `runtime exec` wrote, and
+   * leaves `runtime exec` alive to reap it: killed itself first, it would
+   * orphan the process to the container's init, which may never reap it
+   * (a zombie `pgrep` still finds). `runtime exec` is killed only when the pid
+   * never shows up or it does not finish after its process died.
+   */
+  private async killTimedOutExec(pidPath: string, runtimePid: number, finished: () => boolean): Promise<void> {
+    for (let i = 0; i < 100 && !finished(); i++) {
+      const pid = tryReadPidFile(pidPath);
+      if (pid) {
+        killQuietly(pid, 'SIGKILL');
+        break;
+      }
+      await sleep(20);
+    }
+    for (let i = 0; i < 250 && !finished(); i++) await sleep(20);
+    if (!finished()) killQuietly(runtimePid, 'SIGKILL');
   }
 
   // ---- pod hooks ----

@@ -158,6 +158,18 @@ describe('exec, stop and remove', () => {
     assert.doesNotMatch(ps.stdout.toString(), /sleep 60/);
   });
 
+  test('a timed-out ExecSync process is gone, not a zombie, under an init that never reaps', async () => {
+    // sleep as pid 1 reaps nothing: a process orphaned to it would stay as a zombie ps still lists.
+    const quiet = await fx.run(containerConfig({ name: 'nonreaper', command: ['sleep', '600'] }));
+    try {
+      await assert.rejects(fx.containers.execSync(quiet, ['tail', '-f', '/dev/null'], 1), (err) => isBerthError(err, 'DeadlineExceeded'));
+      const ps = await fx.containers.execSync(quiet, ['ps', '-o', 'pid,stat,args'], 10);
+      assert.doesNotMatch(ps.stdout.toString(), /tail/);
+    } finally {
+      await fx.containers.remove(quiet);
+    }
+  });
+
   test('stop escalates to SIGKILL when SIGTERM is ignored', async () => {
     await fx.containers.stop(id, 1);
     const d = fx.containers.detail(id);
