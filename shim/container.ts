@@ -196,7 +196,7 @@ export function containerHandlers(ctx: ShimContext): CriHandlers {
 
     async ReopenContainerLog(request) {
       if (!request.container_id) throw invalidArgument('container_id: is empty');
-      containers.reopenLog(request.container_id);
+      await containers.reopenLog(request.container_id);
       return {};
     },
 

@@ -412,10 +412,31 @@ export class Containers implements ContainerLookup, PodContainerHooks {
     });
   }
 
-  reopenLog(idOrPrefix: string): void {
+  /**
+   * Has conmon reopen the log file and, when the old one was moved away,
+   * resolves once the new one exists: the kubelet (and critest) look for it as
+   * soon as the call returns.
+   */
+  async reopenLog(idOrPrefix: string): Promise<void> {
     const record = this.refresh(this.require(idOrPrefix));
     if (record.phase !== 'running') throw failedPrecondition(`container ${record.id} is not running`);
+    const logExists = (): boolean => {
+      try {
+        statSync(record.logPath);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    // Still there: not rotated, conmon reopens the same file and nothing new appears.
+    const rotated = !logExists();
     this.conmon.reopenLog(record.dir);
+    if (!rotated) return;
+    for (let i = 0; i < 250; i++) {
+      if (logExists()) return;
+      await sleep(20);
+    }
+    throw internal(`container ${record.id}: conmon did not reopen ${record.logPath} within 5 s`);
   }
 
   async execSync(idOrPrefix: string, cmd: string[], timeoutSeconds: number): Promise<ExecSyncResult> {

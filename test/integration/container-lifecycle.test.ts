@@ -2,7 +2,7 @@
 // model: command/env/user semantics, exit codes and reasons, CRI log format,
 // ExecSync, security context, stop escalation, restart recovery.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { isBerthError } from '../../runtime/errors';
 import { containerConfig, ContainerFixture } from './container-fixture';
@@ -92,6 +92,22 @@ describe('exit codes, reasons and logs', () => {
     assert.ok(parsed.some((p) => p[1] === 'stdout' && p[2] === 'F' && p[3] === 'out'));
     assert.ok(parsed.some((p) => p[1] === 'stderr' && p[2] === 'F' && p[3] === 'err'));
     assert.ok(parsed.some((p) => p[1] === 'stdout' && p[2] === 'P' && p[3] === 'tail'));
+  });
+
+  test('ReopenContainerLog after a rotation returns once the new log file exists, and lines go there', async () => {
+    const name = `rotating${Math.random().toString(16).slice(2, 8)}`;
+    const id = await fx.run(containerConfig({ name, command: ['sh', '-c', 'i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.1; done'] }));
+    try {
+      const logPath = fx.containers.detail(id).logPath;
+      for (let i = 0; i < 200 && !(existsSync(logPath) && readFileSync(logPath, 'utf8').includes('tick')); i++) await new Promise((r) => setTimeout(r, 25));
+      renameSync(logPath, `${logPath}.1`);
+      await fx.containers.reopenLog(id);
+      assert.ok(existsSync(logPath), 'the new log file exists when the call returns');
+      for (let i = 0; i < 200 && !readFileSync(logPath, 'utf8').includes('tick'); i++) await new Promise((r) => setTimeout(r, 25));
+      assert.match(readFileSync(logPath, 'utf8'), / stdout F tick\d+\n/);
+    } finally {
+      await fx.containers.remove(id);
+    }
   });
 
   test('a memory limit breach is reported as OOMKilled', async () => {
