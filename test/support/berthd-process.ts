@@ -2,9 +2,40 @@
 // temporary root, state, socket and config, for integration tests. Each test
 // file gets its own daemon, so files never share state.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { loadNative } from '../../native';
 import { join, resolve } from 'node:path';
+import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
 import { CriClient } from './cri-client';
+
+type TomlTable = { [key: string]: unknown };
+
+/** Detaches every mount under dir (deepest first): berthd makes its namespace dir a private mount of its own. */
+export function unmountBelow(dir: string): void {
+  const native = loadNative();
+  const mountPoints = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((line) => line.split(' ')[4])
+    .filter((mountPoint): mountPoint is string => !!mountPoint && (mountPoint === dir || mountPoint.startsWith(`${dir}/`)))
+    .sort((a, b) => b.length - a.length);
+  for (const mountPoint of mountPoints) {
+    try {
+      native.umount2(mountPoint, native.mountFlags.MNT_DETACH);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+function mergeTables(base: TomlTable, over: TomlTable): TomlTable {
+  const out: TomlTable = { ...base };
+  for (const [key, value] of Object.entries(over)) {
+    const current = out[key];
+    const bothTables = [current, value].every((v) => typeof v === 'object' && v !== null && !Array.isArray(v));
+    out[key] = bothTables ? mergeTables(current as TomlTable, value as TomlTable) : value;
+  }
+  return out;
+}
 
 export const REPO_ROOT = resolve(__dirname, '..', '..', '..');
 export const BERTHD_ENTRY = join(REPO_ROOT, 'dist', 'shim', 'berthd.js');
@@ -37,23 +68,29 @@ export class BerthdProcess {
     this.configPath = join(this.dir, 'berth.toml');
     this.logPath = join(this.dir, 'berthd.log');
     mkdirSync(this.root, { recursive: true });
-    const top = { log_level: 'debug', ...(options.topLevel ?? {}) };
-    const lines = [
-      `root = ${JSON.stringify(this.root)}`,
-      `state = ${JSON.stringify(this.state)}`,
-      `socket = ${JSON.stringify(this.socket)}`,
-      ...Object.entries(top).map(([k, v]) => `${k} = ${JSON.stringify(v)}`),
-      '[metrics]',
-      'port = 0',
-      '[streaming]',
-      'port = 0',
-      '[oci.runtimes.runc]',
-      `root = ${JSON.stringify(join(this.state, 'runc'))}`,
-      '[oci.runtimes.crun]',
-      `root = ${JSON.stringify(join(this.state, 'crun'))}`,
-      options.extraToml ?? '',
-    ];
-    writeFileSync(this.configPath, `${lines.join('\n')}\n`);
+    // Everything berthd touches on the host lives under the temp dir unless a
+    // test says otherwise, so a test never writes into /etc/cni/net.d or pins
+    // namespaces where a real berthd keeps them.
+    const base: TomlTable = {
+      root: this.root,
+      state: this.state,
+      socket: this.socket,
+      log_level: 'debug',
+      ...(options.topLevel ?? {}),
+      metrics: { port: 0 },
+      streaming: { port: 0 },
+      oci: { runtimes: { runc: { root: join(this.state, 'runc') }, crun: { root: join(this.state, 'crun') } } },
+      sandbox: { namespace_dir: join(this.dir, 'ns') },
+      cni: { conf_dir: join(this.dir, 'cni', 'net.d'), cache_dir: join(this.dir, 'cni', 'cache') },
+    };
+    let text: string;
+    try {
+      text = stringifyToml(mergeTables(base, parseToml(options.extraToml ?? '') as TomlTable));
+    } catch {
+      // Not TOML (a test of berthd's own TOML errors): hand it over as written.
+      text = `${stringifyToml(base)}\n${options.extraToml ?? ''}`;
+    }
+    writeFileSync(this.configPath, `${text}\n`);
   }
 
   get pid(): number | undefined {
@@ -112,7 +149,9 @@ export class BerthdProcess {
   /** Stops berthd (SIGTERM) and removes its temp dir. */
   async cleanup(): Promise<void> {
     await this.stop();
-    if (!this.options.keepDir) rmSync(this.dir, { recursive: true, force: true });
+    if (this.options.keepDir) return;
+    unmountBelow(this.dir);
+    rmSync(this.dir, { recursive: true, force: true });
   }
 }
 
