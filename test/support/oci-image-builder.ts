@@ -68,6 +68,7 @@ export function buildLayer(entries: readonly TarEntry[], compression: LayerCompr
 }
 
 export const BUSYBOX_PATH = '/bin/busybox';
+const BUSYBOX_MODE = 0o755;
 export const BUSYBOX_APPLETS = [
   'sh', 'ash', 'ls', 'cat', 'sleep', 'echo', 'id', 'env', 'true', 'false', 'mkdir', 'rm', 'rmdir', 'touch', 'ps', 'kill',
   'grep', 'head', 'tail', 'wc', 'hostname', 'mount', 'stat', 'test', 'uname', 'whoami', 'printf', 'date', 'sed', 'awk',
@@ -90,7 +91,7 @@ export function busyboxRootfsEntries(options: BusyboxLayerOptions = {}): TarEntr
   const group = users.map((u) => `${u.name === 'nobody' ? 'nogroup' : u.name}:x:${u.gid}:\n`).join('');
   const entries: TarEntry[] = [
     { path: 'bin/', type: 'dir' },
-    { path: 'bin/busybox', type: 'file', content: busybox, mode: 0o755 },
+    { path: 'bin/busybox', type: 'file', content: busybox, mode: BUSYBOX_MODE },
     { path: 'dev/', type: 'dir' },
     { path: 'etc/', type: 'dir' },
     { path: 'etc/passwd', type: 'file', content: passwd },
@@ -110,7 +111,8 @@ export function busyboxRootfsEntries(options: BusyboxLayerOptions = {}): TarEntr
   for (const applet of BUSYBOX_APPLETS) {
     entries.push(
       options.links === 'hardlink'
-        ? { path: `bin/${applet}`, type: 'hardlink', linkname: 'bin/busybox' }
+        ? // A hardlink header carries its own mode; containerd applies it to the shared inode, so it must be the target's.
+          { path: `bin/${applet}`, type: 'hardlink', linkname: 'bin/busybox', mode: BUSYBOX_MODE }
         : { path: `bin/${applet}`, type: 'symlink', linkname: 'busybox' },
     );
   }
