@@ -1,7 +1,7 @@
 // berth's image store: blobs by digest under <root>/content, unpacked layers
 // under <root>/layers/<short-id>/diff, metadata in SQLite. Pulls stream every
 // layer straight from the registry into its directory (see layer-download.ts),
-// several at once, skipping layers already present; two pulls of the same image
+// several at once (each unpacked on its own worker thread), skipping layers already present; two pulls of the same image
 // share one piece of work. Removal drops names, then collects whatever no image
 // and no container still uses.
 import { randomBytes } from 'node:crypto';
@@ -14,6 +14,7 @@ import { hostPlatform, noPlatformMatch, parseImageConfig, parseManifest, pickPla
 import { digestedName, formatImageReference, looksLikeImageId, parseImageReference, taggedName, type ImageReference } from './image-reference';
 import type { ContainerImageSource, ImageForContainer, ImageRecord } from './image-types';
 import { downloadLayer, removeQuietly } from './layer-download';
+import { LayerWorkerPool } from './layer-workers';
 import { RegistryClient, type RegistryCredentials, type RegistryEndpoint, type RegistryLogger } from './registry-client';
 
 export interface ImageStoreLogger extends RegistryLogger {
@@ -148,6 +149,7 @@ export class ImageStore implements ContainerImageSource {
   private readonly pulls = new Map<string, Promise<ImageRecord>>();
   private readonly layerWork = new Map<string, Promise<LayerRow>>();
   private readonly downloads: Semaphore;
+  private readonly workers: LayerWorkerPool;
   private readonly platform: Platform;
   private activePulls = 0;
   private gcPending = false;
@@ -159,6 +161,7 @@ export class ImageStore implements ContainerImageSource {
     this.layersDir = join(config.root, 'layers');
     this.platform = options.platform ?? hostPlatform();
     this.downloads = new Semaphore(config.image.max_concurrent_downloads);
+    this.workers = new LayerWorkerPool(config.image.max_concurrent_downloads);
     this.client = new RegistryClient({
       registries: config.image.registries,
       log: options.log,
@@ -182,6 +185,7 @@ export class ImageStore implements ContainerImageSource {
 
   async close(): Promise<void> {
     await this.client.close();
+    await this.workers.close();
   }
 
   // ---- reading ----
@@ -462,7 +466,7 @@ export class ImageStore implements ContainerImageSource {
       const started = Date.now();
       try {
         const blob = await this.client.openBlob(ref, descriptor, creds, endpoint);
-        const layer = await downloadLayer({ body: blob.body, descriptor, expectedDiffId: diffId, layersDir: this.layersDir, contentTempDir: this.contentTempDir, limits, onBytes });
+        const layer = await downloadLayer({ body: blob.body, descriptor, expectedDiffId: diffId, layersDir: this.layersDir, contentTempDir: this.contentTempDir, limits, workers: this.workers, onBytes });
         const dirId = this.dirIdFor(diffId);
         const finalDir = join(this.layersDir, dirId);
         await removeQuietly(finalDir);

@@ -5,7 +5,7 @@
 // (no "..", no absolute names, no writes through a symlink, no hardlink to a
 // file outside the layer). The caller unpacks into a fresh temporary directory
 // and removes it whole on failure.
-import { constants as fsConstants, promises as fsp } from 'node:fs';
+import * as fs from 'node:fs';
 import { posix } from 'node:path';
 import { loadNative, type BerthNative } from '../../native';
 import { invalidArgument } from '../errors';
@@ -13,7 +13,7 @@ import { invalidArgument } from '../errors';
 const BLOCK = 512;
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE_MARKER = '.wh..wh..opq';
-const WRITE_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
+const WRITE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
 
 export interface UnpackStats {
   /** Entries created (an inode count, hardlinks included). */
@@ -44,13 +44,31 @@ class ByteReader {
     }
   }
 
+  /** Removes and returns the next n buffered bytes, copying only when they span chunks. */
   private take(n: number): Buffer {
-    const whole = this.buffered.length === 1 ? this.buffered[0] : Buffer.concat(this.buffered);
-    const out = whole.subarray(0, n);
-    const rest = whole.subarray(n);
-    this.buffered = rest.length ? [rest] : [];
-    this.length = rest.length;
-    return out;
+    const first = this.buffered[0];
+    this.length -= n;
+    if (first.length >= n) {
+      if (first.length === n) this.buffered.shift();
+      else this.buffered[0] = first.subarray(n);
+      return first.subarray(0, n);
+    }
+    const parts: Buffer[] = [];
+    let got = 0;
+    while (got < n) {
+      const head = this.buffered[0];
+      const need = n - got;
+      if (head.length <= need) {
+        parts.push(head);
+        this.buffered.shift();
+        got += head.length;
+      } else {
+        parts.push(head.subarray(0, need));
+        this.buffered[0] = head.subarray(need);
+        got = n;
+      }
+    }
+    return Buffer.concat(parts, n);
   }
 
   /** Exactly n bytes, or null at a clean end of stream. */
@@ -67,7 +85,8 @@ class ByteReader {
     while (left > 0) {
       if (this.length === 0) await this.fill(1);
       if (this.length === 0) throw invalidArgument('layer tar is truncated');
-      const piece = this.take(Math.min(left, this.length));
+      // Whole chunks as they came (no copy): file data goes straight to write(2).
+      const piece = this.take(Math.min(left, this.buffered[0].length));
       left -= piece.length;
       yield piece;
     }
@@ -172,13 +191,33 @@ export interface UnpackOptions {
   native?: BerthNative;
 }
 
-/** Unpacks a tar stream into `root` (an existing, empty directory). */
+function ignoreMissing(err: unknown): void {
+  if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+}
+
+/** Writes all of `data` at the file's current offset. */
+function writeFully(fd: number, data: Buffer): void {
+  let at = 0;
+  while (at < data.length) at += fs.writeSync(fd, data, at, data.length - at);
+}
+
+/**
+ * Unpacks a tar stream into `root` (an existing, empty directory).
+ *
+ * File system calls are synchronous: this runs in a layer worker thread
+ * (layer-unpack-worker.ts), where blocking costs nothing and an await per
+ * syscall would cost a thread-pool round trip each.
+ */
 export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, options: UnpackOptions = {}): Promise<UnpackStats> {
   const native = options.native ?? loadNative();
   const reader = new ByteReader(tar[Symbol.asyncIterator]());
   const stats: UnpackStats = { entries: 0, fileBytes: 0 };
   // Paths (relative) this layer made symlinks or non-directories: no later entry may be written beneath one.
   const nonDirectories = new Set<string>();
+  // What this layer has put on disk so far. `root` starts empty, so a path in neither set does not exist
+  // and needs no lstat before it is created; a path in `directories` is a directory (no mkdir needed).
+  const present = new Set<string>();
+  const directories = new Set<string>(['.']);
   const directoryTimes: { path: string; mtime: number }[] = [];
   let globalPax = new Map<string, Buffer>();
   let pax = new Map<string, Buffer>();
@@ -186,29 +225,61 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
   let gnuLongLink: string | undefined;
 
   const checkParents = (rel: string): void => {
-    const parts = rel.split('/');
-    for (let i = 1; i < parts.length; i++) {
-      const parent = parts.slice(0, i).join('/');
+    let slash = rel.indexOf('/');
+    while (slash > 0) {
+      const parent = rel.slice(0, slash);
       if (nonDirectories.has(parent)) throw invalidArgument(`layer entry "${rel}" would be written through the symlink or file "${parent}"`);
+      slash = rel.indexOf('/', slash + 1);
     }
   };
 
-  const ensureParents = async (rel: string): Promise<void> => {
+  const ensureParents = (rel: string): void => {
     const parent = posix.dirname(rel);
-    if (parent !== '.') await fsp.mkdir(posix.join(root, parent), { recursive: true, mode: 0o755 });
+    if (directories.has(parent)) return;
+    fs.mkdirSync(posix.join(root, parent), { recursive: true, mode: 0o755 });
+    for (let dir = parent; dir !== '.' && !directories.has(dir); dir = posix.dirname(dir)) {
+      directories.add(dir);
+      present.add(dir);
+    }
   };
 
-  /** Removes what is at `abs` unless it is a directory that stays a directory. */
-  const clearFor = async (abs: string, keepDirectory: boolean): Promise<void> => {
+  /** Forgets `rel` and, when it was a directory, everything below it. */
+  const forget = (rel: string): void => {
+    present.delete(rel);
+    if (!directories.delete(rel)) return;
+    const prefix = `${rel}/`;
+    for (const set of [present, directories, nonDirectories]) {
+      for (const path of set) if (path.startsWith(prefix)) set.delete(path);
+    }
+  };
+
+  /** Removes what is at `rel` unless it is a directory that stays a directory. */
+  const clearFor = (rel: string, keepDirectory: boolean): void => {
+    if (!present.has(rel)) return;
+    const abs = posix.join(root, rel);
     try {
-      const st = await fsp.lstat(abs);
+      const st = fs.lstatSync(abs);
       if (st.isDirectory()) {
-        if (!keepDirectory) await fsp.rm(abs, { recursive: true, force: true });
+        if (keepDirectory) return;
+        fs.rmSync(abs, { recursive: true, force: true });
       } else {
-        await fsp.unlink(abs);
+        fs.unlinkSync(abs);
       }
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      ignoreMissing(err);
+    }
+    forget(rel);
+  };
+
+  const setXattrs = (abs: string, xattrs: [string, Buffer][]): void => {
+    for (const [key, value] of xattrs) {
+      try {
+        native.lsetxattr(abs, key, value);
+      } catch (err) {
+        // Filesystems without user xattrs or symlinks in user.* namespace: skip what cannot be kept.
+        const errno = (err as { errno?: number }).errno;
+        if (errno !== 95 /* ENOTSUP */ && errno !== 1 /* EPERM */) throw err;
+      }
     }
   };
 
@@ -241,7 +312,7 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
         break;
     }
 
-    const records = new Map([...globalPax, ...pax]);
+    const records = globalPax.size === 0 ? pax : new Map([...globalPax, ...pax]);
     const name = records.get('path')?.toString('utf8') ?? gnuLongName ?? header.name;
     const linkname = records.get('linkpath')?.toString('utf8') ?? gnuLongLink ?? header.linkname;
     const size = records.has('size') ? Number(records.get('size')!.toString('ascii')) : dataSize;
@@ -273,26 +344,27 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
       await reader.skip(dataSize + padding(dataSize));
       const dirRel = posix.dirname(rel);
       const dirAbs = dirRel === '.' ? root : posix.join(root, dirRel);
-      await ensureParents(rel);
+      ensureParents(rel);
       if (base === OPAQUE_MARKER) {
         native.lsetxattr(dirAbs, 'trusted.overlay.opaque', Buffer.from('y'));
       } else if (!base.startsWith(`${WHITEOUT_PREFIX}${WHITEOUT_PREFIX}`)) {
         const hidden = base.slice(WHITEOUT_PREFIX.length);
         const hiddenRel = dirRel === '.' ? hidden : `${dirRel}/${hidden}`;
-        const target = posix.join(root, hiddenRel);
-        await clearFor(target, false);
-        native.mknod(target, native.fileTypes.S_IFCHR | 0o000, 0, 0);
+        clearFor(hiddenRel, false);
+        native.mknod(posix.join(root, hiddenRel), native.fileTypes.S_IFCHR | 0o000, 0, 0);
+        present.add(hiddenRel);
         nonDirectories.add(hiddenRel);
         stats.entries++;
       }
       continue;
     }
 
-    await ensureParents(rel);
+    ensureParents(rel);
     const isDir = header.typeflag === '5';
-    await clearFor(abs, isDir);
+    clearFor(rel, isDir);
     if (!isDir) nonDirectories.add(rel);
     else nonDirectories.delete(rel);
+    const mode = header.mode & 0o7777;
 
     switch (header.typeflag) {
       case '0':
@@ -301,22 +373,32 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
       case '7': {
         options.onFileBytes?.(size);
         stats.fileBytes += size;
-        const handle = await fsp.open(abs, WRITE_FLAGS, 0o600);
+        const fd = fs.openSync(abs, WRITE_FLAGS, 0o600);
+        present.add(rel);
         try {
-          for await (const piece of reader.pieces(size)) await handle.write(piece);
+          for await (const piece of reader.pieces(size)) writeFully(fd, piece);
+          // Through the descriptor: no path walk per call. chmod after chown, which clears set-id bits.
+          fs.fchownSync(fd, uid, gid);
+          fs.fchmodSync(fd, mode);
+          setXattrs(abs, xattrs);
+          fs.futimesSync(fd, mtime, mtime);
         } finally {
-          await handle.close();
+          fs.closeSync(fd);
         }
         await reader.skip(padding(size));
-        break;
+        stats.entries++;
+        continue;
       }
       case '5':
-        await fsp.mkdir(abs, { recursive: true, mode: 0o755 });
+        if (!directories.has(rel)) fs.mkdirSync(abs, { mode: 0o755 });
+        present.add(rel);
+        directories.add(rel);
         await reader.skip(dataSize + padding(dataSize));
         break;
       case '2':
         await reader.skip(dataSize + padding(dataSize));
-        await fsp.symlink(linkname, abs);
+        fs.symlinkSync(linkname, abs);
+        present.add(rel);
         break;
       case '1': {
         await reader.skip(dataSize + padding(dataSize));
@@ -326,12 +408,13 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
         const targetAbs = posix.join(root, targetRel);
         let target;
         try {
-          target = await fsp.lstat(targetAbs);
+          target = fs.lstatSync(targetAbs);
         } catch {
           throw invalidArgument(`layer entry "${name}" is a hardlink to "${linkname}", which is not in this layer`);
         }
         if (target.isDirectory()) throw invalidArgument(`layer entry "${name}" is a hardlink to a directory`);
-        await fsp.link(targetAbs, abs);
+        fs.linkSync(targetAbs, abs);
+        present.add(rel);
         stats.entries++;
         continue; // a hardlink shares its target's metadata
       }
@@ -340,7 +423,8 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
       case '6': {
         await reader.skip(dataSize + padding(dataSize));
         const type = header.typeflag === '3' ? native.fileTypes.S_IFCHR : header.typeflag === '4' ? native.fileTypes.S_IFBLK : native.fileTypes.S_IFIFO;
-        native.mknod(abs, type | (header.mode & 0o7777), header.devmajor, header.devminor);
+        native.mknod(abs, type | mode, header.devmajor, header.devminor);
+        present.add(rel);
         break;
       }
       default:
@@ -349,23 +433,22 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
     stats.entries++;
 
     const isSymlink = header.typeflag === '2';
-    await fsp.lchown(abs, uid, gid);
+    fs.lchownSync(abs, uid, gid);
     // After chown, which clears set-id bits.
-    if (!isSymlink) await fsp.chmod(abs, header.mode & 0o7777);
-    for (const [key, value] of xattrs) {
-      try {
-        native.lsetxattr(abs, key, value);
-      } catch (err) {
-        // Filesystems without user xattrs or symlinks in user.* namespace: skip what cannot be kept.
-        const errno = (err as { errno?: number }).errno;
-        if (errno !== 95 /* ENOTSUP */ && errno !== 1 /* EPERM */) throw err;
-      }
-    }
+    if (!isSymlink) fs.chmodSync(abs, mode);
+    setXattrs(abs, xattrs);
     if (isDir) directoryTimes.push({ path: abs, mtime });
-    else await fsp.lutimes(abs, mtime, mtime);
+    else fs.lutimesSync(abs, mtime, mtime);
   }
   // Directory times last: creating their children changed them.
-  for (const dir of directoryTimes.reverse()) await fsp.utimes(dir.path, dir.mtime, dir.mtime);
+  for (const dir of directoryTimes.reverse()) {
+    try {
+      fs.utimesSync(dir.path, dir.mtime, dir.mtime);
+    } catch (err) {
+      // A later entry replaced the directory (and set its own times).
+      ignoreMissing(err);
+    }
+  }
   // Read whatever follows the end marker so the caller's digest covers the whole stream.
   for (;;) {
     const rest = await reader.read(BLOCK).catch(() => null);
