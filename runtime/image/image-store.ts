@@ -376,13 +376,17 @@ export class ImageStore implements ContainerImageSource {
       }
       for (const blob of keep) await this.writeBlob(blob.digest, blob.data);
 
-      const layerRows = await Promise.all(
+      // Every layer settles before the pull answers, so a failed pull has no download of its own still writing.
+      const settled = await Promise.allSettled(
         manifest.layers.map((descriptor, i) =>
           this.ensureLayer(ref, creds, endpoint, descriptor, diffIds[i], (n) => {
             bytes += n;
           }),
         ),
       );
+      const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+      if (failed) throw failed.reason;
+      const layerRows = settled.map((s) => (s as PromiseFulfilledResult<LayerRow>).value);
       const imageId = manifest.config.digest;
       const size = manifest.config.size + manifest.layers.reduce((sum, l) => sum + l.size, 0);
       this.record(ref, top.digest, imageId, size, configData, manifest, layerRows, keep);

@@ -13,6 +13,7 @@ import { invalidArgument } from '../errors';
 const BLOCK = 512;
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE_MARKER = '.wh..wh..opq';
+const S_ISGID = 0o2000;
 const WRITE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
 
 export interface UnpackStats {
@@ -223,6 +224,15 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
   let pax = new Map<string, Buffer>();
   let gnuLongName: string | undefined;
   let gnuLongLink: string | undefined;
+  // Each metadata syscall is a journal transaction on ext4 and waits behind every other writer on the
+  // disk: set owner and mode only when creation did not already give the entry the right ones.
+  const umask = process.umask();
+  const ownUid = process.geteuid?.() ?? -1;
+  const ownGid = process.getegid?.() ?? -1;
+  // Below a set-group-ID directory new entries take the directory's group (and new directories the bit): then always set both.
+  let setgidBelow = (fs.statSync(root).mode & S_ISGID) !== 0;
+  const needsChown = (uid: number, gid: number): boolean => setgidBelow || uid !== ownUid || gid !== ownGid;
+  const needsChmod = (mode: number): boolean => setgidBelow || (mode & 0o7000) !== 0 || (mode & umask) !== 0;
 
   const checkParents = (rel: string): void => {
     let slash = rel.indexOf('/');
@@ -365,6 +375,7 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
     if (!isDir) nonDirectories.add(rel);
     else nonDirectories.delete(rel);
     const mode = header.mode & 0o7777;
+    let needsMode = false;
 
     switch (header.typeflag) {
       case '0':
@@ -373,13 +384,13 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
       case '7': {
         options.onFileBytes?.(size);
         stats.fileBytes += size;
-        const fd = fs.openSync(abs, WRITE_FLAGS, 0o600);
+        const fd = fs.openSync(abs, WRITE_FLAGS, mode & 0o777);
         present.add(rel);
         try {
           for await (const piece of reader.pieces(size)) writeFully(fd, piece);
           // Through the descriptor: no path walk per call. chmod after chown, which clears set-id bits.
-          fs.fchownSync(fd, uid, gid);
-          fs.fchmodSync(fd, mode);
+          if (needsChown(uid, gid)) fs.fchownSync(fd, uid, gid);
+          if (needsChmod(mode)) fs.fchmodSync(fd, mode);
           setXattrs(abs, xattrs);
           fs.futimesSync(fd, mtime, mtime);
         } finally {
@@ -390,9 +401,12 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
         continue;
       }
       case '5':
-        if (!directories.has(rel)) fs.mkdirSync(abs, { mode: 0o755 });
+        // A directory that exists already (made for an earlier entry's path) has some other mode.
+        if (directories.has(rel)) needsMode = true;
+        else fs.mkdirSync(abs, { mode: mode & 0o777 });
         present.add(rel);
         directories.add(rel);
+        if (mode & S_ISGID) setgidBelow = true;
         await reader.skip(dataSize + padding(dataSize));
         break;
       case '2':
@@ -423,7 +437,7 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
       case '6': {
         await reader.skip(dataSize + padding(dataSize));
         const type = header.typeflag === '3' ? native.fileTypes.S_IFCHR : header.typeflag === '4' ? native.fileTypes.S_IFBLK : native.fileTypes.S_IFIFO;
-        native.mknod(abs, type | mode, header.devmajor, header.devminor);
+        native.mknod(abs, type | (mode & 0o777), header.devmajor, header.devminor);
         present.add(rel);
         break;
       }
@@ -433,9 +447,9 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
     stats.entries++;
 
     const isSymlink = header.typeflag === '2';
-    fs.lchownSync(abs, uid, gid);
+    if (needsChown(uid, gid)) fs.lchownSync(abs, uid, gid);
     // After chown, which clears set-id bits.
-    if (!isSymlink) fs.chmodSync(abs, mode);
+    if (!isSymlink && (needsMode || needsChmod(mode))) fs.chmodSync(abs, mode);
     setXattrs(abs, xattrs);
     if (isDir) directoryTimes.push({ path: abs, mtime });
     else fs.lutimesSync(abs, mtime, mtime);
