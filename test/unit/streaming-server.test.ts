@@ -11,6 +11,8 @@ import { StreamingServer } from '../../shim/streaming/streaming-server';
 import type { SessionIo, StreamingRuntime } from '../../runtime/exec/session-types';
 import { collect, spdyConnect, spdyForwardPort, spdyRemoteCommand, spdyRunCommand } from '../support/spdy-client';
 import { wsChannelSession, wsConnect } from '../support/websocket-client';
+import { SpdySession } from '../../shim/streaming/spdy-session';
+import { WebSocketTunnel } from '../../shim/streaming/websocket';
 
 /** Runs commands as host processes with pipes; attach echoes stdin; ports are host ports. */
 class HostProcessRuntime implements StreamingRuntime {
@@ -262,6 +264,25 @@ describe('port-forward', () => {
     const error = (await collect(pair.error)).toString();
     assert.match(error, /error forwarding port 1/);
     conn.session.close();
+  });
+
+  test('SPDY tunnelled in WebSocket binary messages (client-go --transport websocket): the ports come in SPDY headers', async () => {
+    const url = server.urlFor({ kind: 'portforward', podSandboxId: 'p1', ports: [] });
+    // No ?port= here: client-go's tunnelling dialer sends none.
+    const conn = await wsConnect(url, ['SPDY/3.1+portforward.k8s.io']);
+    assert.ok(conn.ok);
+    if (!conn.ok) return;
+    assert.equal(conn.protocol, 'SPDY/3.1+portforward.k8s.io');
+    const session = new SpdySession(new WebSocketTunnel(conn.ws), 'client');
+    const a = spdyForwardPort(session, httpPort);
+    const b = spdyForwardPort(session, httpPort);
+    const [ra, rb] = await Promise.all([httpGetOver(a.data, '/ta'), httpGetOver(b.data, '/tb')]);
+    assert.match(ra, /hello from \/ta$/);
+    assert.match(rb, /hello from \/tb$/);
+    const closed = spdyForwardPort(session, 1);
+    closed.data.end();
+    assert.match((await collect(closed.error)).toString(), /error forwarding port 1/);
+    session.close();
   });
 
   test('WebSocket: port prefix on both channels, then the data', async () => {
