@@ -7,14 +7,14 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
-import { Duplex, PassThrough, Readable, Transform } from 'node:stream';
+import { Duplex, PassThrough, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parentPort } from 'node:worker_threads';
 import { createGunzip } from 'node:zlib';
 import { BerthError, failedPrecondition, resourceExhausted } from '../errors';
 import type { LayerCompression } from './image-manifest';
 import { unpackLayer } from './layer-unpacker';
-import type { LayerJobResult, LayerJobSpec, SerializedError, ToLayerWorker } from './layer-workers';
+import type { FromLayerWorker, LayerJobResult, LayerJobSpec, SerializedError, ToLayerWorker } from './layer-workers';
 
 // zlib's default 16 KiB output chunk costs a thread-pool round trip and a stream
 // hop per 16 KiB; 1 MiB pieces cut that 64-fold and become single write(2) calls.
@@ -76,88 +76,78 @@ function isTruncation(err: unknown): boolean {
 
 /**
  * One layer: compressed bytes arrive by message (`add`, `end`), are verified and
- * copied to the blob file at once, then flow through the decompressor into the unpacker.
+ * copied to the blob file at once, then written into the decompressor whose
+ * output the unpacker reads. Each message's buffer goes back to the main
+ * thread (`release`) once the decompressor is done with it, for reuse: that
+ * is also the credit that lets the next bytes come.
  */
 class LayerJob {
   private readonly hash = createHash('sha256');
   private readonly blobFd: number;
   private compressedBytes = 0;
-  private readonly queue: Buffer[] = [];
-  private ended = false;
-  private wanting = false;
   private finished = false;
-  private readonly source: Readable;
+  private readonly decompressor: Duplex;
+  private readonly meter: ReturnType<typeof tarMeter>;
+  // A PassThrough hands the written chunk itself downstream, so its input must be a copy; zlib and zstd's pipe are
+  // done with a chunk when its write completes.
+  private readonly copyInput: boolean;
 
   constructor(
     private readonly spec: LayerJobSpec,
-    private readonly ack: (bytes: number) => void,
+    private readonly release: (bytes: number, buffer: ArrayBuffer) => void,
   ) {
     this.blobFd = fs.openSync(spec.tempBlob, 'w', 0o644);
-    this.source = new Readable({
-      read: () => {
-        this.wanting = true;
-        this.drain();
-      },
-    });
+    this.decompressor = decompressorFor(spec.compression);
+    this.meter = tarMeter(spec);
+    this.copyInput = spec.compression === 'none';
   }
 
-  private drain(): void {
-    while (this.wanting && this.queue.length > 0) {
-      const chunk = this.queue.shift()!;
-      // Acknowledged once the decompressor asks for it: the main thread keeps at most a few MiB in flight.
-      this.ack(chunk.length);
-      this.wanting = this.source.push(chunk);
-    }
-    if (this.wanting && this.ended && this.queue.length === 0) {
-      this.wanting = false;
-      this.source.push(null);
-    }
+  private stopped(): boolean {
+    return this.finished || this.decompressor.destroyed;
   }
 
   add(chunk: Buffer): void {
-    if (this.finished || this.source.destroyed) return;
+    if (this.stopped()) return;
     const { descriptor } = this.spec;
     this.compressedBytes += chunk.length;
     if (this.compressedBytes > descriptor.size) {
-      this.source.destroy(failedPrecondition(`layer ${descriptor.digest}: the registry sent more than the ${descriptor.size} bytes the manifest declares`));
+      this.decompressor.destroy(failedPrecondition(`layer ${descriptor.digest}: the registry sent more than the ${descriptor.size} bytes the manifest declares`));
       return;
     }
     this.hash.update(chunk);
     let at = 0;
     while (at < chunk.length) at += fs.writeSync(this.blobFd, chunk, at, chunk.length - at);
-    this.queue.push(chunk);
-    this.drain();
+    this.decompressor.write(this.copyInput ? Buffer.from(chunk) : chunk, (err) => {
+      if (!err) this.release(chunk.length, chunk.buffer as ArrayBuffer);
+    });
   }
 
   end(): void {
-    if (this.finished || this.source.destroyed) return;
+    if (this.stopped()) return;
     const { descriptor } = this.spec;
     const digest = `sha256:${this.hash.digest('hex')}`;
     if (this.compressedBytes !== descriptor.size) {
-      this.source.destroy(failedPrecondition(`layer ${descriptor.digest}: got ${this.compressedBytes} bytes, the manifest declares ${descriptor.size}`));
+      this.decompressor.destroy(failedPrecondition(`layer ${descriptor.digest}: got ${this.compressedBytes} bytes, the manifest declares ${descriptor.size}`));
     } else if (digest !== descriptor.digest) {
-      this.source.destroy(failedPrecondition(`layer ${descriptor.digest}: the registry's content has digest ${digest}`));
+      this.decompressor.destroy(failedPrecondition(`layer ${descriptor.digest}: the registry's content has digest ${digest}`));
     } else {
-      this.ended = true;
-      this.drain();
+      this.decompressor.end();
     }
   }
 
   abort(reason: string): void {
-    if (!this.finished) this.source.destroy(new Error(reason));
+    if (!this.stopped()) this.decompressor.destroy(new Error(reason));
   }
 
   async run(): Promise<LayerJobResult> {
-    const decompressor = decompressorFor(this.spec.compression);
-    const meter = tarMeter(this.spec);
-    const flowing = pipeline(this.source, decompressor, meter);
+    const { decompressor, meter } = this;
+    const flowing = pipeline(decompressor, meter);
     flowing.catch(() => undefined);
     try {
       const stats = await unpackLayer(meter, this.spec.tempDir);
       await flowing;
       return { ...stats, compressedBytes: this.compressedBytes, tarBytes: meter.bytes(), diffId: meter.diffId() };
     } catch (err) {
-      this.source.destroy();
       decompressor.destroy();
       meter.destroy();
       const pipelineError = await flowing.then(
@@ -186,7 +176,7 @@ if (parentPort) {
     switch (message.type) {
       case 'start': {
         try {
-          const current = new LayerJob(message.spec, (bytes) => port.postMessage({ type: 'ack', bytes }));
+          const current = new LayerJob(message.spec, (bytes, buffer) => port.postMessage({ type: 'ack', bytes, buffer } satisfies FromLayerWorker, [buffer]));
           job = current;
           current.run().then(
             (result) => {

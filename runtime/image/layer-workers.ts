@@ -44,10 +44,13 @@ export type ToLayerWorker =
   | { type: 'end' }
   | { type: 'abort'; reason: string };
 
-export type FromLayerWorker = { type: 'ack'; bytes: number } | { type: 'done'; result: LayerJobResult } | { type: 'failed'; error: SerializedError };
+export type FromLayerWorker = { type: 'ack'; bytes: number; buffer: ArrayBuffer } | { type: 'done'; result: LayerJobResult } | { type: 'failed'; error: SerializedError };
 
 // Small batches cost a message each; big ones delay the worker. 256 KiB is a few network reads.
 const BATCH_BYTES = 256 * 1024;
+// Batch buffers travel to a worker and back (transferred, never copied) and are reused: fresh
+// memory for every 256 KiB cost more in page faults and GC than the copy into it.
+const MAX_SPARE_BATCHES = 64;
 // In flight (posted, not yet taken by the decompressor): pause the body above HIGH, resume below LOW.
 const HIGH_WATER = 8 * 1024 * 1024;
 const LOW_WATER = 2 * 1024 * 1024;
@@ -60,6 +63,7 @@ function deserialize(error: SerializedError): Error {
 export class LayerWorkerPool {
   private readonly idle: Worker[] = [];
   private readonly busy = new Set<Worker>();
+  private readonly spareBatches: ArrayBuffer[] = [];
   private closed = false;
 
   /** `keepIdle`: workers kept for the next pull (more may run at once; the extra ones end after their layer). */
@@ -72,6 +76,14 @@ export class LayerWorkerPool {
     // An idle worker must not keep berthd alive; a running job has the HTTP socket for that.
     worker.unref();
     return worker;
+  }
+
+  private batchBuffer(): Buffer {
+    return Buffer.from(this.spareBatches.pop() ?? new ArrayBuffer(BATCH_BYTES));
+  }
+
+  private recycle(buffer: ArrayBuffer): void {
+    if (buffer.byteLength === BATCH_BYTES && this.spareBatches.length < MAX_SPARE_BATCHES) this.spareBatches.push(buffer);
   }
 
   private giveBack(worker: Worker, healthy: boolean): void {
@@ -89,8 +101,8 @@ export class LayerWorkerPool {
     const worker = this.take();
     this.busy.add(worker);
     return new Promise<LayerJobResult>((resolve, reject) => {
-      let pending: Buffer[] = [];
-      let pendingBytes = 0;
+      let batch: Buffer | undefined;
+      let filled = 0;
       let inFlight = 0;
       let paused = false;
       let bodyError: unknown;
@@ -100,21 +112,22 @@ export class LayerWorkerPool {
         if (!settled) worker.postMessage(message, transfer);
       };
       const flush = (): void => {
-        if (pendingBytes === 0) return;
-        // One fresh buffer per batch, moved (not copied) to the worker.
-        const batch = Buffer.concat(pending, pendingBytes);
-        const data = new Uint8Array(batch.buffer, batch.byteOffset, batch.byteLength);
-        const whole = batch.byteOffset === 0 && batch.byteLength === batch.buffer.byteLength;
-        inFlight += pendingBytes;
-        pending = [];
-        pendingBytes = 0;
-        post({ type: 'chunk', data }, whole ? [batch.buffer as ArrayBuffer] : undefined);
+        if (!batch || filled === 0) return;
+        const buffer = batch.buffer as ArrayBuffer;
+        inFlight += filled;
+        post({ type: 'chunk', data: new Uint8Array(buffer, 0, filled) }, [buffer]);
+        batch = undefined;
+        filled = 0;
       };
       const onData = (chunk: Buffer): void => {
         onBytes(chunk.length);
-        pending.push(chunk);
-        pendingBytes += chunk.length;
-        if (pendingBytes >= BATCH_BYTES) flush();
+        for (let at = 0; at < chunk.length; ) {
+          batch ??= this.batchBuffer();
+          const copied = chunk.copy(batch, filled, at);
+          filled += copied;
+          at += copied;
+          if (filled === batch.length) flush();
+        }
         if (!paused && inFlight > HIGH_WATER) {
           paused = true;
           body.pause();
@@ -147,6 +160,7 @@ export class LayerWorkerPool {
       };
       const onMessage = (message: FromLayerWorker): void => {
         if (message.type === 'ack') {
+          this.recycle(message.buffer);
           inFlight -= message.bytes;
           if (paused && inFlight < LOW_WATER) {
             paused = false;
