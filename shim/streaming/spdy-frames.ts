@@ -1,7 +1,7 @@
 // SPDY/3.1 framing: the binary frames, the name/value header blocks and their
 // zlib compression with the SPDY/3 dictionary. Pure functions and small codecs,
 // shared by the server session and the tests' client.
-import { constants as zlibConstants, inflateSync } from 'node:zlib';
+import { constants as zlibConstants, createInflate, type Inflate } from 'node:zlib';
 import { SPDY3_HEADER_DICTIONARY } from './spdy-dictionary';
 
 export const SPDY_VERSION = 3;
@@ -153,34 +153,56 @@ export class HeaderCompressor {
   }
 }
 
+/** More than any header block needs; a block inflating past it is refused (a zlib bomb). */
+export const MAX_HEADER_BLOCK = 1024 * 1024;
+
 /**
- * Decompresses the header blocks a peer sends on one connection. Node offers no
- * synchronous inflate that keeps its state between calls, so the connection's
- * compressed header bytes are kept and inflated from the start each time, up to
- * the sync point ending the newest block; the output past what earlier blocks
- * produced is the new block. Header traffic is a few hundred bytes per stream.
+ * Decompresses the header blocks a peer sends on one connection: one zlib
+ * inflater for the connection's life, fed each block and sync-flushed, so a
+ * block costs its own size whatever came before (a port-forward connection may
+ * carry hundreds of thousands of streams). Node's inflater is asynchronous, so
+ * blocks must be decompressed one at a time, in order.
  */
 export class HeaderDecompressor {
-  private input: Buffer[] = [];
-  private inputLength = 0;
-  private produced = 0;
+  private readonly inflater: Inflate = createInflate({ dictionary: SPDY3_HEADER_DICTIONARY });
+  private failure: Error | undefined;
+  private output: Buffer[] = [];
+  private outputLength = 0;
 
-  decompress(compressed: Buffer): Buffer {
-    this.input.push(compressed);
-    this.inputLength += compressed.length;
-    if (this.inputLength > 16 * 1024 * 1024) throw new SpdyProtocolError('too much header data on one connection');
-    let out: Buffer;
-    try {
-      out = inflateSync(Buffer.concat(this.input, this.inputLength), {
-        dictionary: SPDY3_HEADER_DICTIONARY,
-        finishFlush: zlibConstants.Z_SYNC_FLUSH,
-      });
-    } catch (err) {
-      throw new SpdyProtocolError(`header block does not inflate: ${(err as Error).message}`);
-    }
-    const block = out.subarray(this.produced);
-    this.produced = out.length;
-    return Buffer.from(block);
+  constructor() {
+    this.inflater.on('data', (chunk: Buffer) => {
+      this.output.push(chunk);
+      this.outputLength += chunk.length;
+    });
+    this.inflater.on('error', (err: Error) => {
+      this.failure ??= new SpdyProtocolError(`header block does not inflate: ${err.message}`);
+    });
+  }
+
+  decompress(compressed: Buffer): Promise<Buffer> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => {
+      const settle = (): void => {
+        this.inflater.off('error', settle);
+        const out = Buffer.concat(this.output, this.outputLength);
+        this.output = [];
+        this.outputLength = 0;
+        if (!this.failure && out.length > MAX_HEADER_BLOCK) this.failure = new SpdyProtocolError('header block too large');
+        if (this.failure) {
+          this.inflater.destroy();
+          reject(this.failure);
+        } else {
+          resolve(out);
+        }
+      };
+      this.inflater.once('error', settle);
+      this.inflater.write(compressed);
+      this.inflater.flush(zlibConstants.Z_SYNC_FLUSH, settle);
+    });
+  }
+
+  close(): void {
+    this.inflater.destroy();
   }
 }
 
@@ -286,21 +308,30 @@ export class SpdyFrameDecoder {
 
   constructor(private readonly maxFrame = MAX_FRAME_PAYLOAD) {}
 
-  push(chunk: Buffer): SpdyFrame[] {
+  /**
+   * Splits what arrived into frames and decodes them, header blocks inflated
+   * in order. Calls must not overlap: the next one waits for this one.
+   */
+  async push(chunk: Buffer): Promise<SpdyFrame[]> {
     this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
-    const frames: SpdyFrame[] = [];
+    const raw: Buffer[] = [];
     while (this.pending.length >= 8) {
       const length = this.pending.readUInt32BE(4) & 0xffffff;
       if (length > this.maxFrame) throw new SpdyProtocolError(`frame of ${length} bytes is too long`);
       if (this.pending.length < 8 + length) break;
-      const frame = this.pending.subarray(0, 8 + length);
+      raw.push(this.pending.subarray(0, 8 + length));
       this.pending = this.pending.subarray(8 + length);
-      frames.push(this.decode(frame));
     }
+    const frames: SpdyFrame[] = [];
+    for (const frame of raw) frames.push(await this.decode(frame));
     return frames;
   }
 
-  private decode(frame: Buffer): SpdyFrame {
+  close(): void {
+    this.decompressor.close();
+  }
+
+  private async decode(frame: Buffer): Promise<SpdyFrame> {
     const flags = frame[4];
     const payload = frame.subarray(8);
     if ((frame[0] & 0x80) === 0) {
@@ -321,7 +352,7 @@ export class SpdyFrameDecoder {
           associatedId: payload.readUInt32BE(4) & 0x7fffffff,
           priority: payload[8] >> 5,
           flags,
-          headers: decodeNameValueBlock(this.decompressor.decompress(payload.subarray(10))),
+          headers: decodeNameValueBlock(await this.decompressor.decompress(payload.subarray(10))),
         };
       case ControlType.SynReply:
         need(4);
@@ -329,7 +360,7 @@ export class SpdyFrameDecoder {
           type: 'syn_reply',
           streamId: payload.readUInt32BE(0) & 0x7fffffff,
           flags,
-          headers: decodeNameValueBlock(this.decompressor.decompress(payload.subarray(4))),
+          headers: decodeNameValueBlock(await this.decompressor.decompress(payload.subarray(4))),
         };
       case ControlType.Headers:
         need(4);
@@ -337,7 +368,7 @@ export class SpdyFrameDecoder {
           type: 'headers',
           streamId: payload.readUInt32BE(0) & 0x7fffffff,
           flags,
-          headers: decodeNameValueBlock(this.decompressor.decompress(payload.subarray(4))),
+          headers: decodeNameValueBlock(await this.decompressor.decompress(payload.subarray(4))),
         };
       case ControlType.RstStream:
         need(8);

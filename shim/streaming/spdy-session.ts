@@ -127,10 +127,19 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
     super();
     this.nextStreamId = role === 'client' ? 1 : 2;
     this.nextPingId = role === 'client' ? 1 : 2;
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('close', () => this.onClose());
-    socket.on('end', () => this.onClose());
-    socket.on('error', () => this.onClose());
+    // Frames are decoded asynchronously (header blocks go through zlib), so
+    // everything the socket reports is queued behind the frames before it:
+    // an end right after the last frames must not overtake them.
+    socket.on('data', (chunk: Buffer) => this.inOrder(() => this.onData(chunk)));
+    socket.on('close', () => this.inOrder(() => this.onClose()));
+    socket.on('end', () => this.inOrder(() => this.onClose()));
+    socket.on('error', () => this.inOrder(() => this.onClose()));
+  }
+
+  private inbound: Promise<void> = Promise.resolve();
+
+  private inOrder(step: () => void | Promise<void>): void {
+    this.inbound = this.inbound.then(step, step);
   }
 
   get streamCount(): number {
@@ -271,10 +280,11 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
     if (stream.localFinished && stream.remoteFinished) this.streams.delete(stream.id);
   }
 
-  private onData(chunk: Buffer): void {
+  private async onData(chunk: Buffer): Promise<void> {
+    if (this.closed) return;
     let frames: SpdyFrame[];
     try {
-      frames = this.decoder.push(chunk);
+      frames = await this.decoder.push(chunk);
     } catch (err) {
       this.protocolError(err as Error);
       return;
@@ -419,6 +429,7 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
   private onClose(): void {
     if (this.closed) return;
     this.closed = true;
+    this.decoder.close();
     this.wakeWriters();
     for (const resolve of this.pings.values()) resolve();
     this.pings.clear();

@@ -10,6 +10,7 @@ import {
   encodeNameValueBlock,
   headersFrom,
   adler32,
+  MAX_HEADER_BLOCK,
 } from '../../shim/streaming/spdy-frames';
 import { SPDY3_HEADER_DICTIONARY } from '../../shim/streaming/spdy-dictionary';
 import { WebSocketFrameParser, encodeWebSocketFrame, websocketAcceptKey } from '../../shim/streaming/websocket';
@@ -114,7 +115,30 @@ describe('SPDY header blocks', () => {
     const blocks = [1, 2, 3].map((i) => encodeNameValueBlock(headersFrom({ streamtype: `s${i}`, requestid: String(i) })));
     const compressed = await deflateWithSyncFlush(blocks);
     const d = new HeaderDecompressor();
-    for (let i = 0; i < blocks.length; i++) assert.deepEqual(d.decompress(compressed[i]), blocks[i]);
+    for (let i = 0; i < blocks.length; i++) assert.deepEqual(await d.decompress(compressed[i]), blocks[i]);
+    d.close();
+  });
+
+  test('a long connection: thousands of blocks decode in order through one inflater', async () => {
+    // One inflater for the connection: Go's deflater refers back to earlier
+    // blocks, so each block only decodes in the stream it belongs to.
+    const blocks = Array.from({ length: 4000 }, (_, i) => encodeNameValueBlock(headersFrom({ streamtype: i % 2 ? 'data' : 'error', port: '8080', requestid: String(i >> 1) })));
+    const compressed = await deflateWithSyncFlush(blocks);
+    assert.ok(compressed[3999].length < blocks[3999].length, 'later blocks lean on earlier ones');
+    const d = new HeaderDecompressor();
+    for (let i = 0; i < blocks.length; i++) assert.deepEqual(await d.decompress(compressed[i]), blocks[i]);
+    d.close();
+    const fresh = new HeaderDecompressor();
+    await assert.rejects(fresh.decompress(compressed[3999]), /does not inflate/);
+    fresh.close();
+  });
+
+  test('a header block inflating past the limit is refused', async () => {
+    const [bomb] = await deflateWithSyncFlush([Buffer.alloc(MAX_HEADER_BLOCK + 1)]);
+    const d = new HeaderDecompressor();
+    await assert.rejects(d.decompress(bomb), /too large/);
+    await assert.rejects(d.decompress(bomb), /too large/);
+    d.close();
   });
 
   test('adler32 matches the known value for "Wikipedia"', () => {
@@ -123,7 +147,7 @@ describe('SPDY header blocks', () => {
 });
 
 describe('SPDY frames', () => {
-  test('every frame type survives encode → decode, split at every byte', () => {
+  test('every frame type survives encode → decode, split at every byte', async () => {
     const enc = new SpdyFrameEncoder();
     const frames = Buffer.concat([
       enc.synStream(1, headersFrom({ streamtype: 'error' }), { fin: true, priority: 3 }),
@@ -139,7 +163,8 @@ describe('SPDY frames', () => {
     ]);
     const dec = new SpdyFrameDecoder();
     const got = [];
-    for (let i = 0; i < frames.length; i++) got.push(...dec.push(frames.subarray(i, i + 1)));
+    for (let i = 0; i < frames.length; i++) got.push(...(await dec.push(frames.subarray(i, i + 1))));
+    dec.close();
     assert.deepEqual(
       got.map((f) => f.type),
       ['syn_stream', 'syn_reply', 'data', 'data', 'rst_stream', 'settings', 'ping', 'headers', 'window_update', 'goaway'],
@@ -161,9 +186,11 @@ describe('SPDY frames', () => {
     assert.equal(wu.delta, 1000);
   });
 
-  test('a control frame of another SPDY version is a protocol error', () => {
+  test('a control frame of another SPDY version is a protocol error', async () => {
     const bad = Buffer.from([0x80, 2, 0, 6, 0, 0, 0, 4, 0, 0, 0, 1]);
-    assert.throws(() => new SpdyFrameDecoder().push(bad), /version/);
+    const dec = new SpdyFrameDecoder();
+    await assert.rejects(dec.push(bad), /version/);
+    dec.close();
   });
 });
 
