@@ -118,6 +118,8 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
   private initialSendWindow = DEFAULT_WINDOW;
   private readonly windowWaiters: (() => void)[] = [];
   private goingAway = false;
+  /** The socket's events, handled one after the other (see the constructor). */
+  private inbound: Promise<void> = Promise.resolve();
   closed = false;
 
   constructor(
@@ -135,8 +137,6 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
     socket.on('end', () => this.inOrder(() => this.onClose()));
     socket.on('error', () => this.inOrder(() => this.onClose()));
   }
-
-  private inbound: Promise<void> = Promise.resolve();
 
   private inOrder(step: () => void | Promise<void>): void {
     this.inbound = this.inbound.then(step, step);
