@@ -374,6 +374,7 @@ export class ImageStore implements ContainerImageSource {
       if (diffIds.length !== manifest.layers.length) {
         throw invalidArgument(`${name}: the manifest has ${manifest.layers.length} layers, the config lists ${diffIds.length} diff ids`);
       }
+      this.workers.warm(diffIds.filter((diffId) => !this.layerRow(diffId)).length);
       for (const blob of keep) await this.writeBlob(blob.digest, blob.data);
 
       // Every layer settles before the pull answers, so a failed pull has no download of its own still writing.

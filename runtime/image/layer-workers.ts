@@ -51,6 +51,8 @@ const BATCH_BYTES = 256 * 1024;
 // Batch buffers travel to a worker and back (transferred, never copied) and are reused: fresh
 // memory for every 256 KiB cost more in page faults and GC than the copy into it.
 const MAX_SPARE_BATCHES = 64;
+// Idle workers (and spare batches) are let go after this long without a layer to unpack.
+const IDLE_MS = 120_000;
 // In flight (posted, not yet taken by the decompressor): pause the body above HIGH, resume below LOW.
 const HIGH_WATER = 8 * 1024 * 1024;
 const LOW_WATER = 2 * 1024 * 1024;
@@ -64,18 +66,48 @@ export class LayerWorkerPool {
   private readonly idle: Worker[] = [];
   private readonly busy = new Set<Worker>();
   private readonly spareBatches: ArrayBuffer[] = [];
+  private idleTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
   /** `keepIdle`: workers kept for the next pull (more may run at once; the extra ones end after their layer). */
   constructor(private readonly keepIdle: number) {}
 
-  private take(): Worker {
-    const reused = this.idle.pop();
-    if (reused) return reused;
+  private spawn(): Worker {
     const worker = new Worker(join(__dirname, 'layer-unpack-worker.js'));
     // An idle worker must not keep berthd alive; a running job has the HTTP socket for that.
     worker.unref();
+    // A worker that dies while idle is simply not reused.
+    worker.once('exit', () => {
+      const at = this.idle.indexOf(worker);
+      if (at >= 0) this.idle.splice(at, 1);
+    });
     return worker;
+  }
+
+  private take(): Worker {
+    return this.idle.pop() ?? this.spawn();
+  }
+
+  /**
+   * Starts workers ahead of `layers` layer downloads (up to the pool's size), so a
+   * thread's start-up (~100 ms of CPU) overlaps the manifest and config requests.
+   */
+  warm(layers: number): void {
+    if (this.closed) return;
+    const wanted = Math.min(layers, this.keepIdle) - this.busy.size;
+    while (this.idle.length < wanted) this.idle.push(this.spawn());
+    this.armIdleTimer();
+  }
+
+  private armIdleTimer(): void {
+    clearTimeout(this.idleTimer);
+    if (this.idle.length === 0) return;
+    this.idleTimer = setTimeout(() => {
+      if (this.busy.size > 0) return;
+      for (const worker of this.idle.splice(0)) void worker.terminate();
+      this.spareBatches.length = 0;
+    }, IDLE_MS);
+    this.idleTimer.unref();
   }
 
   private batchBuffer(): Buffer {
@@ -90,6 +122,7 @@ export class LayerWorkerPool {
     this.busy.delete(worker);
     if (healthy && !this.closed && this.idle.length < this.keepIdle) this.idle.push(worker);
     else void worker.terminate();
+    this.armIdleTimer();
   }
 
   /**
@@ -188,6 +221,7 @@ export class LayerWorkerPool {
   /** Ends every worker; running jobs fail. */
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.idleTimer);
     const all = [...this.idle, ...this.busy];
     this.idle.length = 0;
     await Promise.all(all.map((w) => w.terminate()));
