@@ -106,7 +106,24 @@ class LayerJob {
     return this.finished || this.decompressor.destroyed;
   }
 
+  /** Fails the job (the unpacker sees the error) instead of letting it escape a message handler and kill the worker. */
+  private guarded(step: () => void): void {
+    try {
+      step();
+    } catch (err) {
+      this.decompressor.destroy(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
   add(chunk: Buffer): void {
+    this.guarded(() => this.addChunk(chunk));
+  }
+
+  end(): void {
+    this.guarded(() => this.endInput());
+  }
+
+  private addChunk(chunk: Buffer): void {
     if (this.stopped()) return;
     const { descriptor } = this.spec;
     this.compressedBytes += chunk.length;
@@ -122,7 +139,7 @@ class LayerJob {
     });
   }
 
-  end(): void {
+  private endInput(): void {
     if (this.stopped()) return;
     const { descriptor } = this.spec;
     const digest = `sha256:${this.hash.digest('hex')}`;

@@ -2,6 +2,7 @@
 // bombs, a registry dying mid-layer, auth, mirrors, concurrent pulls, removal.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
@@ -155,6 +156,21 @@ describe('image pull safety and sharing', () => {
     const pushed = await pushImage(registry, 'evil/big:v1', buildImage({ layers: [layerFromTar(big, 'none')] }));
     await assert.rejects(berthd.client.call('PullImage', { image: { image: pushed.reference } }), (err) => grpcCode(err) === 8 && /max_layer_unpacked_bytes/.test((err as Error).message));
     assert.deepEqual(storeLeftovers(berthd), []);
+  });
+
+  test('layers whose content does not match the config diff ids fail the pull cleanly', async () => {
+    // Big enough to stream through the layer worker in many batches, in each compression.
+    const content = randomBytes(3_000_000);
+    const layers = (['gzip', 'zstd', 'none'] as const).map((compression) => {
+      const layer = layerFromTar(writeTar([{ path: `lying-${compression}`, type: 'file', content }]), compression);
+      return { ...layer, diffId: `sha256:${'0'.repeat(64)}` };
+    });
+    for (const [i, layer] of layers.entries()) {
+      const pushed = await pushImage(registry, `evil/diffid${i}:v1`, buildImage({ layers: [layer] }));
+      await assert.rejects(berthd.client.call('PullImage', { image: { image: pushed.reference } }), (err) => grpcCode(err) === 9 && /diff id/.test((err as Error).message));
+      assert.deepEqual(storeLeftovers(berthd), []);
+      assert.equal(layerWith(berthd, `lying-${['gzip', 'zstd', 'none'][i]}`), undefined);
+    }
   });
 
   test('a registry that dies mid-layer fails the pull cleanly', async () => {
