@@ -90,6 +90,7 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
       rootfs: new OverlayRootfsMounter(),
       events: { publish: (e) => ctx.events.publish(e) },
       cgroupRelativePath: (p) => cgroups.relativePath(p),
+      observeOciCall: (operation, seconds, runtime, outcome) => ctx.runtimeMetrics.observeOciCall(operation, seconds, runtime, outcome),
     }),
     images: new ImageStore({ config, db, log, metrics: { observeImagePull: (s, b, o) => ctx.runtimeMetrics.observeImagePull(s, b, o) } }),
     streaming: new StreamingServer({

@@ -70,7 +70,12 @@ const COLUMNS: [keyof ContainerRecord, keyof Row][] = [
   ['resourcesJson', 'resources_json'],
 ];
 
+type Statement = ReturnType<BerthDatabase['db']['prepare']>;
+
 export class ContainerStore {
+  private readonly upsert: Statement;
+  private readonly remove: Statement;
+
   constructor(private readonly database: BerthDatabase) {
     database.migrate([
       {
@@ -86,6 +91,10 @@ export class ContainerStore {
           CREATE INDEX containers_by_pod ON containers (pod_sandbox_id);`,
       },
     ]);
+    // Prepared once: preparing costs more than the write itself.
+    const cols = COLUMNS.map(([, c]) => c);
+    this.upsert = database.db.prepare(`INSERT OR REPLACE INTO containers (${cols.join(', ')}) VALUES (${cols.map((c) => `@${c}`).join(', ')})`);
+    this.remove = database.db.prepare('DELETE FROM containers WHERE id = ?');
   }
 
   all(): ContainerRecord[] {
@@ -94,15 +103,11 @@ export class ContainerStore {
 
   /** Inserts or replaces the whole record. */
   save(record: ContainerRecord): void {
-    const cols = COLUMNS.map(([, c]) => c);
-    const row = toRow(record);
-    this.database.db
-      .prepare(`INSERT OR REPLACE INTO containers (${cols.join(', ')}) VALUES (${cols.map((c) => `@${c}`).join(', ')})`)
-      .run(row);
+    this.upsert.run(toRow(record));
   }
 
   delete(id: string): void {
-    this.database.db.prepare('DELETE FROM containers WHERE id = ?').run(id);
+    this.remove.run(id);
   }
 }
 

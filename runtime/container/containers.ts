@@ -13,7 +13,7 @@ import type { ContainerEventPublisher, ContainerEventType } from '../events/even
 import type { HostFacts } from '../host/host-facts';
 import type { ContainerImageSource, RootfsMounter } from '../image/image-types';
 import { Conmon, conmonFiles, isConmonOf, killQuietly, readExit, tryReadPidFile } from '../oci/conmon';
-import { OciRuntime, type OciProcess } from '../oci/oci-runtime';
+import { OciRuntime, type OciCallObserver, type OciProcess } from '../oci/oci-runtime';
 import type { PodContainerHooks, SandboxLookup } from '../sandbox/sandbox-types';
 import type { ContainerLookup, ContainerState, ContainerView } from './container-types';
 import { ContainerStore, type ContainerRecord } from './container-store';
@@ -40,6 +40,8 @@ export interface ContainersOptions {
   layerHolds?: { holdLayers(holder: string, imageId: string): void; releaseLayers(holder: string): Promise<void> };
   /** Cgroup path relative to the hierarchies' root for a spec's cgroupsPath (systemd slices expanded). */
   cgroupRelativePath?: (cgroupsPath: string) => string;
+  /** Latency of each OCI runtime and conmon call. */
+  observeOciCall?: OciCallObserver;
 }
 
 export interface ContainerFilterOptions {
@@ -70,6 +72,8 @@ export interface ContainerDetail extends ContainerView {
 const nowNs = (): string => (BigInt(Date.now()) * 1_000_000n).toString();
 const msToNs = (ms: number): string => (BigInt(Math.floor(ms * 1000)) * 1000n).toString();
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+/** How often a waiter looks for itself, should a monitor die without an exit file (no event comes then). */
+const EXIT_SAFETY_NET_MS = 250;
 
 class IdLocks {
   private readonly tails = new Map<string, Promise<void>>();
@@ -98,13 +102,16 @@ export class Containers implements ContainerLookup, PodContainerHooks {
   private readonly socketDir: string;
   private readonly containersDir: string;
   private watcher: FSWatcher | undefined;
+  private closed = false;
+  /** Woken when conmon writes a container's exit file (keyed by container id). */
+  private readonly exitWakers = new Map<string, Set<() => void>>();
 
   constructor(private readonly opts: ContainersOptions) {
     const { config, host } = opts;
     for (const [handler, rt] of Object.entries(config.oci.runtimes)) {
       const facts = host.ociRuntimes[handler];
       const path = facts && 'path' in facts ? facts.path : rt.path;
-      this.runtimes.set(handler, new OciRuntime({ handler, path, root: rt.root, systemdCgroup: config.cgroup.driver === 'systemd' }));
+      this.runtimes.set(handler, new OciRuntime({ handler, path, root: rt.root, systemdCgroup: config.cgroup.driver === 'systemd', observe: opts.observeOciCall }));
     }
     this.conmon = new Conmon('path' in host.conmon ? host.conmon.path : config.oci.conmon);
     this.exitDir = join(config.state, 'exits');
@@ -266,7 +273,7 @@ export class Containers implements ContainerLookup, PodContainerHooks {
         record.specJson = JSON.stringify(built.spec);
         record.stopSignal = built.stopSignal;
         record.cgroupsPath = built.spec.linux.cgroupsPath;
-        this.opts.store.save(record);
+        // Saved with the created phase below: undoing a crash from here needs only what the first save holds.
 
         const created = await this.conmon.create({
           id,
@@ -300,8 +307,9 @@ export class Containers implements ContainerLookup, PodContainerHooks {
     await this.locks.with(id, async () => {
       const record = this.refresh(this.require(id));
       if (record.phase !== 'created') throw failedPrecondition(`container ${id} is ${this.stateOf(record)}, not created`);
+      const exit = this.exitWatch(record);
       try {
-        await this.runtime(record.runtimeHandler).start(id);
+        await this.runtime(record.runtimeHandler).start(id, exit.exited);
       } catch (err) {
         record.phase = 'exited';
         record.finishedAt = nowNs();
@@ -311,6 +319,8 @@ export class Containers implements ContainerLookup, PodContainerHooks {
         this.opts.store.save(record);
         await this.runtime(record.runtimeHandler).kill(id, 'SIGKILL', true).catch(() => undefined);
         throw err;
+      } finally {
+        exit.cancel();
       }
       record.phase = 'running';
       record.startedAt = nowNs();
@@ -344,16 +354,52 @@ export class Containers implements ContainerLookup, PodContainerHooks {
     }
   }
 
-  /** Waits for conmon's exit file; true when the container exited. */
+  /**
+   * Waits for conmon's exit file; true when the container exited. Woken by
+   * the exit directory's watch; the periodic look is only a safety net for a
+   * monitor that died without writing one.
+   */
   private async waitExit(record: ContainerRecord, timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
-    for (let i = 0; ; i++) {
+    for (;;) {
       this.refresh(record);
       if (record.phase === 'exited') return true;
-      if (record.phase === 'created' && !isConmonOf(record.conmonPid, record.id)) return this.markLost(record), true;
-      if (Date.now() >= deadline) return false;
-      await sleep(Math.min(10 + i * 10, 100));
+      if (!isConmonOf(record.conmonPid, record.id)) return this.markLost(record), true;
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) return false;
+      await this.nextExitEvent(record.id, Math.min(remaining, EXIT_SAFETY_NET_MS));
     }
+  }
+
+  /** Resolves at the next exit-file event for `id`, or after `ms`. */
+  private nextExitEvent(id: string, ms: number): Promise<void> {
+    this.watchExits();
+    return new Promise((resolve) => {
+      let wakers = this.exitWakers.get(id);
+      if (!wakers) this.exitWakers.set(id, (wakers = new Set()));
+      const set = wakers;
+      const wake = (): void => {
+        clearTimeout(timer);
+        set.delete(wake);
+        if (set.size === 0 && this.exitWakers.get(id) === set) this.exitWakers.delete(id);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      set.add(wake);
+    });
+  }
+
+  /** A promise settled once the container exited or its monitor is gone; cancel() stops watching. */
+  private exitWatch(record: ContainerRecord): { exited: Promise<void>; cancel: () => void } {
+    let cancelled = false;
+    const exited = (async () => {
+      while (!cancelled) {
+        if (readExit(record.dir) || !isConmonOf(record.conmonPid, record.id)) return;
+        await this.nextExitEvent(record.id, EXIT_SAFETY_NET_MS);
+      }
+      await new Promise<never>(() => undefined);
+    })();
+    return { exited, cancel: () => void (cancelled = true) };
   }
 
   async remove(idOrPrefix: string): Promise<void> {
@@ -374,14 +420,25 @@ export class Containers implements ContainerLookup, PodContainerHooks {
   /** Removes every host trace of a container and its record; safe to repeat. */
   private async undo(record: ContainerRecord): Promise<void> {
     const runtime = this.runtimes.get(record.runtimeHandler);
-    if (runtime) await runtime.delete(record.id, true);
     const conmonPid = record.conmonPid || tryReadPidFile(conmonFiles.conmonPid(record.dir)) || 0;
-    if (conmonPid && isConmonOf(conmonPid, record.id)) {
-      killQuietly(conmonPid, 'SIGKILL');
-      for (let i = 0; i < 100 && isConmonOf(conmonPid, record.id); i++) await sleep(20);
+    if (readExit(record.dir)) {
+      // conmon recorded the exit, so it has reaped the init process and its
+      // work is done: whatever is left of it is killed without waiting, and
+      // the runtime only has its record and cgroups to drop.
+      if (conmonPid && isConmonOf(conmonPid, record.id)) killQuietly(conmonPid, 'SIGKILL');
+      if (runtime) await runtime.deleteExited(record.id);
+    } else {
+      if (runtime) await runtime.delete(record.id, true);
+      if (conmonPid && isConmonOf(conmonPid, record.id)) {
+        killQuietly(conmonPid, 'SIGKILL');
+        // Not our child: no exit event to wait on. SIGKILL'd, it is gone within a few ms.
+        for (let i = 0; i < 100 && isConmonOf(conmonPid, record.id); i++) await sleep(20);
+      }
     }
     this.opts.rootfs.unmount(join(record.dir, 'rootfs'));
-    rmSync(record.dir, { recursive: true, force: true });
+    // Retried: a conmon being killed may still be closing its files in the bundle.
+    rmSync(record.dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 10 });
+    rmSync(join(this.socketDir, record.id), { force: true, recursive: true });
     try {
       unlinkSync(join(this.exitDir, record.id));
     } catch {
@@ -473,10 +530,12 @@ export class Containers implements ContainerLookup, PodContainerHooks {
               void this.killTimedOutExec(pidPath, child.pid ?? 0, () => finished);
             }, timeoutSeconds * 1000)
           : undefined;
-      const exitCode = await new Promise<number>((resolve, reject) => {
-        child.once('error', (e) => reject(internal(`cannot run ${runtime.path} exec: ${e.message}`, e)));
-        child.once('close', (code, signal) => resolve(code ?? (signal ? 128 + signalNumber(signal) : 255)));
-      }).finally(() => (finished = true));
+      const exitCode = await runtime.timed('exec', () =>
+        new Promise<number>((resolve, reject) => {
+          child.once('error', (e) => reject(internal(`cannot run ${runtime.path} exec: ${e.message}`, e)));
+          child.once('close', (code, signal) => resolve(code ?? (signal ? 128 + signalNumber(signal) : 255)));
+        }),
+      ).finally(() => (finished = true));
       if (timer) clearTimeout(timer);
       if (timedOut) throw deadlineExceeded(`command ${JSON.stringify(cmd)} timed out after ${timeoutSeconds} s`);
       return { stdout: Buffer.concat(out), stderr: Buffer.concat(err), exitCode };
@@ -550,16 +609,21 @@ export class Containers implements ContainerLookup, PodContainerHooks {
   }
 
   close(): void {
+    this.closed = true;
     this.watcher?.close();
     this.watcher = undefined;
   }
 
   private watchExits(): void {
+    if (this.watcher || this.closed) return;
     try {
       this.watcher = watch(this.exitDir, (_event, file) => {
         if (!file) return;
-        const record = this.records.get(String(file));
+        // conmon writes "<id>.XXXXXX" and renames it to "<id>".
+        const id = String(file);
+        const record = this.records.get(id);
         if (record) this.refresh(record);
+        for (const wake of [...(this.exitWakers.get(id) ?? [])]) wake();
       });
       this.watcher.on('error', () => undefined);
     } catch (err) {

@@ -54,6 +54,10 @@ export class Conmon {
 
   /** Runs `runtime create` under a new conmon; resolves once the container exists (created, not started). */
   async create(options: ConmonCreateOptions): Promise<ConmonCreated> {
+    return options.runtime.timed('create', () => this.createUntimed(options));
+  }
+
+  private async createUntimed(options: ConmonCreateOptions): Promise<ConmonCreated> {
     const { bundleDir: bundle, runtime } = options;
     const args = [
       '--api-version', '1',

@@ -1,0 +1,129 @@
+// Start and remove of real runc containers under conmon, where berth skips the
+// runtime binary: start releases runc's exec fifo itself, remove of an exited
+// container drops runc's state and cgroups itself. Each must leave exactly
+// what `runc start` / `runc delete` would, and fall back to runc when it can't.
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { conmonFiles, isConmonOf, readExit, tryReadPidFile } from '../../runtime/oci/conmon';
+import { containerConfig, ContainerFixture } from './container-fixture';
+
+const fx = new ContainerFixture();
+after(() => fx.cleanup());
+
+const runcRoot = (): string => fx.config.oci.runtimes.runc.root;
+
+function runcCgroupPaths(id: string): string[] {
+  const state = JSON.parse(readFileSync(join(runcRoot(), id, 'state.json'), 'utf8')) as { cgroup_paths: Record<string, string> };
+  return [...new Set(Object.values(state.cgroup_paths))];
+}
+
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+async function until(what: string, check: () => boolean, limitMs = 10_000): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`${what} did not happen within ${limitMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('start without runc start', () => {
+  test('a started container runs its process and runc reports it running', async () => {
+    const id = await fx.run(containerConfig({ name: 'runs', command: ['sleep', '600'] }));
+    try {
+      assert.equal(fx.containers.get(id)?.state, 'CONTAINER_RUNNING');
+      assert.equal(existsSync(join(runcRoot(), id, 'exec.fifo')), false, 'the exec fifo is removed, as runc start does');
+      const state = await fx.containers.runtime('runc').state(id);
+      assert.equal(state?.status, 'running');
+      const pid = fx.containers.get(id)?.pid ?? 0;
+      assert.match(readFileSync(`/proc/${pid}/cmdline`, 'utf8'), /^sleep\x00600/);
+    } finally {
+      await fx.containers.remove(id);
+    }
+  });
+
+  test('a container whose init died before start fails to start instead of waiting forever', async () => {
+    const id = await fx.containers.create(fx.podId(), containerConfig({ name: 'diesearly', command: ['sleep', '600'] }));
+    const view = fx.containers.get(id);
+    assert.ok(view);
+    const bundle = view.bundleDir;
+    try {
+      process.kill(view.pid, 'SIGKILL');
+      const exitRecorded = until('conmon recording the exit', () => readExit(bundle) !== undefined);
+      // Straight to the runtime: the model would already see the exit and refuse before trying.
+      await assert.rejects(fx.containers.runtime('runc').start(id, exitRecorded), /already dead/);
+      await exitRecorded;
+    } finally {
+      await fx.containers.remove(id);
+    }
+    assert.equal(existsSync(join(runcRoot(), id)), false);
+  });
+
+  test('start of a container that exited while created is FAILED_PRECONDITION and leaves it exited', async () => {
+    const id = await fx.containers.create(fx.podId(), containerConfig({ name: 'goneearly', command: ['sleep', '600'] }));
+    const view = fx.containers.get(id);
+    assert.ok(view);
+    try {
+      process.kill(view.pid, 'SIGKILL');
+      await until('conmon recording the exit', () => readExit(view.bundleDir) !== undefined);
+      await assert.rejects(fx.containers.start(id), (err: Error) => /not created/.test(err.message));
+      assert.equal(fx.containers.get(id)?.state, 'CONTAINER_EXITED');
+    } finally {
+      await fx.containers.remove(id);
+    }
+  });
+});
+
+describe('remove of an exited container', () => {
+  test('leaves no runc state, cgroup, monitor, bundle, attach link or exit file', async () => {
+    const id = await fx.run(containerConfig({ name: 'quick', command: ['sh', '-c', 'exit 3'] }));
+    await fx.waitExited(id);
+    const bundle = fx.containers.get(id)?.bundleDir ?? '';
+    const conmonPid = tryReadPidFile(conmonFiles.conmonPid(bundle)) ?? 0;
+    const cgroups = runcCgroupPaths(id);
+    assert.ok(cgroups.length > 0);
+    for (const path of cgroups) assert.equal(existsSync(path), true, `${path} exists before remove`);
+
+    await fx.containers.remove(id);
+
+    assert.equal(existsSync(join(runcRoot(), id)), false, 'runc state dir');
+    for (const path of cgroups) assert.equal(existsSync(path), false, `${path} is removed`);
+    assert.equal(conmonPid > 0 && isConmonOf(conmonPid, id), false, 'conmon is gone');
+    assert.equal(existsSync(bundle), false, 'bundle');
+    assert.equal(existsSync(join(fx.config.state, 'attach', id)), false, 'attach link');
+    assert.equal(existsSync(join(fx.config.state, 'exits', id)), false, 'exit file');
+    assert.equal((await fx.containers.runtime('runc').state(id)), undefined, 'runc no longer knows it');
+    await fx.containers.remove(id);
+  });
+
+  test('a process left in its cgroup (host PID namespace) is killed and the cgroups still go', async () => {
+    const id = await fx.run(
+      containerConfig({
+        name: 'leavesachild',
+        command: ['sh', '-c', 'sleep 600 & echo $!; exit 0'],
+        linux: { resources: null, security_context: { namespace_options: { network: 'NODE', pid: 'NODE', ipc: 'NODE', target_id: '', userns_options: null } } as never },
+      }),
+    );
+    await fx.waitExited(id);
+    const logPath = fx.containers.detail(id).logPath;
+    const child = Number(readFileSync(logPath, 'utf8').trim().split(' ').pop());
+    assert.ok(Number.isInteger(child) && child > 1, `background pid in the log: ${readFileSync(logPath, 'utf8')}`);
+    assert.equal(alive(child), true, 'the background sleep outlived the container init');
+    const cgroups = runcCgroupPaths(id);
+
+    await fx.containers.remove(id);
+
+    await until('the left-over process dying', () => !alive(child));
+    for (const path of cgroups) assert.equal(existsSync(path), false, `${path} is removed`);
+    assert.equal(existsSync(join(runcRoot(), id)), false, 'runc state dir');
+  });
+});
