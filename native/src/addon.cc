@@ -27,6 +27,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   berth::RegisterNamespaces(env, exports);
   berth::RegisterStreamingFds(env, exports);
   berth::RegisterNetnsRead(env, exports);
+  berth::RegisterMonitorSpawn(env, exports);
   return exports;
 }
 

@@ -16,5 +16,6 @@ void RegisterFsExtras(Napi::Env env, Napi::Object exports);
 void RegisterNamespaces(Napi::Env env, Napi::Object exports);
 void RegisterStreamingFds(Napi::Env env, Napi::Object exports);
 void RegisterNetnsRead(Napi::Env env, Napi::Object exports);
+void RegisterMonitorSpawn(Napi::Env env, Napi::Object exports);
 
 }  // namespace berth

@@ -5,8 +5,10 @@
 // the pid file and the files conmon leaves in the bundle.
 import { spawn } from 'node:child_process';
 import { closeSync, constants, existsSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { Socket } from 'node:net';
+import { isAbsolute, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
+import { loadNative, type BerthNative } from '../../native';
 import { internal } from '../errors';
 import type { OciRuntime } from './oci-runtime';
 
@@ -25,6 +27,31 @@ export interface ConmonCreateOptions {
   stdinOnce: boolean;
   /** How long to wait for the runtime to create the container. */
   timeoutMs?: number;
+}
+
+interface LaunchedMonitor {
+  syncPipe: Readable;
+  /** conmon's stdout and stderr, for the error when it dies before reporting. */
+  output: Readable[];
+  /** Rejects when conmon could not be started at all. */
+  failed: Promise<never>;
+  /** Lets conmon go on and run `runtime create`. */
+  release(): void;
+  dispose(): void;
+}
+
+let nativeLoaded: BerthNative | null | undefined;
+
+function nativeSpawner(): BerthNative | undefined {
+  if (nativeLoaded === undefined) {
+    try {
+      const native = loadNative();
+      nativeLoaded = typeof native.spawnDetached === 'function' ? native : null;
+    } catch {
+      nativeLoaded = null;
+    }
+  }
+  return nativeLoaded ?? undefined;
 }
 
 export interface ConmonCreated {
@@ -82,19 +109,11 @@ export class Conmon {
       if (!options.stdinOnce) args.push('--leave-stdin-open');
     }
 
-    const child = spawn(this.path, args, {
-      cwd: bundle,
-      detached: true,
-      // fd 3: sync pipe (conmon reports the pid or the runtime's error), fd 4: start pipe.
-      stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
-      env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', _OCI_SYNCPIPE: '3', _OCI_STARTPIPE: '4' },
-    });
-    const syncPipe = child.stdio[3] as Readable;
-    const startPipe = child.stdio[4] as Writable;
+    const monitor = this.launch(args, bundle);
+    const { syncPipe } = monitor;
     const earlyOutput: Buffer[] = [];
-    child.stdout?.on('data', (b: Buffer) => earlyOutput.push(b));
-    child.stderr?.on('data', (b: Buffer) => earlyOutput.push(b));
-    const spawnFailed = new Promise<never>((_, reject) => child.once('error', (err) => reject(internal(`cannot run conmon (${this.path}): ${err.message}`, err))));
+    for (const out of monitor.output) out.on('data', (b: Buffer) => earlyOutput.push(b));
+    const spawnFailed = monitor.failed;
 
     const report = new Promise<{ data: number; message?: string }>((resolve, reject) => {
       let text = '';
@@ -115,8 +134,7 @@ export class Conmon {
         reject(internal(`conmon exited before reporting the container: ${Buffer.concat(earlyOutput).toString('utf8').trim().slice(0, 1000) || 'no output'}`)),
       );
     });
-    startPipe.on('error', () => undefined);
-    startPipe.end(Buffer.from([0]));
+    monitor.release();
 
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -136,12 +154,69 @@ export class Conmon {
       throw err;
     } finally {
       clearTimeout(timer);
-      syncPipe.destroy();
-      startPipe.destroy();
-      child.stdout?.destroy();
-      child.stderr?.destroy();
-      child.unref();
+      monitor.dispose();
     }
+  }
+
+  /**
+   * Starts conmon with fd 3 as the sync pipe (conmon reports the pid or the
+   * runtime's error) and fd 4 as the start pipe, in a session of its own.
+   * Through the addon's posix_spawn when it can (berthd's heap is not
+   * forked), else through child_process.
+   */
+  private launch(args: string[], bundle: string): LaunchedMonitor {
+    const env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', _OCI_SYNCPIPE: '3', _OCI_STARTPIPE: '4' };
+    const native = isAbsolute(this.path) ? nativeSpawner() : undefined;
+    if (native) {
+      let spawned: { pid: number; fds: number[] };
+      try {
+        spawned = native.spawnDetached(this.path, [this.path, ...args], Object.entries(env).map(([k, v]) => `${k}=${v}`), bundle, ['null', 'write', 'write', 'write', 'read']);
+      } catch (err) {
+        throw internal(`cannot run conmon (${this.path}): ${(err as Error).message}`, err);
+      }
+      const [, outFd, errFd, syncFd, startFd] = spawned.fds;
+      const reader = (fd: number): Readable => new Socket({ fd, readable: true, writable: false });
+      const syncPipe = reader(syncFd);
+      const output = [reader(outFd), reader(errFd)];
+      // conmon's first process exits once it has daemonized; reaped here, or it stays a zombie of berthd.
+      void native.waitChild(spawned.pid).catch(() => undefined);
+      let startOpen = true;
+      const closeStart = (): void => {
+        if (startOpen) closeSync(startFd);
+        startOpen = false;
+      };
+      return {
+        syncPipe,
+        output,
+        failed: new Promise<never>(() => undefined),
+        release: () => {
+          try {
+            writeSync(startFd, Buffer.from([0]));
+          } catch {
+            // conmon is gone; the sync pipe's close says so
+          }
+          closeStart();
+        },
+        dispose: () => {
+          closeStart();
+          syncPipe.destroy();
+          for (const out of output) out.destroy();
+        },
+      };
+    }
+    const child = spawn(this.path, args, { cwd: bundle, detached: true, stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'], env });
+    const startPipe = child.stdio[4] as Writable;
+    startPipe.on('error', () => undefined);
+    return {
+      syncPipe: child.stdio[3] as Readable,
+      output: [child.stdout, child.stderr].filter((s): s is Readable => s !== null),
+      failed: new Promise<never>((_, reject) => child.once('error', (err) => reject(internal(`cannot run conmon (${this.path}): ${err.message}`, err)))),
+      release: () => startPipe.end(Buffer.from([0])),
+      dispose: () => {
+        for (const stream of child.stdio) stream?.destroy();
+        child.unref();
+      },
+    };
   }
 
   /** Asks conmon to reopen the log file (after the kubelet rotated it). */
