@@ -102,6 +102,23 @@ describe('containers over CRI', () => {
     await assert.rejects(berthd.client.call('ContainerStatus', { container_id: id }), (e) => grpcCode(e) === NOT_FOUND);
   });
 
+  test('/metrics times each OCI runtime call of a container lifecycle, by operation, handler and outcome', async () => {
+    const id = await create('timed', ['sleep', '600']);
+    await berthd.client.call('StartContainer', { container_id: id });
+    await berthd.client.call('UpdateContainerResources', { container_id: id, linux: { cpu_shares: '512' } } as never);
+    await berthd.client.call('ExecSync', { container_id: id, cmd: ['true'], timeout: '10' } as never);
+    await berthd.client.call('StopContainer', { container_id: id, timeout: '0' } as never);
+    await berthd.client.call('RemoveContainer', { container_id: id });
+    const line = berthd.logs().split('\n').find((l) => l.includes('metrics served at /metrics'));
+    assert.ok(line, 'berthd logs its metrics port');
+    const port = (JSON.parse(line) as { port: number }).port;
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    for (const operation of ['create', 'start', 'update', 'exec', 'kill', 'delete']) {
+      const count = new RegExp(`^berth_oci_runtime_call_duration_seconds_count\\{operation="${operation}",runtime="runc",outcome="ok"\\} (\\d+)$`, 'm').exec(text);
+      assert.ok(count && Number(count[1]) >= 1, `${operation} is timed:\n${text.split('\n').filter((l) => l.startsWith('berth_oci')).join('\n')}`);
+    }
+  });
+
   test('bad requests are INVALID_ARGUMENT naming the field, and create nothing', async () => {
     const cases: [string, Record<string, unknown>][] = [
       // containerd's answer too: a group without a user is meaningless.

@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { conmonFiles, isConmonOf, readExit, tryReadPidFile } from '../../runtime/oci/conmon';
+import { OciRuntime } from '../../runtime/oci/oci-runtime';
 import { containerConfig, ContainerFixture } from './container-fixture';
 
 const fx = new ContainerFixture();
@@ -125,5 +126,30 @@ describe('remove of an exited container', () => {
     await until('the left-over process dying', () => !alive(child));
     for (const path of cgroups) assert.equal(existsSync(path), false, `${path} is removed`);
     assert.equal(existsSync(join(runcRoot(), id)), false, 'runc state dir');
+  });
+});
+
+describe('runtime call observer', () => {
+  test('each runc call reports its operation, handler, latency and outcome', async () => {
+    const seen: { operation: string; seconds: number; runtime: string; outcome: string }[] = [];
+    const runtime = new OciRuntime({
+      handler: 'runc',
+      path: 'runc',
+      root: join(fx.dir, 'observed-runc'),
+      systemdCgroup: false,
+      observe: (operation, seconds, runtimeName, outcome) => seen.push({ operation, seconds, runtime: runtimeName, outcome }),
+    });
+    assert.equal(await runtime.state('absent'), undefined);
+    await assert.rejects(runtime.update('absent', {}));
+    await runtime.deleteExited('absent');
+    assert.deepEqual(
+      seen.map(({ operation, runtime: r, outcome }) => ({ operation, runtime: r, outcome })),
+      [
+        { operation: 'state', runtime: 'runc', outcome: 'ok' },
+        { operation: 'update', runtime: 'runc', outcome: 'error' },
+        { operation: 'delete', runtime: 'runc', outcome: 'ok' },
+      ],
+    );
+    assert.ok(seen.every((s) => s.seconds >= 0 && s.seconds < 60));
   });
 });
