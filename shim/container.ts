@@ -11,6 +11,7 @@ import { invalidArgument, isBerthError, notFound, unimplemented } from '../runti
 import type { ContainerImageSource } from '../runtime/image/image-types';
 import type { ShimContext } from './context';
 import type { CriHandlers } from './handler';
+import { containerStatusOf, imageRefOf } from './status_builders';
 
 /** What these handlers need from the context (the container model and the image store). */
 export interface ContainerHandlerDeps {
@@ -83,18 +84,13 @@ export function containerHandlers(ctx: ShimContext): CriHandlers {
       pod_sandbox_id: c.podSandboxId,
       metadata: c.config.metadata,
       image: { ...(c.config.image ?? {}), image: c.imageId || c.imageRef },
-      image_ref: imageRefOf(c.imageId, c.imageRef),
+      image_ref: imageRefOf(images, c.imageId, c.imageRef),
       state: c.state,
       created_at: c.createdAt,
       labels: c.config.labels ?? {},
       annotations: c.config.annotations ?? {},
       image_id: c.imageId,
     }));
-
-  const imageRefOf = (imageId: string, requested: string): string => {
-    const image = imageId ? images.resolve(imageId) : undefined;
-    return image?.repoDigests[0] ?? imageId ?? requested;
-  };
 
   return {
     async CreateContainer(request) {
@@ -158,32 +154,7 @@ export function containerHandlers(ctx: ShimContext): CriHandlers {
           runtimeSpec: c.spec,
         });
       }
-      return {
-        status: {
-          id: c.id,
-          metadata: c.config.metadata,
-          state: c.state,
-          created_at: c.createdAt,
-          started_at: c.startedAt,
-          finished_at: c.finishedAt,
-          exit_code: c.exitCode,
-          image: { ...(c.config.image ?? {}), image: c.imageRef },
-          image_ref: imageRefOf(c.imageId, c.imageRef),
-          image_id: c.imageId,
-          reason: c.reason,
-          message: c.message,
-          labels: c.config.labels ?? {},
-          annotations: c.config.annotations ?? {},
-          mounts: c.config.mounts ?? [],
-          log_path: c.logPath,
-          resources: c.resources ? { linux: c.resources } : null,
-          user: c.user
-            ? { linux: { uid: String(c.user.uid), gid: String(c.user.gid), supplemental_groups: c.user.additionalGids.map(String) } }
-            : null,
-          stop_signal: c.config.stop_signal,
-        },
-        info,
-      };
+      return { status: containerStatusOf(c, images), info };
     },
 
     async UpdateContainerResources(request) {

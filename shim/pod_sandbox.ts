@@ -3,13 +3,13 @@
 // look the pod up by id or unique prefix, call runtime/sandbox, shape the answer.
 import type { PodSandbox } from '../cri-proto/generated/runtime/v1/PodSandbox';
 import type { PodSandboxFilter__Output } from '../cri-proto/generated/runtime/v1/PodSandboxFilter';
-import type { PodSandboxStatus } from '../cri-proto/generated/runtime/v1/PodSandboxStatus';
 import { invalidArgument } from '../runtime/errors';
 import { validatePodSandboxConfig } from '../runtime/sandbox/pod-config-validation';
 import type { PodSandboxes } from '../runtime/sandbox/pod-sandboxes';
 import type { PodSandboxView } from '../runtime/sandbox/sandbox-types';
 import type { ShimContext } from './context';
 import type { CriHandlers } from './handler';
+import { podContainerStatuses, podSandboxStatusOf } from './status_builders';
 
 /** Items per StreamPodSandboxes message: far below the default 16 MiB message limit even with large label maps. */
 export const POD_SANDBOX_STREAM_CHUNK = 200;
@@ -42,7 +42,8 @@ export function podSandboxHandlers(ctx: ShimContext): CriHandlers {
       const view = sandboxes.resolve(requireId(request.pod_sandbox_id));
       const info: Record<string, string> = {};
       if (request.verbose) info.info = JSON.stringify(verboseInfo(view, sandboxes));
-      return { status: toStatus(view), info, containers_statuses: [], timestamp: nowNanos() };
+      // Filled whatever verbose says, as containerd does: the kubelet's Evented PLEG reads them with the timestamp.
+      return { status: podSandboxStatusOf(view), info, containers_statuses: podContainerStatuses(ctx, view.id), timestamp: nowNanos() };
     },
 
     async ListPodSandbox(request) {
@@ -82,31 +83,6 @@ function toListItem(s: PodSandboxView): PodSandbox {
     metadata: s.config.metadata,
     state: s.state,
     created_at: s.createdAt,
-    labels: s.config.labels,
-    annotations: s.config.annotations,
-    runtime_handler: s.runtimeHandler,
-  };
-}
-
-function toStatus(s: PodSandboxView): PodSandboxStatus {
-  const ns = s.config.linux?.security_context?.namespace_options;
-  return {
-    id: s.id,
-    metadata: s.config.metadata,
-    state: s.state,
-    created_at: s.createdAt,
-    network: { ip: s.ips[0] ?? '', additional_ips: s.ips.slice(1).map((ip) => ({ ip })) },
-    linux: {
-      namespaces: {
-        options: {
-          network: s.namespaceModes.network,
-          pid: s.namespaceModes.pid,
-          ipc: s.namespaceModes.ipc,
-          target_id: ns?.target_id ?? '',
-          userns_options: ns?.userns_options ?? null,
-        },
-      },
-    },
     labels: s.config.labels,
     annotations: s.config.annotations,
     runtime_handler: s.runtimeHandler,

@@ -119,6 +119,21 @@ describe('containers over CRI', () => {
     }
   });
 
+  test("PodSandboxStatus answers its containers' statuses as ContainerStatus does", async () => {
+    const id = await create('failing', ['sh', '-c', 'exit 3']);
+    await berthd.client.call('StartContainer', { container_id: id });
+    await waitState(id, 'CONTAINER_EXITED');
+    const own = await status(id);
+    assert.equal(own.reason, 'Error');
+    assert.match(own.image_ref, /@sha256:[0-9a-f]{64}$/);
+    const pod = await berthd.client.call('PodSandboxStatus', { pod_sandbox_id: podId, verbose: false });
+    const listed = pod.containers_statuses.find((c) => c.id === id);
+    assert.deepEqual(listed, own);
+    await berthd.client.call('RemoveContainer', { container_id: id });
+    const after = await berthd.client.call('PodSandboxStatus', { pod_sandbox_id: podId, verbose: false });
+    assert.ok(!after.containers_statuses.some((c) => c.id === id));
+  });
+
   test('bad requests are INVALID_ARGUMENT naming the field, and create nothing', async () => {
     const cases: [string, Record<string, unknown>][] = [
       // containerd's answer too: a group without a user is meaningless.

@@ -24,7 +24,12 @@ function fakeContext(bus: ContainerEventBus): ShimContext {
   return {
     events: bus,
     sandboxes: { get: (id: string) => (id === 'pod1' ? pod : undefined), list: () => [pod] },
-    containers: { get: () => container, list: () => [container] },
+    containers: {
+      get: () => container,
+      list: () => [container],
+      detail: () => ({ ...container, reason: '', message: '', logPath: '/logs/c.log', spec: undefined, user: undefined, resources: null, stopSignal: 'SIGTERM' }),
+    },
+    images: { resolve: () => undefined },
   } as unknown as ShimContext;
 }
 
