@@ -364,7 +364,8 @@ export class Containers implements ContainerLookup, PodContainerHooks {
     for (;;) {
       this.refresh(record);
       if (record.phase === 'exited') return true;
-      if (!isConmonOf(record.conmonPid, record.id)) return this.markLost(record), true;
+      // Without its monitor no exit file will come: a running container counts as exited once its process is gone.
+      if (!isConmonOf(record.conmonPid, record.id) && (record.phase === 'created' || !processAlive(record.pid))) return this.markLost(record), true;
       const remaining = deadline - Date.now();
       if (remaining <= 0) return false;
       await this.nextExitEvent(record.id, Math.min(remaining, EXIT_SAFETY_NET_MS));
@@ -778,6 +779,16 @@ function shapeUpperLikeImageRoot(upperDir: string, layerDirs: string[]): void {
   }
   chownSync(upperDir, uid, gid);
   chmodSync(upperDir, mode);
+}
+
+function processAlive(pid: number): boolean {
+  if (!pid) return false;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
 }
 
 function signalNumber(signal: NodeJS.Signals): number {

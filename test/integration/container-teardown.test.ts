@@ -84,6 +84,26 @@ describe('start without runc start', () => {
   });
 });
 
+describe('stop without a monitor', () => {
+  test('a running container whose conmon died is killed by stop and reported exited with an unknown code', async () => {
+    const id = await fx.run(containerConfig({ name: 'orphaned', command: ['sleep', '600'] }));
+    const view = fx.containers.get(id);
+    assert.ok(view);
+    const conmonPid = tryReadPidFile(conmonFiles.conmonPid(view.bundleDir)) ?? 0;
+    assert.ok(conmonPid > 0 && isConmonOf(conmonPid, id));
+    process.kill(conmonPid, 'SIGKILL');
+    await until('conmon dying', () => !isConmonOf(conmonPid, id));
+    await fx.containers.stop(id, 1);
+    await until('the container process dying', () => !alive(view.pid));
+    const detail = fx.containers.detail(id);
+    assert.equal(detail.state, 'CONTAINER_EXITED');
+    assert.equal(detail.exitCode, 255);
+    assert.match(detail.message, /conmon/);
+    await fx.containers.remove(id);
+    assert.equal(existsSync(join(runcRoot(), id)), false);
+  });
+});
+
 describe('remove of an exited container', () => {
   test('leaves no runc state, cgroup, monitor, bundle, attach link or exit file', async () => {
     const id = await fx.run(containerConfig({ name: 'quick', command: ['sh', '-c', 'exit 3'] }));
