@@ -4,6 +4,7 @@
 // several at once (each unpacked on its own worker thread), skipping layers already present; two pulls of the same image
 // share one piece of work. Removal drops names, then collects whatever no image
 // and no container still uses.
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, promises as fsp, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -125,6 +126,17 @@ export function userOfConfig(user: string | undefined): { uid?: number; username
   return { username: name };
 }
 
+/**
+ * Marks `dir` as a top of directory hierarchies (chattr +T) on ext2/3/4, where each new
+ * subdirectory then goes to its own block group as top-level directories do. Layers are
+ * unrelated trees, and a layer unpacked beside the inodes of one just removed pays dearly
+ * on ext4 without a journal: it skips each recently freed inode one at a time (~0.1-0.2 ms
+ * per created file after a removal of a large image). Elsewhere the flag is refused: nothing changes.
+ */
+function spreadSubdirectories(dir: string): void {
+  spawnSync('chattr', ['+T', dir], { stdio: 'ignore', timeout: 5_000 });
+}
+
 class Semaphore {
   private waiting: (() => void)[] = [];
   private active = 0;
@@ -174,6 +186,7 @@ export class ImageStore implements ContainerImageSource {
   init(): void {
     this.options.db.migrate(MIGRATIONS);
     for (const dir of [this.contentDir, this.contentTempDir, this.layersDir]) mkdirSync(dir, { recursive: true, mode: 0o711 });
+    spreadSubdirectories(this.layersDir);
     for (const name of readdirSync(this.layersDir)) if (name.startsWith('tmp-')) rmSync(join(this.layersDir, name), { recursive: true, force: true });
     for (const name of readdirSync(this.contentTempDir)) rmSync(join(this.contentTempDir, name), { force: true });
     // Layers recorded but missing on disk (e.g. removed by hand) are forgotten, so a pull fetches them again.
