@@ -2,7 +2,7 @@
 // containers run by an OCI runtime under conmon, state in SQLite, recovery at
 // start. One lock per container id; nothing global around slow work.
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, mkdirSync, readdirSync, statSync, readFileSync, rmSync, unlinkSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, statSync, readFileSync, rmSync, unlinkSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { ContainerConfig__Output } from '../../cri-proto/generated/runtime/v1/ContainerConfig';
@@ -12,7 +12,7 @@ import { alreadyExists, deadlineExceeded, describeError, failedPrecondition, int
 import type { ContainerEventPublisher, ContainerEventType } from '../events/event-types';
 import type { HostFacts } from '../host/host-facts';
 import type { ContainerImageSource, RootfsMounter } from '../image/image-types';
-import { Conmon, conmonFiles, isConmonOf, killQuietly, readExit, tryReadPidFile } from '../oci/conmon';
+import { Conmon, conmonFiles, isConmonOf, killQuietly, readExit, tryReadPidFile, type PendingConmon } from '../oci/conmon';
 import { OciRuntime, type OciCallObserver, type OciProcess } from '../oci/oci-runtime';
 import type { PodContainerHooks, SandboxLookup } from '../sandbox/sandbox-types';
 import type { ContainerLookup, ContainerState, ContainerView } from './container-types';
@@ -250,11 +250,27 @@ export class Containers implements ContainerLookup, PodContainerHooks {
     this.opts.store.save(record);
 
     return this.locks.with(id, async () => {
+      let pending: PendingConmon | undefined;
+      let logCreatedByConmon = false;
       try {
-        this.opts.layerHolds?.holdLayers(id, imageForContainer.image.id);
-        for (const sub of ['rootfs', 'upper', 'work']) mkdirSync(join(dir, sub), { recursive: true, mode: 0o700 });
-        shapeUpperLikeImageRoot(join(dir, 'upper'), imageForContainer.layerDirs);
+        mkdirSync(join(dir, 'rootfs'), { recursive: true, mode: 0o700 });
         mkdirSync(dirname(logPath), { recursive: true, mode: 0o755 });
+        logCreatedByConmon = !existsSync(logPath);
+        // Started first: conmon's own start-up runs while the rootfs and config.json are made.
+        pending = this.conmon.prepare({
+          id,
+          bundleDir: dir,
+          logPath,
+          exitDir: this.exitDir,
+          socketDir: this.socketDir,
+          runtime,
+          terminal: config.tty,
+          stdin: config.stdin,
+          stdinOnce: config.stdin_once,
+        });
+        this.opts.layerHolds?.holdLayers(id, imageForContainer.image.id);
+        for (const sub of ['upper', 'work']) mkdirSync(join(dir, sub), { mode: 0o700 });
+        shapeUpperLikeImageRoot(join(dir, 'upper'), imageForContainer.layerDirs);
         const rootfs = join(dir, 'rootfs');
         this.opts.rootfs.mount({ layerDirs: imageForContainer.layerDirs, upperDir: join(dir, 'upper'), workDir: join(dir, 'work'), target: rootfs });
         const built = buildSpec({
@@ -269,28 +285,26 @@ export class Containers implements ContainerLookup, PodContainerHooks {
           seccompDefaultProfilePath: this.opts.config.container.seccomp_default_profile,
         });
         for (const warning of built.warnings) this.opts.log.warn({ id, name }, warning);
-        writeFileSync(join(dir, 'config.json'), JSON.stringify(built.spec));
-        record.specJson = JSON.stringify(built.spec);
+        const specJson = JSON.stringify(built.spec);
+        writeFileSync(join(dir, 'config.json'), specJson);
+        record.specJson = specJson;
         record.stopSignal = built.stopSignal;
         record.cgroupsPath = built.spec.linux.cgroupsPath;
         // Saved with the created phase below: undoing a crash from here needs only what the first save holds.
 
-        const created = await this.conmon.create({
-          id,
-          bundleDir: dir,
-          logPath,
-          exitDir: this.exitDir,
-          socketDir: this.socketDir,
-          runtime,
-          terminal: config.tty,
-          stdin: config.stdin,
-          stdinOnce: config.stdin_once,
-        });
+        const starting = pending;
+        pending = undefined;
+        const created = await starting.run();
         record.pid = created.pid;
         record.conmonPid = created.conmonPid;
         record.phase = 'created';
         this.opts.store.save(record);
       } catch (err) {
+        if (pending) {
+          pending.abandon();
+          // conmon opened (created) the log file before it was stopped; a container never created has no log.
+          if (logCreatedByConmon) rmSync(logPath, { force: true });
+        }
         this.opts.log.warn({ id, err: describeError(err) }, 'container create failed; undoing');
         await this.undo(record).catch((undoErr) => this.opts.log.error({ id, err: describeError(undoErr) }, 'undo of a failed create failed; retried at next start'));
         if (isBerthError(err)) throw err;

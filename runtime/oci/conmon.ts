@@ -37,6 +37,8 @@ interface LaunchedMonitor {
   failed: Promise<never>;
   /** Lets conmon go on and run `runtime create`. */
   release(): void;
+  /** Kills the process started (before release: conmon itself, not yet daemonized). */
+  kill(): void;
   dispose(): void;
 }
 
@@ -52,6 +54,14 @@ function nativeSpawner(): BerthNative | undefined {
     }
   }
   return nativeLoaded ?? undefined;
+}
+
+/** A conmon started and waiting on its start pipe. */
+export interface PendingConmon {
+  /** Lets it run `runtime create`; resolves once the container exists. */
+  run(): Promise<ConmonCreated>;
+  /** Kills it unused; nothing of it is left but the log file it opened. */
+  abandon(): void;
 }
 
 export interface ConmonCreated {
@@ -81,10 +91,16 @@ export class Conmon {
 
   /** Runs `runtime create` under a new conmon; resolves once the container exists (created, not started). */
   async create(options: ConmonCreateOptions): Promise<ConmonCreated> {
-    return options.runtime.timed('create', () => this.createUntimed(options));
+    return this.prepare(options).run();
   }
 
-  private async createUntimed(options: ConmonCreateOptions): Promise<ConmonCreated> {
+  /**
+   * Starts conmon now; it waits on its start pipe until run(). Its start-up
+   * (exec, dynamic linking) overlaps whatever the caller still prepares
+   * (rootfs mount, config.json). The bundle and log directories must exist.
+   * abandon() kills it before it has done anything but open the log file.
+   */
+  prepare(options: ConmonCreateOptions): PendingConmon {
     const { bundleDir: bundle, runtime } = options;
     const args = [
       '--api-version', '1',
@@ -134,28 +150,46 @@ export class Conmon {
         reject(internal(`conmon exited before reporting the container: ${Buffer.concat(earlyOutput).toString('utf8').trim().slice(0, 1000) || 'no output'}`)),
       );
     });
-    monitor.release();
+    // Settled by run() through the race below; a conmon abandoned before then must not leave an unhandled rejection.
+    report.catch(() => undefined);
+    spawnFailed.catch(() => undefined);
 
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(internal(`conmon did not report container ${options.id} within ${(options.timeoutMs ?? 120_000) / 1000} s`)), options.timeoutMs ?? 120_000);
-    });
-    try {
-      const message = await Promise.race([report, spawnFailed, timeout]);
-      if (message.data <= 0) {
-        throw internal(`${runtime.handler} create failed: ${(message.message ?? 'no message').trim()}`);
+    let settled = false;
+    const run = async (): Promise<ConmonCreated> => {
+      if (settled) throw internal(`conmon for container ${options.id} was already run or abandoned`);
+      settled = true;
+      monitor.release();
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(internal(`conmon did not report container ${options.id} within ${(options.timeoutMs ?? 120_000) / 1000} s`)), options.timeoutMs ?? 120_000);
+      });
+      try {
+        const message = await Promise.race([report, spawnFailed, timeout]);
+        if (message.data <= 0) {
+          throw internal(`${runtime.handler} create failed: ${(message.message ?? 'no message').trim()}`);
+        }
+        const conmonPid = readPidFile(conmonFiles.conmonPid(bundle));
+        return { pid: message.data, conmonPid };
+      } catch (err) {
+        // Whatever conmon got to: it must not linger without a container.
+        const conmonPid = tryReadPidFile(conmonFiles.conmonPid(bundle));
+        if (conmonPid && isConmonOf(conmonPid, options.id)) killQuietly(conmonPid, 'SIGKILL');
+        throw err;
+      } finally {
+        clearTimeout(timer);
+        monitor.dispose();
       }
-      const conmonPid = readPidFile(conmonFiles.conmonPid(bundle));
-      return { pid: message.data, conmonPid };
-    } catch (err) {
-      // Whatever conmon got to: it must not linger without a container.
-      const conmonPid = tryReadPidFile(conmonFiles.conmonPid(bundle));
-      if (conmonPid && isConmonOf(conmonPid, options.id)) killQuietly(conmonPid, 'SIGKILL');
-      throw err;
-    } finally {
-      clearTimeout(timer);
-      monitor.dispose();
-    }
+    };
+    return {
+      run: () => runtime.timed('create', run),
+      abandon: () => {
+        if (settled) return;
+        settled = true;
+        // Killed while it waits on the start pipe: closing the pipe alone would let it go on and create.
+        monitor.kill();
+        monitor.dispose();
+      },
+    };
   }
 
   /**
@@ -189,6 +223,7 @@ export class Conmon {
         syncPipe,
         output,
         failed: new Promise<never>(() => undefined),
+        kill: () => killQuietly(spawned.pid, 'SIGKILL'),
         release: () => {
           try {
             writeSync(startFd, Buffer.from([0]));
@@ -212,6 +247,7 @@ export class Conmon {
       output: [child.stdout, child.stderr].filter((s): s is Readable => s !== null),
       failed: new Promise<never>((_, reject) => child.once('error', (err) => reject(internal(`cannot run conmon (${this.path}): ${err.message}`, err)))),
       release: () => startPipe.end(Buffer.from([0])),
+      kill: () => void child.kill('SIGKILL'),
       dispose: () => {
         for (const stream of child.stdio) stream?.destroy();
         child.unref();

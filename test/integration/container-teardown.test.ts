@@ -3,9 +3,10 @@
 // container drops runc's state and cgroups itself. Each must leave exactly
 // what `runc start` / `runc delete` would, and fall back to runc when it can't.
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { isBerthError } from '../../runtime/errors';
 import { conmonFiles, isConmonOf, readExit, tryReadPidFile } from '../../runtime/oci/conmon';
 import { OciRuntime } from '../../runtime/oci/oci-runtime';
 import { containerConfig, ContainerFixture } from './container-fixture';
@@ -83,6 +84,33 @@ describe('start without runc start', () => {
     }
   });
 });
+
+describe('create refused after conmon was started', () => {
+  test('leaves no conmon, no log file and no bundle', async () => {
+    const containersDir = join(fx.config.root, 'containers');
+    const before = existsSync(containersDir) ? readdirSync(containersDir).length : 0;
+    await assert.rejects(
+      fx.containers.create(fx.podId(), containerConfig({ name: 'ghostuser', command: ['true'], linux: { resources: null, security_context: { run_as_username: 'ghost' } as never } })),
+      (err) => isBerthError(err, 'InvalidArgument'),
+    );
+    assert.equal(existsSync(join(fx.logDir, 'ghostuser.log')), false, 'log file');
+    assert.equal(readdirSync(containersDir).length, before, 'bundle');
+    await until('no conmon of this fixture waiting on its start pipe', () => conmonsUnder(fx.dir).length === 0);
+  });
+});
+
+function conmonsUnder(dir: string): number[] {
+  const out: number[] = [];
+  for (const p of readdirSync('/proc').filter((e) => /^\d+$/.test(e))) {
+    try {
+      const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+      if (argv[0]?.endsWith('conmon') && argv.some((a) => a.startsWith(dir)) && alive(Number(p))) out.push(Number(p));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
 
 describe('stop without a monitor', () => {
   test('a running container whose conmon died is killed by stop and reported exited with an unknown code', async () => {
