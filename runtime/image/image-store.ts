@@ -7,6 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, promises as fsp, readdirSync, rmSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { BerthConfig } from '../config';
 import { BerthError, describeError, failedPrecondition, invalidArgument, notFound, unavailable } from '../errors';
@@ -173,7 +174,7 @@ export class ImageStore implements ContainerImageSource {
     this.layersDir = join(config.root, 'layers');
     this.platform = options.platform ?? hostPlatform();
     this.downloads = new Semaphore(config.image.max_concurrent_downloads);
-    this.workers = new LayerWorkerPool(config.image.max_concurrent_downloads);
+    this.workers = new LayerWorkerPool(Math.min(config.image.max_concurrent_downloads, availableParallelism()));
     this.client = new RegistryClient({
       registries: config.image.registries,
       log: options.log,

@@ -2,8 +2,8 @@
 // side). The main thread only receives the HTTP body and forwards its bytes
 // here; this thread verifies the blob's size and digest, keeps its copy,
 // decompresses, meters and hashes the tar and unpacks it with blocking file
-// system calls. Several layers unpack at once on as many threads, and
-// berthd's event loop stays free for the CRI.
+// system calls. Several layers unpack at once, interleaved on each worker and
+// spread over workers, and berthd's event loop stays free for the CRI.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -188,36 +188,39 @@ function serialize(err: unknown): SerializedError {
 
 if (parentPort) {
   const port = parentPort;
-  let job: LayerJob | undefined;
+  const jobs = new Map<number, LayerJob>();
   port.on('message', (message: ToLayerWorker) => {
     switch (message.type) {
       case 'start': {
+        const { job: id } = message;
+        let job: LayerJob;
         try {
-          const current = new LayerJob(message.spec, (bytes, buffer) => port.postMessage({ type: 'ack', bytes, buffer } satisfies FromLayerWorker, [buffer]));
-          job = current;
-          current.run().then(
-            (result) => {
-              job = undefined;
-              port.postMessage({ type: 'done', result });
-            },
-            (err: unknown) => {
-              job = undefined;
-              port.postMessage({ type: 'failed', error: serialize(err) });
-            },
-          );
+          job = new LayerJob(message.spec, (bytes, buffer) => port.postMessage({ type: 'ack', job: id, bytes, buffer } satisfies FromLayerWorker, [buffer]));
         } catch (err) {
-          port.postMessage({ type: 'failed', error: serialize(err) });
+          port.postMessage({ type: 'failed', job: id, error: serialize(err) } satisfies FromLayerWorker);
+          break;
         }
+        jobs.set(id, job);
+        job.run().then(
+          (result) => {
+            jobs.delete(id);
+            port.postMessage({ type: 'done', job: id, result } satisfies FromLayerWorker);
+          },
+          (err: unknown) => {
+            jobs.delete(id);
+            port.postMessage({ type: 'failed', job: id, error: serialize(err) } satisfies FromLayerWorker);
+          },
+        );
         break;
       }
       case 'chunk':
-        job?.add(Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength));
+        jobs.get(message.job)?.add(Buffer.from(message.data.buffer, message.data.byteOffset, message.data.byteLength));
         break;
       case 'end':
-        job?.end();
+        jobs.get(message.job)?.end();
         break;
       case 'abort':
-        job?.abort(message.reason);
+        jobs.get(message.job)?.abort(message.reason);
         break;
     }
   });

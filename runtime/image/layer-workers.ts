@@ -2,8 +2,8 @@
 // A layer's HTTP body is read on the main thread and its bytes are posted, in
 // batches, to a worker that verifies, decompresses and unpacks them; credits
 // (acks) bound what is in flight so a slow disk slows the download instead of
-// filling memory. Workers are kept between pulls, at most one per concurrent
-// layer download.
+// filling memory. A worker interleaves several layers; workers (one per core
+// at most) are kept between pulls, so their JIT-compiled code is too.
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
@@ -38,13 +38,17 @@ export interface SerializedError {
   code?: string;
 }
 
+/** Messages name their job: a worker interleaves several layers. */
 export type ToLayerWorker =
-  | { type: 'start'; spec: LayerJobSpec }
-  | { type: 'chunk'; data: Uint8Array }
-  | { type: 'end' }
-  | { type: 'abort'; reason: string };
+  | { type: 'start'; job: number; spec: LayerJobSpec }
+  | { type: 'chunk'; job: number; data: Uint8Array }
+  | { type: 'end'; job: number }
+  | { type: 'abort'; job: number; reason: string };
 
-export type FromLayerWorker = { type: 'ack'; bytes: number; buffer: ArrayBuffer } | { type: 'done'; result: LayerJobResult } | { type: 'failed'; error: SerializedError };
+export type FromLayerWorker =
+  | { type: 'ack'; job: number; bytes: number; buffer: ArrayBuffer }
+  | { type: 'done'; job: number; result: LayerJobResult }
+  | { type: 'failed'; job: number; error: SerializedError };
 
 // Small batches cost a message each; big ones delay the worker. 256 KiB is a few network reads.
 const BATCH_BYTES = 256 * 1024;
@@ -62,30 +66,61 @@ function deserialize(error: SerializedError): Error {
   return Object.assign(new Error(error.message), error.code ? { code: error.code } : {});
 }
 
+/** What the pool routes from a worker to one of its jobs. */
+interface JobHandlers {
+  message(message: FromLayerWorker): void;
+  /** The worker died or failed: the job is over. */
+  lost(err: Error): void;
+}
+
+interface PooledWorker {
+  worker: Worker;
+  jobs: Map<number, JobHandlers>;
+}
+
 export class LayerWorkerPool {
-  private readonly idle: Worker[] = [];
-  private readonly busy = new Set<Worker>();
+  private readonly workers: PooledWorker[] = [];
   private readonly spareBatches: ArrayBuffer[] = [];
   private idleTimer: NodeJS.Timeout | undefined;
+  private nextJob = 1;
   private closed = false;
 
-  /** `keepIdle`: workers kept for the next pull (more may run at once; the extra ones end after their layer). */
-  constructor(private readonly keepIdle: number) {}
+  /**
+   * `maxWorkers` threads at most (one per core is plenty: each interleaves several layers, and
+   * every extra thread is another V8 isolate to start and to warm up its JIT).
+   */
+  constructor(private readonly maxWorkers: number) {}
 
-  private spawn(): Worker {
-    const worker = new Worker(join(__dirname, 'layer-unpack-worker.js'));
+  private spawn(): PooledWorker {
+    const pooled: PooledWorker = { worker: new Worker(join(__dirname, 'layer-unpack-worker.js')), jobs: new Map() };
+    const { worker } = pooled;
     // An idle worker must not keep berthd alive; a running job has the HTTP socket for that.
     worker.unref();
-    // A worker that dies while idle is simply not reused.
-    worker.once('exit', () => {
-      const at = this.idle.indexOf(worker);
-      if (at >= 0) this.idle.splice(at, 1);
-    });
-    return worker;
+    worker.on('message', (message: FromLayerWorker) => pooled.jobs.get(message.job)?.message(message));
+    const lose = (err: Error): void => {
+      const at = this.workers.indexOf(pooled);
+      if (at >= 0) this.workers.splice(at, 1);
+      const jobs = [...pooled.jobs.values()];
+      pooled.jobs.clear();
+      for (const job of jobs) job.lost(err);
+      void worker.terminate();
+    };
+    worker.on('error', lose);
+    worker.on('exit', (code) => lose(new Error(`the layer worker exited (code ${code})`)));
+    this.workers.push(pooled);
+    return pooled;
   }
 
-  private take(): Worker {
-    return this.idle.pop() ?? this.spawn();
+  /** The least busy worker, or a new one while there are fewer than maxWorkers. */
+  private pick(): PooledWorker {
+    let best: PooledWorker | undefined;
+    for (const w of this.workers) if (!best || w.jobs.size < best.jobs.size) best = w;
+    if (best && (best.jobs.size === 0 || this.workers.length >= this.maxWorkers)) return best;
+    return this.spawn();
+  }
+
+  private activeJobs(): number {
+    return this.workers.reduce((n, w) => n + w.jobs.size, 0);
   }
 
   /**
@@ -94,17 +129,16 @@ export class LayerWorkerPool {
    */
   warm(layers: number): void {
     if (this.closed) return;
-    const wanted = Math.min(layers, this.keepIdle) - this.busy.size;
-    while (this.idle.length < wanted) this.idle.push(this.spawn());
+    while (this.workers.length < Math.min(layers, this.maxWorkers)) this.spawn();
     this.armIdleTimer();
   }
 
   private armIdleTimer(): void {
     clearTimeout(this.idleTimer);
-    if (this.idle.length === 0) return;
+    if (this.workers.length === 0 || this.activeJobs() > 0) return;
     this.idleTimer = setTimeout(() => {
-      if (this.busy.size > 0) return;
-      for (const worker of this.idle.splice(0)) void worker.terminate();
+      if (this.activeJobs() > 0) return;
+      for (const w of this.workers.splice(0)) void w.worker.terminate();
       this.spareBatches.length = 0;
     }, IDLE_MS);
     this.idleTimer.unref();
@@ -118,21 +152,16 @@ export class LayerWorkerPool {
     if (buffer.byteLength === BATCH_BYTES && this.spareBatches.length < MAX_SPARE_BATCHES) this.spareBatches.push(buffer);
   }
 
-  private giveBack(worker: Worker, healthy: boolean): void {
-    this.busy.delete(worker);
-    if (healthy && !this.closed && this.idle.length < this.keepIdle) this.idle.push(worker);
-    else void worker.terminate();
-    this.armIdleTimer();
-  }
-
   /**
    * Streams `body` through a worker into `spec.tempDir` and `spec.tempBlob`. Resolves once the worker
    * has finished (its files closed); rejects with the body's error when the transfer broke, else the worker's.
    */
   unpack(spec: LayerJobSpec, body: Readable, onBytes: (n: number) => void): Promise<LayerJobResult> {
     if (this.closed) return Promise.reject(new BerthError('Unavailable', 'berthd is shutting down'));
-    const worker = this.take();
-    this.busy.add(worker);
+    const pooled = this.pick();
+    const { worker } = pooled;
+    const job = this.nextJob++;
+    clearTimeout(this.idleTimer);
     return new Promise<LayerJobResult>((resolve, reject) => {
       let batch: Buffer | undefined;
       let filled = 0;
@@ -148,7 +177,7 @@ export class LayerWorkerPool {
         if (!batch || filled === 0) return;
         const buffer = batch.buffer as ArrayBuffer;
         inFlight += filled;
-        post({ type: 'chunk', data: new Uint8Array(buffer, 0, filled) }, [buffer]);
+        post({ type: 'chunk', job, data: new Uint8Array(buffer, 0, filled) }, [buffer]);
         batch = undefined;
         filled = 0;
       };
@@ -168,27 +197,25 @@ export class LayerWorkerPool {
       };
       const onEnd = (): void => {
         flush();
-        post({ type: 'end' });
+        post({ type: 'end', job });
       };
       const onBodyError = (err: unknown): void => {
         bodyError ??= err;
-        post({ type: 'abort', reason: `the layer download broke: ${err instanceof Error ? err.message : String(err)}` });
+        post({ type: 'abort', job, reason: `the layer download broke: ${err instanceof Error ? err.message : String(err)}` });
       };
-      const finish = (healthy: boolean, outcome: () => void): void => {
+      const finish = (outcome: () => void): void => {
         if (settled) return;
         settled = true;
         body.off('data', onData);
         body.off('end', onEnd);
         body.off('error', onBodyError);
-        worker.off('message', onMessage);
-        worker.off('error', onWorkerError);
-        worker.off('exit', onExit);
+        pooled.jobs.delete(job);
         if (!body.readableEnded) {
           // Nothing more is wanted from this response; errors after this point are not ours.
           body.on('error', () => undefined);
           body.destroy();
         }
-        this.giveBack(worker, healthy);
+        this.armIdleTimer();
         outcome();
       };
       const onMessage = (message: FromLayerWorker): void => {
@@ -200,18 +227,14 @@ export class LayerWorkerPool {
             body.resume();
           }
         } else if (message.type === 'done') {
-          finish(true, () => (bodyError ? reject(bodyError) : resolve(message.result)));
+          finish(() => (bodyError ? reject(bodyError) : resolve(message.result)));
         } else {
-          finish(true, () => reject(bodyError ?? deserialize(message.error)));
+          finish(() => reject(bodyError ?? deserialize(message.error)));
         }
       };
-      const onWorkerError = (err: Error): void => finish(false, () => reject(bodyError ?? err));
-      const onExit = (code: number): void => finish(false, () => reject(bodyError ?? new Error(`the layer worker exited (code ${code})`)));
 
-      worker.on('message', onMessage);
-      worker.on('error', onWorkerError);
-      worker.on('exit', onExit);
-      worker.postMessage({ type: 'start', spec } satisfies ToLayerWorker);
+      pooled.jobs.set(job, { message: onMessage, lost: (err) => finish(() => reject(bodyError ?? err)) });
+      worker.postMessage({ type: 'start', job, spec } satisfies ToLayerWorker);
       body.on('data', onData);
       body.on('end', onEnd);
       body.on('error', onBodyError);
@@ -222,8 +245,7 @@ export class LayerWorkerPool {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.idleTimer);
-    const all = [...this.idle, ...this.busy];
-    this.idle.length = 0;
-    await Promise.all(all.map((w) => w.terminate()));
+    // Their jobs are told through the workers' exit.
+    await Promise.all(this.workers.map((w) => w.worker.terminate()));
   }
 }
