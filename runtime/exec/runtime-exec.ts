@@ -16,7 +16,7 @@ import type { Readable } from 'node:stream';
 import { loadNative } from '../../native';
 import { internal } from '../errors';
 import { FdStream } from './fd-stream';
-import type { SessionIo, TerminalSize } from './session-types';
+import type { SessionIo, TerminalResizes, TerminalSize } from './session-types';
 
 export interface ExecTarget {
   id: string;
@@ -31,6 +31,21 @@ interface ProcessSpec {
   terminal?: boolean;
   consoleSize?: unknown;
   [key: string]: unknown;
+}
+
+const INITIAL_SIZE_WAIT_MS = 250;
+
+/** Resolves on the first resize, or after waitMs without one. */
+function firstResize(resizes: TerminalResizes, waitMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      resizes.off('resize', done);
+      resolve();
+    };
+    const timer = setTimeout(done, waitMs);
+    resizes.on('resize', done);
+  });
 }
 
 /** The container's process spec with cmd and the terminal flag swapped in. */
@@ -148,6 +163,10 @@ export async function runtimeExec(target: ExecTarget, cmd: string[], io: Session
         // the terminal is gone
       }
     };
+    // The runtime copies our terminal's size to the container's when it starts;
+    // a SIGWINCH that arrives before it listens is lost. Clients send the first
+    // size right after the streams open, so give it a moment to arrive.
+    if (io.resizes && !io.resizes.latest) await firstResize(io.resizes, INITIAL_SIZE_WAIT_MS);
     if (io.resizes?.latest) setSize(io.resizes.latest);
     try {
       child = spawn(target.runtimePath, args, { stdio: [pty.slave, pty.slave, pty.slave], detached: true });
@@ -164,6 +183,11 @@ export async function runtimeExec(target: ExecTarget, cmd: string[], io: Session
       if (proc.exitCode === null) proc.kill('SIGWINCH');
     };
     io.resizes?.on('resize', onResize);
+    // Once the container has written something the runtime is surely copying
+    // and listening: repeat the latest size in case a resize beat it.
+    master.once('data', () => {
+      if (io.resizes?.latest) onResize(io.resizes.latest);
+    });
     if (io.stdin) io.stdin.pipe(master, { end: false });
     if (io.stdout) master.pipe(io.stdout, { end: false });
     else master.resume();
