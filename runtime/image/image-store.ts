@@ -4,7 +4,7 @@
 // several at once (each unpacked on its own worker thread), skipping layers already present; two pulls of the same image
 // share one piece of work. Removal drops names, then collects whatever no image
 // and no container still uses.
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, promises as fsp, readdirSync, rmSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -135,7 +135,8 @@ export function userOfConfig(user: string | undefined): { uid?: number; username
  * per created file after a removal of a large image). Elsewhere the flag is refused: nothing changes.
  */
 function spreadSubdirectories(dir: string): void {
-  spawnSync('chattr', ['+T', dir], { stdio: 'ignore', timeout: 5_000 });
+  // Not awaited: a layer unpacked before it takes effect is merely not spread.
+  execFile('chattr', ['+T', dir], { timeout: 5_000 }, () => undefined);
 }
 
 class Semaphore {

@@ -54,12 +54,12 @@ export type FromLayerWorker =
 const BATCH_BYTES = 256 * 1024;
 // Batch buffers travel to a worker and back (transferred, never copied) and are reused: fresh
 // memory for every 256 KiB cost more in page faults and GC than the copy into it.
-const MAX_SPARE_BATCHES = 64;
+const MAX_SPARE_BATCHES = 80;
 // Idle workers (and spare batches) are let go after this long without a layer to unpack.
 const IDLE_MS = 120_000;
 // In flight (posted, not yet taken by the decompressor): pause the body above HIGH, resume below LOW.
-const HIGH_WATER = 8 * 1024 * 1024;
-const LOW_WATER = 2 * 1024 * 1024;
+const HIGH_WATER = 4 * 1024 * 1024;
+const LOW_WATER = 1024 * 1024;
 
 function deserialize(error: SerializedError): Error {
   if (error.kind) return new BerthError(error.kind, error.message);
