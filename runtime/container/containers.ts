@@ -103,10 +103,6 @@ export class Containers implements ContainerLookup, PodContainerHooks {
   private readonly containersDir: string;
   private watcher: FSWatcher | undefined;
   private closed = false;
-  /** Containers CreateContainer answered for while `runtime create` still runs: shown as created. */
-  private readonly creating = new Set<string>();
-  /** Why `runtime create` failed after CreateContainer answered, for the StartContainer that follows. */
-  private readonly createFailures = new Map<string, Error>();
   /** Woken when conmon writes a container's exit file (keyed by container id). */
   private readonly exitWakers = new Map<string, Set<() => void>>();
 
@@ -133,7 +129,7 @@ export class Containers implements ContainerLookup, PodContainerHooks {
   }
 
   list(): ContainerView[] {
-    return [...this.records.values()].filter((r) => this.visible(r) && r.phase !== 'removing').map((r) => this.view(this.refresh(r)));
+    return [...this.records.values()].filter((r) => r.phase !== 'creating' && r.phase !== 'removing').map((r) => this.view(this.refresh(r)));
   }
 
   /** The OCI runtime of a handler name, for callers running `runtime exec` themselves. */
@@ -253,9 +249,7 @@ export class Containers implements ContainerLookup, PodContainerHooks {
     this.records.set(id, record);
     this.opts.store.save(record);
 
-    let answer!: { resolve: (id: string) => void; reject: (err: unknown) => void };
-    const answered = new Promise<string>((resolve, reject) => (answer = { resolve, reject }));
-    void this.locks.with(id, async () => {
+    return this.locks.with(id, async () => {
       let pending: PendingConmon | undefined;
       let logCreatedByConmon = false;
       try {
@@ -300,7 +294,11 @@ export class Containers implements ContainerLookup, PodContainerHooks {
 
         const starting = pending;
         pending = undefined;
-        await this.finishCreate(record, starting, answer.resolve);
+        const created = await starting.run();
+        record.pid = created.pid;
+        record.conmonPid = created.conmonPid;
+        record.phase = 'created';
+        this.opts.store.save(record);
       } catch (err) {
         if (pending) {
           pending.abandon();
@@ -309,64 +307,18 @@ export class Containers implements ContainerLookup, PodContainerHooks {
         }
         this.opts.log.warn({ id, err: describeError(err) }, 'container create failed; undoing');
         await this.undo(record).catch((undoErr) => this.opts.log.error({ id, err: describeError(undoErr) }, 'undo of a failed create failed; retried at next start'));
-        answer.reject(isBerthError(err) ? err : internal(`create container: ${describeError(err)}`, err));
+        if (isBerthError(err)) throw err;
+        throw internal(`create container: ${describeError(err)}`, err);
       }
+      this.opts.log.info({ id, pod: sandbox.id, name, handler }, 'container created');
+      this.publish('CONTAINER_CREATED_EVENT', record);
+      return id;
     });
-    return answered;
-  }
-
-  /**
-   * Answers CreateContainer once everything berth checks is done and the
-   * runtime was told to go on, then waits (under the container's lock, so
-   * StartContainer and every other call on it waits too) for `runtime create`.
-   * containerd makes no runtime call before StartContainer at all; like it,
-   * a failure of the runtime's create is StartContainer's error, and the
-   * container shows exited (StartError) until it is removed.
-   */
-  private async finishCreate(record: ContainerRecord, starting: PendingConmon, answer: (id: string) => void): Promise<void> {
-    const { id } = record;
-    this.creating.add(id);
-    const running = starting.run();
-    running.catch(() => undefined);
-    answer(id);
-    this.opts.log.info({ id, pod: record.podSandboxId, name: record.name, handler: record.runtimeHandler }, 'container created');
-    this.publish('CONTAINER_CREATED_EVENT', record);
-    try {
-      const created = await running;
-      record.pid = created.pid;
-      record.conmonPid = created.conmonPid;
-      record.phase = 'created';
-      this.opts.store.save(record);
-    } catch (err) {
-      this.opts.log.warn({ id, err: describeError(err) }, 'the runtime could not create the container; StartContainer will fail');
-      record.phase = 'exited';
-      record.finishedAt = nowNs();
-      record.exitCode = 128;
-      record.reason = 'StartError';
-      record.message = describeError(err);
-      record.conmonPid = tryReadPidFile(conmonFiles.conmonPid(record.dir)) ?? 0;
-      this.opts.store.save(record);
-      this.createFailures.set(id, isBerthError(err) ? err : internal(`create container: ${describeError(err)}`, err));
-      this.publish('CONTAINER_STOPPED_EVENT', record);
-    } finally {
-      this.creating.delete(id);
-    }
-  }
-
-  /** Resolves once nothing is in flight on the container (a create still running `runtime create`, a stop...). */
-  async settled(idOrPrefix: string): Promise<void> {
-    const record = this.find(idOrPrefix);
-    if (record) await this.locks.with(record.id, async () => undefined);
   }
 
   async start(idOrPrefix: string): Promise<void> {
     const id = this.require(idOrPrefix).id;
     await this.locks.with(id, async () => {
-      const createFailure = this.createFailures.get(id);
-      if (createFailure) {
-        this.createFailures.delete(id);
-        throw createFailure;
-      }
       const record = this.refresh(this.require(id));
       if (record.phase !== 'created') throw failedPrecondition(`container ${id} is ${this.stateOf(record)}, not created`);
       const exit = this.exitWatch(record);
@@ -754,8 +706,8 @@ export class Containers implements ContainerLookup, PodContainerHooks {
   private find(idOrPrefix: string): ContainerRecord | undefined {
     if (!idOrPrefix) return undefined;
     const exact = this.records.get(idOrPrefix);
-    if (exact) return this.visible(exact) ? exact : undefined;
-    const matches = [...this.records.values()].filter((r) => r.id.startsWith(idOrPrefix) && this.visible(r));
+    if (exact) return exact.phase === 'creating' ? undefined : exact;
+    const matches = [...this.records.values()].filter((r) => r.id.startsWith(idOrPrefix) && r.phase !== 'creating');
     if (matches.length > 1) throw failedPrecondition(`container id prefix "${idOrPrefix}" is ambiguous (${matches.length} containers)`);
     return matches[0];
   }
@@ -766,15 +718,8 @@ export class Containers implements ContainerLookup, PodContainerHooks {
     return record;
   }
 
-  /** A record being created is known once CreateContainer answered for it. */
-  private visible(record: ContainerRecord): boolean {
-    return record.phase !== 'creating' || this.creating.has(record.id);
-  }
-
   private stateOf(record: ContainerRecord): ContainerState {
     switch (record.phase) {
-      case 'creating':
-        return this.creating.has(record.id) ? 'CONTAINER_CREATED' : 'CONTAINER_UNKNOWN';
       case 'created':
         return 'CONTAINER_CREATED';
       case 'running':

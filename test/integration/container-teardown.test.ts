@@ -55,7 +55,6 @@ describe('start without runc start', () => {
 
   test('a container whose init died before start fails to start instead of waiting forever', async () => {
     const id = await fx.containers.create(fx.podId(), containerConfig({ name: 'diesearly', command: ['sleep', '600'] }));
-    await fx.containers.settled(id);
     const view = fx.containers.get(id);
     assert.ok(view);
     const bundle = view.bundleDir;
@@ -73,7 +72,6 @@ describe('start without runc start', () => {
 
   test('start of a container that exited while created is FAILED_PRECONDITION and leaves it exited', async () => {
     const id = await fx.containers.create(fx.podId(), containerConfig({ name: 'goneearly', command: ['sleep', '600'] }));
-    await fx.containers.settled(id);
     const view = fx.containers.get(id);
     assert.ok(view);
     try {
@@ -84,34 +82,6 @@ describe('start without runc start', () => {
     } finally {
       await fx.containers.remove(id);
     }
-  });
-});
-
-describe('create answered before the runtime finished', () => {
-  test('the container shows created at once, and a runtime create failure is StartContainer\'s error', async () => {
-    const id = await fx.containers.create(fx.podId(), containerConfig({ name: 'nobinary', command: ['/no/such/binary'] }));
-    assert.equal(fx.containers.get(id)?.state, 'CONTAINER_CREATED');
-    await assert.rejects(fx.containers.start(id), /no\/such\/binary/);
-    const detail = fx.containers.detail(id);
-    assert.equal(detail.state, 'CONTAINER_EXITED');
-    assert.equal(detail.reason, 'StartError');
-    assert.match(detail.message, /no\/such\/binary/);
-    await assert.rejects(fx.containers.start(id), (err) => isBerthError(err, 'FailedPrecondition'));
-    const bundle = detail.bundleDir;
-    await fx.containers.remove(id);
-    assert.equal(existsSync(bundle), false);
-    assert.equal(existsSync(join(runcRoot(), id)), false);
-    assert.equal(conmonsUnder(fx.dir).length, 0);
-  });
-
-  test('remove while the runtime still creates waits for it and leaves nothing', async () => {
-    const id = await fx.containers.create(fx.podId(), containerConfig({ name: 'removedearly', command: ['sleep', '600'] }));
-    const bundle = fx.containers.get(id)?.bundleDir ?? '';
-    await fx.containers.remove(id);
-    assert.equal(fx.containers.get(id), undefined);
-    assert.equal(existsSync(bundle), false);
-    assert.equal(existsSync(join(runcRoot(), id)), false);
-    await until('its conmon ending', () => conmonsUnder(fx.dir).length === 0);
   });
 });
 
