@@ -71,7 +71,6 @@ export interface ContainerDetail extends ContainerView {
 
 const nowNs = (): string => (BigInt(Date.now()) * 1_000_000n).toString();
 const msToNs = (ms: number): string => (BigInt(Math.floor(ms * 1000)) * 1000n).toString();
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 /** How often a waiter looks for itself, should a monitor die without an exit file (no event comes then). */
 const EXIT_SAFETY_NET_MS = 250;
 
@@ -438,18 +437,14 @@ export class Containers implements ContainerLookup, PodContainerHooks {
     const conmonPid = record.conmonPid || tryReadPidFile(conmonFiles.conmonPid(record.dir)) || 0;
     if (readExit(record.dir)) {
       // conmon recorded the exit, so it has reaped the init process and its
-      // work is done: whatever is left of it is killed without waiting, and
-      // the runtime only has its record and cgroups to drop.
-      if (conmonPid && isConmonOf(conmonPid, record.id)) killQuietly(conmonPid, 'SIGKILL');
+      // work is done; the runtime only has its record and cgroups to drop.
       if (runtime) await runtime.deleteExited(record.id);
-    } else {
-      if (runtime) await runtime.delete(record.id, true);
-      if (conmonPid && isConmonOf(conmonPid, record.id)) {
-        killQuietly(conmonPid, 'SIGKILL');
-        // Not our child: no exit event to wait on. SIGKILL'd, it is gone within a few ms.
-        for (let i = 0; i < 100 && isConmonOf(conmonPid, record.id); i++) await sleep(20);
-      }
+    } else if (runtime) {
+      await runtime.delete(record.id, true);
     }
+    // Whatever is left of conmon is killed without waiting: it holds nothing
+    // the steps below need gone (not the rootfs), and SIGKILL cannot be refused.
+    if (conmonPid && isConmonOf(conmonPid, record.id)) killQuietly(conmonPid, 'SIGKILL');
     this.opts.rootfs.unmount(join(record.dir, 'rootfs'));
     // Retried: a conmon being killed may still be closing its files in the bundle.
     rmSync(record.dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 10 });
@@ -502,12 +497,9 @@ export class Containers implements ContainerLookup, PodContainerHooks {
     };
     // Still there: not rotated, conmon reopens the same file and nothing new appears.
     const rotated = !logExists();
+    const reopened = rotated ? waitForFile(record.logPath, 5_000) : Promise.resolve(true);
     this.conmon.reopenLog(record.dir);
-    if (!rotated) return;
-    for (let i = 0; i < 250; i++) {
-      if (logExists()) return;
-      await sleep(20);
-    }
+    if (await reopened) return;
     throw internal(`container ${record.id}: conmon did not reopen ${record.logPath} within 5 s`);
   }
 
@@ -537,20 +529,19 @@ export class Containers implements ContainerLookup, PodContainerHooks {
       const out = capture(child.stdout);
       const err = capture(child.stderr);
       let timedOut = false;
-      let finished = false;
+      const closed = new Promise<number>((resolve, reject) => {
+        child.once('error', (e) => reject(internal(`cannot run ${runtime.path} exec: ${e.message}`, e)));
+        child.once('close', (code, signal) => resolve(code ?? (signal ? 128 + signalNumber(signal) : 255)));
+      });
+      const finished = closed.then(() => undefined, () => undefined);
       const timer =
         timeoutSeconds > 0
           ? setTimeout(() => {
               timedOut = true;
-              void this.killTimedOutExec(pidPath, child.pid ?? 0, () => finished);
+              void this.killTimedOutExec(pidPath, child.pid ?? 0, finished);
             }, timeoutSeconds * 1000)
           : undefined;
-      const exitCode = await runtime.timed('exec', () =>
-        new Promise<number>((resolve, reject) => {
-          child.once('error', (e) => reject(internal(`cannot run ${runtime.path} exec: ${e.message}`, e)));
-          child.once('close', (code, signal) => resolve(code ?? (signal ? 128 + signalNumber(signal) : 255)));
-        }),
-      ).finally(() => (finished = true));
+      const exitCode = await runtime.timed('exec', () => closed);
       if (timer) clearTimeout(timer);
       if (timedOut) throw deadlineExceeded(`command ${JSON.stringify(cmd)} timed out after ${timeoutSeconds} s`);
       return { stdout: Buffer.concat(out), stderr: Buffer.concat(err), exitCode };
@@ -567,17 +558,15 @@ export class Containers implements ContainerLookup, PodContainerHooks {
    * (a zombie `pgrep` still finds). `runtime exec` is killed only when the pid
    * never shows up or it does not finish after its process died.
    */
-  private async killTimedOutExec(pidPath: string, runtimePid: number, finished: () => boolean): Promise<void> {
-    for (let i = 0; i < 100 && !finished(); i++) {
+  private async killTimedOutExec(pidPath: string, runtimePid: number, finished: Promise<void>): Promise<void> {
+    if (await waitForFile(pidPath, 2_000, finished)) {
       const pid = tryReadPidFile(pidPath);
-      if (pid) {
-        killQuietly(pid, 'SIGKILL');
-        break;
-      }
-      await sleep(20);
+      if (pid) killQuietly(pid, 'SIGKILL');
     }
-    for (let i = 0; i < 250 && !finished(); i++) await sleep(20);
-    if (!finished()) killQuietly(runtimePid, 'SIGKILL');
+    let timer: NodeJS.Timeout | undefined;
+    const reaped = await Promise.race([finished.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 5_000)))]);
+    clearTimeout(timer);
+    if (!reaped) killQuietly(runtimePid, 'SIGKILL');
   }
 
   // ---- pod hooks ----
@@ -793,6 +782,37 @@ function shapeUpperLikeImageRoot(upperDir: string, layerDirs: string[]): void {
   }
   chownSync(upperDir, uid, gid);
   chmodSync(upperDir, mode);
+}
+
+/**
+ * Resolves true once `path` exists (watching its directory, not polling),
+ * false after `timeoutMs` or once `abort` settles without it.
+ */
+function waitForFile(path: string, timeoutMs: number, abort?: Promise<unknown>): Promise<boolean> {
+  return new Promise((resolve) => {
+    let watcher: FSWatcher | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let done = false;
+    const finish = (found: boolean): void => {
+      if (done) return;
+      done = true;
+      watcher?.close();
+      clearTimeout(timer);
+      resolve(found);
+    };
+    const look = (): void => {
+      if (existsSync(path)) finish(true);
+    };
+    try {
+      watcher = watch(dirname(path), look);
+      watcher.on('error', () => finish(existsSync(path)));
+    } catch {
+      return resolve(existsSync(path));
+    }
+    timer = setTimeout(() => finish(existsSync(path)), timeoutMs);
+    void abort?.then(() => finish(existsSync(path)), () => finish(existsSync(path)));
+    look();
+  });
 }
 
 function processAlive(pid: number): boolean {
