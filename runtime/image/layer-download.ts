@@ -1,8 +1,9 @@
 // One layer from the registry to an unpacked directory in a single pass: the
 // body is digest- and size-verified as it arrives (and kept in the content
 // store), decompressed, checked against the unpacked-size and ratio limits,
-// hashed for its diff id and unpacked, all streaming. On any failure the
-// temporary directory and blob are removed: nothing is left behind.
+// hashed for its diff id and unpacked, all streaming, on a layer worker thread
+// (layer-workers.ts). On any failure the temporary directory and blob are
+// removed: nothing is left behind.
 import { randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';

@@ -97,7 +97,12 @@ class LayerJob {
     private readonly release: (bytes: number, buffer: ArrayBuffer) => void,
   ) {
     this.blobFd = fs.openSync(spec.tempBlob, 'w', 0o644);
-    this.decompressor = decompressorFor(spec.compression);
+    try {
+      this.decompressor = decompressorFor(spec.compression);
+    } catch (err) {
+      fs.closeSync(this.blobFd);
+      throw err;
+    }
     this.meter = tarMeter(spec);
     this.copyInput = spec.compression === 'none';
   }
