@@ -212,8 +212,13 @@ export class Conmon {
       const reader = (fd: number): Readable => new Socket({ fd, readable: true, writable: false });
       const syncPipe = reader(syncFd);
       const output = [reader(outFd), reader(errFd)];
-      // conmon's first process exits once it has daemonized; reaped here, or it stays a zombie of berthd.
-      void native.waitChild(spawned.pid).catch(() => undefined);
+      // conmon's first process exits once released and daemonized (or killed); reaped then, or it stays a
+      // zombie of berthd. Not before: waitChild holds a libuv worker thread until it returns.
+      let reaping = false;
+      const reap = (): void => {
+        if (!reaping) void native.waitChild(spawned.pid).catch(() => undefined);
+        reaping = true;
+      };
       let startOpen = true;
       const closeStart = (): void => {
         if (startOpen) closeSync(startFd);
@@ -223,7 +228,10 @@ export class Conmon {
         syncPipe,
         output,
         failed: new Promise<never>(() => undefined),
-        kill: () => killQuietly(spawned.pid, 'SIGKILL'),
+        kill: () => {
+          killQuietly(spawned.pid, 'SIGKILL');
+          reap();
+        },
         release: () => {
           try {
             writeSync(startFd, Buffer.from([0]));
@@ -231,9 +239,13 @@ export class Conmon {
             // conmon is gone; the sync pipe's close says so
           }
           closeStart();
+          reap();
         },
         dispose: () => {
+          // Neither released nor killed: closing the start pipe alone would let it go on and create.
+          if (!reaping) killQuietly(spawned.pid, 'SIGKILL');
           closeStart();
+          reap();
           syncPipe.destroy();
           for (const out of output) out.destroy();
         },
