@@ -224,8 +224,8 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
   let pax = new Map<string, Buffer>();
   let gnuLongName: string | undefined;
   let gnuLongLink: string | undefined;
-  // Each metadata syscall is a journal transaction on ext4 and waits behind every other writer on the
-  // disk: set owner and mode only when creation did not already give the entry the right ones.
+  // Every metadata syscall dirties the inode again (a journal handle on ext4 with a journal): set owner
+  // and mode only when creation did not already give the entry the right ones.
   const umask = process.umask();
   const ownUid = process.geteuid?.() ?? -1;
   const ownGid = process.getegid?.() ?? -1;
