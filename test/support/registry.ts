@@ -199,7 +199,10 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Test
         logs: () => Buffer.concat(logChunks).toString('utf8'),
         async stop() {
           await stopChild(started);
-          if (tokenServer) await new Promise<void>((resolve) => tokenServer!.server.close(() => resolve()));
+          if (tokenServer) {
+            tokenServer.server.closeAllConnections();
+            await new Promise<void>((resolve) => tokenServer!.server.close(() => resolve()));
+          }
           rmSync(dir, { recursive: true, force: true });
         },
       };
