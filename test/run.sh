@@ -8,4 +8,5 @@ if [ "$(id -u)" != 0 ]; then
   echo "test: the integration tests need root (namespaces, mounts, cgroups)" >&2
 fi
 mapfile -t files < <(find dist/test -name '*.test.js' | sort)
-exec node --test --test-concurrency=1 --test-timeout=300000 --test-reporter=spec "${files[@]}"
+# A hung test must fail the run well inside CI's 90 minutes, not outlast it.
+exec timeout --signal=TERM --kill-after=30 2700 node --test --test-concurrency=1 --test-timeout=300000 --test-reporter=spec "${files[@]}"
