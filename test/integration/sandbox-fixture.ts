@@ -122,6 +122,39 @@ export async function removeAllPods(berthd: BerthdProcess): Promise<void> {
   for (const item of items) await berthd.client.call('RemovePodSandbox', { pod_sandbox_id: item.id });
 }
 
+export interface StartedContainerSpec {
+  podId: string;
+  sandboxConfig: PodSandboxConfig;
+  image: string;
+  name: string;
+  command: string[];
+  /** Extra ContainerConfig fields (tty, stdin, linux...). */
+  extra?: Record<string, unknown>;
+}
+
+/** Creates and starts a container in a pod and resolves with its id once it is RUNNING. */
+export async function startContainerInPod(berthd: BerthdProcess, spec: StartedContainerSpec): Promise<string> {
+  const { container_id } = await berthd.client.call('CreateContainer', {
+    pod_sandbox_id: spec.podId,
+    config: {
+      metadata: { name: spec.name, attempt: 0 },
+      image: { image: spec.image },
+      command: spec.command,
+      log_path: `${spec.name}.log`,
+      linux: {},
+      ...spec.extra,
+    },
+    sandbox_config: spec.sandboxConfig,
+  });
+  await berthd.client.call('StartContainer', { container_id });
+  for (let i = 0; i < 400; i++) {
+    const st = await berthd.client.call('ContainerStatus', { container_id });
+    if (st.status?.state === 'CONTAINER_RUNNING') return container_id;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`${spec.name} never ran`);
+}
+
 /** True once the process is gone (or a zombie waiting for init to reap it). */
 export function processGone(pid: number): boolean {
   try {

@@ -9,7 +9,7 @@ import { pushBusyboxImage } from '../support/oci-image-builder';
 import { startRegistry, type TestRegistry } from '../support/registry';
 import { collect, spdyConnect, spdyForwardPort, spdyRemoteCommand, spdyRunCommand } from '../support/spdy-client';
 import { wsChannelSession } from '../support/websocket-client';
-import { podConfig, startSandboxBerthd, type SandboxBerthd } from './sandbox-fixture';
+import { podConfig, startSandboxBerthd, type SandboxBerthd, startContainerInPod } from './sandbox-fixture';
 
 const NET = { name: 'bt-strm-net', bridge: 'bt-strm0', subnet: '10.90.0.0/16' };
 const INVALID_ARGUMENT = 3;
@@ -34,27 +34,8 @@ describe('streaming through berthd', () => {
   const call = <M extends Parameters<SandboxBerthd['berthd']['client']['call']>[0]>(method: M, req: unknown) =>
     s.berthd.client.call(method, req as never);
 
-  async function run(name: string, command: string[], extra: Record<string, unknown> = {}): Promise<string> {
-    const { container_id } = await call('CreateContainer', {
-      pod_sandbox_id: podId,
-      config: {
-        metadata: { name, attempt: 0 },
-        image: { image },
-        command,
-        log_path: `${name}.log`,
-        linux: { resources: {}, security_context: {} },
-        ...extra,
-      },
-      sandbox_config: sandboxConfig,
-    });
-    await call('StartContainer', { container_id });
-    for (let i = 0; i < 400; i++) {
-      const st = await call('ContainerStatus', { container_id });
-      if (st.status?.state === 'CONTAINER_RUNNING') return container_id;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    throw new Error(`${name} never ran`);
-  }
+  const run = (name: string, command: string[], extra: Record<string, unknown> = {}): Promise<string> =>
+    startContainerInPod(s.berthd, { podId, sandboxConfig, image, name, command, extra: { linux: { resources: {}, security_context: {} }, ...extra } });
 
   const execUrl = async (cmd: string[], opts: Record<string, boolean> = {}): Promise<string> =>
     (await call('Exec', { container_id: sleeper, cmd, stdin: false, stdout: true, stderr: true, tty: false, ...opts })).url;

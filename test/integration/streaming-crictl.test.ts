@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { pushBusyboxImage } from '../support/oci-image-builder';
 import { startRegistry, type TestRegistry } from '../support/registry';
-import { podConfig, startSandboxBerthd, type SandboxBerthd } from './sandbox-fixture';
+import { podConfig, startSandboxBerthd, type SandboxBerthd, startContainerInPod } from './sandbox-fixture';
 
 const CRICTL = ['/usr/local/bin/crictl', '/usr/bin/crictl'].find((p) => existsSync(p));
 const NET = { name: 'bt-strmc-net', bridge: 'bt-strmc0', subnet: '10.97.0.0/24' };
@@ -113,20 +113,8 @@ describe('streaming through berthd with crictl (client-go)', { skip: CRICTL === 
     });
   }
 
-  async function run(name: string, command: string[], extra: Record<string, unknown> = {}): Promise<string> {
-    const { container_id } = await call('CreateContainer', {
-      pod_sandbox_id: podId,
-      config: { metadata: { name, attempt: 0 }, image: { image }, command, log_path: `${name}.log`, linux: {}, ...extra },
-      sandbox_config: sandboxConfig,
-    });
-    await call('StartContainer', { container_id });
-    for (let i = 0; i < 400; i++) {
-      const st = await call('ContainerStatus', { container_id });
-      if (st.status?.state === 'CONTAINER_RUNNING') return container_id;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    throw new Error(`${name} never ran`);
-  }
+  const run = (name: string, command: string[], extra: Record<string, unknown> = {}): Promise<string> =>
+    startContainerInPod(s.berthd, { podId, sandboxConfig, image, name, command, extra: extra });
 
   before(async () => {
     registry = await startRegistry();
