@@ -10,6 +10,7 @@
 // this side always tells the peer what it consumed.
 import { EventEmitter } from 'node:events';
 import { Duplex } from 'node:stream';
+import { drainedOrClosed } from './socket-drain';
 import {
   DEFAULT_WINDOW,
   FLAG_FIN,
@@ -260,15 +261,7 @@ export class SpdySession extends EventEmitter<SpdySessionEvents> {
   }
 
   private waitDrain(): Promise<void> {
-    return new Promise((resolve) => {
-      const done = (): void => {
-        this.socket.off('drain', done);
-        this.socket.off('close', done);
-        resolve();
-      };
-      this.socket.on('drain', done);
-      this.socket.on('close', done);
-    });
+    return drainedOrClosed(this.socket);
   }
 
   private wakeWriters(): void {

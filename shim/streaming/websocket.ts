@@ -4,6 +4,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { Duplex } from 'node:stream';
+import { drainedOrClosed } from './socket-drain';
 
 const HANDSHAKE_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
@@ -162,15 +163,7 @@ export class WebSocketConnection extends EventEmitter<WebSocketEvents> {
     if (!this.isOpen) return Promise.reject(new Error('WebSocket is closed'));
     const ok = this.socket.write(encodeWebSocketFrame(binary ? Opcode.Binary : Opcode.Text, data, this.role === 'client'));
     if (ok) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = (): void => {
-        this.socket.off('drain', done);
-        this.socket.off('close', done);
-        resolve();
-      };
-      this.socket.on('drain', done);
-      this.socket.on('close', done);
-    });
+    return drainedOrClosed(this.socket);
   }
 
   ping(data: Buffer = Buffer.alloc(0)): void {
