@@ -41,3 +41,12 @@ export function describeError(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
+
+/**
+ * A berth error passes through unchanged (it already says what the caller did
+ * wrong); anything else is an internal failure of `what`, with its message.
+ */
+export function asBerthError(err: unknown, what: string): BerthError {
+  if (err instanceof BerthError) return err;
+  return internal(`${what}: ${describeError(err)}`, err);
+}

@@ -18,7 +18,7 @@ import type { CgroupHierarchy } from '../cgroups/cgroup-hierarchy';
 import type { BerthConfig } from '../config';
 import { BerthError, describeError, internal, invalidArgument, notFound, alreadyExists, failedPrecondition } from '../errors';
 import type { BerthDatabase } from '../store/database';
-import { IdLocks } from './id-locks';
+import { IdLocks } from '../common/id-locks';
 import { findPidHolders, startPidHolder, stopPidHolder } from './pid-holder';
 import { podNameKey, validatePodSandboxConfig, type PodNamespaceModes, type ValidatedPodConfig } from './pod-config-validation';
 import { hostFile, renderPodHosts, renderResolvConf } from './pod-files';

@@ -2,7 +2,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { PodSandboxConfig__Output } from '../../cri-proto/generated/runtime/v1/PodSandboxConfig';
 import { isBerthError } from '../../runtime/errors';
-import { IdLocks } from '../../runtime/sandbox/id-locks';
+import { IdLocks } from '../../runtime/common/id-locks';
 import { podNameKey, validatePodSandboxConfig } from '../../runtime/sandbox/pod-config-validation';
 import { isValidHostname, renderPodHosts, renderResolvConf } from '../../runtime/sandbox/pod-files';
 import { bandwidthOf } from '../../runtime/sandbox/pod-sandboxes';
