@@ -6,7 +6,7 @@
 import { ConfigError, DEFAULT_CONFIG_PATH, loadConfigFile, parseOverrideValue, renderDefaultConfig } from './config';
 import { createLogger } from './logger';
 import { startDaemon } from './daemon';
-import { BERTH_VERSION } from './runtime_info';
+import { BERTH_VERSION } from './runtime-info-rpcs';
 
 const USAGE = `usage: berthd [options]
        berthd config default | config check [FILE] | version

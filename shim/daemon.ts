@@ -23,7 +23,7 @@ import { allHandlers } from './handlers';
 import { ImageStore } from '../runtime/image/image-store';
 import type { Logger } from './logger';
 import { BerthMetrics } from './metrics';
-import { BERTH_VERSION } from './runtime_info';
+import { BERTH_VERSION } from './runtime-info-rpcs';
 import { CriServer } from './server';
 
 export interface RunningDaemon {

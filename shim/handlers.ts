@@ -3,13 +3,13 @@
 // UNIMPLEMENTED.
 import type { ShimContext } from './context';
 import type { CriHandlers } from './handler';
-import { podSandboxHandlers } from './pod_sandbox';
-import { containerHandlers } from './container';
-import { runtimeInfoHandlers } from './runtime_info';
-import { statsHandlers } from './stats_rpcs';
-import { containerEventsHandlers } from './container_events';
-import { imageServiceHandlers } from './image_service';
-import { streamingHandlers } from './streaming_rpcs';
+import { podSandboxHandlers } from './pod-sandbox-rpcs';
+import { containerHandlers } from './container-rpcs';
+import { runtimeInfoHandlers } from './runtime-info-rpcs';
+import { statsHandlers } from './stats-rpcs';
+import { containerEventsHandlers } from './container-event-rpcs';
+import { imageServiceHandlers } from './image-rpcs';
+import { streamingHandlers } from './streaming-rpcs';
 
 export function allHandlers(ctx: ShimContext): CriHandlers {
   const groups: CriHandlers[] = [

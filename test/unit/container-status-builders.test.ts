@@ -7,10 +7,10 @@ import type { ContainerDetail } from '../../runtime/container/containers';
 import { notFound } from '../../runtime/errors';
 import type { ImageRecord } from '../../runtime/image/image-types';
 import type { PodSandboxView } from '../../runtime/sandbox/sandbox-types';
-import { containerEventResponse } from '../../shim/container_events';
+import { containerEventResponse } from '../../shim/container-event-rpcs';
 import type { ShimContext } from '../../shim/context';
-import { podSandboxHandlers } from '../../shim/pod_sandbox';
-import { containerStatusOf, podContainerStatuses, type StatusSources } from '../../shim/status_builders';
+import { podSandboxHandlers } from '../../shim/pod-sandbox-rpcs';
+import { containerStatusOf, podContainerStatuses, type StatusSources } from '../../shim/status-builders';
 
 const IMAGE_ID = 'sha256:' + 'ab'.repeat(32);
 const DIGESTED = 'registry.test/busybox@sha256:' + 'cd'.repeat(32);

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ContainerEventBus } from '../../runtime/events/container-event-bus';
 import { isBerthError } from '../../runtime/errors';
-import { containerEventsHandlers } from '../../shim/container_events';
+import { containerEventsHandlers } from '../../shim/container-event-rpcs';
 import type { ShimContext } from '../../shim/context';
 import type { CallInfo, ResponseSink } from '../../shim/handler';
 import type { ContainerView } from '../../runtime/container/container-types';

@@ -7,7 +7,7 @@ import { podNameKey, validatePodSandboxConfig } from '../../runtime/sandbox/pod-
 import { isValidHostname, renderPodHosts, renderResolvConf } from '../../runtime/sandbox/pod-files';
 import { bandwidthOf } from '../../runtime/sandbox/pod-sandboxes';
 import { normalizeSysctlName, resolvePodSysctls, sysctlNamespace, sysctlProcPath } from '../../runtime/sandbox/sysctls';
-import { filterSandboxes } from '../../shim/pod_sandbox';
+import { filterSandboxes } from '../../shim/pod-sandbox-rpcs';
 import type { PodSandboxView } from '../../runtime/sandbox/sandbox-types';
 
 function config(overrides: Partial<PodSandboxConfig__Output> = {}): PodSandboxConfig__Output {

@@ -9,7 +9,7 @@ import type { PodSandboxes } from '../runtime/sandbox/pod-sandboxes';
 import type { PodSandboxView } from '../runtime/sandbox/sandbox-types';
 import type { ShimContext } from './context';
 import type { CriHandlers } from './handler';
-import { podContainerStatuses, podSandboxStatusOf } from './status_builders';
+import { podContainerStatuses, podSandboxStatusOf } from './status-builders';
 
 /** Items per StreamPodSandboxes message: far below the default 16 MiB message limit even with large label maps. */
 export const POD_SANDBOX_STREAM_CHUNK = 200;

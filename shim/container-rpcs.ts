@@ -11,7 +11,7 @@ import { invalidArgument, isBerthError, notFound, unimplemented } from '../runti
 import type { ContainerImageSource } from '../runtime/image/image-types';
 import type { ShimContext } from './context';
 import type { CriHandlers } from './handler';
-import { containerStatusOf, imageRefOf } from './status_builders';
+import { containerStatusOf, imageRefOf } from './status-builders';
 
 /** What these handlers need from the context (the container model and the image store). */
 export interface ContainerHandlerDeps {

@@ -8,7 +8,7 @@ import { resourceExhausted, unavailable } from '../runtime/errors';
 import type { ContainerLifecycleEvent } from '../runtime/events/event-types';
 import type { ShimContext } from './context';
 import type { CriHandlers } from './handler';
-import { podContainerStatuses, podSandboxStatusOf } from './status_builders';
+import { podContainerStatuses, podSandboxStatusOf } from './status-builders';
 
 /** How often a waiting stream checks whether its client has gone. */
 const CANCEL_POLL_MS = 1000;
