@@ -1,81 +1,114 @@
-// The configuration every part of berth reads. The schema (defaults, documentation,
-// validation) lives in shim/config.ts; this file only names the shape so the model
-// can be handed its options without importing the shim.
+// The configuration every part of berth reads, written once as a schema:
+// defaults, documentation (`berthd config default`), validation, which keys a
+// reload applies live, and the TypeScript type (derived below, never declared
+// twice). Loading files, drop-ins and flags is shim/config.ts.
+import { bool, type ConfigOf, int, mapOf, oneOf, section, str, strings } from './config-schema';
 
-export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
-export type CgroupDriver = 'cgroupfs' | 'systemd';
-export type OomScoreAdjPolicy = 'auto' | 'always' | 'never';
+const absolutePath = (v: string): string | undefined =>
+  v.startsWith('/') ? undefined : 'must be an absolute path';
+const optionalAbsolutePath = (v: string): string | undefined =>
+  v === '' || v.startsWith('/') ? undefined : 'must be empty or an absolute path';
+const host = (v: string): string | undefined =>
+  /^[A-Za-z0-9.:\-[\]]+$/.test(v) ? undefined : 'must be an IP address or host name';
+const cidr = (v: string): string | undefined =>
+  /^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(v) ? undefined : 'must be an IPv4 CIDR such as 10.85.0.0/16';
+const interfaceName = (v: string): string | undefined =>
+  /^[A-Za-z0-9_.-]{1,15}$/.test(v) ? undefined : 'must be a network interface name of at most 15 characters';
+const httpUrl = (v: string): string | undefined =>
+  /^https?:\/\/[^\s/]+(\/.*)?$/.test(v) ? undefined : 'must be an http:// or https:// URL';
 
-export interface OciRuntimeHandlerConfig {
-  /** Binary of the OCI runtime (runc, crun, or a path). */
-  path: string;
-  /** The runtime's --root state directory. */
-  root: string;
+const live = { live: true };
+
+export const CONFIG_SCHEMA = section('berthd configuration', {
+  root: str('/var/lib/berth', 'Persistent state: the SQLite database, image content, layers, container bundles.', absolutePath),
+  state: str('/run/berth', 'Volatile state that does not survive a reboot.', absolutePath),
+  socket: str('/run/berth/berth.sock', 'The CRI gRPC unix socket (kubelet: --container-runtime-endpoint unix://<socket>).', absolutePath),
+  log_level: oneOf('info', ['trace', 'debug', 'info', 'warn', 'error', 'fatal'], 'Log level; every RPC is logged at debug.', live),
+  log_format: oneOf('auto', ['auto', 'text', 'json'],
+    'Log lines as JSON (one object a line) or text (time level message key=value); auto: text on a terminal, else JSON.', live),
+  grpc: section('The CRI gRPC server.', {
+    max_recv_message_bytes: int(16 * 1024 * 1024, 'Largest request accepted; larger ones are refused with RESOURCE_EXHAUSTED.', 1024),
+    max_send_message_bytes: int(16 * 1024 * 1024, 'Largest response sent.', 1024),
+  }),
+  metrics: section('Prometheus metrics at http://<address>:<port>/metrics.', {
+    enabled: bool(true, 'Serve metrics.'),
+    address: str('127.0.0.1', 'Address to listen on.', host),
+    port: int(9477, 'Port to listen on (0: any free port).', 0, 65535),
+  }),
+  cgroup: section('Control groups.', {
+    driver: oneOf('cgroupfs', ['cgroupfs', 'systemd'], 'Cgroup driver; must match the kubelet\'s --cgroup-driver (berthd doctor compares them).'),
+  }),
+  oci: section('OCI runtimes, run under conmon.', {
+    default_runtime: str('runc', 'Runtime handler used when a pod names none.'),
+    conmon: str('conmon', 'The conmon binary (a name is looked up in PATH).'),
+    oom_score_adj_restriction: oneOf('auto', ['auto', 'always', 'never'],
+      'Clamp oom_score_adj to what berthd may set itself: auto = when it lacks CAP_SYS_RESOURCE.'),
+    runtimes: mapOf('Runtime handlers by name (the CRI runtime_handler).', section('One runtime handler.', {
+      path: str('', 'The runtime binary (a name is looked up in PATH).'),
+      root: str('', 'The runtime\'s --root state directory.', absolutePath),
+    }), {
+      runc: { path: 'runc', root: '/run/berth/runc' },
+      crun: { path: 'crun', root: '/run/berth/crun' },
+    }),
+  }),
+  sandbox: section('Pod sandboxes.', {
+    namespace_dir: str('/var/run/berth/ns', 'Where pod namespaces are pinned (<dir>/<net|ipc|uts>/<pod>).', absolutePath),
+    pause_image: str('registry.k8s.io/pause:3.10', 'Reported to the kubelet as the sandbox image; berth runs no pause container.'),
+  }),
+  image: section('Image pulls and the image store.', {
+    max_concurrent_downloads: int(4, 'Layers downloaded at once per pull.', 1, 64),
+    pull_progress_timeout_seconds: int(600, 'A pull that makes no progress (no byte received) for this long fails.', 1),
+    max_layer_unpacked_bytes: int(64 * 1024 * 1024 * 1024, 'A layer that unpacks to more than this fails the pull.', 1),
+    max_compression_ratio: int(1000, 'A layer whose unpacked size exceeds its compressed size times this fails the pull.', 1),
+    registries: mapOf('Per-registry settings, keyed by registry host as it appears in image names (docker.io, localhost:5000, ...).',
+      section('One registry.', {
+        mirrors: strings([], 'Endpoints tried first, in order, e.g. "http://127.0.0.1:5000".', httpUrl),
+        plain_http: bool(false, 'Talk plain HTTP to the registry itself.'),
+        insecure_skip_verify: bool(false, 'Accept any TLS certificate from the registry.'),
+        ca_file: str('', 'PEM file of extra CAs for this registry.', optionalAbsolutePath),
+        fallback_to_upstream: bool(true, 'When every mirror fails, try the registry itself.'),
+      }), {}, { ...live, example: { key: 'localhost:5000', values: { plain_http: true } } }),
+  }, { renamed: { pull_timeout_seconds: 'pull_progress_timeout_seconds' } }),
+  cni: section('Pod networking through CNI plugins.', {
+    conf_dir: str('/etc/cni/net.d', 'The first .conflist/.conf here (in lexical order) is the pod network; read again at every pod start and Status.', absolutePath, live),
+    bin_dirs: strings(['/opt/cni/bin', '/usr/lib/cni'], 'Directories searched for plugin binaries, in order.', absolutePath, live),
+    cache_dir: str('/var/lib/berth/cni', 'Results of ADD kept for DEL and CHECK.', absolutePath),
+    write_default_conflist: bool(true, 'Write a bridge conflist into conf_dir when it has none.'),
+    default_network_name: str('berth', 'Name of the network in the written conflist.'),
+    default_bridge: str('berth0', 'Bridge of the written conflist.', interfaceName),
+    default_subnet: str('10.85.0.0/16', 'Pod subnet of the written conflist.', cidr),
+  }),
+  streaming: section('The exec/attach/port-forward streaming server.', {
+    address: str('127.0.0.1', 'Address to listen on.', host),
+    port: int(0, 'Port to listen on (0: any free port).', 0, 65535),
+    token_ttl_seconds: int(60, 'How long a streaming URL stays valid.', 1, 3600, live),
+  }),
+  container: section('Containers.', {
+    exec_sync_max_output_bytes: int(16 * 1024 * 1024, 'ExecSync captures at most this much of each of stdout and stderr.', 1024),
+    seccomp_default_profile: str('', 'JSON seccomp profile for RuntimeDefault; empty: the profile built into berth.', optionalAbsolutePath),
+  }),
+});
+
+type SchemaConfig = ConfigOf<typeof CONFIG_SCHEMA>;
+
+/**
+ * The image code still reads the pull timeout under its old name until the
+ * image model's split lands; the loader fills it from
+ * image.pull_progress_timeout_seconds (withPendingRenames). Not a file key.
+ */
+interface PendingRenames {
+  image: SchemaConfig['image'] & { readonly pull_timeout_seconds: number };
 }
 
-export interface RegistryHostConfig {
-  /** Endpoints tried in order before the registry itself, e.g. "http://127.0.0.1:5000". */
-  mirrors: string[];
-  /** Talk plain HTTP to the registry itself (mirrors carry their own scheme). */
-  plain_http: boolean;
-  /** Accept any TLS certificate. */
-  insecure_skip_verify: boolean;
-  /** PEM file of extra CAs for this registry. */
-  ca_file: string;
-  /** When false, a failing mirror is not followed by the upstream registry. */
-  fallback_to_upstream: boolean;
+export type BerthConfig = Omit<SchemaConfig, 'image'> & PendingRenames;
+
+export function withPendingRenames(config: SchemaConfig): BerthConfig {
+  return { ...config, image: { ...config.image, pull_timeout_seconds: config.image.pull_progress_timeout_seconds } };
 }
 
-export interface BerthConfig {
-  root: string;
-  state: string;
-  socket: string;
-  log_level: LogLevel;
-  grpc: {
-    max_recv_message_bytes: number;
-    max_send_message_bytes: number;
-  };
-  metrics: {
-    enabled: boolean;
-    address: string;
-    port: number;
-  };
-  cgroup: {
-    driver: CgroupDriver;
-  };
-  oci: {
-    default_runtime: string;
-    conmon: string;
-    oom_score_adj_restriction: OomScoreAdjPolicy;
-    runtimes: Record<string, OciRuntimeHandlerConfig>;
-  };
-  sandbox: {
-    namespace_dir: string;
-    pause_image: string;
-  };
-  image: {
-    max_concurrent_downloads: number;
-    pull_timeout_seconds: number;
-    max_layer_unpacked_bytes: number;
-    max_compression_ratio: number;
-    registries: Record<string, RegistryHostConfig>;
-  };
-  cni: {
-    conf_dir: string;
-    bin_dirs: string[];
-    cache_dir: string;
-    write_default_conflist: boolean;
-    default_network_name: string;
-    default_bridge: string;
-    default_subnet: string;
-  };
-  streaming: {
-    address: string;
-    port: number;
-    token_ttl_seconds: number;
-  };
-  container: {
-    exec_sync_max_output_bytes: number;
-    seccomp_default_profile: string;
-  };
-}
+export type LogLevel = BerthConfig['log_level'];
+export type LogFormat = BerthConfig['log_format'];
+export type CgroupDriver = BerthConfig['cgroup']['driver'];
+export type OomScoreAdjPolicy = BerthConfig['oci']['oom_score_adj_restriction'];
+export type OciRuntimeHandlerConfig = BerthConfig['oci']['runtimes'][string];
+export type RegistryHostConfig = BerthConfig['image']['registries'][string];

@@ -2,16 +2,19 @@
 // berthd: the CRI daemon's command line.
 //   berthd [--config FILE] [--socket PATH] [--root DIR] [--state DIR] [--log-level L] [--set key=value]...
 //   berthd config default       print the complete default config with a comment per key
-//   berthd config check [FILE]  validate a config file and print the effective config
-import { ConfigError, DEFAULT_CONFIG_PATH, loadConfigFile, parseOverrideValue, renderDefaultConfig } from './config';
-import { createLogger } from './logger';
+//   berthd config check [FILE]  validate a config file (and its drop-ins) and print the effective config,
+//                               each key with the file that set it (--json: as JSON)
+import { ConfigError, DEFAULT_CONFIG_PATH, type LoadedConfig, loadConfig, parseOverrideValue } from './config';
+import { configCheckJson, renderConfigCheck, renderDefaultConfig } from './config-render';
+import { createLogger, LogOutput } from './logger';
 import { startDaemon } from './daemon';
 import { BERTH_VERSION } from './runtime-info-rpcs';
 
 const USAGE = `usage: berthd [options]
-       berthd config default | config check [FILE] | version
+       berthd config default | config check [FILE] [--json] | version
 options:
-  --config FILE        config file (default ${DEFAULT_CONFIG_PATH}; missing default file = all defaults)
+  --config FILE        config file (default ${DEFAULT_CONFIG_PATH}; missing default file = all defaults);
+                       FILE.d/*.toml are applied after it, in lexical order
   --socket PATH        CRI socket (config: socket)
   --root DIR           persistent state (config: root)
   --state DIR          volatile state (config: state)
@@ -32,10 +35,11 @@ interface Cli {
   configPath: string;
   explicitConfig: boolean;
   overrides: Record<string, ReturnType<typeof parseOverrideValue>>;
+  json: boolean;
 }
 
 function parseArgs(argv: string[]): Cli {
-  const cli: Cli = { command: 'serve', configPath: DEFAULT_CONFIG_PATH, explicitConfig: false, overrides: {} };
+  const cli: Cli = { command: 'serve', configPath: DEFAULT_CONFIG_PATH, explicitConfig: false, overrides: {}, json: false };
   const positional: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -47,6 +51,7 @@ function parseArgs(argv: string[]): Cli {
     };
     if (flag === '-h' || flag === '--help') cli.command = 'help';
     else if (flag === '--version') cli.command = 'version';
+    else if (flag === '--json') cli.json = true;
     else if (flag === '--config') {
       cli.configPath = value();
       cli.explicitConfig = true;
@@ -94,19 +99,23 @@ async function main(): Promise<number> {
     return 2;
   }
 
-  let config;
+  let loaded: LoadedConfig;
   try {
-    config = loadConfigFile(cli.configPath, cli.explicitConfig, cli.overrides);
+    loaded = loadConfig({ path: cli.configPath, explicit: cli.explicitConfig, overrides: cli.overrides });
   } catch (err) {
     process.stderr.write(`berthd: ${(err as Error).message}\n`);
     return 2;
   }
   if (cli.command === 'config-check') {
-    process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
+    process.stdout.write(cli.json ? configCheckJson(loaded) : renderConfigCheck(loaded));
     return 0;
   }
+  const { config } = loaded;
 
-  const log = createLogger(config.log_level);
+  const logOutput = new LogOutput(config.log_format);
+  const log = createLogger(config.log_level, logOutput);
+  log.info({ files: loaded.files }, `config: ${loaded.files.length ? loaded.files.join(', ') : 'defaults (no file)'}`);
+  for (const warning of loaded.warnings) log.warn(`config: ${warning}`);
   // A bug in one handler must not take the node's runtime down with it: containers
   // would keep running under conmon, but the kubelet would lose its runtime.
   process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception (berthd keeps serving)'));

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildConfig, ConfigError, defaultConfig, parseOverrideValue, renderDefaultConfig } from '../../shim/config';
+import { buildConfig, ConfigError, defaultConfig, parseOverrideValue } from '../../shim/config';
+import { renderDefaultConfig } from '../../shim/config-render';
 
 test('defaults are the documented on-disk layout', () => {
   const config = defaultConfig();
