@@ -14,7 +14,5 @@ export class CniPluginError extends Error {
   }
 }
 
-/** Spec error codes that mean "try again later". */
-export const CNI_ERROR_TRY_AGAIN_LATER = 11;
 /** Spec code for an unknown or missing container (DEL must treat as success). */
 export const CNI_ERROR_UNKNOWN_CONTAINER = 3;

@@ -12,8 +12,6 @@ export interface CniNetworkOptions {
   confDir: string;
   binDirs: readonly string[];
   cacheDir: string;
-  /** Told the duration and outcome of each ADD/DEL/CHECK/STATUS/GC (metrics). */
-  observe?: (operation: string, seconds: number, outcome: 'ok' | 'error') => void;
 }
 
 export interface NetworkStatus {
@@ -43,10 +41,6 @@ export class CniNetwork {
    * plugin costs tens of milliseconds of a pod start.
    */
   async add(attachment: Attachment, options: { loopbackReady?: boolean } = {}): Promise<CniResult> {
-    return this.timed('ADD', () => this.addUntimed(attachment, options));
-  }
-
-  private async addUntimed(attachment: Attachment, options: { loopbackReady?: boolean }): Promise<CniResult> {
     const config = elideNoopPlugins(this.currentConfig(), attachment.runtimeConfig, options.loopbackReady ?? false);
     const entry: CachedAttachment = { kind: 'berth-cni-attachment-v1', attachment, config, result: null };
     this.cache.write(entry);
@@ -81,10 +75,6 @@ export class CniNetwork {
 
   /** Detaches the pod using what ADD used; nothing cached means nothing to undo. Throws when a plugin fails (retry later). */
   async del(containerId: string, ifName = 'eth0'): Promise<void> {
-    return this.timed('DEL', () => this.delUntimed(containerId, ifName));
-  }
-
-  private async delUntimed(containerId: string, ifName: string): Promise<void> {
     const entry = this.cache.read(containerId, ifName);
     if (!entry) return;
     const { config, attachment } = entry;
@@ -106,20 +96,6 @@ export class CniNetwork {
       }
     }
     this.cache.remove(containerId, ifName);
-  }
-
-  private async timed<T>(operation: string, work: () => Promise<T>): Promise<T> {
-    const observe = this.options.observe;
-    if (!observe) return work();
-    const started = process.hrtime.bigint();
-    try {
-      const result = await work();
-      observe(operation, Number(process.hrtime.bigint() - started) / 1e9, 'ok');
-      return result;
-    } catch (err) {
-      observe(operation, Number(process.hrtime.bigint() - started) / 1e9, 'error');
-      throw err;
-    }
   }
 
   /** CHECK with the cached result; throws the plugin's error when the attachment is broken. */

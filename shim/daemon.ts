@@ -58,13 +58,11 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
     if (written) log.info({ path: written }, 'no CNI network configured: wrote the default (bridge + host-local + portmap + loopback)');
   }
   // NetworkReady follows the CNI network's STATUS (CNI 1.1) or its config and plugins being present.
-  const podNetwork = new CniNetwork({
-    confDir: config.cni.conf_dir, binDirs: config.cni.bin_dirs, cacheDir: config.cni.cache_dir,
-    observe: (operation, seconds, outcome) => ctx.runtimeMetrics.observeCniCall(operation, seconds, outcome),
-  });
+  const podNetwork = new CniNetwork({ confDir: config.cni.conf_dir, binDirs: config.cni.bin_dirs, cacheDir: config.cni.cache_dir });
   const cgroups = CgroupHierarchy.detect(config.cgroup.driver);
   const sandboxes = new PodSandboxes({
     config, db, cgroups, network: podNetwork, native: loadNative(), log, podCidr: () => ctx.podCidr.value,
+    observeCniCall: (operation, seconds, outcome) => ctx.runtimeMetrics.observeCniCall(operation, seconds, outcome),
   });
   const ctx: ShimContext = {
     config,

@@ -1,10 +1,10 @@
 // RunPodSandbox, StopPodSandbox, RemovePodSandbox, PodSandboxStatus,
-// ListPodSandbox, StreamPodSandboxes, UpdatePodSandboxResources: validate,
-// look the pod up by id or unique prefix, call runtime/sandbox, shape the answer.
+// ListPodSandbox, StreamPodSandboxes, UpdatePodSandboxResources: call
+// runtime/sandbox (which validates the request and looks the pod up by id or
+// unique prefix) and shape the answer.
 import type { PodSandbox } from '../cri-proto/generated/runtime/v1/PodSandbox';
 import type { PodSandboxFilter__Output } from '../cri-proto/generated/runtime/v1/PodSandboxFilter';
-import { invalidArgument } from '../runtime/errors';
-import { validatePodSandboxConfig } from '../runtime/sandbox/pod-config-validation';
+import { nowUnixNanos } from '../runtime/common/clock';
 import type { PodSandboxes } from '../runtime/sandbox/pod-sandboxes';
 import type { PodSandboxView } from '../runtime/sandbox/sandbox-types';
 import type { ShimContext } from './context';
@@ -14,36 +14,30 @@ import { podContainerStatuses, podSandboxStatusOf } from './status-builders';
 /** Items per StreamPodSandboxes message: far below the default 16 MiB message limit even with large label maps. */
 export const POD_SANDBOX_STREAM_CHUNK = 200;
 
-function requireId(id: string, field = 'pod_sandbox_id'): string {
-  if (!id) throw invalidArgument(`${field}: empty`);
-  return id;
-}
-
 export function podSandboxHandlers(ctx: ShimContext): CriHandlers {
   const sandboxes: PodSandboxes = ctx.sandboxes;
   return {
     async RunPodSandbox(request) {
-      validatePodSandboxConfig(request.config, ctx.config.cgroup.driver);
       const id = await sandboxes.run(request.config, request.runtime_handler);
       return { pod_sandbox_id: id };
     },
 
     async StopPodSandbox(request) {
-      await sandboxes.stop(requireId(request.pod_sandbox_id));
+      await sandboxes.stop(request.pod_sandbox_id);
       return {};
     },
 
     async RemovePodSandbox(request) {
-      await sandboxes.remove(requireId(request.pod_sandbox_id));
+      await sandboxes.remove(request.pod_sandbox_id);
       return {};
     },
 
     async PodSandboxStatus(request) {
-      const view = sandboxes.resolve(requireId(request.pod_sandbox_id));
+      const view = sandboxes.resolve(request.pod_sandbox_id);
       const info: Record<string, string> = {};
       if (request.verbose) info.info = JSON.stringify(verboseInfo(view, sandboxes));
       // Filled whatever verbose says, as containerd does: the kubelet's Evented PLEG reads them with the timestamp.
-      return { status: podSandboxStatusOf(view), info, containers_statuses: podContainerStatuses(ctx, view.id), timestamp: nowNanos() };
+      return { status: podSandboxStatusOf(view), info, containers_statuses: podContainerStatuses(ctx, view.id), timestamp: nowUnixNanos() };
     },
 
     async ListPodSandbox(request) {
@@ -59,7 +53,7 @@ export function podSandboxHandlers(ctx: ShimContext): CriHandlers {
     },
 
     async UpdatePodSandboxResources(request) {
-      const applied = sandboxes.updateResources(requireId(request.pod_sandbox_id), request.resources);
+      const applied = sandboxes.updateResources(request.pod_sandbox_id, request.resources);
       if (applied.skipped.length > 0) ctx.log.debug({ pod: request.pod_sandbox_id, skipped: applied.skipped }, 'pod resources this host cannot take');
       return {};
     },
@@ -100,8 +94,4 @@ function verboseInfo(s: PodSandboxView, sandboxes: PodSandboxes): object {
     hostname: s.hostname,
     cniResult: sandboxes.cniResult(s.id),
   };
-}
-
-function nowNanos(): string {
-  return (BigInt(Date.now()) * 1_000_000n).toString();
 }

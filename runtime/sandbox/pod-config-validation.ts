@@ -1,11 +1,14 @@
-// Checks a PodSandboxConfig before anything is created, naming the field that
-// is wrong, so the kubelet (or a person with crictl) sees what to fix.
+// Checks a pod sandbox request before anything is created, naming the field
+// that is wrong, so the kubelet (or a person with crictl) sees what to fix.
+// The one place pod requests are validated: the model calls it, the shim does not.
 import { isIP } from 'node:net';
 import { isAbsolute } from 'node:path';
 import type { PodSandboxConfig__Output } from '../../cri-proto/generated/runtime/v1/PodSandboxConfig';
-import type { CgroupDriver } from '../config';
+import type { RuntimeConfig } from '../../cni/cni-types';
+import type { BerthConfig, CgroupDriver } from '../config';
 import { invalidArgument } from '../errors';
 import { isValidHostname } from './pod-files';
+import { bandwidthOf } from './pod-network';
 import { resolvePodSysctls, type PodSysctl } from './sysctls';
 
 export type NamespaceModeName = 'POD' | 'CONTAINER' | 'NODE' | 'TARGET';
@@ -20,6 +23,34 @@ export interface ValidatedPodConfig {
   config: PodSandboxConfig__Output;
   modes: PodNamespaceModes;
   sysctls: PodSysctl[];
+  /** From the kubernetes.io/{ingress,egress}-bandwidth annotations. */
+  bandwidth: RuntimeConfig['bandwidth'] | undefined;
+}
+
+export interface ValidatedRunPodSandbox extends ValidatedPodConfig {
+  /** The runtime handler asked for, or the configured default. */
+  runtimeHandler: string;
+}
+
+/** An id the kubelet passes to a pod call: present (unknown ids are the lookup's NOT_FOUND). */
+export function requirePodSandboxId(id: string): string {
+  if (!id) throw invalidArgument('pod_sandbox_id: is empty');
+  return id;
+}
+
+/** RunPodSandbox's request: the pod config, and a runtime handler berthd has. */
+export function validateRunPodSandbox(
+  config: PodSandboxConfig__Output | null | undefined,
+  runtimeHandler: string,
+  berth: Pick<BerthConfig, 'cgroup' | 'oci'>,
+): ValidatedRunPodSandbox {
+  const validated = validatePodSandboxConfig(config, berth.cgroup.driver);
+  const handler = runtimeHandler || berth.oci.default_runtime;
+  if (!berth.oci.runtimes[handler]) {
+    const known = Object.keys(berth.oci.runtimes).join(', ');
+    throw invalidArgument(`runtime_handler: no runtime for "${handler}" is configured (configured: ${known})`);
+  }
+  return { ...validated, runtimeHandler: handler };
 }
 
 const PROTOCOLS = new Set(['TCP', 'UDP', 'SCTP']);
@@ -106,7 +137,7 @@ export function validatePodSandboxConfig(
     }
     if (parent.split('/').includes('..')) throw invalidArgument('config.linux.cgroup_parent: may not contain ".."');
   }
-  return { config, modes, sysctls };
+  return { config, modes, sysctls, bandwidth: bandwidthOf(config.annotations) };
 }
 
 /** The key that makes a pod's metadata unique among live sandboxes. */

@@ -149,12 +149,43 @@ describe('pod sandbox lifecycle', () => {
     for (const id of [one, two]) await c.call('RemovePodSandbox', { pod_sandbox_id: id });
   });
 
+  test('the CNI calls of a pod are timed in berth_cni_call_duration_seconds: one ADD at run, one DEL at stop', async () => {
+    async function cniCalls(): Promise<Record<string, number>> {
+      const line = s.berthd.logs().split('\n').filter((l) => l.includes('metrics served at /metrics')).pop();
+      const port = (JSON.parse(line!) as { port: number }).port;
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      const counts: Record<string, number> = {};
+      for (const m of text.matchAll(/^berth_cni_call_duration_seconds_count\{operation="(\w+)",outcome="(\w+)"\} (\d+)$/gm)) counts[`${m[1]} ${m[2]}`] = Number(m[3]);
+      return counts;
+    }
+    const c = s.berthd.client;
+    const before = await cniCalls();
+    const { pod_sandbox_id: id } = await c.call('RunPodSandbox', { config: podConfig('timed'), runtime_handler: '' });
+    await c.call('StopPodSandbox', { pod_sandbox_id: id });
+    await c.call('RemovePodSandbox', { pod_sandbox_id: id });
+    const after = await cniCalls();
+    const delta = (key: string): number => (after[key] ?? 0) - (before[key] ?? 0);
+    assert.equal(delta('ADD ok'), 1);
+    assert.equal(delta('DEL ok'), 1, 'remove after stop has nothing left to detach');
+    assert.equal(delta('ADD error') + delta('DEL error'), 0);
+  });
+
   test('stop and remove of unknown ids succeed; status of one is NOT_FOUND', async () => {
     const c = s.berthd.client;
     await c.call('StopPodSandbox', { pod_sandbox_id: 'f'.repeat(64) });
     await c.call('RemovePodSandbox', { pod_sandbox_id: 'f'.repeat(64) });
     await assert.rejects(c.call('PodSandboxStatus', { pod_sandbox_id: 'f'.repeat(64), verbose: false }), (e: unknown) => grpcCode(e) === 5);
-    await assert.rejects(c.call('StopPodSandbox', { pod_sandbox_id: '' }), (e: unknown) => grpcCode(e) === 3);
+    for (const method of ['StopPodSandbox', 'RemovePodSandbox', 'PodSandboxStatus', 'UpdatePodSandboxResources'] as const) {
+      await assert.rejects(c.call(method, { pod_sandbox_id: '' } as never), (e: unknown) => {
+        assert.equal(grpcCode(e), 3, method);
+        assert.equal((e as { details: string }).details, 'pod_sandbox_id: is empty', method);
+        return true;
+      });
+    }
+    await assert.rejects(c.call('PodSandboxStatus', { pod_sandbox_id: 'f'.repeat(64), verbose: false }), (e: unknown) => {
+      assert.equal((e as { details: string }).details, `pod sandbox "${'f'.repeat(64)}" not found`);
+      return true;
+    });
   });
 
   test('bad requests are INVALID_ARGUMENT naming the field, and create nothing', async () => {

@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import type { PodSandboxConfig__Output } from '../../cri-proto/generated/runtime/v1/PodSandboxConfig';
 import { isBerthError } from '../../runtime/errors';
 import { IdLocks } from '../../runtime/common/id-locks';
-import { podNameKey, validatePodSandboxConfig } from '../../runtime/sandbox/pod-config-validation';
+import { podNameKey, requirePodSandboxId, validatePodSandboxConfig, validateRunPodSandbox } from '../../runtime/sandbox/pod-config-validation';
 import { isValidHostname, renderPodHosts, renderResolvConf } from '../../runtime/sandbox/pod-files';
-import { bandwidthOf } from '../../runtime/sandbox/pod-sandboxes';
+import { bandwidthOf } from '../../runtime/sandbox/pod-network';
 import { normalizeSysctlName, resolvePodSysctls, sysctlNamespace, sysctlProcPath } from '../../runtime/sandbox/sysctls';
 import { filterSandboxes } from '../../shim/pod-sandbox-rpcs';
 import type { PodSandboxView } from '../../runtime/sandbox/sandbox-types';
@@ -104,6 +104,29 @@ describe('PodSandboxConfig validation', () => {
 
   test('without namespace options the pod gets its own network and IPC and per-container PID', () => {
     assert.deepEqual(validatePodSandboxConfig(config(), 'cgroupfs').modes, { network: 'POD', pid: 'CONTAINER', ipc: 'POD' });
+  });
+
+  test('bandwidth annotations are checked with the rest of the config, before anything is made', () => {
+    assert.equal(invalidField(() => validatePodSandboxConfig(config({ annotations: { 'kubernetes.io/ingress-bandwidth': 'fast' } }), 'cgroupfs')), 'config.annotations');
+    assert.deepEqual(validatePodSandboxConfig(config({ annotations: { 'kubernetes.io/egress-bandwidth': '1G' } }), 'cgroupfs').bandwidth, {
+      egressRate: 1e9,
+      egressBurst: 2 ** 31 - 1,
+    });
+  });
+
+  test('RunPodSandbox takes the default runtime handler for "" and names an unknown one', () => {
+    const berth = { cgroup: { driver: 'cgroupfs' }, oci: { default_runtime: 'runc', runtimes: { runc: {} } } } as unknown as Parameters<typeof validateRunPodSandbox>[2];
+    assert.equal(validateRunPodSandbox(config(), '', berth).runtimeHandler, 'runc');
+    assert.throws(
+      () => validateRunPodSandbox(config(), 'kata', berth),
+      (e: unknown) => isBerthError(e, 'InvalidArgument') && /^runtime_handler: no runtime for "kata" is configured \(configured: runc\)$/.test(e.message),
+    );
+    assert.equal(invalidField(() => validateRunPodSandbox(null, 'runc', berth)), 'config');
+  });
+
+  test('an empty pod_sandbox_id is INVALID_ARGUMENT, spelled one way', () => {
+    assert.throws(() => requirePodSandboxId(''), (e: unknown) => isBerthError(e, 'InvalidArgument') && e.message === 'pod_sandbox_id: is empty');
+    assert.equal(requirePodSandboxId('abc'), 'abc');
   });
 
   test('the name key tells apart metadata that underscores would run together', () => {

@@ -1,0 +1,126 @@
+// The resource journal: every host resource a pod owns (CNI attachment, PID
+// holder, /dev/shm mount, pinned namespaces, cgroup, state dir) is written to
+// the store before it is made and struck off once it is undone. Whoever undoes
+// a pod (a failed RunPodSandbox, stop, remove, recovery at start) replays the
+// journal, so a crash at any step leaves a record of exactly what to undo.
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { BerthNative, NativeError } from '../../native';
+import type { CgroupHierarchy } from '../cgroups/cgroup-hierarchy';
+import { describeError, internal } from '../errors';
+import type { NamespacePins } from './namespace-pins';
+import { findPidHolders, stopPidHolder } from './pid-holder';
+import type { PodNetwork } from './pod-network';
+import type { SandboxRecord, SandboxRecords } from './sandbox-records';
+import { TEARDOWN_ORDER, type ResourceKind, type SandboxStore } from './sandbox-store';
+
+/** What stop undoes: the pod keeps its namespaces, files and cgroup until it is removed. */
+export const STOP_KINDS: readonly ResourceKind[] = ['cni', 'pidholder'];
+
+export interface JournalParts {
+  records: SandboxRecords;
+  network: PodNetwork;
+  pins: NamespacePins;
+  native: BerthNative;
+  cgroups: CgroupHierarchy;
+}
+
+export class PodResourceJournal {
+  constructor(private readonly parts: JournalParts) {}
+
+  private get store(): SandboxStore {
+    return this.parts.records.store;
+  }
+
+  /** Records that the pod is about to own `ref`; call before making it. */
+  record(podId: string, kind: ResourceKind, ref: string): void {
+    this.store.recordResource(podId, kind, ref);
+  }
+
+  /** Whether the pod owns a resource of this kind still to be undone. */
+  holds(podId: string, kind: ResourceKind): boolean {
+    return this.store.resources(podId).some((r) => r.kind === kind);
+  }
+
+  /** Undoes the pod's resources of these kinds, in the order given; returns what failed (still recorded, for a retry). */
+  async undo(record: SandboxRecord, kinds: readonly ResourceKind[]): Promise<string[]> {
+    const failures: string[] = [];
+    const resources = this.store.resources(record.row.id);
+    for (const kind of kinds) {
+      for (const res of resources.filter((r) => r.kind === kind)) {
+        try {
+          await this.undoResource(record, kind, res.ref);
+          this.store.forgetResource(record.row.id, kind, res.ref);
+        } catch (err) {
+          failures.push(`${kind} ${res.ref}: ${describeError(err)}`);
+        }
+      }
+    }
+    return failures;
+  }
+
+  /** Undoes everything the pod owns; throws (leaving the rest recorded, and the failure on the row) when any of it fails. */
+  async undoAll(record: SandboxRecord): Promise<void> {
+    const failures = await this.undo(record, TEARDOWN_ORDER);
+    if (failures.length > 0) {
+      this.parts.records.update(record, { last_error: failures.join('; ') });
+      throw internal(`removing pod sandbox ${record.row.id}: ${failures.join('; ')}`);
+    }
+  }
+
+  /** Undoes resources whose pod row is gone; returns what failed. */
+  async undoOrphans(): Promise<{ id: string; error: string }[]> {
+    const failures: { id: string; error: string }[] = [];
+    for (const res of this.store.orphanResources()) {
+      try {
+        await this.undoResource(undefined, res.kind, res.ref);
+        this.store.forgetResource(res.sandbox_id, res.kind, res.ref);
+      } catch (err) {
+        failures.push({ id: res.sandbox_id, error: describeError(err) });
+      }
+    }
+    return failures;
+  }
+
+  private async undoResource(record: SandboxRecord | undefined, kind: ResourceKind, ref: string): Promise<void> {
+    const { native } = this.parts;
+    switch (kind) {
+      case 'cni':
+        await this.parts.network.detach(ref);
+        return;
+      case 'pidholder': {
+        if (record && record.row.pid_holder > 0) await stopPidHolder(record.row.pid_holder, ref);
+        // A crash between starting the holder and recording its pid: find it by the pod id on its command line.
+        for (const pid of findPidHolders(ref)) await stopPidHolder(pid, ref);
+        if (record) this.parts.records.update(record, { pid_holder: 0 });
+        return;
+      }
+      case 'shm':
+        umountIfMounted(native, ref);
+        return;
+      case 'netns':
+      case 'ipcns':
+      case 'utsns':
+        this.parts.pins.unpin(ref);
+        return;
+      case 'cgroup':
+        this.parts.cgroups.remove(ref);
+        return;
+      case 'statedir':
+        // A mount left under it (shm) must never be descended into by rm.
+        umountIfMounted(native, join(ref, 'shm'));
+        rmSync(ref, { recursive: true, force: true });
+        return;
+    }
+  }
+}
+
+function umountIfMounted(native: BerthNative, path: string): void {
+  try {
+    native.umount2(path, native.mountFlags.MNT_DETACH);
+  } catch (err) {
+    const errno = (err as NativeError).errno;
+    // EINVAL: not a mount point (already unmounted); ENOENT: gone.
+    if (errno !== 22 && errno !== 2) throw err;
+  }
+}

@@ -1,0 +1,91 @@
+// The pods berthd knows: one record per row of the store, kept in memory so
+// lookups (the kubelet polls every second) never touch SQLite, and written
+// through to the store on every change so a restart finds the same pods.
+import { join } from 'node:path';
+import type { PodSandboxConfig__Output } from '../../cri-proto/generated/runtime/v1/PodSandboxConfig';
+import { IdIndex } from '../common/id-index';
+import type { PodNamespaceModes } from './pod-config-validation';
+import type { PodSandboxView } from './sandbox-types';
+import type { SandboxRow, SandboxStore } from './sandbox-store';
+
+export interface SandboxRecord {
+  row: SandboxRow;
+  config: PodSandboxConfig__Output;
+  modes: PodNamespaceModes;
+  ips: string[];
+}
+
+/** Pods being made, or whose failed run is still being undone, are not found by id. */
+function isVisible(record: SandboxRecord): boolean {
+  return record.row.phase === 'ready' || record.row.phase === 'stopped';
+}
+
+export class SandboxRecords {
+  readonly index = new IdIndex<SandboxRecord>({ noun: 'pod sandbox', visible: isVisible });
+
+  constructor(readonly store: SandboxStore) {
+    for (const row of store.all()) this.index.set(row.id, recordOf(row));
+  }
+
+  /** Stores a new pod's row, then makes it known. */
+  add(record: SandboxRecord): void {
+    this.store.insert(record.row);
+    this.index.set(record.row.id, record);
+  }
+
+  update(record: SandboxRecord, fields: Partial<Omit<SandboxRow, 'id'>>): void {
+    this.store.update(record.row.id, fields);
+    Object.assign(record.row, fields);
+  }
+
+  /** Forgets the pod and its resource journal (everything in it must already be undone). */
+  forget(id: string): void {
+    this.store.delete(id);
+    this.index.delete(id);
+  }
+
+  /** The pod, visible or not, holding this metadata (see podNameKey). */
+  withNameKey(key: string): SandboxRecord | undefined {
+    for (const record of this.index.all()) if (record.row.name_key === key) return record;
+    return undefined;
+  }
+
+  /** Whether this record is still the known, visible pod of its id (it may have been removed while a caller waited for its lock). */
+  isCurrent(record: SandboxRecord): boolean {
+    return this.index.exact(record.row.id) === record && isVisible(record);
+  }
+}
+
+function recordOf(row: SandboxRow): SandboxRecord {
+  const config = JSON.parse(row.config_json) as PodSandboxConfig__Output;
+  const ns = config.linux?.security_context?.namespace_options;
+  const modes: PodNamespaceModes = ns
+    ? { network: ns.network, pid: ns.pid, ipc: ns.ipc }
+    : { network: 'POD', pid: 'CONTAINER', ipc: 'POD' };
+  return { row, config, modes, ips: JSON.parse(row.ips_json) as string[] };
+}
+
+/** What the rest of berth sees of a pod (a copy: callers cannot change the record). */
+export function viewOf(r: SandboxRecord): PodSandboxView {
+  const { row } = r;
+  return {
+    id: row.id,
+    config: r.config,
+    state: row.phase === 'ready' ? 'SANDBOX_READY' : 'SANDBOX_NOTREADY',
+    createdAt: row.created_at,
+    runtimeHandler: row.runtime_handler,
+    netnsPath: row.netns_path,
+    ipcnsPath: row.ipcns_path,
+    utsnsPath: row.utsns_path,
+    pidnsPath: row.pid_holder > 0 && row.phase === 'ready' ? `/proc/${row.pid_holder}/ns/pid` : '',
+    cgroupParent: row.cgroup_parent,
+    hostsPath: join(row.state_dir, 'hosts'),
+    resolvConfPath: join(row.state_dir, 'resolv.conf'),
+    hostnamePath: join(row.state_dir, 'hostname'),
+    shmPath: row.shm_path,
+    hostname: row.hostname,
+    ips: [...r.ips],
+    namespaceModes: { ...r.modes },
+    logDirectory: r.config.log_directory,
+  };
+}
