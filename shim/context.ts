@@ -8,7 +8,7 @@ import type { StatsCollector } from '../runtime/stats/stats-collector';
 import type { HostFacts } from '../runtime/host/host-facts';
 import type { BerthDatabase } from '../runtime/store/database';
 import type { PodSandboxes } from '../runtime/sandbox/pod-sandboxes';
-import type { ImageStore } from '../runtime/image/image-store';
+import type { Images } from '../runtime/image/images';
 import type { Containers } from '../runtime/container/containers';
 import type { StreamingServer } from './streaming/streaming-server';
 import type { Logger } from './logger';
@@ -38,8 +38,8 @@ export interface ShimContext {
   stats: StatsCollector;
   /** Pod sandboxes (a SandboxLookup for the container model; setContainerHooks registers its stop/remove hooks). */
   sandboxes: PodSandboxes;
-  /** The image store (pull, list, remove; forContainer/holdLayers for the container model). */
-  images: ImageStore;
+  /** Images (pull, list, remove, ImageFsInfo; forContainer/holdLayers for the container model). */
+  images: Images;
   /** Containers (a ContainerLookup for streaming/stats; lifecycle, exec, attach socket paths). */
   containers: Containers;
   /** The exec/attach/port-forward streaming server: urlFor() registers a request and returns its single-use URL. */

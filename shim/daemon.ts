@@ -20,7 +20,7 @@ import { ContainerStore } from '../runtime/container/container-store';
 import { OverlayRootfsMounter } from '../runtime/image/rootfs-mounter';
 import type { ShimContext } from './context';
 import { allHandlers } from './handlers';
-import { ImageStore } from '../runtime/image/image-store';
+import { Images } from '../runtime/image/images';
 import type { Logger } from './logger';
 import { BerthMetrics } from './metrics';
 import { BERTH_VERSION } from './runtime-info-rpcs';
@@ -82,7 +82,7 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
     containers: new Containers({
       config, host, log, sandboxes,
       store: new ContainerStore(db),
-      // Read through ctx: the image store is built in this same literal.
+      // Read through ctx: the images are built in this same literal.
       images: { resolve: (r) => ctx.images.resolve(r), forContainer: (r) => ctx.images.forContainer(r) },
       layerHolds: { holdLayers: (h, i) => ctx.images.holdLayers(h, i), releaseLayers: (h) => ctx.images.releaseLayers(h) },
       rootfs: new OverlayRootfsMounter(),
@@ -90,7 +90,7 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
       cgroupRelativePath: (p) => cgroups.relativePath(p),
       observeOciCall: (operation, seconds, runtime, outcome) => ctx.runtimeMetrics.observeOciCall(operation, seconds, runtime, outcome),
     }),
-    images: new ImageStore({ config, db, log, metrics: { observeImagePull: (s, b, o) => ctx.runtimeMetrics.observeImagePull(s, b, o) } }),
+    images: new Images({ config, db, log, metrics: { observeImagePull: (s, b, o) => ctx.runtimeMetrics.observeImagePull(s, b, o) } }),
     streaming: new StreamingServer({
       address: config.streaming.address,
       port: config.streaming.port,

@@ -156,6 +156,14 @@ export function parseImageConfig(body: Buffer): ImageConfigFile {
   return json;
 }
 
+/** uid/username from an image config's User ("1000", "1000:1000", "app", "app:grp"). */
+export function userOfConfig(user: string | undefined): { uid?: number; username: string } {
+  if (!user) return { username: '' };
+  const name = user.split(':')[0];
+  if (/^\d+$/.test(name)) return { uid: Number(name), username: '' };
+  return { username: name };
+}
+
 /** The OCI name of this host's architecture, with the variant an image for it may carry. */
 export function hostPlatform(arch: string = process.arch): Platform {
   switch (arch) {

@@ -1,5 +1,5 @@
-// What the image store offers the rest of berth. Owned by runtime/image/; the
-// container model depends only on these types.
+// What runtime/image offers the rest of berth (the Images facade in images.ts
+// implements it); the container model depends only on these types.
 
 /** The parts of an OCI image config (config.config) a container is built from. */
 export interface OciImageRuntimeConfig {
@@ -52,4 +52,11 @@ export interface RootfsMounter {
   mount(options: { layerDirs: string[]; upperDir: string; workDir: string; target: string; readonly?: boolean }): void;
   /** Unmounts; succeeds when nothing is mounted there. */
   unmount(target: string): void;
+}
+
+/** ImageStatus' answer: the image, and everything known about it for verbose info. */
+export interface ImageStatusInfo {
+  image: ImageRecord;
+  /** For ImageStatus(verbose).info["info"]. */
+  info: Record<string, unknown>;
 }

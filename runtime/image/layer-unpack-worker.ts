@@ -11,7 +11,7 @@ import { Duplex, PassThrough, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parentPort } from 'node:worker_threads';
 import { createGunzip } from 'node:zlib';
-import { BerthError, failedPrecondition, resourceExhausted } from '../errors';
+import { BerthError, describeError, failedPrecondition, resourceExhausted } from '../errors';
 import type { LayerCompression } from './image-manifest';
 import { unpackLayer } from './layer-unpacker';
 import type { FromLayerWorker, LayerJobResult, LayerJobSpec, SerializedError, ToLayerWorker } from './layer-workers';
@@ -187,8 +187,7 @@ class LayerJob {
 
 function serialize(err: unknown): SerializedError {
   if (err instanceof BerthError) return { kind: err.kind, message: err.message };
-  if (err instanceof Error) return { message: err.message, code: (err as NodeJS.ErrnoException).code };
-  return { message: String(err) };
+  return { message: describeError(err), code: (err as NodeJS.ErrnoException | undefined)?.code };
 }
 
 if (parentPort) {

@@ -9,8 +9,8 @@ import * as fs from 'node:fs';
 import { posix } from 'node:path';
 import { loadNative, type BerthNative } from '../../native';
 import { invalidArgument } from '../errors';
+import { TarReader } from './tar-reader';
 
-const BLOCK = 512;
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE_MARKER = '.wh..wh..opq';
 const S_ISGID = 0o2000;
@@ -23,156 +23,6 @@ export interface UnpackStats {
   fileBytes: number;
 }
 
-/** Reads exact byte counts from an async stream of chunks. */
-class ByteReader {
-  private buffered: Buffer[] = [];
-  private length = 0;
-  private done = false;
-
-  constructor(private readonly source: AsyncIterator<Buffer>) {}
-
-  private async fill(min: number): Promise<void> {
-    while (this.length < min && !this.done) {
-      const next = await this.source.next();
-      if (next.done) {
-        this.done = true;
-        break;
-      }
-      const chunk = Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value);
-      if (chunk.length === 0) continue;
-      this.buffered.push(chunk);
-      this.length += chunk.length;
-    }
-  }
-
-  /** Removes and returns the next n buffered bytes, copying only when they span chunks. */
-  private take(n: number): Buffer {
-    const first = this.buffered[0];
-    this.length -= n;
-    if (first.length >= n) {
-      if (first.length === n) this.buffered.shift();
-      else this.buffered[0] = first.subarray(n);
-      return first.subarray(0, n);
-    }
-    const parts: Buffer[] = [];
-    let got = 0;
-    while (got < n) {
-      const head = this.buffered[0];
-      const need = n - got;
-      if (head.length <= need) {
-        parts.push(head);
-        this.buffered.shift();
-        got += head.length;
-      } else {
-        parts.push(head.subarray(0, need));
-        this.buffered[0] = head.subarray(need);
-        got = n;
-      }
-    }
-    return Buffer.concat(parts, n);
-  }
-
-  /** Exactly n bytes, or null at a clean end of stream. */
-  async read(n: number): Promise<Buffer | null> {
-    await this.fill(n);
-    if (this.length === 0 && this.done) return null;
-    if (this.length < n) throw invalidArgument('layer tar is truncated');
-    return this.take(n);
-  }
-
-  /** Yields the next n bytes in pieces as they arrive. */
-  async *pieces(n: number): AsyncGenerator<Buffer> {
-    let left = n;
-    while (left > 0) {
-      if (this.length === 0) await this.fill(1);
-      if (this.length === 0) throw invalidArgument('layer tar is truncated');
-      // Whole chunks as they came (no copy): file data goes straight to write(2).
-      const piece = this.take(Math.min(left, this.buffered[0].length));
-      left -= piece.length;
-      yield piece;
-    }
-  }
-
-  async skip(n: number): Promise<void> {
-    for await (const _ of this.pieces(n)) {
-      // discarded
-    }
-  }
-}
-
-interface TarHeader {
-  name: string;
-  mode: number;
-  uid: number;
-  gid: number;
-  size: number;
-  mtime: number;
-  typeflag: string;
-  linkname: string;
-  devmajor: number;
-  devminor: number;
-}
-
-function parseNumber(field: Buffer, what: string): number {
-  if (field[0] & 0x80) {
-    // base-256: big-endian, high bit of the first byte is the marker.
-    let value = 0;
-    for (let i = 0; i < field.length; i++) value = value * 256 + (i === 0 ? field[i] & 0x7f : field[i]);
-    if (!Number.isSafeInteger(value)) throw invalidArgument(`layer tar: ${what} is out of range`);
-    return value;
-  }
-  const text = field.toString('ascii').replace(/\0.*$/s, '').trim();
-  if (text === '') return 0;
-  if (!/^[0-7]+$/.test(text)) throw invalidArgument(`layer tar: bad ${what} field`);
-  return parseInt(text, 8);
-}
-
-function cString(field: Buffer): string {
-  const end = field.indexOf(0);
-  return field.subarray(0, end < 0 ? field.length : end).toString('utf8');
-}
-
-function parseHeader(block: Buffer): TarHeader | null {
-  if (block.every((b) => b === 0)) return null;
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : block[i];
-  if (parseNumber(block.subarray(148, 156), 'checksum') !== sum) throw invalidArgument('layer tar: header checksum mismatch');
-  const magic = block.subarray(257, 263).toString('ascii');
-  let name = cString(block.subarray(0, 100));
-  if (magic.startsWith('ustar')) {
-    const prefix = cString(block.subarray(345, 500));
-    if (prefix && magic === 'ustar\0') name = `${prefix}/${name}`;
-  }
-  return {
-    name,
-    mode: parseNumber(block.subarray(100, 108), 'mode'),
-    uid: parseNumber(block.subarray(108, 116), 'uid'),
-    gid: parseNumber(block.subarray(116, 124), 'gid'),
-    size: parseNumber(block.subarray(124, 136), 'size'),
-    mtime: parseNumber(block.subarray(136, 148), 'mtime'),
-    typeflag: block.subarray(156, 157).toString('ascii'),
-    linkname: cString(block.subarray(157, 257)),
-    devmajor: parseNumber(block.subarray(329, 337), 'devmajor'),
-    devminor: parseNumber(block.subarray(337, 345), 'devminor'),
-  };
-}
-
-function parsePax(data: Buffer): Map<string, Buffer> {
-  const out = new Map<string, Buffer>();
-  let at = 0;
-  while (at < data.length) {
-    const space = data.indexOf(0x20, at);
-    if (space < 0) break;
-    const length = parseInt(data.subarray(at, space).toString('ascii'), 10);
-    if (!Number.isSafeInteger(length) || length <= 0 || at + length > data.length) throw invalidArgument('layer tar: malformed PAX header');
-    const record = data.subarray(space + 1, at + length - 1);
-    const eq = record.indexOf(0x3d);
-    if (eq > 0) out.set(record.subarray(0, eq).toString('utf8'), record.subarray(eq + 1));
-    at += length;
-  }
-  return out;
-}
-
 /** The entry's path inside the layer, normalized; refuses anything that could leave it. */
 export function safeRelativePath(name: string): string {
   if (name.includes('\0')) throw invalidArgument(`layer entry "${name}" has a NUL byte`);
@@ -180,10 +30,6 @@ export function safeRelativePath(name: string): string {
   const parts = name.split('/').filter((p) => p !== '' && p !== '.');
   if (parts.includes('..')) throw invalidArgument(`layer entry "${name}" escapes the layer ("..")`);
   return parts.join('/');
-}
-
-function padding(size: number): number {
-  return (BLOCK - (size % BLOCK)) % BLOCK;
 }
 
 export interface UnpackOptions {
@@ -211,7 +57,7 @@ function writeFully(fd: number, data: Buffer): void {
  */
 export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, options: UnpackOptions = {}): Promise<UnpackStats> {
   const native = options.native ?? loadNative();
-  const reader = new ByteReader(tar[Symbol.asyncIterator]());
+  const reader = new TarReader(tar);
   const stats: UnpackStats = { entries: 0, fileBytes: 0 };
   // Paths (relative) this layer made symlinks or non-directories: no later entry may be written beneath one.
   const nonDirectories = new Set<string>();
@@ -220,10 +66,6 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
   const present = new Set<string>();
   const directories = new Set<string>(['.']);
   const directoryTimes: { path: string; mtime: number }[] = [];
-  let globalPax = new Map<string, Buffer>();
-  let pax = new Map<string, Buffer>();
-  let gnuLongName: string | undefined;
-  let gnuLongLink: string | undefined;
   // Every metadata syscall dirties the inode again (a journal handle on ext4 with a journal): set owner
   // and mode only when creation did not already give the entry the right ones.
   const umask = process.umask();
@@ -293,65 +135,16 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
     }
   };
 
-  for (;;) {
-    const block = await reader.read(BLOCK);
-    if (block === null) break;
-    const header = parseHeader(block);
-    if (header === null) break; // end-of-archive marker: the rest is padding
-    const dataSize = header.size;
-
-    switch (header.typeflag) {
-      case 'x':
-      case 'g': {
-        if (dataSize > 1024 * 1024) throw invalidArgument('layer tar: PAX header larger than 1 MiB');
-        const data = (await reader.read(dataSize + padding(dataSize)))?.subarray(0, dataSize) ?? Buffer.alloc(0);
-        if (header.typeflag === 'x') pax = parsePax(data);
-        else globalPax = new Map([...globalPax, ...parsePax(data)]);
-        continue;
-      }
-      case 'L':
-      case 'K': {
-        if (dataSize > 64 * 1024) throw invalidArgument('layer tar: GNU long name larger than 64 KiB');
-        const data = (await reader.read(dataSize + padding(dataSize)))?.subarray(0, dataSize) ?? Buffer.alloc(0);
-        const text = cString(data);
-        if (header.typeflag === 'L') gnuLongName = text;
-        else gnuLongLink = text;
-        continue;
-      }
-      default:
-        break;
-    }
-
-    const records = globalPax.size === 0 ? pax : new Map([...globalPax, ...pax]);
-    const name = records.get('path')?.toString('utf8') ?? gnuLongName ?? header.name;
-    const linkname = records.get('linkpath')?.toString('utf8') ?? gnuLongLink ?? header.linkname;
-    const size = records.has('size') ? Number(records.get('size')!.toString('ascii')) : dataSize;
-    const uid = records.has('uid') ? Number(records.get('uid')!.toString('ascii')) : header.uid;
-    const gid = records.has('gid') ? Number(records.get('gid')!.toString('ascii')) : header.gid;
-    const mtime = records.has('mtime') ? Number(records.get('mtime')!.toString('ascii')) : header.mtime;
-    const xattrs: [string, Buffer][] = [];
-    for (const [key, value] of records) if (key.startsWith('SCHILY.xattr.')) xattrs.push([key.slice('SCHILY.xattr.'.length), value]);
-    if (records.has('GNU.sparse.major') || records.has('GNU.sparse.map') || header.typeflag === 'S') {
-      throw invalidArgument(`layer entry "${name}" is a GNU sparse file, which berth does not unpack`);
-    }
-    pax = new Map();
-    gnuLongName = undefined;
-    gnuLongLink = undefined;
-    if (!Number.isSafeInteger(size) || size < 0) throw invalidArgument(`layer entry "${name}" has a bad size`);
-
+  for (let entry = await reader.next(); entry !== null; entry = await reader.next()) {
+    const { name, linkname, size, uid, gid, mtime, xattrs } = entry;
     const rel = safeRelativePath(name);
     const base = posix.basename(rel);
-    const hasData = header.typeflag === '0' || header.typeflag === '\0' || header.typeflag === '7' || header.typeflag === '';
-    if (rel === '') {
-      // The layer root itself: nothing to create.
-      await reader.skip(hasData ? size + padding(size) : dataSize + padding(dataSize));
-      continue;
-    }
+    // The layer root itself: nothing to create.
+    if (rel === '') continue;
     checkParents(rel);
     const abs = posix.join(root, rel);
 
     if (base.startsWith(WHITEOUT_PREFIX)) {
-      await reader.skip(dataSize + padding(dataSize));
       const dirRel = posix.dirname(rel);
       const dirAbs = dirRel === '.' ? root : posix.join(root, dirRel);
       ensureParents(rel);
@@ -370,14 +163,14 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
     }
 
     ensureParents(rel);
-    const isDir = header.typeflag === '5';
+    const isDir = entry.typeflag === '5';
     clearFor(rel, isDir);
     if (!isDir) nonDirectories.add(rel);
     else nonDirectories.delete(rel);
-    const mode = header.mode & 0o7777;
+    const mode = entry.mode & 0o7777;
     let needsMode = false;
 
-    switch (header.typeflag) {
+    switch (entry.typeflag) {
       case '0':
       case '\0':
       case '':
@@ -387,7 +180,7 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
         const fd = fs.openSync(abs, WRITE_FLAGS, mode & 0o777);
         present.add(rel);
         try {
-          for await (const piece of reader.pieces(size)) writeFully(fd, piece);
+          for await (const piece of reader.data(entry)) writeFully(fd, piece);
           // Through the descriptor: no path walk per call. chmod after chown, which clears set-id bits.
           if (needsChown(uid, gid)) fs.fchownSync(fd, uid, gid);
           if (needsChmod(mode)) fs.fchmodSync(fd, mode);
@@ -396,7 +189,6 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
         } finally {
           fs.closeSync(fd);
         }
-        await reader.skip(padding(size));
         stats.entries++;
         continue;
       }
@@ -407,15 +199,12 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
         present.add(rel);
         directories.add(rel);
         if (mode & S_ISGID) setgidBelow = true;
-        await reader.skip(dataSize + padding(dataSize));
         break;
       case '2':
-        await reader.skip(dataSize + padding(dataSize));
         fs.symlinkSync(linkname, abs);
         present.add(rel);
         break;
       case '1': {
-        await reader.skip(dataSize + padding(dataSize));
         const targetRel = safeRelativePath(linkname);
         if (targetRel === '') throw invalidArgument(`layer entry "${name}" is a hardlink to the layer root`);
         checkParents(targetRel);
@@ -435,18 +224,17 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
       case '3':
       case '4':
       case '6': {
-        await reader.skip(dataSize + padding(dataSize));
-        const type = header.typeflag === '3' ? native.fileTypes.S_IFCHR : header.typeflag === '4' ? native.fileTypes.S_IFBLK : native.fileTypes.S_IFIFO;
-        native.mknod(abs, type | (mode & 0o777), header.devmajor, header.devminor);
+        const type = entry.typeflag === '3' ? native.fileTypes.S_IFCHR : entry.typeflag === '4' ? native.fileTypes.S_IFBLK : native.fileTypes.S_IFIFO;
+        native.mknod(abs, type | (mode & 0o777), entry.devmajor, entry.devminor);
         present.add(rel);
         break;
       }
       default:
-        throw invalidArgument(`layer entry "${name}" has an unsupported tar type "${header.typeflag}"`);
+        throw invalidArgument(`layer entry "${name}" has an unsupported tar type "${entry.typeflag}"`);
     }
     stats.entries++;
 
-    const isSymlink = header.typeflag === '2';
+    const isSymlink = entry.typeflag === '2';
     if (needsChown(uid, gid)) fs.lchownSync(abs, uid, gid);
     // After chown, which clears set-id bits.
     if (!isSymlink && (needsMode || needsChmod(mode))) fs.chmodSync(abs, mode);
@@ -463,10 +251,6 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
       ignoreMissing(err);
     }
   }
-  // Read whatever follows the end marker so the caller's digest covers the whole stream.
-  for (;;) {
-    const rest = await reader.read(BLOCK).catch(() => null);
-    if (rest === null) break;
-  }
+  await reader.drain();
   return stats;
 }

@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
-import { BerthError, type BerthErrorKind } from '../errors';
+import { BerthError, describeError, type BerthErrorKind } from '../errors';
 import type { Descriptor, LayerCompression } from './image-manifest';
 import type { UnpackStats } from './layer-unpacker';
 
@@ -201,7 +201,7 @@ export class LayerWorkerPool {
       };
       const onBodyError = (err: unknown): void => {
         bodyError ??= err;
-        post({ type: 'abort', job, reason: `the layer download broke: ${err instanceof Error ? err.message : String(err)}` });
+        post({ type: 'abort', job, reason: `the layer download broke: ${describeError(err)}` });
       };
       const finish = (outcome: () => void): void => {
         if (settled) return;

@@ -4,7 +4,7 @@
 // option string is used, which must fit in one page.
 import { mkdirSync } from 'node:fs';
 import { loadNative, type BerthNative, type NativeError } from '../../native';
-import { internal, invalidArgument } from '../errors';
+import { describeError, internal, invalidArgument } from '../errors';
 import type { RootfsMounter } from './image-types';
 
 const PAGE_SIZE = 4096;
@@ -35,8 +35,8 @@ export class OverlayRootfsMounter implements RootfsMounter {
       } catch (err) {
         const errno = (err as NativeError).errno;
         // ENOSYS: no fsopen; EINVAL at lowerdir+: a kernel before 6.8.
-        if (!(errno === ENOSYS || (errno === EINVAL && this.newApi === undefined && /lowerdir\+/.test((err as Error).message)))) {
-          throw internal(`overlay mount at ${target} failed: ${(err as Error).message}`, err);
+        if (!(errno === ENOSYS || (errno === EINVAL && this.newApi === undefined && /lowerdir\+/.test(describeError(err))))) {
+          throw internal(`overlay mount at ${target} failed: ${describeError(err)}`, err);
         }
         this.newApi = false;
       }
@@ -48,7 +48,7 @@ export class OverlayRootfsMounter implements RootfsMounter {
     try {
       this.native.mount('overlay', target, 'overlay', options.readonly ? this.native.mountFlags.MS_RDONLY : 0, data);
     } catch (err) {
-      throw internal(`overlay mount at ${target} failed: ${(err as Error).message}`, err);
+      throw internal(`overlay mount at ${target} failed: ${describeError(err)}`, err);
     }
   }
 
@@ -60,7 +60,7 @@ export class OverlayRootfsMounter implements RootfsMounter {
       } catch (err) {
         const errno = (err as NativeError).errno;
         if (errno === EINVAL || errno === ENOENT) return;
-        throw internal(`unmounting ${target} failed: ${(err as Error).message}`, err);
+        throw internal(`unmounting ${target} failed: ${describeError(err)}`, err);
       }
     }
   }

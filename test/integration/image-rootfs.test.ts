@@ -6,7 +6,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { join } from 'node:path';
 import pino from 'pino';
 import { loadNative } from '../../native';
-import { ImageStore } from '../../runtime/image/image-store';
+import { parseImageReference } from '../../runtime/image/image-reference';
+import { Images } from '../../runtime/image/images';
 import { OverlayRootfsMounter } from '../../runtime/image/rootfs-mounter';
 import { BerthDatabase } from '../../runtime/store/database';
 import { buildConfig } from '../../shim/config';
@@ -52,18 +53,18 @@ describe('overlay root filesystems', () => {
 
 describe('layers held by containers', () => {
   let registry: TestRegistry;
-  let store: ImageStore;
+  let images: Images;
   let db: BerthDatabase;
-  const root = mkdtempSync('/tmp/berth-imagestore-');
+  const root = mkdtempSync('/tmp/berth-images-');
   before(async () => {
     registry = await startRegistry();
     const config = buildConfig(`root = ${JSON.stringify(root)}\n`);
     db = new BerthDatabase(join(root, 'berth.db'));
-    store = new ImageStore({ config, db, log: pino({ level: 'silent' }) });
-    store.init();
+    images = new Images({ config, db, log: pino({ level: 'silent' }) });
+    images.init();
   });
   after(async () => {
-    await store?.close();
+    await images?.close();
     db?.close();
     await registry?.stop();
     rmSync(root, { recursive: true, force: true });
@@ -71,19 +72,19 @@ describe('layers held by containers', () => {
 
   test('forContainer gives the layers base first; held layers outlive RemoveImage until released', async () => {
     const pushed = await pushBusyboxImage(registry, 'held/app:v1', { extraLayers: [[{ path: 'held', type: 'file', content: 'h' }]] });
-    await store.pull(pushed.reference);
-    const resolved = store.forContainer(pushed.reference);
+    await images.pull(parseImageReference(pushed.reference));
+    const resolved = images.forContainer(pushed.reference);
     assert.equal(resolved.image.id, pushed.imageId);
     assert.equal(resolved.layerDirs.length, 2);
     assert.ok(existsSync(join(resolved.layerDirs[0], 'bin/busybox')));
     assert.ok(existsSync(join(resolved.layerDirs[1], 'held')));
     assert.deepEqual(resolved.image.config.Cmd, ['sh']);
-    store.holdLayers('container-1', resolved.image.id);
-    await store.remove(pushed.reference);
-    assert.equal(store.resolve(pushed.reference), undefined);
+    images.holdLayers('container-1', resolved.image.id);
+    await images.remove(pushed.reference);
+    assert.equal(images.resolve(pushed.reference), undefined);
     for (const layer of resolved.layerDirs) assert.ok(existsSync(layer), 'a held layer stays');
-    assert.throws(() => store.forContainer(pushed.reference), /not found/);
-    await store.releaseLayers('container-1');
+    assert.throws(() => images.forContainer(pushed.reference), /not found/);
+    await images.releaseLayers('container-1');
     for (const layer of resolved.layerDirs) assert.ok(!existsSync(layer), 'released layers are collected');
   });
 });

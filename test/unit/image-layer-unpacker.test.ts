@@ -145,4 +145,30 @@ describe('layer unpacker', () => {
     await assert.rejects(unpackLayer(chunked(tar, [300]), root), /would be written through/);
     assert.ok(!existsSync(join(root, 'f/under')));
   });
+
+  test('an empty PAX header is read whatever the chunking (one ending exactly at a chunk boundary included)', async () => {
+    const tar = Buffer.concat([emptyPaxHeader(), writeTar([{ path: 'after-pax', type: 'file', content: 'x' }])]);
+    for (const [, sizes] of CHUNKINGS) {
+      const root = freshDir();
+      await unpackLayer(chunked(tar, sizes), root);
+      assert.equal(readFileSync(join(root, 'after-pax'), 'utf8'), 'x');
+    }
+  });
 });
+
+/** A ustar header of type "x" (a PAX extended header) with no records. */
+function emptyPaxHeader(): Buffer {
+  const block = Buffer.alloc(512);
+  block.write('PaxHeaders/empty', 0, 'ascii');
+  block.write('0000644\0', 100, 'ascii');
+  for (const offset of [108, 116]) block.write('0000000\0', offset, 'ascii');
+  block.write('00000000000\0', 124, 'ascii');
+  block.write('00000000000\0', 136, 'ascii');
+  block.write('x', 156, 'ascii');
+  block.write('ustar\0' + '00', 257, 'ascii');
+  block.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const byte of block) sum += byte;
+  block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8, 'ascii');
+  return block;
+}

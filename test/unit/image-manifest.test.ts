@@ -1,9 +1,8 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isBerthError } from '../../runtime/errors';
-import { MediaType, parseManifest, pickPlatform, layerCompression, type ImageIndex } from '../../runtime/image/image-manifest';
-import { userOfConfig } from '../../runtime/image/image-store';
-import { parseWwwAuthenticate } from '../../runtime/image/registry-client';
+import { MediaType, parseManifest, pickPlatform, layerCompression, userOfConfig, type ImageIndex } from '../../runtime/image/image-manifest';
+import { parseWwwAuthenticate } from '../../runtime/image/registry-auth';
 import { safeRelativePath } from '../../runtime/image/layer-unpacker';
 
 const D = (c: string) => `sha256:${c.repeat(64)}`;

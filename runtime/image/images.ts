@@ -1,0 +1,236 @@
+// berth's images, as the image RPCs and the container model see them: lookup
+// by id, id prefix, tag, digest or short name; pull; remove; the layers a
+// container is made from; ImageFsInfo's figures. The work is done by the parts
+// built here: rows in SQLite (image-rows.ts), blobs by digest
+// (content-blobs.ts), unpacked layers (layer-directories.ts), the pull
+// (image-pull.ts, layer-download.ts) and collection (layer-gc.ts).
+import { availableParallelism } from 'node:os';
+import type { RuntimeLog } from '../common/log';
+import type { BerthConfig } from '../config';
+import { failedPrecondition, notFound } from '../errors';
+import type { BerthDatabase } from '../store/database';
+import { ContentBlobs } from './content-blobs';
+import { measureImageFs, type ImageFsUsage } from './image-fs-usage';
+import { hostPlatform, userOfConfig, type ImageConfigFile, type Platform } from './image-manifest';
+import { ImagePuller, type ImagePullMetrics } from './image-pull';
+import { digestedName, looksLikeImageId, parseImageReference, taggedName, type ImageReference } from './image-reference';
+import { ImageRows, type ImageNameKind, type ImageRow } from './image-rows';
+import type { ContainerImageSource, ImageForContainer, ImageRecord, ImageStatusInfo } from './image-types';
+import { LayerDirectories } from './layer-directories';
+import { LayerDownloads } from './layer-download';
+import { LayerGc, type LayerHolds } from './layer-gc';
+import { LayerWorkerPool } from './layer-workers';
+import type { RegistryCredentials } from './registry-auth';
+import { RegistryClient } from './registry-client';
+
+export interface ImagesOptions {
+  config: BerthConfig;
+  db: BerthDatabase;
+  log: RuntimeLog;
+  /** Where pull duration and bytes go (RuntimeMetrics on ctx.metrics.registry). */
+  metrics?: ImagePullMetrics;
+  /** Platform images are picked for (default: this host). */
+  platform?: Platform;
+}
+
+/** How a reference matched an image. */
+interface Match {
+  row: ImageRow;
+  by: 'id' | ImageNameKind;
+  name?: string;
+}
+
+export class Images implements ContainerImageSource, LayerHolds {
+  private readonly rows: ImageRows;
+  private readonly blobs: ContentBlobs;
+  private readonly layers: LayerDirectories;
+  private readonly client: RegistryClient;
+  private readonly workers: LayerWorkerPool;
+  private readonly gc: LayerGc;
+  private readonly puller: ImagePuller;
+
+  constructor(private readonly options: ImagesOptions) {
+    const { config, log } = options;
+    const image = config.image;
+    this.rows = new ImageRows(options.db);
+    this.blobs = new ContentBlobs(config.root);
+    this.layers = new LayerDirectories(config.root);
+    this.workers = new LayerWorkerPool(Math.min(image.max_concurrent_downloads, availableParallelism()));
+    this.client = new RegistryClient({
+      registries: image.registries,
+      log,
+      headersTimeoutMs: Math.min(30_000, image.pull_timeout_seconds * 1000),
+      bodyTimeoutMs: image.pull_timeout_seconds * 1000,
+    });
+    this.gc = new LayerGc(this.rows, this.layers, this.blobs, log);
+    const downloads = new LayerDownloads({
+      rows: this.rows,
+      blobs: this.blobs,
+      layers: this.layers,
+      client: this.client,
+      workers: this.workers,
+      limits: { maxUnpackedBytes: image.max_layer_unpacked_bytes, maxCompressionRatio: image.max_compression_ratio },
+      maxConcurrent: image.max_concurrent_downloads,
+      log,
+    });
+    this.puller = new ImagePuller({
+      rows: this.rows,
+      blobs: this.blobs,
+      client: this.client,
+      downloads,
+      workers: this.workers,
+      gc: this.gc,
+      platform: options.platform ?? hostPlatform(),
+      log,
+      metrics: options.metrics,
+    });
+  }
+
+  /** Creates the directories, removes what an interrupted pull left, and forgets layers gone from disk. */
+  init(): void {
+    this.blobs.init();
+    this.layers.init();
+    // A layer removed by hand is fetched again by the next pull that needs it.
+    for (const layer of this.rows.allLayers()) if (!this.layers.has(layer.dirId)) this.rows.deleteLayer(layer.diffId);
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+    await this.workers.close();
+  }
+
+  resolve(reference: string): ImageRecord | undefined {
+    const match = this.lookup(reference);
+    return match ? this.recordOf(match.row) : undefined;
+  }
+
+  /** Every image, oldest first; with a filter, the one image it names (or none). */
+  list(filterReference?: string): ImageRecord[] {
+    if (filterReference) {
+      const one = this.resolve(filterReference);
+      return one ? [one] : [];
+    }
+    return this.rows.allImages().map((row) => this.recordOf(row));
+  }
+
+  status(reference: string): ImageStatusInfo | undefined {
+    const match = this.lookup(reference);
+    if (!match) return undefined;
+    const image = this.recordOf(match.row);
+    const layers = this.rows.layersOf(image.id);
+    return {
+      image,
+      info: {
+        id: image.id,
+        repoTags: image.repoTags,
+        repoDigests: image.repoDigests,
+        manifestDigest: match.row.manifestDigest,
+        imageSpec: JSON.parse(match.row.configJson) as unknown,
+        layers: layers.map((l) => ({ diffId: l.diffId, digest: l.blobDigest, size: l.compressedSize, unpackedSize: l.unpackedSize })),
+        pinned: image.pinned,
+      },
+    };
+  }
+
+  forContainer(reference: string): ImageForContainer {
+    const match = this.lookup(reference);
+    if (!match) throw notFound(`image "${reference}" not found`);
+    const id = match.row.id;
+    const layerDirs = this.rows.layersOf(id).map((l) => this.layers.diffOf(l.dirId));
+    if (layerDirs.length !== this.rows.layerCountOf(id)) throw failedPrecondition(`image ${id} is missing layers on disk; pull it again`);
+    return { image: this.recordOf(match.row), layerDirs };
+  }
+
+  holdLayers(holder: string, imageId: string): void {
+    this.gc.holdLayers(holder, imageId);
+  }
+
+  releaseLayers(holder: string): Promise<void> {
+    return this.gc.releaseLayers(holder);
+  }
+
+  /** Pulls an image (see image-pull.ts); resolves with it as recorded. */
+  async pull(image: ImageReference, credentials?: RegistryCredentials): Promise<ImageRecord> {
+    const id = await this.puller.pull(image, credentials);
+    return this.recordOf(this.rows.image(id)!);
+  }
+
+  /**
+   * Removes by id, tag or digest. By tag, only that tag goes when the image has others;
+   * otherwise the image and every name of it go. Succeeds when nothing matches.
+   */
+  async remove(reference: string): Promise<{ removed: boolean; imageId?: string }> {
+    const match = this.lookup(reference);
+    if (!match) return { removed: false };
+    const image = this.recordOf(match.row);
+    if (match.by === 'tag' && match.name && image.repoTags.length > 1) {
+      this.rows.deleteName(match.name);
+      this.options.log.info({ image: image.id, tag: match.name }, 'untagged image');
+      return { removed: false, imageId: image.id };
+    }
+    this.rows.deleteImage(image.id);
+    this.options.log.info({ image: image.id, tags: image.repoTags }, 'removed image');
+    await this.gc.collect();
+    return { removed: true, imageId: image.id };
+  }
+
+  /** ImageFsInfo's figures (see image-fs-usage.ts). */
+  filesystemUsage(): Promise<ImageFsUsage> {
+    return measureImageFs(this.options.config.root, this.rows, this.blobs);
+  }
+
+  private recordOf(row: ImageRow): ImageRecord {
+    const names = this.rows.namesOf(row.id);
+    const runtime = (JSON.parse(row.configJson) as ImageConfigFile).config ?? {};
+    const user = userOfConfig(runtime.User);
+    return {
+      id: row.id,
+      repoTags: names.filter((n) => n.kind === 'tag').map((n) => n.name),
+      repoDigests: names.filter((n) => n.kind === 'digest').map((n) => n.name),
+      size: row.size,
+      ...(user.uid !== undefined ? { uid: user.uid } : {}),
+      username: user.username,
+      pinned: row.pinned,
+      annotations: JSON.parse(row.annotationsJson) as Record<string, string>,
+      config: runtime,
+    };
+  }
+
+  /** Finds an image and says how the reference matched it. */
+  private lookup(reference: string): Match | undefined {
+    const text = reference.trim();
+    if (text === '') return undefined;
+    if (looksLikeImageId(text)) {
+      const row = this.rows.image(text.startsWith('sha256:') ? text : `sha256:${text}`);
+      if (row) return { row, by: 'id' };
+    }
+    const prefix = /^(?:sha256:)?([a-f0-9]{3,63})$/.exec(text);
+    if (prefix) {
+      const rows = this.rows.imagesWithIdPrefix(`sha256:${prefix[1]}`);
+      // A short hex string may also be a repository name ("abc" -> docker.io/library/abc:latest): prefer the name.
+      if (rows.length === 1) return this.lookupName(text) ?? { row: rows[0], by: 'id' };
+    }
+    return this.lookupName(text);
+  }
+
+  private lookupName(text: string): Match | undefined {
+    let ref: ImageReference;
+    try {
+      ref = parseImageReference(text);
+    } catch {
+      return undefined;
+    }
+    const byName = (name: string, kind: ImageNameKind): Match | undefined => {
+      const id = this.rows.imageIdByName(name, kind);
+      const row = id ? this.rows.image(id) : undefined;
+      return row ? { row, by: kind, name } : undefined;
+    };
+    if (!ref.digest) return byName(taggedName(ref)!, 'tag');
+    const name = digestedName(ref, ref.digest);
+    const byDigest = byName(name, 'digest');
+    if (byDigest) return byDigest;
+    // A digest reference may name the image's config (its id).
+    const byId = this.rows.image(ref.digest);
+    return byId ? { row: byId, by: 'digest', name } : undefined;
+  }
+}
