@@ -89,22 +89,7 @@ export const CONFIG_SCHEMA = section('berthd configuration', {
   }),
 });
 
-type SchemaConfig = ConfigOf<typeof CONFIG_SCHEMA>;
-
-/**
- * The image code still reads the pull timeout under its old name until the
- * image model's split lands; the loader fills it from
- * image.pull_progress_timeout_seconds (withPendingRenames). Not a file key.
- */
-interface PendingRenames {
-  image: SchemaConfig['image'] & { readonly pull_timeout_seconds: number };
-}
-
-export type BerthConfig = Omit<SchemaConfig, 'image'> & PendingRenames;
-
-export function withPendingRenames(config: SchemaConfig): BerthConfig {
-  return { ...config, image: { ...config.image, pull_timeout_seconds: config.image.pull_progress_timeout_seconds } };
-}
+export type BerthConfig = ConfigOf<typeof CONFIG_SCHEMA>;
 
 export type LogLevel = BerthConfig['log_level'];
 export type LogFormat = BerthConfig['log_format'];

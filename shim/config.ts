@@ -6,7 +6,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
-import { CONFIG_SCHEMA, type BerthConfig, withPendingRenames } from '../runtime/config';
+import { CONFIG_SCHEMA, type BerthConfig } from '../runtime/config';
 import {
   ConfigError, type ConfigOrigins, type ConfigValue, defaultsOf, nestDotted, type OverlayContext, overlayConfig, type Spec,
 } from '../runtime/config-schema';
@@ -64,9 +64,8 @@ function assemble(texts: { text: string; source: string }[], overrides: ConfigOv
   for (const [key, value] of Object.entries(overrides)) {
     config = overlayConfig(CONFIG_SCHEMA, config, nestDotted(key, value), { source: FLAG_ORIGIN, origins, warnings });
   }
-  const typed = withPendingRenames(config);
-  checkConsistency(typed, origins);
-  return { config: typed, origins, warnings };
+  checkConsistency(config, origins);
+  return { config, origins, warnings };
 }
 
 /** Cross-key rules the per-key schema cannot express; the error names the file that set the key. */
@@ -86,7 +85,7 @@ function checkConsistency(config: BerthConfig, origins: ConfigOrigins): void {
 }
 
 export function defaultConfig(): BerthConfig {
-  return withPendingRenames(defaultsOf(CONFIG_SCHEMA));
+  return defaultsOf(CONFIG_SCHEMA);
 }
 
 /** The effective config from one TOML text and dotted-key overrides ("image.max_concurrent_downloads=8"). */

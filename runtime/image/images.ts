@@ -59,8 +59,8 @@ export class Images implements ContainerImageSource, LayerHolds {
     this.client = new RegistryClient({
       registries: image.registries,
       log,
-      headersTimeoutMs: Math.min(30_000, image.pull_timeout_seconds * 1000),
-      bodyTimeoutMs: image.pull_timeout_seconds * 1000,
+      headersTimeoutMs: Math.min(30_000, image.pull_progress_timeout_seconds * 1000),
+      bodyTimeoutMs: image.pull_progress_timeout_seconds * 1000,
     });
     this.gc = new LayerGc(this.rows, this.layers, this.blobs, log);
     const downloads = new LayerDownloads({
