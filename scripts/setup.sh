@@ -1,26 +1,26 @@
 #!/usr/bin/env bash
-# Prepares a Debian 12 machine (as root) to run and test berth: Debian packages,
+# Prepares a Debian machine (as root) to run and test berth: Debian packages,
 # npm packages, the native addon and the TypeScript build. Idempotent: packages
 # already present are not fetched again.
+#   setup.sh          everything a development or CI machine needs (with the test packages)
+#   setup.sh --node   only what a node needs to build and run berth (used by scripts/install.sh)
+#   --skip-packages   build only (the packages are already there)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/debian-packages.sh
+source scripts/debian-packages.sh
 
-DEBIAN_PACKAGES=(
-  runc crun conmon containernetworking-plugins iptables iproute2 util-linux
-  busybox-static docker-registry apache2-utils zstd
-  build-essential python3 ca-certificates
-)
-
-missing=()
-for pkg in "${DEBIAN_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+packages=("${BERTH_RUNTIME_PACKAGES[@]}" "${BERTH_BUILD_PACKAGES[@]}" "${BERTH_TEST_PACKAGES[@]}")
+skip_packages=0
+for arg in "$@"; do
+  case "$arg" in
+    --node) packages=("${BERTH_RUNTIME_PACKAGES[@]}" "${BERTH_BUILD_PACKAGES[@]}") ;;
+    --skip-packages) skip_packages=1 ;;
+    *) echo "usage: setup.sh [--node] [--skip-packages]" >&2; exit 2 ;;
+  esac
 done
-if ((${#missing[@]})); then
-  echo "setup: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q
-  apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+((skip_packages)) || berth_install_debian_packages "${packages[@]}"
+berth_require_node
 # Debian's docker-registry package starts a registry on :5000 as a service; berth's
 # tests start their own, so the packaged one stays off where a service manager runs it.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then

@@ -47,6 +47,8 @@ export interface BerthdOptions {
   topLevel?: Record<string, string | number | boolean>;
   /** Keep the temp dir after stop() (for post-mortems). */
   keepDir?: boolean;
+  /** The command that runs berthd (default: this Node.js on dist/shim/berthd.js), e.g. an installed launcher. */
+  command?: string[];
 }
 
 export class BerthdProcess {
@@ -103,7 +105,8 @@ export class BerthdProcess {
   }
 
   async start(timeoutMs = 20_000): Promise<void> {
-    const child = spawn(process.execPath, [BERTHD_ENTRY, '--config', this.configPath], {
+    const [file, ...args] = this.options.command ?? [process.execPath, BERTHD_ENTRY];
+    const child = spawn(file, [...args, '--config', this.configPath], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env },
     });

@@ -1,0 +1,122 @@
+// scripts/install.sh into temporary roots: what it installs, that the installed
+// berthd runs (version, config check, and serving CRI from the installed copy),
+// that a second run keeps the operator's configuration, and DESTDIR staging.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { REPO_ROOT, startBerthd } from '../support/berthd-process';
+
+const INSTALL = join(REPO_ROOT, 'scripts', 'install.sh');
+
+function run(file: string, args: string[], env: NodeJS.ProcessEnv = {}): { stdout: string; stderr: string } {
+  const r = spawnSync(file, args, { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 240_000 });
+  assert.equal(r.status, 0, `${file} ${args.join(' ')} exited ${r.status} ${r.signal ?? ''}\n${r.stdout}\n${r.stderr}`);
+  return { stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Installs from this tree's build (the suite has just built it) into paths under root. */
+function installInto(root: string, extra: string[] = []): void {
+  run('bash', [
+    INSTALL,
+    '--prefix', join(root, 'usr'),
+    '--sysconfdir', join(root, 'etc'),
+    '--unitdir', join(root, 'etc', 'systemd', 'system'),
+    '--skip-packages', '--skip-build', '--no-enable',
+    ...extra,
+  ]);
+}
+
+describe('scripts/install.sh into a temporary prefix', () => {
+  let root: string;
+  let berthd: string;
+  before(() => {
+    root = mkdtempSync('/tmp/berth-install-');
+    berthd = join(root, 'usr', 'bin', 'berthd');
+    installInto(root, ['--cgroup-driver', 'systemd']);
+  });
+  after(() => rmSync(root, { recursive: true, force: true }));
+
+  test('the installed berthd prints its version', () => {
+    assert.match(run(berthd, ['version']).stdout, /^berthd \d+\.\d+\.\d+/);
+  });
+
+  test('the installed berthd checks the installed berth.toml, which carries the chosen cgroup driver', () => {
+    const config = JSON.parse(run(berthd, ['config', 'check', join(root, 'etc', 'berth', 'berth.toml')]).stdout) as { cgroup: { driver: string } };
+    assert.equal(config.cgroup.driver, 'systemd');
+  });
+
+  test('the unit names the installed launcher and no placeholder is left', () => {
+    const unit = readFileSync(join(root, 'etc', 'systemd', 'system', 'berthd.service'), 'utf8');
+    assert.match(unit, new RegExp(`^ExecStart=${berthd}$`, 'm'));
+    assert.doesNotMatch(unit, /@[A-Z]+@/);
+    assert.match(unit, /^WantedBy=multi-user\.target$/m);
+  });
+
+  test('crictl.yaml points crictl at berth', () => {
+    const crictl = readFileSync(join(root, 'etc', 'crictl.yaml'), 'utf8');
+    assert.match(crictl, /^runtime-endpoint: unix:\/\/\/run\/berth\/berth\.sock$/m);
+    assert.match(crictl, /^image-endpoint: unix:\/\/\/run\/berth\/berth\.sock$/m);
+  });
+
+  test('only production npm packages are installed', () => {
+    const modules = join(root, 'usr', 'lib', 'berth', 'node_modules');
+    assert.ok(existsSync(join(modules, 'better-sqlite3', 'package.json')));
+    assert.ok(existsSync(join(modules, '@grpc', 'grpc-js', 'package.json')));
+    assert.ok(!existsSync(join(modules, 'typescript')), 'typescript is a devDependency');
+    assert.ok(!existsSync(join(modules, 'node-gyp')), 'node-gyp is a devDependency');
+    assert.ok(!existsSync(join(root, 'usr', 'lib', 'berth', 'dist', 'test')), 'tests are not installed');
+  });
+
+  test('the installed copy serves CRI (native addon, proto and SQLite load from the prefix)', async () => {
+    const daemon = await startBerthd({ command: [berthd] });
+    try {
+      const version = await daemon.client.call('Version', { version: '0.1.0' });
+      assert.equal(version.runtime_name, 'berth');
+      const images = await daemon.client.call('ListImages', {});
+      assert.deepEqual(images.images, []);
+    } finally {
+      await daemon.cleanup();
+    }
+  });
+
+  test('a second install replaces berth files and keeps the operator configuration', () => {
+    const toml = join(root, 'etc', 'berth', 'berth.toml');
+    const crictl = join(root, 'etc', 'crictl.yaml');
+    writeFileSync(toml, 'log_level = "debug"\n');
+    writeFileSync(crictl, 'runtime-endpoint: unix:///run/elsewhere.sock\n');
+    const stray = join(root, 'usr', 'lib', 'berth', 'dist', 'stray.js');
+    writeFileSync(stray, '');
+    installInto(root);
+    assert.equal(readFileSync(toml, 'utf8'), 'log_level = "debug"\n');
+    assert.equal(readFileSync(crictl, 'utf8'), 'runtime-endpoint: unix:///run/elsewhere.sock\n');
+    assert.ok(!existsSync(stray), 'the old installation is replaced whole');
+    assert.match(run(berthd, ['version']).stdout, /^berthd /);
+    const config = JSON.parse(run(berthd, ['config', 'check', toml]).stdout) as { log_level: string };
+    assert.equal(config.log_level, 'debug');
+  });
+});
+
+describe('scripts/install.sh with DESTDIR', () => {
+  let stage: string;
+  before(() => {
+    stage = mkdtempSync('/tmp/berth-destdir-');
+    run('bash', [INSTALL, '--skip-packages', '--skip-build'], { DESTDIR: stage });
+  });
+  after(() => rmSync(stage, { recursive: true, force: true }));
+
+  test('files land under DESTDIR and name the final paths', () => {
+    const unit = readFileSync(join(stage, 'etc', 'systemd', 'system', 'berthd.service'), 'utf8');
+    assert.match(unit, /^ExecStart=\/usr\/local\/bin\/berthd$/m);
+    const launcher = readFileSync(join(stage, 'usr', 'local', 'bin', 'berthd'), 'utf8');
+    assert.match(launcher, /\/usr\/local\/lib\/berth\/dist\/shim\/berthd\.js/);
+    assert.ok(!launcher.includes(stage), 'the launcher does not name the staging root');
+    assert.ok(existsSync(join(stage, 'etc', 'berth', 'berth.toml')));
+  });
+
+  test('the staged copy runs from where it lies (berth finds its files relative to itself)', () => {
+    const entry = join(stage, 'usr', 'local', 'lib', 'berth', 'dist', 'shim', 'berthd.js');
+    assert.match(run(process.execPath, [entry, 'version']).stdout, /^berthd /);
+  });
+});
