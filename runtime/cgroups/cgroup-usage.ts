@@ -66,8 +66,19 @@ export function readCpu(hierarchy: CgroupHierarchy, path: string): CpuSample | u
   }
   const dir = hierarchy.dir(path, 'cpuacct');
   const usage = dir ? readText(join(dir, 'cpuacct.usage')) : undefined;
-  if (usage === undefined || !/^\d+$/.test(usage.trim())) return undefined;
+  if (usage === undefined || !/^\d+$/.test(usage.trim())) return readUnifiedCpu(hierarchy, path);
   return { usageCoreNanoSeconds: BigInt(usage.trim()) };
+}
+
+/**
+ * On a hybrid host a cgroup may exist only on the cgroup2 side: systemd accounts CPU
+ * there (cpu.stat needs no controller) and creates no cpuacct cgroup for its units.
+ */
+function readUnifiedCpu(hierarchy: CgroupHierarchy, path: string): CpuSample | undefined {
+  const dir = hierarchy.unifiedDir(path);
+  const stat = dir ? readText(join(dir, 'cpu.stat')) : undefined;
+  const match = stat === undefined ? null : /^usage_usec (\d+)$/m.exec(stat);
+  return match ? { usageCoreNanoSeconds: BigInt(match[1]) * 1000n } : undefined;
 }
 
 export function readMemory(hierarchy: CgroupHierarchy, path: string): MemorySample | undefined {
