@@ -27,7 +27,6 @@ export interface AuthScope {
   registry: string;
   repository: string;
   credentials: RegistryCredentials | undefined;
-  signal?: AbortSignal;
 }
 
 interface Challenge {
@@ -113,7 +112,7 @@ export class RegistryAuth {
 
   private async fetchToken(scope: AuthScope, params: Record<string, string>, creds: RegistryCredentials | undefined): Promise<string> {
     if (creds?.registryToken) return `Bearer ${creds.registryToken}`;
-    const { endpoint, signal } = scope;
+    const { endpoint } = scope;
     const realm = params.realm;
     if (!realm || !/^https?:\/\//.test(realm)) throw failedPrecondition(`${endpoint.host} asked for a bearer token without a usable realm`);
     const url = new URL(realm);
@@ -127,7 +126,6 @@ export class RegistryAuth {
         headers: { 'content-type': 'application/x-www-form-urlencoded', 'user-agent': 'berth' },
         body: form.toString(),
         dispatcher: endpoint.dispatcher,
-        signal,
       });
     } else {
       if (params.service) url.searchParams.set('service', params.service);
@@ -137,7 +135,6 @@ export class RegistryAuth {
         method: 'GET',
         headers: { 'user-agent': 'berth', ...(basic ? { authorization: `Basic ${basic}` } : {}) },
         dispatcher: endpoint.dispatcher,
-        signal,
       });
     }
     if (response.statusCode === 401 || response.statusCode === 403) {

@@ -4,7 +4,6 @@
 // origin), bounded retries of idempotent requests, every answer verified
 // against the digest it was asked for.
 import { createHash } from 'node:crypto';
-import type { Readable } from 'node:stream';
 import { request, type Dispatcher } from 'undici';
 import type { RuntimeLog } from '../common/log';
 import type { RegistryHostConfig } from '../config';
@@ -37,9 +36,8 @@ export interface FetchedManifest {
 }
 
 export interface BlobStream {
-  body: Readable;
-  /** Content-Length when the registry sent one. */
-  length?: number;
+  /** A Readable; the caller consumes or destroys it. */
+  body: ResponseBody;
   endpoint: RegistryEndpoint;
 }
 
@@ -48,6 +46,10 @@ const MAX_REDIRECTS = 5;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const sha256Of = (data: Buffer): string => `sha256:${createHash('sha256').update(data).digest('hex')}`;
+
+function scopeOf(endpoint: RegistryEndpoint, ref: ImageReference, credentials: RegistryCredentials | undefined): AuthScope {
+  return { endpoint, registry: ref.registry, repository: ref.repository, credentials };
+}
 
 export class RegistryClient {
   private readonly endpoints: RegistryEndpoints;
@@ -66,11 +68,10 @@ export class RegistryClient {
   }
 
   /** GETs a manifest or index by tag or digest, verifying the digest when one was asked for. */
-  async fetchManifest(ref: ImageReference, reference: string, creds?: RegistryCredentials, signal?: AbortSignal): Promise<FetchedManifest> {
+  async fetchManifest(ref: ImageReference, reference: string, creds?: RegistryCredentials): Promise<FetchedManifest> {
     const what = `manifest ${ref.registry}/${ref.repository}:${reference}`;
     return this.overEndpoints(ref.registry, what, async (endpoint) => {
-      const scope = { endpoint, registry: ref.registry, repository: ref.repository, credentials: creds, signal };
-      const response = await this.send(scope, `/${ref.repository}/manifests/${reference}`, { accept: MANIFEST_ACCEPT });
+      const response = await this.send(scopeOf(endpoint, ref, creds), `/${ref.repository}/manifests/${reference}`, { accept: MANIFEST_ACCEPT });
       if (response.statusCode !== 200) {
         await drain(response.body);
         if (response.statusCode === 404) throw notFound(`${ref.registry}/${ref.repository}:${reference} not found`);
@@ -90,11 +91,11 @@ export class RegistryClient {
   }
 
   /** GETs a small blob (a config) whole, verified against its descriptor. */
-  async fetchSmallBlob(ref: ImageReference, descriptor: Descriptor, creds?: RegistryCredentials, preferred?: RegistryEndpoint, signal?: AbortSignal): Promise<Buffer> {
+  async fetchSmallBlob(ref: ImageReference, descriptor: Descriptor, creds?: RegistryCredentials, preferred?: RegistryEndpoint): Promise<Buffer> {
     if (descriptor.size > MAX_MANIFEST_BYTES * 4) throw invalidArgument(`blob ${descriptor.digest} is too large to be a config (${descriptor.size} bytes)`);
     return this.overEndpoints(ref.registry, `blob ${descriptor.digest}`, async (endpoint) => {
-      const stream = await this.openBlobAt(endpoint, ref, descriptor, creds, signal);
-      const data = await readLimited(stream.body as ResponseBody, descriptor.size, `blob ${descriptor.digest}`);
+      const stream = await this.openBlobAt(scopeOf(endpoint, ref, creds), descriptor);
+      const data = await readLimited(stream.body, descriptor.size, `blob ${descriptor.digest}`);
       const digest = sha256Of(data);
       if (digest !== descriptor.digest || data.length !== descriptor.size) {
         throw failedPrecondition(`blob ${descriptor.digest}: the registry's content has digest ${digest} and ${data.length} bytes`);
@@ -104,25 +105,25 @@ export class RegistryClient {
   }
 
   /** Opens a blob for streaming; the caller verifies digest and size as it reads. */
-  async openBlob(ref: ImageReference, descriptor: Descriptor, creds?: RegistryCredentials, preferred?: RegistryEndpoint, signal?: AbortSignal): Promise<BlobStream> {
-    return this.overEndpoints(ref.registry, `blob ${descriptor.digest}`, (endpoint) => this.openBlobAt(endpoint, ref, descriptor, creds, signal), preferred);
+  async openBlob(ref: ImageReference, descriptor: Descriptor, creds?: RegistryCredentials, preferred?: RegistryEndpoint): Promise<BlobStream> {
+    const what = `blob ${descriptor.digest}`;
+    return this.overEndpoints(ref.registry, what, (endpoint) => this.openBlobAt(scopeOf(endpoint, ref, creds), descriptor), preferred);
   }
 
   async close(): Promise<void> {
     await this.endpoints.close();
   }
 
-  private async openBlobAt(endpoint: RegistryEndpoint, ref: ImageReference, descriptor: Descriptor, creds?: RegistryCredentials, signal?: AbortSignal): Promise<BlobStream> {
-    const scope = { endpoint, registry: ref.registry, repository: ref.repository, credentials: creds, signal };
-    const response = await this.send(scope, `/${ref.repository}/blobs/${descriptor.digest}`, {});
+  private async openBlobAt(scope: AuthScope, descriptor: Descriptor): Promise<BlobStream> {
+    const { endpoint, registry, repository } = scope;
+    const response = await this.send(scope, `/${repository}/blobs/${descriptor.digest}`, {});
     if (response.statusCode !== 200) {
       await drain(response.body);
-      if (response.statusCode === 404) throw notFound(`blob ${descriptor.digest} not found in ${ref.registry}/${ref.repository}`);
-      if (response.statusCode === 401 || response.statusCode === 403) throw failedPrecondition(`pull access denied for ${ref.registry}/${ref.repository}: unauthorized`);
+      if (response.statusCode === 404) throw notFound(`blob ${descriptor.digest} not found in ${registry}/${repository}`);
+      if (response.statusCode === 401 || response.statusCode === 403) throw failedPrecondition(`pull access denied for ${registry}/${repository}: unauthorized`);
       throw unavailable(`${endpoint.host} answered HTTP ${response.statusCode} for blob ${descriptor.digest}`);
     }
-    const length = Number(response.headers['content-length']);
-    return { body: response.body, length: Number.isFinite(length) ? length : undefined, endpoint };
+    return { body: response.body, endpoint };
   }
 
   /** One GET with the auth challenge answered once and redirects followed; the caller consumes or drains the body. */
@@ -136,7 +137,7 @@ export class RegistryClient {
       for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
         const h: Record<string, string> = { 'user-agent': 'berth', ...headers };
         if (authorization && sendAuth) h.authorization = authorization;
-        response = await request(url, { method: 'GET', headers: h, dispatcher: endpoint.dispatcher, signal: scope.signal });
+        response = await request(url, { method: 'GET', headers: h, dispatcher: endpoint.dispatcher });
         if (!REDIRECT.has(response.statusCode)) break;
         const location = response.headers.location;
         await drain(response.body);

@@ -11,7 +11,6 @@ export interface RegistryEndpoint {
   apiBase: string;
   /** "127.0.0.1:5000". */
   host: string;
-  mirror: boolean;
   dispatcher: Dispatcher;
 }
 
@@ -40,16 +39,16 @@ export class RegistryEndpoints {
       const url = new URL(mirror);
       const path = url.pathname.replace(/\/+$/, '');
       const apiBase = `${url.protocol}//${url.host}${path.endsWith('/v2') ? path : `${path}/v2`}`;
-      out.push({ apiBase, host: url.host, mirror: true, dispatcher: this.agentFor(`${url.protocol}${insecure}${caFile}`, { insecure, caFile }) });
+      out.push({ apiBase, host: url.host, dispatcher: this.agentFor(`${url.protocol}${insecure}${caFile}`, { insecure, caFile }) });
     }
     if (out.length === 0 || (config?.fallback_to_upstream ?? true)) {
       const host = registry === 'docker.io' ? 'registry-1.docker.io' : registry;
       const dispatcher = this.agentFor(`upstream${insecure}${caFile}`, { insecure, caFile });
       if (config?.plain_http) {
-        out.push({ apiBase: `http://${host}/v2`, host, mirror: false, dispatcher });
+        out.push({ apiBase: `http://${host}/v2`, host, dispatcher });
       } else {
-        out.push({ apiBase: `https://${host}/v2`, host, mirror: false, dispatcher });
-        if (LOOPBACK_HOST.test(host)) out.push({ apiBase: `http://${host}/v2`, host, mirror: false, dispatcher });
+        out.push({ apiBase: `https://${host}/v2`, host, dispatcher });
+        if (LOOPBACK_HOST.test(host)) out.push({ apiBase: `http://${host}/v2`, host, dispatcher });
       }
     }
     return out;
