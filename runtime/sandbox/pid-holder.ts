@@ -8,7 +8,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { NATIVE_DIR, PAUSE_BINARY_NAME } from '../../native';
 
-export function pauseBinaryPath(): string {
+function pauseBinaryPath(): string {
   return join(NATIVE_DIR, 'build', 'Release', PAUSE_BINARY_NAME);
 }
 
@@ -26,7 +26,7 @@ export function startPidHolder(podId: string): Promise<number> {
 }
 
 /** Whether `pid` is this pod's holder (and not a reused pid). */
-export function isPidHolderOf(pid: number, podId: string): boolean {
+function isPidHolderOf(pid: number, podId: string): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');

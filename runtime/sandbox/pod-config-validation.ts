@@ -9,15 +9,8 @@ import type { BerthConfig, CgroupDriver } from '../config';
 import { invalidArgument } from '../errors';
 import { isValidHostname } from './pod-files';
 import { bandwidthOf } from './pod-network';
+import type { NamespaceModeName, PodNamespaceModes } from './sandbox-types';
 import { resolvePodSysctls, type PodSysctl } from './sysctls';
-
-export type NamespaceModeName = 'POD' | 'CONTAINER' | 'NODE' | 'TARGET';
-
-export interface PodNamespaceModes {
-  network: NamespaceModeName;
-  pid: NamespaceModeName;
-  ipc: NamespaceModeName;
-}
 
 export interface ValidatedPodConfig {
   config: PodSandboxConfig__Output;
@@ -67,7 +60,7 @@ export function validatePodSandboxConfig(
   const meta = config.metadata;
   if (!meta) throw invalidArgument('config.metadata: missing');
   for (const key of ['name', 'namespace', 'uid'] as const) {
-    if (!meta[key]) throw invalidArgument(`config.metadata.${key}: empty`);
+    if (!meta[key]) throw invalidArgument(`config.metadata.${key}: is empty`);
     noControlChars(`config.metadata.${key}`, meta[key]);
     if (meta[key].length > 253) throw invalidArgument(`config.metadata.${key}: longer than 253 characters`);
   }

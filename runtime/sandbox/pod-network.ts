@@ -11,7 +11,7 @@ import { timeCall, type CallOutcome } from '../common/call-timing';
 import { failedPrecondition, internal, invalidArgument } from '../errors';
 
 /** The interface CNI creates inside the pod (the kubelet's convention). */
-export const POD_IFNAME = 'eth0';
+const POD_IFNAME = 'eth0';
 const DEL_ATTEMPTS = 3;
 
 /** Told the duration and outcome of each CNI operation ("ADD", "DEL", "GC"). */

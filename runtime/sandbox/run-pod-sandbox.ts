@@ -19,7 +19,7 @@ import type { SandboxRecord } from './sandbox-records';
 import type { SandboxRow } from './sandbox-store';
 
 /** containerd's default /dev/shm size for a pod. */
-export const DEFAULT_SHM_BYTES = 64 * 1024 * 1024;
+const DEFAULT_SHM_BYTES = 64 * 1024 * 1024;
 
 /**
  * Runs the pod named by `nameKey` (the caller holds that name's lock). A pod

@@ -4,8 +4,7 @@
 import { join } from 'node:path';
 import type { PodSandboxConfig__Output } from '../../cri-proto/generated/runtime/v1/PodSandboxConfig';
 import { IdIndex } from '../common/id-index';
-import type { PodNamespaceModes } from './pod-config-validation';
-import type { PodSandboxView } from './sandbox-types';
+import type { PodNamespaceModes, PodSandboxView } from './sandbox-types';
 import type { SandboxRow, SandboxStore } from './sandbox-store';
 
 export interface SandboxRecord {

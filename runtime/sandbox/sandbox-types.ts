@@ -4,6 +4,15 @@ import type { PodSandboxConfig__Output } from '../../cri-proto/generated/runtime
 
 export type PodSandboxState = 'SANDBOX_READY' | 'SANDBOX_NOTREADY';
 
+export type NamespaceModeName = 'POD' | 'CONTAINER' | 'NODE' | 'TARGET';
+
+/** Namespace modes as the pod asked (POD: the pod's own, NODE: the host's, CONTAINER: each container its own (pid only)). */
+export interface PodNamespaceModes {
+  network: NamespaceModeName;
+  pid: NamespaceModeName;
+  ipc: NamespaceModeName;
+}
+
 export interface PodSandboxView {
   id: string;
   /** The request as the kubelet sent it (metadata, labels, annotations, linux options, dns, ports...). */
@@ -29,8 +38,7 @@ export interface PodSandboxView {
   hostname: string;
   /** Pod IPs, first one the primary. */
   ips: string[];
-  /** Namespace modes as the pod asked (POD: the pod's own, NODE: the host's, CONTAINER: each container its own (pid only)). */
-  namespaceModes: { network: 'POD' | 'CONTAINER' | 'NODE' | 'TARGET'; pid: 'POD' | 'CONTAINER' | 'NODE' | 'TARGET'; ipc: 'POD' | 'CONTAINER' | 'NODE' | 'TARGET' };
+  namespaceModes: PodNamespaceModes;
   /** The pod's log directory ("" when the kubelet gave none). */
   logDirectory: string;
 }

@@ -41,6 +41,14 @@ describe('CNI client with real plugins', () => {
     };
   }
 
+  /** A plugin script that fails `command` with the error JSON `error` and prints `otherwise` (may be '') for every other command. */
+  function fakePlugin(name: string, command: string, error: string, otherwise: string): void {
+    const path = join(binDir, name);
+    const rest = otherwise ? `echo '${otherwise}'\n` : 'exit 0\n';
+    writeFileSync(path, `#!/bin/sh\ncat >/dev/null\nif [ "$CNI_COMMAND" = ${command} ]; then echo '${error}'; exit 1; fi\n${rest}`);
+    chmodSync(path, 0o755);
+  }
+
   function writeConf(list: object, file = '10-test.conflist'): void {
     for (const f of readdirSync(confDir)) rmSync(join(confDir, f));
     writeFileSync(join(confDir, file), JSON.stringify(list));
@@ -98,12 +106,7 @@ describe('CNI client with real plugins', () => {
   });
 
   test("a failing plugin's error JSON is surfaced and the partial attachment is undone", async () => {
-    const plugin = join(binDir, 'bt-fail');
-    writeFileSync(
-      plugin,
-      '#!/bin/sh\ncat >/dev/null\nif [ "$CNI_COMMAND" = ADD ]; then echo \'{"cniVersion":"1.0.0","code":7,"msg":"bt-fail refuses","details":"on purpose"}\'; exit 1; fi\nexit 0\n',
-    );
-    chmodSync(plugin, 0o755);
+    fakePlugin('bt-fail', 'ADD', '{"cniVersion":"1.0.0","code":7,"msg":"bt-fail refuses","details":"on purpose"}', '');
     const list = defaultConflist(NET);
     list.plugins.splice(1, 0, { type: 'bt-fail' });
     writeConf(list);
@@ -120,12 +123,7 @@ describe('CNI client with real plugins', () => {
   });
 
   test('STATUS: a CNI 1.1 plugin that reports not ready makes the network not ready', async () => {
-    const plugin = join(binDir, 'bt-status');
-    writeFileSync(
-      plugin,
-      '#!/bin/sh\ncat >/dev/null\nif [ "$CNI_COMMAND" = STATUS ]; then echo \'{"cniVersion":"1.1.0","code":50,"msg":"no route to the pod network yet"}\'; exit 1; fi\necho \'{"cniVersion":"1.1.0"}\'\n',
-    );
-    chmodSync(plugin, 0o755);
+    fakePlugin('bt-status', 'STATUS', '{"cniVersion":"1.1.0","code":50,"msg":"no route to the pod network yet"}', '{"cniVersion":"1.1.0"}');
     writeConf({ cniVersion: '1.1.0', name: 'bt-status', plugins: [{ type: 'bt-status' }] });
     const status = await network.status();
     assert.equal(status.ready, false);

@@ -2,6 +2,7 @@
 // dir, bridge, subnet and cache, pod configs, and a way to run busybox inside
 // a pod's pinned network namespace.
 import { execFileSync, spawnSync } from 'node:child_process';
+import { after, afterEach, before } from 'node:test';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PodSandboxConfig } from '../../cri-proto/generated/runtime/v1/PodSandboxConfig';
@@ -61,6 +62,26 @@ export async function startSandboxBerthd(net: SandboxTestNet, extra: { binDirs?:
   };
 }
 
+/**
+ * One berthd for the describe block it is called in: started before its first
+ * test, every pod removed after each test (so one failure does not cascade),
+ * everything cleaned up after the block. The returned object is filled in by
+ * the time the first test runs.
+ */
+export function sandboxBerthdForSuite(net: SandboxTestNet, extra: Parameters<typeof startSandboxBerthd>[1] = {}): SandboxBerthd {
+  const suite = {} as SandboxBerthd;
+  before(async () => {
+    Object.assign(suite, await startSandboxBerthd(net, extra));
+  });
+  after(async () => {
+    await suite.cleanup?.();
+  });
+  afterEach(async () => {
+    await removeAllPods(suite.berthd);
+  });
+  return suite;
+}
+
 let podCounter = 0;
 
 export function podConfig(name: string, overrides: Partial<PodSandboxConfig> = {}): PodSandboxConfig {
@@ -101,10 +122,10 @@ export function hostLinks(): string[] {
     .map((l) => l.split(':')[1].trim().split('@')[0]);
 }
 
-/** iptables-save lines that mention this test's network or subnet (portmap/bridge leave rules tagged with the network name). */
+/** iptables-save lines that mention this test's network or an address of its /24 subnet (portmap/bridge leave rules tagged with the network name). */
 export function iptablesLinesFor(net: SandboxTestNet): string[] {
   const text = execFileSync('iptables-save', [], { encoding: 'utf8' });
-  const prefix = net.subnet.split('.').slice(0, 2).join('.');
+  const prefix = net.subnet.split('.').slice(0, 3).join('.');
   return text
     .split('\n')
     .filter((l) => l.startsWith('-A') && (l.includes(net.name) || l.includes(`${prefix}.`)));

@@ -1,12 +1,12 @@
 // Pod sandboxes through a real berthd: run, status, list, stop, remove, with
 // real pinned namespaces and the real bridge network; nothing left behind.
-import { after, afterEach, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { grpcCode } from '../support/cri-client';
-import { bridgePorts, iptablesLinesFor, mountsUnder, podConfig, processGone, removeAllPods, startSandboxBerthd, type SandboxBerthd } from './sandbox-fixture';
+import { bridgePorts, iptablesLinesFor, mountsUnder, podConfig, processGone, sandboxBerthdForSuite } from './sandbox-fixture';
 
 const NET = { name: 'bt-sbx-life', bridge: 'bt-sbx0', subnet: '10.86.1.0/24' };
 
@@ -17,16 +17,7 @@ interface VerboseInfo {
 }
 
 describe('pod sandbox lifecycle', () => {
-  let s: SandboxBerthd;
-  before(async () => {
-    s = await startSandboxBerthd(NET);
-  });
-  after(async () => {
-    await s?.cleanup();
-  });
-  afterEach(async () => {
-    await removeAllPods(s.berthd);
-  });
+  const s = sandboxBerthdForSuite(NET);
 
   async function info(id: string): Promise<VerboseInfo> {
     const st = await s.berthd.client.call('PodSandboxStatus', { pod_sandbox_id: id, verbose: true });

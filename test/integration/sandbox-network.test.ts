@@ -2,7 +2,7 @@
 // plugins: pods reach each other, hostPorts reach pods, host-network pods use
 // the host's namespaces, a failing plugin leaves no half-made pod, and many
 // pods at once leak nothing.
-import { after, afterEach, before, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,7 +11,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { defaultConflist } from '../../cni/default-conflist';
 import {
-  bridgePorts, inNetns, iptablesLinesFor, mountsUnder, podConfig, removeAllPods, startSandboxBerthd, type SandboxBerthd,
+  bridgePorts, inNetns, iptablesLinesFor, mountsUnder, podConfig, sandboxBerthdForSuite, startSandboxBerthd, type SandboxBerthd,
 } from './sandbox-fixture';
 
 const NET = { name: 'bt-sbx-net', bridge: 'bt-sbx1', subnet: '10.86.2.0/24' };
@@ -50,16 +50,7 @@ function readFrom(host: string, port: number): Promise<string> {
 }
 
 describe('pod networking', () => {
-  let s: SandboxBerthd;
-  before(async () => {
-    s = await startSandboxBerthd(NET);
-  });
-  after(async () => {
-    await s?.cleanup();
-  });
-  afterEach(async () => {
-    await removeAllPods(s.berthd);
-  });
+  const s = sandboxBerthdForSuite(NET);
 
   async function runPod(name: string, extra: Parameters<typeof podConfig>[1] = {}): Promise<{ id: string; ip: string; info: VerboseInfo }> {
     const c = s.berthd.client;

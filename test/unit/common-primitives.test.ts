@@ -9,6 +9,35 @@ import { isBerthError } from '../../runtime/errors';
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
+describe('per-id locks, exclusive holders', () => {
+  test('calls on one id run one after another; other ids do not wait', async () => {
+    const locks = new IdLocks();
+    const order: string[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const first = locks.with('a', async () => {
+      order.push('a1 start');
+      await gate;
+      order.push('a1 end');
+    });
+    const second = locks.with('a', async () => {
+      order.push('a2');
+    });
+    await locks.with('b', async () => {
+      order.push('b');
+    });
+    release();
+    await Promise.all([first, second]);
+    assert.deepEqual(order, ['a1 start', 'b', 'a1 end', 'a2']);
+  });
+
+  test('a failed call does not block the next one', async () => {
+    const locks = new IdLocks();
+    await assert.rejects(locks.with('a', async () => Promise.reject(new Error('boom'))));
+    assert.equal(await locks.with('a', async () => 7), 7);
+  });
+});
+
 describe('per-id locks, shared holders', () => {
   test('shared holders run together; an exclusive one waits for them and keeps later shared ones out', async () => {
     const locks = new IdLocks();

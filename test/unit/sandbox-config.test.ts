@@ -2,7 +2,6 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { PodSandboxConfig__Output } from '../../cri-proto/generated/runtime/v1/PodSandboxConfig';
 import { isBerthError } from '../../runtime/errors';
-import { IdLocks } from '../../runtime/common/id-locks';
 import { podNameKey, requirePodSandboxId, validatePodSandboxConfig, validateRunPodSandbox } from '../../runtime/sandbox/pod-config-validation';
 import { isValidHostname, renderPodHosts, renderResolvConf } from '../../runtime/sandbox/pod-files';
 import { bandwidthOf } from '../../runtime/sandbox/pod-network';
@@ -161,35 +160,6 @@ describe('pod files', () => {
     assert.deepEqual(bandwidthOf({ 'kubernetes.io/ingress-bandwidth': '10M' }), { ingressRate: 10_000_000, ingressBurst: 2 ** 31 - 1 });
     assert.equal(bandwidthOf({}), undefined);
     assert.throws(() => bandwidthOf({ 'kubernetes.io/egress-bandwidth': 'fast' }));
-  });
-});
-
-describe('per-id locks', () => {
-  test('calls on one id run one after another; other ids do not wait', async () => {
-    const locks = new IdLocks();
-    const order: string[] = [];
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    const first = locks.with('a', async () => {
-      order.push('a1 start');
-      await gate;
-      order.push('a1 end');
-    });
-    const second = locks.with('a', async () => {
-      order.push('a2');
-    });
-    await locks.with('b', async () => {
-      order.push('b');
-    });
-    release();
-    await Promise.all([first, second]);
-    assert.deepEqual(order, ['a1 start', 'b', 'a1 end', 'a2']);
-  });
-
-  test('a failed call does not block the next one', async () => {
-    const locks = new IdLocks();
-    await assert.rejects(locks.with('a', async () => Promise.reject(new Error('boom'))));
-    assert.equal(await locks.with('a', async () => 7), 7);
   });
 });
 
