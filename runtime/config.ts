@@ -37,6 +37,7 @@ export const CONFIG_SCHEMA = section('berthd configuration', {
   }),
   cgroup: section('Control groups.', {
     driver: oneOf('cgroupfs', ['cgroupfs', 'systemd'], 'Cgroup driver; must match the kubelet\'s --cgroup-driver (berthd doctor compares them).'),
+    systemd_socket: str('', 'systemd\'s D-Bus socket for the systemd driver; empty: its private socket /run/systemd/private, else the system bus (a path ending in bus_socket is a bus).', optionalAbsolutePath),
   }),
   oci: section('OCI runtimes, run under conmon.', {
     default_runtime: str('runc', 'Runtime handler used when a pod names none.'),

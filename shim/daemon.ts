@@ -4,6 +4,7 @@ import { mkdirSync, writeFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BerthConfig } from '../runtime/config';
 import { CgroupHierarchy } from '../runtime/cgroups/cgroup-hierarchy';
+import { SystemdCgroups } from '../runtime/cgroups/systemd-cgroups';
 import { ContainerEventBus } from '../runtime/events/container-event-bus';
 import { RuntimeMetrics } from '../runtime/stats/runtime-metrics';
 import { StatsCollector } from '../runtime/stats/stats-collector';
@@ -60,8 +61,9 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
   // NetworkReady follows the CNI network's STATUS (CNI 1.1) or its config and plugins being present.
   const podNetwork = new CniNetwork({ confDir: config.cni.conf_dir, binDirs: config.cni.bin_dirs, cacheDir: config.cni.cache_dir });
   const cgroups = CgroupHierarchy.detect(config.cgroup.driver);
+  const systemd = config.cgroup.driver === 'systemd' ? await connectSystemd(cgroups, config.cgroup.systemd_socket) : undefined;
   const sandboxes = new PodSandboxes({
-    config, db, cgroups, network: podNetwork, native: loadNative(), log, podCidr: () => ctx.podCidr.value,
+    config, db, cgroups, systemd, network: podNetwork, native: loadNative(), log, podCidr: () => ctx.podCidr.value,
     observeCniCall: (operation, seconds, outcome) => ctx.runtimeMetrics.observeCniCall(operation, seconds, outcome),
   });
   const ctx: ShimContext = {
@@ -166,6 +168,7 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
       await ctx.streaming.close();
       await metrics.close();
       await ctx.images.close();
+      systemd?.close();
       db.close();
       try {
         unlinkSync(pidFile);
@@ -175,4 +178,13 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
       log.info('berthd stopped; containers keep running under conmon');
     },
   };
+}
+
+/** The systemd driver needs systemd's manager: without it no pod slice can be made, so berthd does not start. */
+async function connectSystemd(cgroups: CgroupHierarchy, socket: string): Promise<SystemdCgroups> {
+  try {
+    return await SystemdCgroups.connect(cgroups, socket ? { socket } : {});
+  } catch (err) {
+    throw new Error(`cgroup.driver is "systemd" but systemd's manager cannot be reached (${(err as Error).message}); run berthd under systemd, set cgroup.systemd_socket, or use cgroup.driver = "cgroupfs"`);
+  }
 }

@@ -53,7 +53,7 @@ export function podSandboxHandlers(ctx: ShimContext): CriHandlers {
     },
 
     async UpdatePodSandboxResources(request) {
-      const applied = sandboxes.updateResources(request.pod_sandbox_id, request.resources);
+      const applied = await sandboxes.updateResources(request.pod_sandbox_id, request.resources);
       if (applied.skipped.length > 0) ctx.log.debug({ pod: request.pod_sandbox_id, skipped: applied.skipped }, 'pod resources this host cannot take');
       return {};
     },

@@ -41,19 +41,37 @@ export function sliceOrScopeName(name: string, kind: 'slice' | 'scope'): string 
 }
 
 export class SystemdCgroups {
-  constructor(
-    readonly manager: SystemdManager,
+  private current: SystemdManager;
+  private reconnecting: Promise<SystemdManager> | undefined;
+
+  private constructor(
+    manager: SystemdManager,
     readonly hierarchy: CgroupHierarchy,
+    private readonly options: SystemdManagerOptions,
     /** Where systemd's root cgroup is in this process's view of the hierarchies ("/" on a node). */
-    readonly systemdRoot = '/',
-  ) {}
+    readonly systemdRoot: string,
+  ) {
+    this.current = manager;
+  }
 
   static async connect(hierarchy: CgroupHierarchy, options: SystemdManagerOptions & { systemdRoot?: string } = {}): Promise<SystemdCgroups> {
-    return new SystemdCgroups(await SystemdManager.connect(options), hierarchy, options.systemdRoot ?? '/');
+    return new SystemdCgroups(await SystemdManager.connect(options), hierarchy, options, options.systemdRoot ?? '/');
+  }
+
+  get manager(): SystemdManager {
+    return this.current;
+  }
+
+  /** The connection, made again when systemd dropped it (a daemon-reexec or a restart of the bus). */
+  private async live(): Promise<SystemdManager> {
+    if (!this.current.closed) return this.current;
+    this.reconnecting ??= SystemdManager.connect(this.options).finally(() => (this.reconnecting = undefined));
+    this.current = await this.reconnecting;
+    return this.current;
   }
 
   close(): void {
-    this.manager.close();
+    this.current.close();
   }
 
   /**
@@ -111,12 +129,12 @@ export class SystemdCgroups {
     const settings = this.unitSettings(resources, tasksMax);
     const accounting = ['CPUAccounting', 'MemoryAccounting', 'TasksAccounting'].map((name) => property(name, 'b', true));
     try {
-      await this.manager.startTransientUnit(slice, [property('Description', 's', `berth pod slice ${slice}`), ...accounting, ...settings.properties]);
+      await (await this.live()).startTransientUnit(slice, [property('Description', 's', `berth pod slice ${slice}`), ...accounting, ...settings.properties]);
       return { created: true, skipped: settings.skipped };
     } catch (err) {
       if (!(err instanceof DbusError && err.dbusName === 'org.freedesktop.systemd1.UnitExists')) throw err;
     }
-    if (settings.properties.length) await this.manager.setUnitProperties(slice, settings.properties);
+    if (settings.properties.length) await (await this.live()).setUnitProperties(slice, settings.properties);
     return { created: false, skipped: settings.skipped };
   }
 
@@ -136,20 +154,25 @@ export class SystemdCgroups {
       ...['CPUAccounting', 'MemoryAccounting', 'TasksAccounting'].map((name) => property(name, 'b', true)),
       ...settings.properties,
     ];
-    await this.manager.startTransientUnit(scope, properties);
+    await (await this.live()).startTransientUnit(scope, properties);
     return { skipped: settings.skipped };
   }
 
   /** Changes a slice's or scope's resources live. */
   async applyResources(unit: string, resources: PodCgroupResources, tasksMax?: number): Promise<{ skipped: string[] }> {
     const settings = this.unitSettings(resources, tasksMax);
-    if (settings.properties.length) await this.manager.setUnitProperties(unit, settings.properties);
+    if (settings.properties.length) await (await this.live()).setUnitProperties(unit, settings.properties);
     return { skipped: settings.skipped };
+  }
+
+  /** Whether systemd has the unit loaded (a kubelet's slice, or one berth made). */
+  async exists(unit: string): Promise<boolean> {
+    return (await (await this.live()).unitPath(unit)) !== undefined;
   }
 
   /** Stops the unit (its processes are killed) and so removes its cgroup; an unknown unit is already gone. */
   async remove(unit: string): Promise<void> {
-    await this.manager.stopUnit(unit);
+    await (await this.live()).stopUnit(unit);
   }
 
   /**
@@ -157,7 +180,7 @@ export class SystemdCgroups {
    * systemd reports; undefined when systemd has no such unit.
    */
   async cgroupPath(unit: string): Promise<string | undefined> {
-    const group = await this.manager.controlGroup(unit);
+    const group = await (await this.live()).controlGroup(unit);
     if (group === undefined || group === '') return undefined;
     return join(this.systemdRoot, group);
   }

@@ -7,6 +7,7 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BerthNative, NativeError } from '../../native';
 import type { CgroupHierarchy } from '../cgroups/cgroup-hierarchy';
+import type { SystemdCgroups } from '../cgroups/systemd-cgroups';
 import { describeError, internal } from '../errors';
 import type { NamespacePins } from './namespace-pins';
 import { findPidHolders, stopPidHolder } from './pid-holder';
@@ -23,6 +24,8 @@ export interface JournalParts {
   pins: NamespacePins;
   native: BerthNative;
   cgroups: CgroupHierarchy;
+  /** The systemd driver's manager connection (driver = systemd). */
+  systemd?: SystemdCgroups;
 }
 
 export class PodResourceJournal {
@@ -104,7 +107,9 @@ export class PodResourceJournal {
         this.parts.pins.unpin(ref);
         return;
       case 'cgroup':
-        this.parts.cgroups.remove(ref);
+        // A slice berth created is systemd's unit: stopping it removes the cgroup.
+        if (this.parts.systemd && ref.endsWith('.slice')) await this.parts.systemd.remove(ref);
+        else this.parts.cgroups.remove(ref);
         return;
       case 'statedir':
         // A mount left under it (shm) must never be descended into by rm.

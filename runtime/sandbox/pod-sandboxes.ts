@@ -12,6 +12,7 @@ import type { CniNetwork } from '../../cni/cni-network';
 import type { CniResult } from '../../cni/cni-types';
 import type { BerthNative } from '../../native';
 import type { CgroupHierarchy } from '../cgroups/cgroup-hierarchy';
+import type { SystemdCgroups } from '../cgroups/systemd-cgroups';
 import { IdLocks } from '../common/id-locks';
 import type { RuntimeLog } from '../common/log';
 import type { BerthConfig } from '../config';
@@ -39,6 +40,8 @@ export interface PodSandboxesOptions {
   podCidr?: () => string;
   /** Told the duration and outcome of each CNI call (metrics). */
   observeCniCall?: CniCallObserver;
+  /** The systemd driver's manager connection (driver = systemd). */
+  systemd?: SystemdCgroups;
 }
 
 /** What the verb files share. */
@@ -49,6 +52,7 @@ export interface SandboxParts {
   pins: NamespacePins;
   network: PodNetwork;
   cgroups: CgroupHierarchy;
+  systemd?: SystemdCgroups;
   native: BerthNative;
   log: RuntimeLog;
   /** One lock per pod id. */
@@ -69,10 +73,10 @@ export class PodSandboxes implements SandboxLookup {
     const records = new SandboxRecords(new SandboxStore(o.db));
     const pins = new NamespacePins(o.native, o.config.sandbox.namespace_dir);
     const network = new PodNetwork({ network: o.network, podCidr: o.podCidr, observe: o.observeCniCall });
-    const journal = new PodResourceJournal({ records, network, pins, native: o.native, cgroups: o.cgroups });
+    const journal = new PodResourceJournal({ records, network, pins, native: o.native, cgroups: o.cgroups, systemd: o.systemd });
     this.records = records;
     this.parts = {
-      config: o.config, records, journal, pins, network, cgroups: o.cgroups, native: o.native, log: o.log,
+      config: o.config, records, journal, pins, network, cgroups: o.cgroups, systemd: o.systemd, native: o.native, log: o.log,
       locks: new IdLocks(),
       containers: () => this.hooks,
     };
@@ -133,11 +137,17 @@ export class PodSandboxes implements SandboxLookup {
   }
 
   /** UpdatePodSandboxResources: pod-level limits written to the pod's cgroup. */
-  updateResources(idOrPrefix: string, resources: LinuxContainerResources__Output | null): { written: string[]; skipped: string[] } {
+  async updateResources(idOrPrefix: string, resources: LinuxContainerResources__Output | null): Promise<{ written: string[]; skipped: string[] }> {
     const view = this.resolve(idOrPrefix);
     if (!resources) return { written: [], skipped: [] };
-    const { cgroups } = this.parts;
+    const { cgroups, systemd } = this.parts;
     if (!view.cgroupParent) throw failedPrecondition(`pod sandbox ${view.id} has no cgroup parent`);
+    if (systemd) {
+      // systemd owns the slice: a file written behind its back would be undone at its next reload.
+      if (!(await systemd.exists(view.cgroupParent))) throw failedPrecondition(`pod sandbox ${view.id}: systemd has no unit ${view.cgroupParent}`);
+      const { skipped } = await systemd.applyResources(view.cgroupParent, resources);
+      return { written: [], skipped };
+    }
     if (!cgroups.allDirs(view.cgroupParent).some((d) => existsSync(d))) {
       throw failedPrecondition(`pod sandbox ${view.id}: cgroup ${view.cgroupParent} does not exist`);
     }

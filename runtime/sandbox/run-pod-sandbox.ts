@@ -108,6 +108,10 @@ async function build(parts: SandboxParts, record: SandboxRecord, v: ValidatedRun
       journal.record(row.id, 'cgroup', row.cgroup_parent);
       parts.cgroups.ensure(row.cgroup_parent);
     }
+  } else if (parts.systemd && row.cgroup_parent && !(await parts.systemd.exists(row.cgroup_parent))) {
+    // A slice systemd does not have yet becomes a transient slice of berth's, stopped at removal.
+    journal.record(row.id, 'cgroup', row.cgroup_parent);
+    await parts.systemd.ensureSlice(row.cgroup_parent);
   }
 
   if (row.netns_path || row.ipcns_path || row.utsns_path) {
@@ -148,7 +152,7 @@ async function build(parts: SandboxParts, record: SandboxRecord, v: ValidatedRun
 function cgroupParentFor(parts: SandboxParts, config: PodSandboxConfig__Output, id: string): string {
   const given = config.linux?.cgroup_parent ?? '';
   if (given) return given;
-  return parts.config.cgroup.driver === 'systemd' ? 'system.slice' : `/berth/pod-${id.slice(0, 16)}`;
+  return parts.config.cgroup.driver === 'systemd' ? `berth-pod${id.slice(0, 16)}.slice` : `/berth/pod-${id.slice(0, 16)}`;
 }
 
 function describeMeta(config: PodSandboxConfig__Output): string {
