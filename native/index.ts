@@ -39,6 +39,27 @@ export interface BerthNative {
   /** umount2(MNT_DETACH) + unlink; absent is fine. */
   unpinNamespace(path: string): void;
   namespaceFileState(path: string): 'missing' | 'file' | 'pinned';
+  /**
+   * A user namespace with the given maps, pinned at options.user, and the requested
+   * net/ipc/uts namespaces created inside it (owned by it), each pinned; on failure
+   * nothing stays pinned (native/src/userns.cc). Released with unpinNamespace.
+   */
+  createPodUserNamespace(options: PodUserNamespaceOptions): void;
+  /** Inode of the user namespace owning the namespace file at path (ioctl NS_GET_USERNS). */
+  namespaceOwner(path: string): number;
+  /**
+   * A detached clone of source (open_tree; with its submounts when recursive), given
+   * private propagation, read-only on every mount of it when readonly, idmapped with the
+   * user namespace at usernsPath when set, then attached at target (native/src/prepared_mounts.cc).
+   */
+  bindMountTree(source: string, target: string, options: BindMountTreeOptions): void;
+  /**
+   * An overlay whose lower layers are idmapped clones (overlayfs itself refuses MOUNT_ATTR_IDMAP):
+   * lowers top-most first. The upper dir is used as is and keeps host ids: own its top
+   * directory by the container root's host ids first. upperDir and workDir both "" for no
+   * upper (read-only; a single layer without upper becomes a read-only idmapped bind of it).
+   */
+  mountIdmappedOverlay(lowerDirsTopFirst: string[], upperDir: string, workDir: string, target: string, readonly: boolean, usernsPath: string): void;
   /** Streaming fds (native/src/streaming_fds.cc); used by runtime/exec/. */
   consoleSocketListen(path: string): number;
   receivePtyMaster(listenFd: number, timeoutMs: number): Promise<number>;
@@ -76,6 +97,28 @@ export interface PodNamespaceOptions {
   sysctls: [string, string][];
   /** Bring lo up in the new network namespace. */
   loopbackUp: boolean;
+}
+
+/** One line of /proc/<pid>/{uid,gid}_map: ids [containerId, containerId+size) are host ids [hostId, hostId+size). */
+export interface IdMapping {
+  containerId: number;
+  hostId: number;
+  size: number;
+}
+
+export interface PodUserNamespaceOptions extends PodNamespaceOptions {
+  /** Pin path of the user namespace (required). */
+  user: string;
+  uidMappings: IdMapping[];
+  gidMappings: IdMapping[];
+}
+
+export interface BindMountTreeOptions {
+  /** Clone the submounts too (AT_RECURSIVE), and apply the attributes to each. */
+  recursive: boolean;
+  readonly: boolean;
+  /** Idmap with this pinned user namespace; "" for none. */
+  usernsPath: string;
 }
 
 /** The pod PID-namespace holder built with the addon (native/pause). */

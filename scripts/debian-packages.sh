@@ -2,9 +2,11 @@
 # development or CI machine) and scripts/install.sh (a node). Sourced, not run.
 
 # What a node needs to run berthd: the OCI runtimes and their monitor, CNI
-# plugins, the network tools the plugins call, and zstd for zstd layers.
+# plugins, the network tools the plugins call, zstd for zstd layers, and criu
+# for checkpoint/restore (Debian 12's criu 3.17 cannot start on x86 Linux 6.13+,
+# which splits the vDSO data into [vvar] and [vvar_vclock]; criu 4.1 knows that).
 BERTH_RUNTIME_PACKAGES=(
-  runc crun conmon containernetworking-plugins iptables iproute2 util-linux zstd ca-certificates
+  runc crun conmon containernetworking-plugins iptables iproute2 util-linux zstd ca-certificates criu
 )
 # What building berth needs (node-gyp compiles the native addon and better-sqlite3).
 BERTH_BUILD_PACKAGES=(build-essential python3)

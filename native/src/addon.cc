@@ -28,6 +28,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   berth::RegisterStreamingFds(env, exports);
   berth::RegisterNetnsRead(env, exports);
   berth::RegisterMonitorSpawn(env, exports);
+  berth::RegisterUserns(env, exports);
+  berth::RegisterPreparedMounts(env, exports);
   return exports;
 }
 

@@ -17,5 +17,7 @@ void RegisterNamespaces(Napi::Env env, Napi::Object exports);
 void RegisterStreamingFds(Napi::Env env, Napi::Object exports);
 void RegisterNetnsRead(Napi::Env env, Napi::Object exports);
 void RegisterMonitorSpawn(Napi::Env env, Napi::Object exports);
+void RegisterUserns(Napi::Env env, Napi::Object exports);
+void RegisterPreparedMounts(Napi::Env env, Napi::Object exports);
 
 }  // namespace berth
