@@ -1,6 +1,7 @@
 // The CNI client against real plugins (bridge, host-local, portmap, loopback)
 // in network namespaces pinned by the native addon, plus fake plugin scripts
 // that speak the plugin protocol for the failure, STATUS and GC cases.
+import { testNetwork } from '../support/test-network';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -12,8 +13,8 @@ import type { Attachment } from '../../cni/cni-types';
 import { defaultConflist } from '../../cni/default-conflist';
 import { loadNative } from '../../native';
 
-const NET = { name: 'bt-cnic', bridge: 'bt-cnic0', subnet: '10.87.1.0/24' };
-const OTHER = { name: 'bt-cnic2', bridge: 'bt-cnic1', subnet: '10.87.2.0/24' };
+const NET = testNetwork({ name: 'bt-cnic', bridge: 'bt-cnic0', subnet: '10.87.1.0/24' });
+const OTHER = testNetwork({ name: 'bt-cnic2', bridge: 'bt-cnic1', subnet: '10.87.2.0/24' });
 
 describe('CNI client with real plugins', () => {
   const native = loadNative();

@@ -1,5 +1,6 @@
 // Pod sandboxes through a real berthd: run, status, list, stop, remove, with
 // real pinned namespaces and the real bridge network; nothing left behind.
+import { testNetwork } from '../support/test-network';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -8,7 +9,7 @@ import { join } from 'node:path';
 import { grpcCode } from '../support/cri-client';
 import { bridgePorts, iptablesLinesFor, mountsUnder, podConfig, processGone, sandboxBerthdForSuite } from './sandbox-fixture';
 
-const NET = { name: 'bt-sbx-life', bridge: 'bt-sbx0', subnet: '10.86.1.0/24' };
+const NET = testNetwork({ name: 'bt-sbx-life', bridge: 'bt-sbx0', subnet: '10.86.1.0/24' });
 
 interface VerboseInfo {
   namespaces: { network: string; ipc: string; uts: string; pid: string };

@@ -2,6 +2,7 @@
 // plugins: pods reach each other, hostPorts reach pods, host-network pods use
 // the host's namespaces, a failing plugin leaves no half-made pod, and many
 // pods at once leak nothing.
+import { gatewayOf, testNetwork } from '../support/test-network';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -14,9 +15,9 @@ import {
   bridgePorts, inNetns, iptablesLinesFor, mountsUnder, podConfig, sandboxBerthdForSuite, startSandboxBerthd, type SandboxBerthd,
 } from './sandbox-fixture';
 
-const NET = { name: 'bt-sbx-net', bridge: 'bt-sbx1', subnet: '10.86.2.0/24' };
-const FAIL_NET = { name: 'bt-sbx-fail', bridge: 'bt-sbx2', subnet: '10.86.3.0/24' };
-const GATEWAY = '10.86.2.1';
+const NET = testNetwork({ name: 'bt-sbx-net', bridge: 'bt-sbx1', subnet: '10.86.2.0/24' });
+const FAIL_NET = testNetwork({ name: 'bt-sbx-fail', bridge: 'bt-sbx2', subnet: '10.86.3.0/24' });
+const GATEWAY = gatewayOf(NET);
 
 interface VerboseInfo {
   namespaces: { network: string; ipc: string; uts: string };

@@ -2,6 +2,7 @@
 // CNI plugin is still adding a pod; the restarted berthd deletes the
 // attachment (from its cache), unpins the namespaces and forgets the pod.
 // Also: pod-level resources reach the pod cgroup.
+import { testNetwork } from '../support/test-network';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -9,7 +10,7 @@ import { join } from 'node:path';
 import { defaultConflist } from '../../cni/default-conflist';
 import { mountsUnder, podConfig, removeAllPods, startSandboxBerthd, type SandboxBerthd } from './sandbox-fixture';
 
-const NET = { name: 'bt-sbx-recover', bridge: 'bt-sbx3', subnet: '10.86.4.0/24' };
+const NET = testNetwork({ name: 'bt-sbx-recover', bridge: 'bt-sbx3', subnet: '10.86.4.0/24' });
 
 function ipFiles(name: string): string[] {
   const d = join('/var/lib/cni/networks', name);

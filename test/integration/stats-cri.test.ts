@@ -1,6 +1,7 @@
 // Stats and metrics through a real berthd: real runc containers burning CPU and
 // holding memory in a CNI-networked pod, traffic between two pods this test
 // makes, and the answers of the stats RPCs checked against what was done.
+import { testNetwork } from '../support/test-network';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,7 +11,7 @@ import { pushBusyboxImage } from '../support/oci-image-builder';
 import { startRegistry, type TestRegistry } from '../support/registry';
 import { inNetns, podConfig, startSandboxBerthd, type SandboxBerthd } from './sandbox-fixture';
 
-const NET = { name: 'bt-stats-net', bridge: 'bt-stats0', subnet: '10.91.0.0/24' };
+const NET = testNetwork({ name: 'bt-stats-net', bridge: 'bt-stats0', subnet: '10.91.0.0/24' });
 const INVALID_ARGUMENT = 3;
 const NOT_FOUND = 5;
 const MiB = 1024 * 1024;

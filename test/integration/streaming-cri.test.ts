@@ -1,6 +1,7 @@
 // Exec, attach and port-forward through a real berthd: real runc containers in
 // a pod with its own network namespace on a CNI bridge of this test's own,
 // driven by the project's SPDY and WebSocket clients.
+import { testNetwork } from '../support/test-network';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Duplex } from 'node:stream';
@@ -11,7 +12,7 @@ import { collect, spdyConnect, spdyForwardPort, spdyRemoteCommand, spdyRunComman
 import { wsChannelSession } from '../support/websocket-client';
 import { podConfig, startSandboxBerthd, type SandboxBerthd, startContainerInPod } from './sandbox-fixture';
 
-const NET = { name: 'bt-strm-net', bridge: 'bt-strm0', subnet: '10.90.0.0/16' };
+const NET = testNetwork({ name: 'bt-strm-net', bridge: 'bt-strm0', subnet: '10.90.0.0/16' });
 const INVALID_ARGUMENT = 3;
 const NOT_FOUND = 5;
 const FAILED_PRECONDITION = 9;

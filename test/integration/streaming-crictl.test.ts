@@ -5,6 +5,7 @@
 // what both ends get wrong together (client-go once timed out on the second
 // SYN_REPLY because our header blocks lacked a sync-flush marker).
 // Skipped where crictl is not installed.
+import { testNetwork } from '../support/test-network';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -17,7 +18,7 @@ import { startRegistry, type TestRegistry } from '../support/registry';
 import { podConfig, startSandboxBerthd, type SandboxBerthd, startContainerInPod } from './sandbox-fixture';
 
 const CRICTL = ['/usr/local/bin/crictl', '/usr/bin/crictl'].find((p) => existsSync(p));
-const NET = { name: 'bt-strmc-net', bridge: 'bt-strmc0', subnet: '10.97.0.0/24' };
+const NET = testNetwork({ name: 'bt-strmc-net', bridge: 'bt-strmc0', subnet: '10.97.0.0/24' });
 
 /** 1 MiB that is not all one byte, so a dropped or repeated window shows in the digest. */
 const BIG = Buffer.alloc(1024 * 1024);
