@@ -9,9 +9,11 @@ import { configCheckJson, renderConfigCheck, renderDefaultConfig } from './confi
 import { createLogger, LogOutput } from './logger';
 import { startDaemon } from './daemon';
 import { BERTH_VERSION } from './runtime-info-rpcs';
+import { runImagesCommand } from './images-cli';
 
 const USAGE = `usage: berthd [options]
        berthd config default | config check [FILE] [--json] | version
+       berthd images import ARCHIVE|OCI-LAYOUT-DIR|-   (through the running berthd's admin socket)
 options:
   --config FILE        config file (default ${DEFAULT_CONFIG_PATH}; missing default file = all defaults);
                        FILE.d/*.toml are applied after it, in lexical order
@@ -79,6 +81,8 @@ function parseArgs(argv: string[]): Cli {
 }
 
 async function main(): Promise<number> {
+  // A client of the running daemon (its admin socket), not a daemon: see images-cli.ts.
+  if (process.argv[2] === 'images') return runImagesCommand(process.argv.slice(3));
   let cli: Cli;
   try {
     cli = parseArgs(process.argv.slice(2));

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { BerthConfig } from '../runtime/config';
 import { CgroupHierarchy } from '../runtime/cgroups/cgroup-hierarchy';
 import { SystemdCgroups } from '../runtime/cgroups/systemd-cgroups';
+import { AdminServer, adminSocketPath } from './admin-server';
 import { ContainerEventBus } from '../runtime/events/container-event-bus';
 import { RuntimeMetrics } from '../runtime/stats/runtime-metrics';
 import { StatsCollector } from '../runtime/stats/stats-collector';
@@ -153,6 +154,9 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
     }
   }
 
+  // Before the pid file: whoever waits for berthd to be up may use the admin socket at once.
+  const admin = await AdminServer.listen(adminSocketPath(config.state), { importArchive: (tar) => ctx.images.importArchive(tar) }, log);
+
   const pidFile = join(config.state, 'berth.pid');
   writeFileSync(pidFile, `${process.pid}\n`);
   log.info({ socket: config.socket, version: BERTH_VERSION }, 'berthd serving CRI v1');
@@ -165,6 +169,7 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
       ctx.events.close();
       ctx.containers.close();
       await server.shutdown();
+      await admin.close();
       await ctx.streaming.close();
       await metrics.close();
       await ctx.images.close();

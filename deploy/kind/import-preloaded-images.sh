@@ -5,9 +5,6 @@
 # containerd and keeps no archives, so they are exported from a containerd started
 # here, then imported through a berthd started here.
 #
-# NOTE: `berthd images import` (docker-save archives and OCI layouts, through the
-# running daemon) is part of issue 14 and is not on main yet; until it is, this
-# script stops at that step with a clear error, and the image cannot be built.
 set -euo pipefail
 work="$(mktemp -d /var/tmp/berth-preload.XXXXXX)"
 containerd_pid='' berthd_pid=''
@@ -47,7 +44,8 @@ containerd_pid=''
 
 berthd >"$work/berthd.log" 2>&1 &
 berthd_pid=$!
-wait_for_socket /run/berth/berth.sock berthd || { cat "$work/berthd.log" >&2; exit 1; }
+# The admin socket is the last thing berthd opens before it is up.
+wait_for_socket /run/berth/admin/berth-admin.sock berthd || { cat "$work/berthd.log" >&2; exit 1; }
 for archive in "$work"/image-*.tar; do
   [ -e "$archive" ] || continue
   berthd images import "$archive"

@@ -4,7 +4,9 @@
 // built here: rows in SQLite (image-rows.ts), blobs by digest
 // (content-blobs.ts), unpacked layers (layer-directories.ts), the pull
 // (image-pull.ts, layer-download.ts) and collection (layer-gc.ts).
+import { rmSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import type { RuntimeLog } from '../common/log';
 import type { BerthConfig } from '../config';
 import { failedPrecondition, notFound } from '../errors';
@@ -12,6 +14,7 @@ import type { BerthDatabase } from '../store/database';
 import { ContentBlobs } from './content-blobs';
 import { measureImageFs, type ImageFsUsage } from './image-fs-usage';
 import { hostPlatform, userOfConfig, type ImageConfigFile, type Platform } from './image-manifest';
+import { ImageImporter, type ImportedImage } from './image-import';
 import { ImagePuller, type ImagePullMetrics } from './image-pull';
 import { digestedName, looksLikeImageId, parseImageReference, taggedName, type ImageReference } from './image-reference';
 import { ImageRows, type ImageNameKind, type ImageRow } from './image-rows';
@@ -48,6 +51,7 @@ export class Images implements ContainerImageSource, LayerHolds {
   private readonly workers: LayerWorkerPool;
   private readonly gc: LayerGc;
   private readonly puller: ImagePuller;
+  private readonly importer: ImageImporter;
 
   constructor(private readonly options: ImagesOptions) {
     const { config, log } = options;
@@ -84,12 +88,17 @@ export class Images implements ContainerImageSource, LayerHolds {
       log,
       metrics: options.metrics,
     });
+    this.importer = new ImageImporter({
+      root: config.root, rows: this.rows, blobs: this.blobs, downloads, gc: this.gc, platform: options.platform ?? hostPlatform(), log,
+    });
   }
 
   /** Creates the directories, removes what an interrupted pull left, and forgets layers gone from disk. */
   init(): void {
     this.blobs.init();
     this.layers.init();
+    // What an interrupted import staged.
+    rmSync(join(this.options.config.root, 'import'), { recursive: true, force: true });
     // A layer removed by hand is fetched again by the next pull that needs it.
     for (const layer of this.rows.allLayers()) if (!this.layers.has(layer.dirId)) this.rows.deleteLayer(layer.diffId);
   }
@@ -147,6 +156,11 @@ export class Images implements ContainerImageSource, LayerHolds {
 
   releaseLayers(holder: string): Promise<void> {
     return this.gc.releaseLayers(holder);
+  }
+
+  /** Imports a docker save archive or an OCI layout, as a tar stream (see image-import.ts). */
+  importArchive(tar: AsyncIterable<Buffer>): Promise<ImportedImage[]> {
+    return this.importer.import(tar);
   }
 
   /** Pulls an image (see image-pull.ts); resolves with it as recorded. */

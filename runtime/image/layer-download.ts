@@ -30,6 +30,11 @@ export interface LayerSource {
   endpoint: RegistryEndpoint;
 }
 
+/** A layer from a local file (an imported archive): the blob is verified all the same. */
+export interface LocalLayerSource {
+  open(): Readable;
+}
+
 export interface LayerDownloadsOptions {
   rows: ImageRows;
   blobs: ContentBlobs;
@@ -59,7 +64,7 @@ export class LayerDownloads {
   }
 
   /** The layer unpacked, fetching it unless it is on disk or already on its way. `onBytes` counts what is downloaded. */
-  async ensure(source: LayerSource, descriptor: Descriptor, diffId: string, onBytes: (n: number) => void): Promise<LayerRow> {
+  async ensure(source: LayerSource | LocalLayerSource, descriptor: Descriptor, diffId: string, onBytes: (n: number) => void): Promise<LayerRow> {
     const present = this.present(diffId);
     if (present) return present;
     const running = this.inFlight.get(diffId);
@@ -69,7 +74,7 @@ export class LayerDownloads {
     return work;
   }
 
-  private async fetchWithRetries(source: LayerSource, descriptor: Descriptor, diffId: string, onBytes: (n: number) => void): Promise<LayerRow> {
+  private async fetchWithRetries(source: LayerSource | LocalLayerSource, descriptor: Descriptor, diffId: string, onBytes: (n: number) => void): Promise<LayerRow> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.fetch(source, descriptor, diffId, onBytes);
@@ -86,11 +91,11 @@ export class LayerDownloads {
     }
   }
 
-  private async fetch(source: LayerSource, descriptor: Descriptor, diffId: string, onBytes: (n: number) => void): Promise<LayerRow> {
+  private async fetch(source: LayerSource | LocalLayerSource, descriptor: Descriptor, diffId: string, onBytes: (n: number) => void): Promise<LayerRow> {
     const { rows, blobs, layers, client } = this.options;
     const started = monotonicMark();
-    const blob = await client.openBlob(source.ref, descriptor, source.credentials, source.endpoint);
-    const unpacked = await this.unpack(blob.body, descriptor, diffId, onBytes);
+    const body = 'open' in source ? source.open() : (await client.openBlob(source.ref, descriptor, source.credentials, source.endpoint)).body;
+    const unpacked = await this.unpack(body, descriptor, diffId, onBytes);
     const dirId = layers.pickDirId(diffId, (candidate) => rows.dirIdOwner(candidate));
     await layers.install(unpacked.tempRoot, dirId);
     await blobs.adopt(unpacked.tempBlob, descriptor.digest);
