@@ -84,7 +84,19 @@ export interface BerthNative {
    */
   spawnDetached(file: string, argv: string[], env: string[], cwd: string, childFds: ('null' | 'read' | 'write')[]): { pid: number; fds: number[] };
   waitChild(pid: number): Promise<{ code: number | null; signal: number | null }>;
+  /**
+   * Reads `path` below `root` on a pool thread, following no symlink on the way and opening only a
+   * regular file (O_NONBLOCK), at most maxBytes of it (native/src/rootfs_open.cc). Rejects with a
+   * NativeError (ENOENT, ENOTDIR, ELOOP for a symlink on the way, EXDEV for "..", ...). `walk` picks
+   * the component-by-component resolution of kernels without openat2 (for its tests).
+   */
+  readFileBeneath(root: string, path: string, maxBytes: number, walk?: boolean): Promise<BeneathFile>;
 }
+
+/** What readFileBeneath found: a regular file's bytes, or only the kind of what is there instead. */
+export type BeneathFile =
+  | { type: 'file'; size: number; data: Buffer; truncated: boolean }
+  | { type: 'directory' | 'symlink' | 'fifo' | 'char-device' | 'block-device' | 'socket' | 'unknown'; size: number };
 
 export interface PodNamespaceOptions {
   /** Pin paths; "" keeps the host's namespace of that kind. */

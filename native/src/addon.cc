@@ -30,6 +30,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   berth::RegisterMonitorSpawn(env, exports);
   berth::RegisterUserns(env, exports);
   berth::RegisterPreparedMounts(env, exports);
+  berth::RegisterRootfsOpen(env, exports);
   return exports;
 }
 

@@ -19,5 +19,6 @@ void RegisterNetnsRead(Napi::Env env, Napi::Object exports);
 void RegisterMonitorSpawn(Napi::Env env, Napi::Object exports);
 void RegisterUserns(Napi::Env env, Napi::Object exports);
 void RegisterPreparedMounts(Napi::Env env, Napi::Object exports);
+void RegisterRootfsOpen(Napi::Env env, Napi::Object exports);
 
 }  // namespace berth
