@@ -23,8 +23,11 @@ export interface BerthNative {
   /** umount2(2); throws a NativeError (EINVAL: not a mount point). */
   umount2(target: string, flags?: number): void;
   mountFlags: MountFlags;
-  /** overlay via fsopen/fsconfig("lowerdir+")/fsmount/move_mount; lowers top-most first. Throws ENOSYS/EINVAL on old kernels. */
-  mountOverlay(lowerDirsTopFirst: string[], upperDir: string, workDir: string, target: string, readonly: boolean): void;
+  /**
+   * overlay via fsopen/fsconfig("lowerdir+")/fsmount/move_mount; lowers top-most first; `options` are further
+   * overlay options ([key, value], e.g. ["redirect_dir", "nofollow"]). Throws ENOSYS/EINVAL on old kernels.
+   */
+  mountOverlay(lowerDirsTopFirst: string[], upperDir: string, workDir: string, target: string, readonly: boolean, options?: [string, string][]): void;
   /** mknod(2); mode includes the file type bits (fileTypes.S_IFCHR ...). */
   mknod(path: string, mode: number, major: number, minor: number): void;
   /** lsetxattr(2): sets an extended attribute without following symlinks. */

@@ -33,7 +33,8 @@ static Napi::Value Fail(Napi::Env env, int err, int fd, const std::string& step,
   return ThrowErrno(env, err, detail.empty() ? step : step + " (" + detail + ")", target);
 }
 
-// mountOverlay(lowerDirsTopFirst: string[], upperDir: string, workDir: string, target: string, readonly: boolean)
+// mountOverlay(lowerDirsTopFirst: string[], upperDir: string, workDir: string, target: string, readonly: boolean,
+//              options?: [key, value][]): further overlay options, each set as a string.
 static Napi::Value MountOverlay(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 5 || !info[0].IsArray() || !info[1].IsString() || !info[2].IsString() || !info[3].IsString()) {
@@ -55,6 +56,20 @@ static Napi::Value MountOverlay(const Napi::CallbackInfo& info) {
   if (!upper.empty()) {
     if (fsconfig(fd, FSCONFIG_SET_STRING, "upperdir", upper.c_str(), 0) != 0) return Fail(env, errno, fd, "fsconfig upperdir", upper);
     if (fsconfig(fd, FSCONFIG_SET_STRING, "workdir", work.c_str(), 0) != 0) return Fail(env, errno, fd, "fsconfig workdir", work);
+  }
+  if (info.Length() > 5 && info[5].IsArray()) {
+    Napi::Array options = info[5].As<Napi::Array>();
+    for (uint32_t i = 0; i < options.Length(); i++) {
+      Napi::Value pair = options.Get(i);
+      if (!pair.IsArray() || pair.As<Napi::Array>().Length() != 2) {
+        close(fd);
+        Napi::TypeError::New(env, "mountOverlay: options are [key, value] pairs").ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      std::string key = pair.As<Napi::Array>().Get(0u).ToString().Utf8Value();
+      std::string value = pair.As<Napi::Array>().Get(1u).ToString().Utf8Value();
+      if (fsconfig(fd, FSCONFIG_SET_STRING, key.c_str(), value.c_str(), 0) != 0) return Fail(env, errno, fd, "fsconfig " + key + "=" + value, target);
+    }
   }
   if (fsconfig(fd, FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) return Fail(env, errno, fd, "fsconfig create", target);
   int mfd = fsmount(fd, FSMOUNT_CLOEXEC, readonly ? MOUNT_ATTR_RDONLY : 0);

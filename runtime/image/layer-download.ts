@@ -108,6 +108,9 @@ export class LayerDownloads {
       entries: unpacked.entries,
     };
     rows.putLayer(row);
+    if (unpacked.droppedXattrs.length > 0) {
+      this.options.log.debug({ layer: descriptor.digest, xattrs: unpacked.droppedXattrs }, 'layer xattrs not applied (trusted.* and security.* other than file capabilities are not the image\'s to set)');
+    }
     this.options.log.debug(
       { layer: descriptor.digest, dir: dirId, bytes: unpacked.compressedBytes, unpacked: unpacked.tarBytes, entries: unpacked.entries, seconds: elapsedSeconds(started) },
       'layer unpacked',

@@ -1,7 +1,7 @@
 // Unpacks one layer's tar stream into its own directory, overlay-ready: whiteouts
 // become 0:0 character devices, opaque markers the trusted.overlay.opaque xattr;
-// hardlinks, symlinks, devices, fifos, xattrs, ownership, modes and mtimes are
-// kept. Every path is checked first: nothing is ever written outside `root`
+// hardlinks, symlinks, devices, fifos, ownership, modes, mtimes and the xattrs a
+// container may own (layerXattrAllowed) are kept. Every path is checked first: nothing is ever written outside `root`
 // (no "..", no absolute names, no writes through a symlink, no hardlink to a
 // file outside the layer). The caller unpacks into a fresh temporary directory
 // and removes it whole on failure.
@@ -21,6 +21,23 @@ export interface UnpackStats {
   entries: number;
   /** Logical bytes of regular files. */
   fileBytes: number;
+  /** Names of the xattrs the layer carried that were not applied (distinct, at most 16). */
+  droppedXattrs: string[];
+}
+
+const MAX_DROPPED_NAMES = 16;
+
+/**
+ * Whether an xattr from a layer is applied. A layer's xattrs are the image author's word:
+ * trusted.* is read by the host kernel's privileged users (overlayfs acts on
+ * trusted.overlay.redirect/metacopy/opaque/whiteout), and security.* other than file
+ * capabilities speaks to host security modules (SELinux labels, IMA/EVM); neither is the
+ * image's to set. File capabilities (bounded by the container's own capability set),
+ * user.* and POSIX ACLs are the files' own. containerd applies every xattr and CRI-O all
+ * but security.selinux; berth is stricter on purpose.
+ */
+export function layerXattrAllowed(name: string): boolean {
+  return name.startsWith('user.') || name === 'security.capability' || name === 'system.posix_acl_access' || name === 'system.posix_acl_default';
 }
 
 /** The entry's path inside the layer, normalized; refuses anything that could leave it. */
@@ -58,7 +75,7 @@ function writeFully(fd: number, data: Buffer): void {
 export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, options: UnpackOptions = {}): Promise<UnpackStats> {
   const native = options.native ?? loadNative();
   const reader = new TarReader(tar);
-  const stats: UnpackStats = { entries: 0, fileBytes: 0 };
+  const stats: UnpackStats = { entries: 0, fileBytes: 0, droppedXattrs: [] };
   // Paths (relative) this layer made symlinks or non-directories: no later entry may be written beneath one.
   const nonDirectories = new Set<string>();
   // What this layer has put on disk so far. `root` starts empty, so a path in neither set does not exist
@@ -125,6 +142,10 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
 
   const setXattrs = (abs: string, xattrs: [string, Buffer][]): void => {
     for (const [key, value] of xattrs) {
+      if (!layerXattrAllowed(key)) {
+        if (stats.droppedXattrs.length < MAX_DROPPED_NAMES && !stats.droppedXattrs.includes(key)) stats.droppedXattrs.push(key);
+        continue;
+      }
       try {
         native.lsetxattr(abs, key, value);
       } catch (err) {

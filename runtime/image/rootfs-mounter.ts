@@ -8,6 +8,17 @@ import { describeError, internal, invalidArgument } from '../errors';
 import type { RootfsMounter } from './image-types';
 
 const PAGE_SIZE = 4096;
+
+/**
+ * Pinned on every container root filesystem, whatever the kernel's or the module's defaults:
+ * overlay must not act on trusted.overlay.redirect or .metacopy in a layer. The unpacker drops
+ * such xattrs from layers already (layer-unpacker.ts); this holds for layers it did not write.
+ * With nofollow a redirected directory is refused (EPERM), never looked up elsewhere.
+ */
+export const OVERLAY_SAFETY_OPTIONS: readonly [string, string][] = [
+  ['redirect_dir', 'nofollow'],
+  ['metacopy', 'off'],
+];
 const ENOENT = 2;
 const EINVAL = 22;
 const ENOSYS = 38;
@@ -29,7 +40,7 @@ export class OverlayRootfsMounter implements RootfsMounter {
     const topFirst = [...layerDirs].reverse();
     if (this.newApi !== false) {
       try {
-        this.native.mountOverlay(topFirst, upperDir, workDir, target, options.readonly ?? false);
+        this.native.mountOverlay(topFirst, upperDir, workDir, target, options.readonly ?? false, [...OVERLAY_SAFETY_OPTIONS]);
         this.newApi = true;
         return;
       } catch (err) {
@@ -41,7 +52,8 @@ export class OverlayRootfsMounter implements RootfsMounter {
         this.newApi = false;
       }
     }
-    const data = `lowerdir=${topFirst.join(':')},upperdir=${upperDir},workdir=${workDir}`;
+    const safety = OVERLAY_SAFETY_OPTIONS.map(([key, value]) => `,${key}=${value}`).join('');
+    const data = `lowerdir=${topFirst.join(':')},upperdir=${upperDir},workdir=${workDir}${safety}`;
     if (data.length >= PAGE_SIZE) {
       throw invalidArgument(`the image has too many layers (${layerDirs.length}) for an overlay mount on this kernel (options exceed one page)`);
     }

@@ -2,7 +2,7 @@
 // and layers a container holds surviving RemoveImage of their image.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { loadNative } from '../../native';
@@ -49,6 +49,43 @@ describe('overlay root filesystems', () => {
     mounter.unmount(target);
     mounter.unmount(join(dir, 'never-mounted'));
   });
+});
+
+describe('overlay options a layer cannot override', () => {
+  const dir = mkdtempSync('/tmp/berth-rootfs-redirect-');
+  const native = loadNative();
+  const classicOnly = { ...native, mountOverlay: () => { throw Object.assign(new Error('fsopen: ENOSYS'), { errno: 38 }); } };
+  const targets: string[] = [];
+  after(() => {
+    for (const target of targets) new OverlayRootfsMounter().unmount(target);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  for (const [api, mounter] of [['new mount API', new OverlayRootfsMounter()], ['mount(2)', new OverlayRootfsMounter(classicOnly)]] as const) {
+    test(`a trusted.overlay.redirect on a layer directory is not followed (${api})`, () => {
+      const base = join(dir, api.replace(/\W/g, ''));
+      const lower = join(base, 'lower', 'diff');
+      const upperLayer = join(base, 'top', 'diff');
+      mkdirSync(join(lower, 'secret'), { recursive: true });
+      writeFileSync(join(lower, 'secret', 'file'), 'not for d');
+      mkdirSync(join(upperLayer, 'd'), { recursive: true });
+      // Written straight onto the layer directory, as a layer the unpacker did not write could carry it.
+      native.lsetxattr(join(upperLayer, 'd'), 'trusted.overlay.redirect', Buffer.from('/secret'));
+      const target = join(base, 'rootfs');
+      targets.push(target);
+      mounter.mount({ layerDirs: [lower, upperLayer], upperDir: join(base, 'upper'), workDir: join(base, 'work'), target });
+      const line = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === target);
+      assert.match(line ?? '', /redirect_dir=nofollow/);
+      assert.doesNotMatch(line ?? '', /metacopy=on/);
+      let listed: string[] | string;
+      try {
+        listed = readdirSync(join(target, 'd'));
+      } catch (err) {
+        listed = (err as NodeJS.ErrnoException).code ?? String(err);
+      }
+      assert.ok(!(Array.isArray(listed) && listed.includes('file')), `d must not show the redirect's target: ${JSON.stringify(listed)}`);
+    });
+  }
 });
 
 describe('layers held by containers', () => {

@@ -7,6 +7,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { loadNative } from '../../native';
 import { startBerthd, type BerthdProcess } from '../support/berthd-process';
 import { grpcCode } from '../support/cri-client';
 import { buildBusyboxImage, buildImage, buildLayer, layerFromTar, pushBusyboxImage, pushImage } from '../support/oci-image-builder';
@@ -143,6 +144,24 @@ describe('image pull safety and sharing', () => {
       const status = await berthd.client.call('ImageStatus', { image: { image: pushed.reference } });
       assert.equal(status.image, null);
     });
+  });
+
+  test('overlay and security xattrs in a layer are not applied; file capabilities are', async () => {
+    const capability = Buffer.from([0, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    const layer = buildLayer([
+      { path: 'xa/', type: 'dir', xattrs: { 'trusted.overlay.opaque': 'y' } },
+      { path: 'xa/file', type: 'file', content: 'x', xattrs: { 'trusted.overlay.redirect': '/etc', 'trusted.overlay.opaque': 'y', 'security.ima': 'forged', 'security.capability': capability } },
+    ]);
+    const pushed = await pushImage(registry, 'evil/xattrs:v1', buildImage({ layers: [layer] }));
+    await berthd.client.call('PullImage', { image: { image: pushed.reference } });
+    const dir = layerWith(berthd, 'xa/file');
+    assert.ok(dir, 'the layer is unpacked');
+    const native = loadNative();
+    const diff = join(berthd.root, 'layers', dir, 'diff');
+    for (const name of ['trusted.overlay.redirect', 'trusted.overlay.opaque', 'security.ima']) assert.equal(native.lgetxattr(join(diff, 'xa/file'), name), undefined, name);
+    assert.equal(native.lgetxattr(join(diff, 'xa'), 'trusted.overlay.opaque'), undefined, 'only a .wh..wh..opq marker makes a directory opaque');
+    assert.deepEqual(native.lgetxattr(join(diff, 'xa/file'), 'security.capability'), capability);
+    assert.match(berthd.logs(), /layer xattrs not applied/);
   });
 
   test('a decompression bomb over the ratio limit fails cleanly', async () => {

@@ -121,6 +121,28 @@ describe('layer unpacker', () => {
     });
   }
 
+  test('xattrs only a host may set (trusted.*, security.* but file capabilities) are dropped; the files\' own are kept', async () => {
+    const root = freshDir();
+    const native = loadNative();
+    // A v2 file capability (cap_net_raw+ep) as setcap writes it.
+    const capability = Buffer.from([0, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    const tar = writeTar([
+      { path: 'lower/', type: 'dir', xattrs: { 'trusted.overlay.opaque': 'y', 'trusted.overlay.redirect': '/etc' } },
+      {
+        path: 'lower/file',
+        type: 'file',
+        content: 'x',
+        xattrs: { 'trusted.overlay.redirect': '/etc/shadow', 'trusted.overlay.metacopy': '', 'security.selinux': 'system_u:object_r:shadow_t:s0', 'security.capability': capability, 'user.note': 'kept' },
+      },
+    ]);
+    const stats = await unpackLayer(chunked(tar, [1 << 30]), root);
+    for (const name of ['trusted.overlay.opaque', 'trusted.overlay.redirect']) assert.equal(native.lgetxattr(join(root, 'lower'), name), undefined, name);
+    for (const name of ['trusted.overlay.redirect', 'trusted.overlay.metacopy', 'security.selinux']) assert.equal(native.lgetxattr(join(root, 'lower/file'), name), undefined, name);
+    assert.deepEqual(native.lgetxattr(join(root, 'lower/file'), 'security.capability'), capability);
+    assert.equal(native.lgetxattr(join(root, 'lower/file'), 'user.note')?.toString(), 'kept');
+    assert.deepEqual(new Set(stats.droppedXattrs), new Set(['trusted.overlay.opaque', 'trusted.overlay.redirect', 'trusted.overlay.metacopy', 'security.selinux']));
+  });
+
   test('a layer root that is set-group-ID does not give its group to entries', async () => {
     const root = freshDir();
     chownSync(root, 0, 2222);
