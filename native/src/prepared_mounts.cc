@@ -197,6 +197,15 @@ static Napi::Value MountIdmappedOverlay(const Napi::CallbackInfo& info) {
       }
     }
   }
+  // As every container rootfs (OVERLAY_SAFETY_OPTIONS in runtime/image/rootfs-mounter.ts): a layer's
+  // trusted.overlay.redirect / .metacopy is never acted on.
+  for (const auto& [key, value] : {std::pair<const char*, const char*>{"redirect_dir", "nofollow"}, {"metacopy", "off"}}) {
+    if (fsconfig(fs.get(), FSCONFIG_SET_STRING, key, value, 0) != 0) {
+      int err = errno;
+      std::string detail = ContextMessages(fs.get());
+      return ThrowErrno(env, err, std::string("fsconfig ") + key + (detail.empty() ? "" : " (" + detail + ")"), target);
+    }
+  }
   if (fsconfig(fs.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) {
     int err = errno;
     std::string detail = ContextMessages(fs.get());

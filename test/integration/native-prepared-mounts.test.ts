@@ -132,6 +132,8 @@ test('an idmapped overlay shows its layers as the mapped owner, and copy-ups and
     chownSync(upper, 100000, 200000);
     const rootfs = s.mounted(dir(container, 'rootfs'));
     s.native.mountIdmappedOverlay([top, bottom], upper, work, rootfs, false, userns);
+    const mountLine = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === rootfs);
+    assert.match(mountLine ?? '', /redirect_dir=nofollow/, 'a layer\'s trusted.overlay.redirect is never followed');
 
     assert.deepEqual(owner(rootfs), [100000, 200000]);
     assert.deepEqual(owner(join(rootfs, 'etc-file')), [100000, 200000]);
