@@ -6,6 +6,7 @@ import type { ContainerEventBus } from '../runtime/events/container-event-bus';
 import type { RuntimeMetrics } from '../runtime/stats/runtime-metrics';
 import type { StatsCollector } from '../runtime/stats/stats-collector';
 import type { HostFacts } from '../runtime/host/host-facts';
+import type { RuntimeReadiness } from '../runtime/host/runtime-readiness';
 import type { BerthDatabase } from '../runtime/store/database';
 import type { PodSandboxes } from '../runtime/sandbox/pod-sandboxes';
 import type { Images } from '../runtime/image/images';
@@ -19,6 +20,11 @@ export interface NetworkReadiness {
   networkStatus(): Promise<{ ready: boolean; reason: string; message: string }>;
 }
 
+/** Whether containers can run now (Status' RuntimeReady condition): runtime/host/runtime-readiness.ts. */
+export interface RuntimeReadinessSource {
+  current(): Promise<RuntimeReadiness>;
+}
+
 export interface ShimContext {
   config: BerthConfig;
   log: Logger;
@@ -26,6 +32,7 @@ export interface ShimContext {
   host: HostFacts;
   db: BerthDatabase;
   network: NetworkReadiness;
+  runtimeReadiness: RuntimeReadinessSource;
   /** Pod CIDR last given by the kubelet through UpdateRuntimeConfig ("" until then). */
   podCidr: { value: string };
   /** The host's cgroup hierarchies (v1, v2 or hybrid) under the configured driver: resolve, create, remove, apply resources. */

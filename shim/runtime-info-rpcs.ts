@@ -1,28 +1,16 @@
 // Version, Status, RuntimeConfig, UpdateRuntimeConfig: what the kubelet asks
 // before anything else, and on every sync loop (Status).
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { invalidArgument } from '../runtime/errors';
 import type { ShimContext } from './context';
 import type { CriHandlers } from './handler';
+import { buildInfo } from './build-info';
 
 export const RUNTIME_NAME = 'berth';
 export const CRI_API_VERSION = 'v1';
 /** The kubelet's own API version field; every CRI runtime answers 0.1.0. */
 const KUBELET_API_VERSION = '0.1.0';
 
-function packageVersion(): string {
-  for (const dir of [join(__dirname, '..'), join(__dirname, '..', '..')]) {
-    try {
-      return (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { version: string }).version;
-    } catch {
-      // try the next
-    }
-  }
-  return '0.0.0';
-}
-
-export const BERTH_VERSION = packageVersion();
+export const BERTH_VERSION = buildInfo().version;
 
 export function runtimeInfoHandlers(ctx: ShimContext): CriHandlers {
   return {
@@ -40,20 +28,29 @@ export function runtimeInfoHandlers(ctx: ShimContext): CriHandlers {
     },
 
     async Status(request) {
-      const network = await ctx.network.networkStatus();
+      const [network, runtime] = await Promise.all([ctx.network.networkStatus(), ctx.runtimeReadiness.current()]);
       const info: Record<string, string> = {};
       if (request.verbose) {
+        // What each condition was decided from, so `crictl info` explains a NotReady node.
+        info.runtimeReadiness = JSON.stringify({
+          checked: runtime.checked, checkedAt: runtime.checkedAt, handler: ctx.config.oci.default_runtime,
+        });
+        info.networkReadiness = JSON.stringify({
+          confDir: ctx.config.cni.conf_dir, binDirs: ctx.config.cni.bin_dirs,
+          checked: 'the first .conflist/.conf of confDir, each of its plugins in binDirs, and CNI STATUS for networks of CNI 1.1+',
+          ...network,
+        });
         info.config = JSON.stringify(ctx.config);
         info.host = JSON.stringify(ctx.host);
         info.cgroupMode = JSON.stringify(ctx.host.cgroup.mode);
         info.ociRuntimes = JSON.stringify(ctx.host.ociRuntimes);
         info.podCidr = JSON.stringify(ctx.podCidr.value);
-        info.version = JSON.stringify({ runtime: RUNTIME_NAME, version: BERTH_VERSION, node: process.version });
+        info.version = JSON.stringify({ runtime: RUNTIME_NAME, version: BERTH_VERSION, commit: buildInfo().commit, node: process.version });
       }
       return {
         status: {
           conditions: [
-            { type: 'RuntimeReady', status: true, reason: '', message: '' },
+            { type: 'RuntimeReady', status: runtime.ready, reason: runtime.reason, message: runtime.message },
             { type: 'NetworkReady', status: network.ready, reason: network.reason, message: network.message },
           ],
         },

@@ -3,10 +3,11 @@
 // in the start log and in Status(verbose), and read by the parts that must adapt
 // (oom_score_adj clamping, cgroup paths, crun on hybrid hosts).
 import { execFileSync } from 'node:child_process';
-import { accessSync, constants, existsSync, readFileSync, statfsSync } from 'node:fs';
-import { delimiter, isAbsolute, join } from 'node:path';
+import { readFileSync, statfsSync } from 'node:fs';
+import { join } from 'node:path';
 import { CAP_SYS_ADMIN, CAP_SYS_RESOURCE, hasCapability, loadNative } from '../../native';
 import type { BerthConfig } from '../config';
+import { findBinarySync } from './binaries';
 
 const CGROUP2_SUPER_MAGIC = 0x63677270;
 const TMPFS_MAGIC = 0x01021994;
@@ -75,23 +76,8 @@ function readControllers(dir: string): string[] {
   }
 }
 
-/** Resolves a binary name against PATH (absolute paths are checked as they are). */
-export function findBinary(name: string, extraDirs: string[] = []): string | undefined {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin', ...extraDirs];
-  const candidates = isAbsolute(name) ? [name] : dirs.filter(Boolean).map((d) => join(d, name));
-  for (const candidate of candidates) {
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // next
-    }
-  }
-  return undefined;
-}
-
 function probeBinary(name: string, binary: string): BinaryFacts | { name: string; missing: string } {
-  const path = findBinary(binary);
+  const path = findBinarySync(binary);
   if (!path) return { name, missing: `${binary} not found in PATH` };
   try {
     const out = execFileSync(path, ['--version'], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -133,8 +119,4 @@ function currentOomScoreAdj(): number {
 
 export function clampOomScoreAdj(facts: Pick<HostFacts, 'minOomScoreAdj'>, wanted: number): number {
   return Math.max(facts.minOomScoreAdj, Math.min(1000, wanted));
-}
-
-export function isAvailable(facts: BinaryFacts | { name: string; missing: string }): facts is BinaryFacts {
-  return 'path' in facts && existsSync(facts.path);
 }

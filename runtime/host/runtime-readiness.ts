@@ -1,0 +1,77 @@
+// Status' RuntimeReady, honestly: berth can only run containers when the default
+// handler's OCI runtime and conmon are there and answer. Both are probed
+// asynchronously (access, stat, `--version`), and the answer is kept for a few
+// seconds so the kubelet's polling costs nothing; a binary that comes back is
+// seen at the next probe.
+import type { BerthConfig } from '../config';
+import { type BinaryProbe, probeBinary, type VersionCache } from './binaries';
+
+export interface RuntimeReadiness {
+  ready: boolean;
+  /** CamelCase reason when not ready (the CRI's convention), "" when ready. */
+  reason: string;
+  message: string;
+  /** What was probed, for Status(verbose). */
+  checked: BinaryProbe[];
+  /** ISO time of the probe this answer comes from. */
+  checkedAt: string;
+}
+
+export interface RuntimeReadinessOptions {
+  handler: string;
+  runtimeBinary: string;
+  conmonBinary: string;
+  /** How long an answer is reused (ms). */
+  ttlMs?: number;
+  now?: () => number;
+}
+
+export const DEFAULT_READINESS_TTL_MS = 5000;
+
+export class RuntimeReadinessProbe {
+  private cached: { at: number; value: RuntimeReadiness } | undefined;
+  private inFlight: Promise<RuntimeReadiness> | undefined;
+  private readonly versions: VersionCache = new Map();
+  private readonly now: () => number;
+
+  constructor(private readonly options: RuntimeReadinessOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  static forConfig(config: BerthConfig, ttlMs?: number): RuntimeReadinessProbe {
+    const handler = config.oci.default_runtime;
+    return new RuntimeReadinessProbe({ handler, runtimeBinary: config.oci.runtimes[handler].path, conmonBinary: config.oci.conmon, ttlMs });
+  }
+
+  /** The latest answer, probing again when it is older than the TTL (one probe at a time). */
+  async current(): Promise<RuntimeReadiness> {
+    const ttl = this.options.ttlMs ?? DEFAULT_READINESS_TTL_MS;
+    if (this.cached && this.now() - this.cached.at < ttl) return this.cached.value;
+    this.inFlight ??= this.probe().finally(() => {
+      this.inFlight = undefined;
+    });
+    return this.inFlight;
+  }
+
+  private async probe(): Promise<RuntimeReadiness> {
+    const at = this.now();
+    const [runtime, conmon] = await Promise.all([
+      probeBinary(`OCI runtime of handler "${this.options.handler}"`, this.options.runtimeBinary, { cache: this.versions }),
+      probeBinary('conmon', this.options.conmonBinary, { cache: this.versions }),
+    ]);
+    const problems: { reason: string; message: string }[] = [];
+    if (!runtime.found) problems.push({ reason: 'OCIRuntimeMissing', message: `${runtime.name} not found: ${runtime.problem}` });
+    else if (!runtime.usable) problems.push({ reason: 'OCIRuntimeUnusable', message: `${runtime.name} does not run: ${runtime.problem}` });
+    if (!conmon.found) problems.push({ reason: 'ConmonMissing', message: `conmon not found: ${conmon.problem}` });
+    else if (!conmon.usable) problems.push({ reason: 'ConmonUnusable', message: `conmon does not run: ${conmon.problem}` });
+    const value: RuntimeReadiness = {
+      ready: problems.length === 0,
+      reason: problems[0]?.reason ?? '',
+      message: problems.map((p) => p.message).join('; '),
+      checked: [runtime, conmon],
+      checkedAt: new Date(at).toISOString(),
+    };
+    this.cached = { at, value };
+    return value;
+  }
+}
