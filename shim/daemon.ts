@@ -9,7 +9,9 @@ import { AdminServer, adminSocketPath } from './admin-server';
 import { ContainerEventBus } from '../runtime/events/container-event-bus';
 import { RuntimeMetrics } from '../runtime/stats/runtime-metrics';
 import { StatsCollector } from '../runtime/stats/stats-collector';
-import { detectHost, isAvailable } from '../runtime/host/host-facts';
+import { detectHost } from '../runtime/host/host-facts';
+import { checkHostAtStart } from '../runtime/host/doctor/doctor';
+import { RuntimeReadinessProbe } from '../runtime/host/runtime-readiness';
 import { BerthDatabase } from '../runtime/store/database';
 import { CniNetwork } from '../cni/cni-network';
 import { writeDefaultConflistIfMissing } from '../cni/default-conflist';
@@ -25,7 +27,7 @@ import { allHandlers } from './handlers';
 import { Images } from '../runtime/image/images';
 import type { Logger } from './logger';
 import { BerthMetrics } from './metrics';
-import { BERTH_VERSION } from './runtime-info-rpcs';
+import { buildInfo } from './build-info';
 import { CriServer } from './server';
 
 export interface RunningDaemon {
@@ -38,6 +40,7 @@ export interface RunningDaemon {
 export async function startDaemon(config: BerthConfig, log: Logger): Promise<RunningDaemon> {
   for (const dir of [config.root, config.state]) mkdirSync(dir, { recursive: true, mode: 0o700 });
 
+  await checkHostAtStart(config, log);
   const host = detectHost(config);
   log.info(
     { cgroup: host.cgroup.mode, unified: host.cgroup.unifiedMount, v2Controllers: host.cgroup.v2Controllers, kernel: host.kernel },
@@ -46,11 +49,6 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
   if (host.minOomScoreAdj > -1000) {
     log.warn({ minOomScoreAdj: host.minOomScoreAdj }, `oom_score_adj below ${host.minOomScoreAdj} will be raised to it (no CAP_SYS_RESOURCE)`);
   }
-  for (const runtime of Object.values(host.ociRuntimes)) {
-    if (isAvailable(runtime)) log.info({ handler: runtime.name, path: runtime.path, version: runtime.version }, 'OCI runtime found');
-    else log.warn({ handler: runtime.name }, `OCI runtime missing: ${'missing' in runtime ? runtime.missing : ''}`);
-  }
-  if (!isAvailable(host.conmon)) log.warn(`conmon missing: ${'missing' in host.conmon ? host.conmon.missing : ''}`);
 
   const db = new BerthDatabase(join(config.root, 'berth.db'));
   const metrics = new BerthMetrics();
@@ -74,6 +72,7 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
     host,
     db,
     network: { networkStatus: () => podNetwork.status() },
+    runtimeReadiness: RuntimeReadinessProbe.forConfig(config),
     podCidr: { value: '' },
     cgroups,
     events: new ContainerEventBus({
@@ -159,7 +158,7 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
 
   const pidFile = join(config.state, 'berth.pid');
   writeFileSync(pidFile, `${process.pid}\n`);
-  log.info({ socket: config.socket, version: BERTH_VERSION }, 'berthd serving CRI v1');
+  log.info({ socket: config.socket, version: buildInfo().version, commit: buildInfo().commit }, 'berthd serving CRI v1');
 
   return {
     ctx,
