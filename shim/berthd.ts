@@ -1,18 +1,22 @@
 #!/usr/bin/env node
 // berthd: the CRI daemon's command line.
 //   berthd [--config FILE] [--socket PATH] [--root DIR] [--state DIR] [--log-level L] [--set key=value]...
-//   berthd config default       print the complete default config with a comment per key
-//   berthd config check [FILE]  validate a config file (and its drop-ins) and print the effective config,
-//                               each key with the file that set it (--json: as JSON)
-import { ConfigError, DEFAULT_CONFIG_PATH, type LoadedConfig, loadConfig, parseOverrideValue } from './config';
+//   berthd config default         print the complete default config with a comment per key
+//   berthd config check [FILE]    validate a config file (and its drop-ins) and print the effective config,
+//                                 each key with the file that set it
+//   berthd doctor                 check this host for berth and a kubelet (exit 0 ok, 1 warnings, 2 failures)
+//   berthd version                berth's version and commit, Node's, and the conmon/runc/crun found
+//   berthd images import ...      load images through the running daemon (shim/images-cli.ts)
+import { ConfigError, DEFAULT_CONFIG_PATH, defaultConfig, type LoadedConfig, loadConfig, parseOverrideValue } from './config';
 import { configCheckJson, renderConfigCheck, renderDefaultConfig } from './config-render';
-import { createLogger, LogOutput } from './logger';
-import { startDaemon } from './daemon';
-import { BERTH_VERSION } from './runtime-info-rpcs';
+import { doctorCommand, versionCommand } from './cli-commands';
+import { serve } from './berthd-serve';
 import { runImagesCommand } from './images-cli';
 
 const USAGE = `usage: berthd [options]
-       berthd config default | config check [FILE] [--json] | version
+       berthd config default | config check [FILE] [--json]
+       berthd doctor [--json] [--host-root DIR]
+       berthd version [--json]
        berthd images import ARCHIVE|OCI-LAYOUT-DIR|-   (through the running berthd's admin socket)
 options:
   --config FILE        config file (default ${DEFAULT_CONFIG_PATH}; missing default file = all defaults);
@@ -21,27 +25,33 @@ options:
   --root DIR           persistent state (config: root)
   --state DIR          volatile state (config: state)
   --log-level LEVEL    trace|debug|info|warn|error|fatal (config: log_level)
+  --log-format FORMAT  auto|text|json (config: log_format)
   --metrics-port N     metrics port, 0 for any (config: metrics.port)
-  --set KEY=VALUE      any config key, e.g. --set image.max_concurrent_downloads=8`;
+  --set KEY=VALUE      any config key, e.g. --set image.max_concurrent_downloads=8
+  --json               doctor, version, config check: print JSON
+  --host-root DIR      doctor: read the host under DIR instead of /
+signals: SIGTERM/SIGINT stop serving (containers keep running); SIGHUP reloads the config`;
 
 const FLAG_KEYS: Record<string, string> = {
   '--socket': 'socket',
   '--root': 'root',
   '--state': 'state',
   '--log-level': 'log_level',
+  '--log-format': 'log_format',
   '--metrics-port': 'metrics.port',
 };
 
-interface Cli {
-  command: 'serve' | 'config-default' | 'config-check' | 'version' | 'help';
+export interface Cli {
+  command: 'serve' | 'config-default' | 'config-check' | 'doctor' | 'version' | 'help';
   configPath: string;
   explicitConfig: boolean;
   overrides: Record<string, ReturnType<typeof parseOverrideValue>>;
   json: boolean;
+  hostRoot: string;
 }
 
 function parseArgs(argv: string[]): Cli {
-  const cli: Cli = { command: 'serve', configPath: DEFAULT_CONFIG_PATH, explicitConfig: false, overrides: {}, json: false };
+  const cli: Cli = { command: 'serve', configPath: DEFAULT_CONFIG_PATH, explicitConfig: false, overrides: {}, json: false, hostRoot: '/' };
   const positional: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -54,6 +64,7 @@ function parseArgs(argv: string[]): Cli {
     if (flag === '-h' || flag === '--help') cli.command = 'help';
     else if (flag === '--version') cli.command = 'version';
     else if (flag === '--json') cli.json = true;
+    else if (flag === '--host-root') cli.hostRoot = value();
     else if (flag === '--config') {
       cli.configPath = value();
       cli.explicitConfig = true;
@@ -68,14 +79,15 @@ function parseArgs(argv: string[]): Cli {
     } else if (flag.startsWith('-')) throw new ConfigError(`unknown flag ${flag}\n${USAGE}`);
     else positional.push(arg);
   }
-  if (positional[0] === 'config' && positional[1] === 'default') cli.command = 'config-default';
-  else if (positional[0] === 'config' && positional[1] === 'check') {
+  const [first, second, third] = positional;
+  if (first === 'config' && second === 'default' && !third) cli.command = 'config-default';
+  else if (first === 'config' && second === 'check' && positional.length <= 3) {
     cli.command = 'config-check';
-    if (positional[2]) {
-      cli.configPath = positional[2];
+    if (third) {
+      cli.configPath = third;
       cli.explicitConfig = true;
     }
-  } else if (positional[0] === 'version') cli.command = 'version';
+  } else if ((first === 'doctor' || first === 'version') && positional.length === 1) cli.command = first;
   else if (positional.length > 0) throw new ConfigError(`unknown command "${positional.join(' ')}"\n${USAGE}`);
   return cli;
 }
@@ -86,70 +98,42 @@ async function main(): Promise<number> {
   let cli: Cli;
   try {
     cli = parseArgs(process.argv.slice(2));
-    if (cli.command === 'help') {
-      process.stdout.write(`${USAGE}\n`);
-      return 0;
-    }
-    if (cli.command === 'version') {
-      process.stdout.write(`berthd ${BERTH_VERSION} (CRI v1)\n`);
-      return 0;
-    }
-    if (cli.command === 'config-default') {
-      process.stdout.write(renderDefaultConfig());
-      return 0;
-    }
   } catch (err) {
     process.stderr.write(`berthd: ${(err as Error).message}\n`);
     return 2;
   }
-
+  if (cli.command === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (cli.command === 'config-default') {
+    process.stdout.write(renderDefaultConfig());
+    return 0;
+  }
   let loaded: LoadedConfig;
   try {
     loaded = loadConfig({ path: cli.configPath, explicit: cli.explicitConfig, overrides: cli.overrides });
   } catch (err) {
+    if (cli.command === 'version') {
+      // The version of berth does not depend on the config: report it with the default binaries.
+      process.stderr.write(`berthd: ${(err as Error).message} (showing the default binaries)\n`);
+      return versionCommand(defaultConfig(), cli);
+    }
     process.stderr.write(`berthd: ${(err as Error).message}\n`);
     return 2;
   }
-  if (cli.command === 'config-check') {
-    process.stdout.write(cli.json ? configCheckJson(loaded) : renderConfigCheck(loaded));
-    return 0;
+  switch (cli.command) {
+    case 'config-check':
+      process.stdout.write(cli.json ? configCheckJson(loaded) : renderConfigCheck(loaded));
+      return 0;
+    case 'doctor':
+      for (const warning of loaded.warnings) process.stderr.write(`berthd: config: ${warning}\n`);
+      return doctorCommand(loaded.config, cli);
+    case 'version':
+      return versionCommand(loaded.config, cli);
+    default:
+      return serve(loaded, { path: cli.configPath, explicit: cli.explicitConfig, overrides: cli.overrides });
   }
-  const { config } = loaded;
-
-  const logOutput = new LogOutput(config.log_format);
-  const log = createLogger(config.log_level, logOutput);
-  log.info({ files: loaded.files }, `config: ${loaded.files.length ? loaded.files.join(', ') : 'defaults (no file)'}`);
-  for (const warning of loaded.warnings) log.warn(`config: ${warning}`);
-  // A bug in one handler must not take the node's runtime down with it: containers
-  // would keep running under conmon, but the kubelet would lose its runtime.
-  process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception (berthd keeps serving)'));
-  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection (berthd keeps serving)'));
-
-  let daemon;
-  try {
-    daemon = await startDaemon(config, log);
-  } catch (err) {
-    log.fatal(`berthd cannot start: ${(err as Error).message}`);
-    await new Promise((r) => setTimeout(r, 50));
-    return 1;
-  }
-  return await new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string): void => {
-      if (stopping) return;
-      stopping = true;
-      log.info({ signal }, 'signal received');
-      daemon.stop().then(
-        () => resolve(0),
-        (err: unknown) => {
-          log.error({ err }, 'error while stopping');
-          resolve(1);
-        },
-      );
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
-  });
 }
 
 main().then(

@@ -1,0 +1,44 @@
+// `berthd` serving: logs, the daemon, signals (SIGTERM/SIGINT stop, SIGHUP
+// reloads the config), and systemd's notify protocol.
+import type { ConfigSource, LoadedConfig } from './config';
+import { startDaemon } from './daemon';
+import { createLogger, LogOutput } from './logger';
+
+export async function serve(loaded: LoadedConfig, source: ConfigSource): Promise<number> {
+  const { config } = loaded;
+  const logOutput = new LogOutput(config.log_format);
+  const log = createLogger(config.log_level, logOutput);
+  log.info({ files: loaded.files }, `config: ${loaded.files.length ? loaded.files.join(', ') : 'defaults (no file)'}`);
+  for (const warning of loaded.warnings) log.warn(`config: ${warning}`);
+  // A bug in one handler must not take the node's runtime down with it: containers
+  // would keep running under conmon, but the kubelet would lose its runtime.
+  process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception (berthd keeps serving)'));
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection (berthd keeps serving)'));
+
+  let daemon;
+  try {
+    daemon = await startDaemon(config, log);
+  } catch (err) {
+    log.fatal(`berthd cannot start: ${(err as Error).message}`);
+    await new Promise((r) => setTimeout(r, 50));
+    return 1;
+  }
+  void source;
+  return await new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, 'signal received');
+      daemon.stop().then(
+        () => resolve(0),
+        (err: unknown) => {
+          log.error({ err }, 'error while stopping');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+}
