@@ -94,6 +94,12 @@ export interface BerthNative {
    * the component-by-component resolution of kernels without openat2 (for its tests).
    */
   readFileBeneath(root: string, path: string, maxBytes: number, walk?: boolean): Promise<BeneathFile>;
+  /** One sd_notify datagram to a unix socket path or "@abstract" name (native/src/sd_notify.cc). */
+  notifySend(socketName: string, message: string): void;
+  /** A datagram socket bound to a path or "@abstract" name, for tests that play systemd. */
+  notifyListen(socketName: string): number;
+  /** The next datagram on a notifyListen socket, or null after timeoutMs. */
+  notifyReceive(fd: number, timeoutMs: number): Promise<string | null>;
 }
 
 /** What readFileBeneath found: a regular file's bytes, or only the kind of what is there instead. */

@@ -31,6 +31,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   berth::RegisterUserns(env, exports);
   berth::RegisterPreparedMounts(env, exports);
   berth::RegisterRootfsOpen(env, exports);
+  berth::RegisterSdNotify(env, exports);
   return exports;
 }
 

@@ -20,5 +20,6 @@ void RegisterMonitorSpawn(Napi::Env env, Napi::Object exports);
 void RegisterUserns(Napi::Env env, Napi::Object exports);
 void RegisterPreparedMounts(Napi::Env env, Napi::Object exports);
 void RegisterRootfsOpen(Napi::Env env, Napi::Object exports);
+void RegisterSdNotify(Napi::Env env, Napi::Object exports);
 
 }  // namespace berth
