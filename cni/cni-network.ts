@@ -27,6 +27,12 @@ export class CniNetwork {
     this.cache = new ResultCache(options.cacheDir);
   }
 
+  /** Where the network config and plugins are looked up from now on (a config reload); attachments keep what they were made with. */
+  relocate(locations: { confDir: string; binDirs: readonly string[] }): void {
+    this.options.confDir = locations.confDir;
+    this.options.binDirs = [...locations.binDirs];
+  }
+
   /** The conflist ADD would use now; throws NetworkConfigError when there is none or it is broken. */
   currentConfig(): NetworkConfigList {
     const loaded = loadFirstNetwork(this.options.confDir);

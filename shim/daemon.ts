@@ -11,6 +11,7 @@ import { RuntimeMetrics } from '../runtime/stats/runtime-metrics';
 import { StatsCollector } from '../runtime/stats/stats-collector';
 import { detectHost } from '../runtime/host/host-facts';
 import { checkHostAtStart } from '../runtime/host/doctor/doctor';
+import { applyLiveConfig } from './config-reload';
 import { RuntimeReadinessProbe } from '../runtime/host/runtime-readiness';
 import { BerthDatabase } from '../runtime/store/database';
 import { CniNetwork } from '../cni/cni-network';
@@ -33,6 +34,8 @@ import { CriServer } from './server';
 export interface RunningDaemon {
   ctx: ShimContext;
   metricsPort: number | undefined;
+  /** Applies the keys a reload may change live (shim/config-reload.ts) to the running daemon. */
+  applyLiveConfig(next: BerthConfig): void;
   /** Stops serving, closes the store; never touches running containers. */
   stop(): Promise<void>;
 }
@@ -163,6 +166,7 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
   return {
     ctx,
     metricsPort,
+    applyLiveConfig: (next) => applyLiveConfig(config, next, { network: podNetwork, streaming: ctx.streaming }),
     async stop() {
       log.info('berthd stopping: no new calls, finishing the ones in flight');
       ctx.events.close();

@@ -70,6 +70,11 @@ export class StreamingServer {
     return `http://${host}:${this.boundPort}`;
   }
 
+  /** How long URLs handed out from now on stay valid (a config reload). */
+  setTokenTtlSeconds(seconds: number): void {
+    this.tokens.setTtl(seconds * 1000);
+  }
+
   /** Registers a request and returns the URL a client uses, once, to run it. */
   urlFor(request: StreamingRequest): string {
     const token = this.tokens.insert(request);

@@ -9,10 +9,15 @@ export class TokenStore<T> {
   private readonly entries = new Map<string, { value: T; expiresAt: number }>();
 
   constructor(
-    private readonly ttlMs: number,
+    private ttlMs: number,
     private readonly maxEntries = 1000,
     private readonly now: () => number = Date.now,
   ) {}
+
+  /** Tokens handed out from now on live this long; those out already keep their expiry. */
+  setTtl(ttlMs: number): void {
+    this.ttlMs = ttlMs;
+  }
 
   /** Stores value under a fresh unguessable token. */
   insert(value: T): string {

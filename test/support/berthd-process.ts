@@ -49,6 +49,8 @@ export interface BerthdOptions {
   keepDir?: boolean;
   /** The command that runs berthd (default: this Node.js on dist/shim/berthd.js), e.g. an installed launcher. */
   command?: string[];
+  /** Extra environment of berthd (e.g. NOTIFY_SOCKET). */
+  env?: Record<string, string>;
 }
 
 export class BerthdProcess {
@@ -108,7 +110,7 @@ export class BerthdProcess {
     const [file, ...args] = this.options.command ?? [process.execPath, BERTHD_ENTRY];
     const child = spawn(file, [...args, '--config', this.configPath], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env },
+      env: { ...process.env, ...(this.options.env ?? {}) },
     });
     this.child = child;
     child.stdout!.on('data', (b: Buffer) => this.logChunks.push(b));
@@ -134,6 +136,24 @@ export class BerthdProcess {
     })();
     await Promise.race([ready, exited]);
     exited.catch(() => undefined);
+  }
+
+  /** Sends a signal without waiting for anything (SIGHUP: reload). */
+  signal(signal: NodeJS.Signals): void {
+    if (!this.child || this.child.exitCode !== null) throw new Error('berthd is not running');
+    this.child.kill(signal);
+  }
+
+  /** Waits until berthd's output matches `pattern` (checked as output arrives); rejects after timeoutMs with the output so far. */
+  async waitForLog(pattern: RegExp, timeoutMs = 20_000, from = 0): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const text = this.logs().slice(from);
+      const match = pattern.exec(text);
+      if (match) return match[0];
+      if (Date.now() > deadline) throw new Error(`berthd never logged ${pattern} within ${timeoutMs} ms:\n${text}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
   }
 
   /** Sends a signal and waits for the process to exit; resolves with its exit code. */
