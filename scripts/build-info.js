@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Records what was built into dist/build-info.json: berth's version and the git
+// Records what was built into dist/shim/build-info.json (beside berthd.js, so an
+// install that copies dist/shim carries it): berth's version and the git
 // commit (with "-dirty" when the tree had changes), read by `berthd version`.
 // Run by `npm run build` after tsc; without git the commit is "unknown".
 'use strict';
@@ -17,5 +18,5 @@ try {
   // not a git checkout (a tarball install): keep "unknown"
 }
 const { version } = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8'));
-mkdirSync(join(repo, 'dist'), { recursive: true });
-writeFileSync(join(repo, 'dist', 'build-info.json'), `${JSON.stringify({ version, commit, builtAt: new Date().toISOString() }, null, 2)}\n`);
+mkdirSync(join(repo, 'dist', 'shim'), { recursive: true });
+writeFileSync(join(repo, 'dist', 'shim', 'build-info.json'), `${JSON.stringify({ version, commit, builtAt: new Date().toISOString() }, null, 2)}\n`);

@@ -1,5 +1,5 @@
 // Which berth this is: the version and git commit recorded at build time
-// (dist/build-info.json, written by scripts/build-info.js), or, for a tree
+// (dist/shim/build-info.json, written by scripts/build-info.js), or, for a tree
 // compiled with a bare tsc, read from package.json and .git directly.
 import { readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
@@ -54,8 +54,8 @@ let cached: BuildInfo | undefined;
 
 export function buildInfo(): BuildInfo {
   if (cached) return cached;
-  const recorded = readJson<{ version?: string; commit?: string }>(join(ROOT, 'dist', 'build-info.json'));
-  const version = readJson<{ version?: string }>(join(ROOT, 'package.json'))?.version ?? recorded?.version ?? '0.0.0';
+  const recorded = readJson<{ version?: string; commit?: string }>(join(__dirname, 'build-info.json'));
+  const version = recorded?.version ?? readJson<{ version?: string }>(join(ROOT, 'package.json'))?.version ?? '0.0.0';
   if (recorded?.commit && recorded.commit !== 'unknown') cached = { version, commit: recorded.commit, source: 'build' };
   else {
     const commit = commitFromGit(ROOT);

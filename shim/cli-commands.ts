@@ -43,12 +43,13 @@ export async function versionCommand(config: BerthConfig, options: { json: boole
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     return 0;
   }
+  const commit = `${report.berth.commit.slice(0, 12)}${report.berth.commit.endsWith('-dirty') ? '-dirty' : ''}`;
   const rows: [string, string][] = [
-    ['berthd', `${report.berth.version} (commit ${report.berth.commit.slice(0, 12)}${report.berth.commit.endsWith('-dirty') ? '-dirty' : ''}, CRI ${report.berth.criApi})`],
     ['node', report.node],
     ...report.binaries.map((b): [string, string] => [b.name, b.version !== undefined ? `${b.version || b.versionText} (${b.path})` : `not usable: ${b.problem}`]),
   ];
   const width = Math.max(...rows.map(([name]) => name.length));
-  process.stdout.write(rows.map(([name, value]) => `${name.padEnd(width)}  ${value}`).join('\n') + '\n');
+  process.stdout.write(`berthd ${report.berth.version} (commit ${commit}, CRI ${report.berth.criApi})\n`);
+  process.stdout.write(rows.map(([name, value]) => `  ${name.padEnd(width)}  ${value}`).join('\n') + '\n');
   return 0;
 }
