@@ -49,9 +49,12 @@ export function kubeletCgroupDriver(yaml: string): string {
 export async function checkCgroupDriver(ctx: DoctorContext): Promise<CheckResult[]> {
   const ours = ctx.config.cgroup.driver;
   const out: CheckResult[] = [];
-  if (ours === 'systemd' && !(await ctx.host.exists('/run/systemd/system'))) {
-    out.push(fail('cgroup.systemd', 'cgroup.driver is "systemd" but systemd is not the init system here (/run/systemd/system is missing)',
-      'set cgroup.driver = "cgroupfs" in /etc/berth/berth.toml (and cgroupDriver: cgroupfs for the kubelet)'));
+  if (ours === 'systemd') {
+    const socket = ctx.config.cgroup.systemd_socket;
+    const fix = 'set cgroup.driver = "cgroupfs" in /etc/berth/berth.toml (and cgroupDriver: cgroupfs for the kubelet), or cgroup.systemd_socket to systemd\'s socket';
+    if (socket ? !(await ctx.host.lstat(socket))?.isSocket() : !(await ctx.host.exists('/run/systemd/system'))) {
+      out.push(fail('cgroup.systemd', `cgroup.driver is "systemd" but ${socket ? `${socket} is not a socket` : 'systemd is not the init system here (/run/systemd/system is missing)'}: berthd will not start`, fix));
+    } else out.push(ok('cgroup.systemd', `systemd's manager is there for the systemd driver (${socket || '/run/systemd/system'})`));
   }
   const yaml = await ctx.host.read(KUBELET_CONFIG);
   if (yaml === undefined) {
