@@ -47,7 +47,7 @@ export interface ShimContext {
   sandboxes: PodSandboxes;
   /** Images (pull, list, remove, ImageFsInfo; forContainer/holdLayers for the container model). */
   images: Images;
-  /** Containers (a ContainerLookup for streaming/stats; lifecycle, exec, attach socket paths). */
+  /** Containers (a ContainerLookup for stats/events, ContainerSessions for streaming; lifecycle, exec). */
   containers: Containers;
   /** The exec/attach/port-forward streaming server: urlFor() registers a request and returns its single-use URL. */
   streaming: StreamingServer;

@@ -102,7 +102,7 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
       tokenTtlSeconds: config.streaming.token_ttl_seconds,
       log,
       runtime: new ContainerStreamingRuntime({
-        containers: { get: (id) => ctx.containers.get(id), list: () => ctx.containers.list() },
+        containers: { requireRunning: (id) => ctx.containers.requireRunning(id), execTarget: (id, cmd, tty) => ctx.containers.execTarget(id, cmd, tty) },
         sandboxes,
         workDir: join(config.state, 'exec'),
       }),

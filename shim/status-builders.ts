@@ -4,7 +4,7 @@
 // the kubelet's Evented PLEG caches what a status call would have said.
 import type { ContainerStatus } from '../cri-proto/generated/runtime/v1/ContainerStatus';
 import type { PodSandboxStatus } from '../cri-proto/generated/runtime/v1/PodSandboxStatus';
-import type { ContainerDetail } from '../runtime/container/containers';
+import type { ContainerDetail } from '../runtime/container/container-view';
 import { isBerthError } from '../runtime/errors';
 import type { ContainerImageSource } from '../runtime/image/image-types';
 import type { PodSandboxView } from '../runtime/sandbox/sandbox-types';

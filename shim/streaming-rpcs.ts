@@ -12,19 +12,11 @@ function validateStdio(r: { stdin: boolean; stdout: boolean; stderr: boolean; tt
 }
 
 export function streamingHandlers(ctx: ShimContext): CriHandlers {
-  const runningContainer = (id: string) => {
-    const container = ctx.containers.get(id);
-    if (!container) throw notFound(`container ${id} not found`);
-    if (container.state !== 'CONTAINER_RUNNING') throw failedPrecondition(`container ${container.id} is not running (${container.state})`);
-    return container;
-  };
-
   return {
     async Exec(request) {
-      if (!request.container_id) throw invalidArgument('container_id: must be set');
       if (request.cmd.length === 0 || request.cmd[0] === '') throw invalidArgument('cmd: must name a command');
       validateStdio(request);
-      const container = runningContainer(request.container_id);
+      const container = ctx.containers.requireRunning(request.container_id);
       const url = ctx.streaming.urlFor({
         kind: 'exec',
         containerId: container.id,
@@ -39,9 +31,8 @@ export function streamingHandlers(ctx: ShimContext): CriHandlers {
     },
 
     async Attach(request) {
-      if (!request.container_id) throw invalidArgument('container_id: must be set');
       validateStdio(request);
-      const container = runningContainer(request.container_id);
+      const container = ctx.containers.requireRunning(request.container_id);
       const url = ctx.streaming.urlFor({
         kind: 'attach',
         containerId: container.id,
@@ -55,7 +46,7 @@ export function streamingHandlers(ctx: ShimContext): CriHandlers {
     },
 
     async PortForward(request) {
-      if (!request.pod_sandbox_id) throw invalidArgument('pod_sandbox_id: must be set');
+      if (!request.pod_sandbox_id) throw invalidArgument('pod_sandbox_id: is empty');
       for (const port of request.port) {
         if (!Number.isInteger(port) || port < 1 || port > 65535) throw invalidArgument(`port: ${port} is not a TCP port`);
       }

@@ -3,8 +3,9 @@
 // or an absolute link never climbs out of it. Image content is untrusted; a
 // link like /etc/passwd -> /host/etc/shadow must resolve under the rootfs.
 import { lstatSync, readlinkSync } from 'node:fs';
-import { join, relative, resolve as resolvePath, sep } from 'node:path';
+import { join, resolve as resolvePath } from 'node:path';
 import { invalidArgument } from '../errors';
+import { logPathParts } from './container-request-validation';
 
 const MAX_SYMLINKS = 40;
 
@@ -44,22 +45,13 @@ export function resolveInRoot(root: string, path: string): string {
   return join(rootAbs, ...resolved);
 }
 
-/** True when `path` is `dir` or below it (both absolute, normalised). */
-export function isWithin(dir: string, path: string): boolean {
-  const rel = relative(resolvePath(dir), resolvePath(path));
-  return rel === '' || (!rel.startsWith(`..${sep}`) && rel !== '..' && !rel.startsWith(sep));
-}
-
 /**
- * A log path under a directory: relative, no "..", and no existing symlink
- * anywhere from the directory down (a link could point conmon's writes at any
- * file on the host).
+ * A log path under a directory: relative, no ".." (logPathParts), and no
+ * existing symlink anywhere from the directory down (a link could point
+ * conmon's writes at any file on the host).
  */
 export function confineLogPath(logDirectory: string, logPath: string): string {
-  if (logPath.startsWith('/')) throw invalidArgument(`config.log_path: "${logPath}" must be relative to the pod's log_directory`);
-  const parts = logPath.split('/').filter((p) => p && p !== '.');
-  if (parts.length === 0) throw invalidArgument('config.log_path: is empty');
-  if (parts.includes('..')) throw invalidArgument(`config.log_path: "${logPath}" leaves the pod's log_directory`);
+  const parts = logPathParts(logPath);
   const full = join(logDirectory, ...parts);
   let current = resolvePath(logDirectory);
   for (const part of ['', ...parts]) {

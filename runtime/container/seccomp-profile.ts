@@ -4,7 +4,8 @@
 // creation, mounts, the kernel keyring, ptrace, module loading, bpf and
 // perf are refused to an unprivileged container.
 import { readFileSync } from 'node:fs';
-import { invalidArgument } from '../errors';
+import { describeError, invalidArgument } from '../errors';
+import type { ContainerSecurityContext } from './oci-spec-types';
 
 export interface SeccompArg {
   index: number;
@@ -134,9 +135,39 @@ export function loadSeccompProfile(path: string, field: string): OciSeccomp {
   try {
     parsed = JSON.parse(readFileSync(path, 'utf8'));
   } catch (err) {
-    throw invalidArgument(`${field}: cannot read seccomp profile ${path}: ${(err as Error).message}`);
+    throw invalidArgument(`${field}: cannot read seccomp profile ${path}: ${describeError(err)}`);
   }
   const profile = parsed as Partial<OciSeccomp>;
   if (typeof profile.defaultAction !== 'string') throw invalidArgument(`${field}: ${path} has no defaultAction`);
   return { ...profile, syscalls: profile.syscalls ?? [] } as OciSeccomp;
+}
+
+/**
+ * The seccomp profile a container asked for (seccomp, else the legacy
+ * seccomp_profile_path): RuntimeDefault is berth's (or the configured file),
+ * Localhost a file, Unconfined none.
+ */
+export function requestedSeccompProfile(
+  sc: ContainerSecurityContext,
+  capabilities: readonly string[],
+  defaultProfilePath: string,
+): OciSeccomp | undefined {
+  const profile = sc?.seccomp;
+  const runtimeDefault = (): OciSeccomp => (defaultProfilePath ? loadSeccompProfile(defaultProfilePath, 'container.seccomp_default_profile') : defaultSeccompProfile(capabilities));
+  if (profile) {
+    switch (profile.profile_type) {
+      case 'RuntimeDefault':
+        return runtimeDefault();
+      case 'Localhost':
+        if (!profile.localhost_ref) throw invalidArgument('config.linux.security_context.seccomp.localhost_ref: is empty for a Localhost profile');
+        return loadSeccompProfile(profile.localhost_ref, 'config.linux.security_context.seccomp.localhost_ref');
+      default:
+        return undefined;
+    }
+  }
+  const legacy = sc?.seccomp_profile_path ?? '';
+  if (legacy === 'runtime/default' || legacy === 'docker/default') return runtimeDefault();
+  if (legacy.startsWith('localhost/')) return loadSeccompProfile(legacy.slice('localhost/'.length), 'config.linux.security_context.seccomp_profile_path');
+  if (legacy === '' || legacy === 'unconfined') return undefined;
+  throw invalidArgument(`config.linux.security_context.seccomp_profile_path: unknown profile "${legacy}"`);
 }

@@ -3,17 +3,16 @@
 // conmon sends starts with one byte naming the pipe (2 stdout, 3 stderr); what
 // the client sends is the container's stdin, raw. Shutting down the write side
 // tells conmon stdin ended (it closes the container's stdin when the container
-// was created with stdin_once). Resizes go through conmon's control fifo.
-import { closeSync, constants, openSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+// was created with stdin_once). Resizes go through conmon's control fifo. The
+// socket's path and the fifo's protocol are conmon's (oci/conmon.ts).
 import { loadNative } from '../../native';
-import { failedPrecondition } from '../errors';
+import { describeError, failedPrecondition } from '../errors';
+import { conmonFiles, resizeConmonTerminal } from '../oci/conmon';
 import { FdStream } from './fd-stream';
 import type { SessionIo, TerminalSize } from './session-types';
 
 const PIPE_STDOUT = 2;
 const PIPE_STDERR = 3;
-const CTL_RESIZE = 1;
 
 export interface AttachTarget {
   id: string;
@@ -22,37 +21,22 @@ export interface AttachTarget {
   stdin: boolean;
 }
 
-export function attachSocketPath(bundleDir: string): string {
-  return join(bundleDir, 'attach');
-}
-
-function resizeThroughConmon(bundleDir: string, size: TerminalSize): void {
-  let fd: number;
-  try {
-    // Non-blocking: a fifo nobody reads fails to open instead of hanging berthd.
-    fd = openSync(join(bundleDir, 'ctl'), constants.O_WRONLY | constants.O_NONBLOCK);
-  } catch {
-    return;
-  }
-  try {
-    writeSync(fd, `${CTL_RESIZE} ${size.height} ${size.width}\n`);
-  } catch {
-    // conmon went away; the session ends with it
-  } finally {
-    closeSync(fd);
-  }
-}
-
 /** Resolves when the container's output ends (it exited) or when signal aborts (the client detached). */
 export async function conmonAttach(target: AttachTarget, io: SessionIo, signal: AbortSignal): Promise<void> {
   let fd: number;
   try {
-    fd = loadNative().seqpacketConnect(attachSocketPath(target.bundleDir));
+    fd = loadNative().seqpacketConnect(conmonFiles.attachSocket(target.bundleDir));
   } catch (err) {
-    throw failedPrecondition(`container ${target.id} cannot be attached to: ${(err as Error).message}`);
+    throw failedPrecondition(`container ${target.id} cannot be attached to: ${describeError(err)}`);
   }
   const socket = new FdStream(fd, 'seqpacket');
-  const onResize = (size: TerminalSize): void => resizeThroughConmon(target.bundleDir, size);
+  const onResize = (size: TerminalSize): void => {
+    try {
+      resizeConmonTerminal(target.bundleDir, size);
+    } catch {
+      // conmon went away: the container exited and the session ends with its output
+    }
+  };
   try {
     await new Promise<void>((resolve) => {
       socket.on('data', (packet: Buffer) => {

@@ -3,7 +3,7 @@
 // pod's network namespace. Looks ids up again at connect time, because the
 // container may have stopped since the URL was handed out.
 import type { Duplex } from 'node:stream';
-import type { ContainerLookup, ContainerView } from '../container/container-types';
+import type { ContainerSessions } from '../container/container-types';
 import { failedPrecondition, notFound } from '../errors';
 import type { SandboxLookup } from '../sandbox/sandbox-types';
 import { conmonAttach } from './conmon-attach';
@@ -12,7 +12,7 @@ import { runtimeExec } from './runtime-exec';
 import type { SessionIo, StreamingRuntime } from './session-types';
 
 export interface ContainerStreamingDeps {
-  containers: ContainerLookup;
+  containers: ContainerSessions;
   sandboxes: SandboxLookup;
   /** Where exec process specs and pid files are written while an exec runs. */
   workDir: string;
@@ -21,20 +21,12 @@ export interface ContainerStreamingDeps {
 export class ContainerStreamingRuntime implements StreamingRuntime {
   constructor(private readonly deps: ContainerStreamingDeps) {}
 
-  private running(containerId: string): ContainerView {
-    const container = this.deps.containers.get(containerId);
-    if (!container) throw notFound(`container ${containerId} not found`);
-    if (container.state !== 'CONTAINER_RUNNING') throw failedPrecondition(`container ${containerId} is not running (${container.state})`);
-    return container;
-  }
-
   async exec(containerId: string, cmd: string[], io: SessionIo, signal: AbortSignal): Promise<number> {
-    const c = this.running(containerId);
-    return runtimeExec({ id: c.id, runtimePath: c.runtimePath, runtimeRoot: c.runtimeRoot, bundleDir: c.bundleDir }, cmd, io, signal, this.deps.workDir);
+    return runtimeExec(this.deps.containers.execTarget(containerId, cmd, io.tty), io, signal, this.deps.workDir);
   }
 
   async attach(containerId: string, io: SessionIo, signal: AbortSignal): Promise<void> {
-    const c = this.running(containerId);
+    const c = this.deps.containers.requireRunning(containerId);
     await conmonAttach({ id: c.id, bundleDir: c.bundleDir, stdin: c.config.stdin }, io, signal);
   }
 

@@ -1,37 +1,23 @@
-// Interactive exec: `<runc|crun> --root <root> exec --process <spec> <id>` with
-// the container's own process spec (env, cwd, user, capabilities...) and the
-// command swapped in. Without a tty the runtime's stdio are pipes. With a tty
-// the runtime gets a pty slave of ours as its stdio: it then allocates the
-// container's terminal itself, copies between the two, and, on SIGWINCH, copies
-// our terminal's size to the container's — so a resize is TIOCSWINSZ on our
-// master plus SIGWINCH to the runtime. The runtime stays in the foreground, so
-// its exit status is the command's (detached exec with --console-socket would
-// leave the process orphaned with nobody to collect its status).
+// Interactive exec: `<runc|crun> --root <root> exec --process <spec> <id>`
+// with the process every exec runs (the container's own with the command
+// swapped in: container/process-spec.ts execProcess, as ExecSync runs it).
+// Without a tty the runtime's stdio are pipes. With a tty the runtime gets a
+// pty slave of ours as its stdio: it then allocates the container's terminal
+// itself, copies between the two, and, on SIGWINCH, copies our terminal's size
+// to the container's — so a resize is TIOCSWINSZ on our master plus SIGWINCH
+// to the runtime. The runtime stays in the foreground, so its exit status is
+// the command's (detached exec with --console-socket would leave the process
+// orphaned with nobody to collect its status).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { constants as osConstants } from 'node:os';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { loadNative } from '../../native';
-import { internal } from '../errors';
+import type { ExecTarget } from '../container/container-types';
+import { exitStatusOf, killQuietly, tryReadPidFile } from '../oci/host-process';
 import { FdStream } from './fd-stream';
 import type { SessionIo, TerminalResizes, TerminalSize } from './session-types';
-
-export interface ExecTarget {
-  id: string;
-  runtimePath: string;
-  runtimeRoot: string;
-  bundleDir: string;
-}
-
-interface ProcessSpec {
-  args?: string[];
-  env?: string[];
-  terminal?: boolean;
-  consoleSize?: unknown;
-  [key: string]: unknown;
-}
 
 const INITIAL_SIZE_WAIT_MS = 250;
 
@@ -48,39 +34,10 @@ function firstResize(resizes: TerminalResizes, waitMs: number): Promise<void> {
   });
 }
 
-/** The container's process spec with cmd and the terminal flag swapped in. */
-export function execProcessSpec(bundleDir: string, cmd: string[], tty: boolean): ProcessSpec {
-  let config: { process?: ProcessSpec };
-  try {
-    config = JSON.parse(readFileSync(join(bundleDir, 'config.json'), 'utf8')) as { process?: ProcessSpec };
-  } catch (err) {
-    throw internal(`cannot read the container's OCI spec in ${bundleDir}: ${(err as Error).message}`);
-  }
-  const base = config.process ?? {};
-  const spec: ProcessSpec = { ...base, args: cmd, terminal: tty };
-  delete spec.consoleSize;
-  const env = [...(base.env ?? [])];
-  if (tty && !env.some((e) => e.startsWith('TERM='))) env.push('TERM=xterm');
-  spec.env = env;
-  return spec;
-}
-
-function readPid(pidFile: string): number | undefined {
-  try {
-    const pid = Number(readFileSync(pidFile, 'utf8').trim());
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 function waitExit(child: ChildProcess): Promise<number> {
   return new Promise((resolve, reject) => {
     child.once('error', reject);
-    child.once('exit', (code, signal) => {
-      if (code !== null) resolve(code);
-      else resolve(128 + (signal ? (osConstants.signals as Record<string, number>)[signal] ?? 0 : 0));
-    });
+    child.once('exit', (code, signal) => resolve(exitStatusOf(code, signal)));
   });
 }
 
@@ -98,26 +55,20 @@ function drained(stream: Readable | null | undefined, graceMs: number): Promise<
   });
 }
 
-export async function runtimeExec(target: ExecTarget, cmd: string[], io: SessionIo, signal: AbortSignal, workDir: string): Promise<number> {
+/** Runs `target` with the session's stdio; resolves with its exit status. Aborting kills the process. */
+export async function runtimeExec(target: ExecTarget, io: SessionIo, signal: AbortSignal, workDir: string): Promise<number> {
   mkdirSync(workDir, { recursive: true, mode: 0o700 });
   const name = `${target.id.slice(0, 12)}-${randomBytes(6).toString('hex')}`;
   const specFile = join(workDir, `${name}.json`);
   const pidFile = join(workDir, `${name}.pid`);
-  writeFileSync(specFile, JSON.stringify(execProcessSpec(target.bundleDir, cmd, io.tty)));
-  const args = ['--root', target.runtimeRoot, 'exec', '--process', specFile, '--pid-file', pidFile];
-  if (io.tty) args.push('--tty');
-  args.push(target.id);
+  writeFileSync(specFile, JSON.stringify(target.process));
+  const runtimePath = target.runtime.path;
+  const args = target.runtime.execArgs(target.id, specFile, { pidFile, tty: io.tty });
 
   let child: ChildProcess | undefined;
   const killProcess = (): void => {
-    const pid = readPid(pidFile);
-    if (pid) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone already
-      }
-    }
+    const pid = tryReadPidFile(pidFile);
+    if (pid) killQuietly(pid, 'SIGKILL');
     // Not started yet (no pid file): stopping the runtime stops the start.
     if (!pid && child && child.exitCode === null) child.kill('SIGKILL');
   };
@@ -134,7 +85,7 @@ export async function runtimeExec(target: ExecTarget, cmd: string[], io: Session
   }
 
   async function execWithPipes(): Promise<number> {
-    child = spawn(target.runtimePath, args, {
+    child = spawn(runtimePath, args, {
       stdio: [io.stdin ? 'pipe' : 'ignore', io.stdout ? 'pipe' : 'ignore', io.stderr ? 'pipe' : 'ignore'],
     });
     const proc = child;
@@ -169,7 +120,7 @@ export async function runtimeExec(target: ExecTarget, cmd: string[], io: Session
     if (io.resizes && !io.resizes.latest) await firstResize(io.resizes, INITIAL_SIZE_WAIT_MS);
     if (io.resizes?.latest) setSize(io.resizes.latest);
     try {
-      child = spawn(target.runtimePath, args, { stdio: [pty.slave, pty.slave, pty.slave], detached: true });
+      child = spawn(runtimePath, args, { stdio: [pty.slave, pty.slave, pty.slave], detached: true });
     } finally {
       // The runtime holds the slave now; ours must go so the master reads EOF when it exits.
       native.closeFd(pty.slave);

@@ -2,14 +2,15 @@
 // `create`, which conmon runs so that the container outlives berthd. Each call
 // runs the binary with the handler's --root, so two berthds (tests) never see
 // each other's containers.
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { closeSync, constants as fsConstants, lstatSync, openSync, readFileSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
 import { open as openFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { timeCall, type CallOutcome } from '../common/call-timing';
 import { internal, notFound } from '../errors';
 
 /** Receives the latency of each runtime call (berth_oci_runtime_call_duration_seconds). */
-export type OciCallObserver = (operation: string, seconds: number, runtime: string, outcome: 'ok' | 'error') => void;
+export type OciCallObserver = (operation: string, seconds: number, runtime: string, outcome: CallOutcome) => void;
 
 export type OciStatus = 'creating' | 'created' | 'running' | 'stopped' | 'paused';
 
@@ -30,6 +31,7 @@ export interface OciProcess {
   capabilities?: Record<'bounding' | 'effective' | 'permitted' | 'inheritable' | 'ambient', string[]>;
   noNewPrivileges?: boolean;
   apparmorProfile?: string;
+  selinuxLabel?: string;
   oomScoreAdj?: number;
   rlimits?: { type: string; hard: number; soft: number }[];
   consoleSize?: { height: number; width: number };
@@ -72,26 +74,17 @@ export class OciRuntime {
     this.observer = options.observe;
   }
 
-  /** Records one call's latency (also for calls made outside this class: conmon's create, exec). */
-  observe(operation: string, seconds: number, outcome: 'ok' | 'error'): void {
-    try {
-      this.observer?.(operation, seconds, this.handler, outcome);
-    } catch {
-      // metrics never fail a container operation
-    }
-  }
-
-  /** Runs `work` as one timed call of `operation`. */
-  async timed<T>(operation: string, work: () => Promise<T>): Promise<T> {
-    const started = process.hrtime.bigint();
-    let outcome: 'ok' | 'error' = 'error';
-    try {
-      const result = await work();
-      outcome = 'ok';
-      return result;
-    } finally {
-      this.observe(operation, Number(process.hrtime.bigint() - started) / 1e9, outcome);
-    }
+  /** Runs `work` as one timed call of `operation` (also for calls made outside this class: conmon's create, exec). */
+  timed<T>(operation: string, work: () => Promise<T>): Promise<T> {
+    const observer = this.observer;
+    if (!observer) return work();
+    return timeCall(work, (seconds, outcome) => {
+      try {
+        observer(operation, seconds, this.handler, outcome);
+      } catch {
+        // metrics never fail a container operation
+      }
+    });
   }
 
   /** Global flags every invocation carries (also handed to conmon as --runtime-arg). */
@@ -297,21 +290,15 @@ export class OciRuntime {
   }
 
   /**
-   * Arguments for `runtime exec` of a process spec file, for callers that run it
-   * themselves (ExecSync here, interactive exec in the streaming server).
+   * Arguments for `runtime exec` of a process spec file (see
+   * container/process-spec.ts execProcess), for ExecSync and interactive exec.
    */
-  execArgs(id: string, processSpecPath: string, options: { pidFile?: string; detach?: boolean; tty?: boolean; consoleSocket?: string } = {}): string[] {
+  execArgs(id: string, processSpecPath: string, options: { pidFile?: string; tty?: boolean } = {}): string[] {
     const args = [...this.globalArgs(), 'exec', '--process', processSpecPath];
     if (options.pidFile) args.push('--pid-file', options.pidFile);
-    if (options.detach) args.push('--detach');
-    if (options.consoleSocket) args.push('--console-socket', options.consoleSocket);
+    if (options.tty) args.push('--tty');
     args.push(id);
     return args;
-  }
-
-  /** Spawns `runtime exec`; the caller owns the child's stdio. */
-  spawnExec(id: string, processSpecPath: string, pidFile: string) {
-    return spawn(this.path, this.execArgs(id, processSpecPath, { pidFile }), { stdio: ['ignore', 'pipe', 'pipe'] });
   }
 }
 

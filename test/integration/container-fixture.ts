@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { ContainerConfig__Output } from '../../cri-proto/generated/runtime/v1/ContainerConfig';
 import type { PodSandboxConfig__Output } from '../../cri-proto/generated/runtime/v1/PodSandboxConfig';
 import { loadNative } from '../../native';
+import { silentLog } from '../../runtime/common/log';
 import type { BerthConfig } from '../../runtime/config';
 import { ContainerStore } from '../../runtime/container/container-store';
 import { Containers } from '../../runtime/container/containers';
@@ -65,6 +66,7 @@ export class ContainerFixture {
   config: BerthConfig;
   db: BerthDatabase;
   containers!: Containers;
+  readonly podConfig = { metadata: { name: 'p', uid: 'u', namespace: 'n', attempt: 0 }, log_directory: this.logDir, linux: null } as unknown as PodSandboxConfig__Output;
 
   constructor(handler = 'runc') {
     makeBusyboxLayer(this.layer);
@@ -102,8 +104,8 @@ export class ContainerFixture {
       config: this.imageConfig,
     };
     const sandbox: PodSandboxView = {
-      id: 'pod0000000000000000000000000000000000000000000000000000000000001',
-      config: { metadata: { name: 'p', uid: 'u', namespace: 'n', attempt: 0 }, log_directory: this.logDir, linux: null } as unknown as PodSandboxConfig__Output,
+      id: this.podId(),
+      config: this.podConfig,
       state: 'SANDBOX_READY',
       createdAt: '1',
       runtimeHandler: '',
@@ -125,7 +127,7 @@ export class ContainerFixture {
       config: this.config,
       host,
       store: new ContainerStore(this.db),
-      log: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
+      log: silentLog,
       sandboxes: { get: (id) => (sandbox.id.startsWith(id) ? sandbox : undefined), list: () => [sandbox] },
       images: {
         resolve: () => ({ ...image, config: this.imageConfig }),
@@ -150,8 +152,13 @@ export class ContainerFixture {
     return 'pod0000000000000000000000000000000000000000000000000000000000001';
   }
 
+  /** CreateContainer in the fixture's pod, as the kubelet sends it (with the pod's config). */
+  create(config: ContainerConfig__Output): Promise<string> {
+    return this.containers.create({ podSandboxId: this.podId(), config, sandboxConfig: this.podConfig });
+  }
+
   async run(config: ContainerConfig__Output): Promise<string> {
-    const id = await this.containers.create(this.podId(), config);
+    const id = await this.create(config);
     await this.containers.start(id);
     return id;
   }

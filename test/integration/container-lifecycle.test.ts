@@ -69,7 +69,7 @@ describe('command, env, workdir and user', () => {
 
   test('an unknown user name is a clear error and leaves nothing behind', async () => {
     await assert.rejects(
-      fx.containers.create(fx.podId(), containerConfig({ name: 'nouser', command: ['true'], linux: { resources: null, security_context: { run_as_username: 'ghost' } as never } })),
+      fx.create(containerConfig({ name: 'nouser', command: ['true'], linux: { resources: null, security_context: { run_as_username: 'ghost' } as never } })),
       (err) => isBerthError(err, 'InvalidArgument') && /ghost/.test(err.message),
     );
     assert.equal(fx.containers.list().filter((c) => c.config.metadata?.name === 'nouser').length, 0);

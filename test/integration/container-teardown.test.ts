@@ -7,7 +7,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { isBerthError } from '../../runtime/errors';
-import { conmonFiles, isConmonOf, readExit, tryReadPidFile } from '../../runtime/oci/conmon';
+import { conmonFiles, isConmonOf, readExit } from '../../runtime/oci/conmon';
+import { tryReadPidFile } from '../../runtime/oci/host-process';
 import { OciRuntime } from '../../runtime/oci/oci-runtime';
 import { containerConfig, ContainerFixture } from './container-fixture';
 
@@ -54,7 +55,7 @@ describe('start without runc start', () => {
   });
 
   test('a container whose init died before start fails to start instead of waiting forever', async () => {
-    const id = await fx.containers.create(fx.podId(), containerConfig({ name: 'diesearly', command: ['sleep', '600'] }));
+    const id = await fx.create(containerConfig({ name: 'diesearly', command: ['sleep', '600'] }));
     const view = fx.containers.get(id);
     assert.ok(view);
     const bundle = view.bundleDir;
@@ -71,7 +72,7 @@ describe('start without runc start', () => {
   });
 
   test('start of a container that exited while created is FAILED_PRECONDITION and leaves it exited', async () => {
-    const id = await fx.containers.create(fx.podId(), containerConfig({ name: 'goneearly', command: ['sleep', '600'] }));
+    const id = await fx.create(containerConfig({ name: 'goneearly', command: ['sleep', '600'] }));
     const view = fx.containers.get(id);
     assert.ok(view);
     try {
@@ -90,7 +91,7 @@ describe('create refused after conmon was started', () => {
     const containersDir = join(fx.config.root, 'containers');
     const before = existsSync(containersDir) ? readdirSync(containersDir).length : 0;
     await assert.rejects(
-      fx.containers.create(fx.podId(), containerConfig({ name: 'ghostuser', command: ['true'], linux: { resources: null, security_context: { run_as_username: 'ghost' } as never } })),
+      fx.create(containerConfig({ name: 'ghostuser', command: ['true'], linux: { resources: null, security_context: { run_as_username: 'ghost' } as never } })),
       (err) => isBerthError(err, 'InvalidArgument'),
     );
     assert.equal(existsSync(join(fx.logDir, 'ghostuser.log')), false, 'log file');

@@ -138,6 +138,34 @@ describe('streaming through berthd', () => {
     assert.equal(still, false);
   });
 
+  test('exec and ExecSync run the same process: user with its groups, env, cwd, capabilities', async () => {
+    const id = await run('shaped', ['sh', '-c', 'exec sleep 600'], {
+      working_dir: '/tmp',
+      envs: [{ key: 'SHAPE', value: Buffer.from('one') }],
+      linux: {
+        resources: {},
+        security_context: {
+          run_as_user: { value: '1000' },
+          run_as_group: { value: '1000' },
+          supplemental_groups: ['3000'],
+          capabilities: { add_capabilities: [], drop_capabilities: ['ALL'] },
+          no_new_privs: true,
+        },
+      },
+    });
+    const script = 'id; pwd; echo "SHAPE=$SHAPE"; grep -E "^(CapBnd|CapEff|NoNewPrivs)" /proc/self/status';
+    const { url } = await call('Exec', { container_id: id, cmd: ['sh', '-c', script], stdin: false, stdout: true, stderr: true, tty: false });
+    const streamed = await spdyRunCommand(url, {});
+    const synced = await call('ExecSync', { container_id: id, cmd: ['sh', '-c', script], timeout: '10' });
+    assert.equal(synced.exit_code, 0, synced.stderr.toString());
+    assert.match(streamed.stdout, /^uid=1000\b.* gid=1000\b.* groups=.*\b3000\b/m);
+    assert.match(streamed.stdout, /^\/tmp$/m);
+    assert.match(streamed.stdout, /^SHAPE=one$/m);
+    assert.match(streamed.stdout, /^CapEff:\s+0+$/m);
+    assert.match(streamed.stdout, /^NoNewPrivs:\s+1$/m);
+    assert.equal(synced.stdout.toString(), streamed.stdout);
+  });
+
   test('a URL works once', async () => {
     const url = await execUrl(['true']);
     await spdyRunCommand(url, {});

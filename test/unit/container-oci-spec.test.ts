@@ -5,7 +5,9 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { allCapabilities, containerCapabilities, DEFAULT_CAPABILITIES, hostCapabilities } from '../../runtime/container/capabilities';
-import { cgroupsPathFor, commandLine, int64Field, mergeEnv, ociResources, stopSignalOf } from '../../runtime/container/oci-spec';
+import { int64Field } from '../../runtime/container/cri-int64';
+import { commandLine, mergeEnv, stopSignalOf } from '../../runtime/container/process-spec';
+import { cgroupsPathFor, ociResources } from '../../runtime/container/spec-resources';
 import { confineLogPath, resolveInRoot } from '../../runtime/container/rootfs-path';
 import { defaultSeccompProfile } from '../../runtime/container/seccomp-profile';
 import { resolveUserFrom } from '../../runtime/container/user-lookup';

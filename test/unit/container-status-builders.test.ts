@@ -3,7 +3,7 @@
 // and digested image refs reach every one of them.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { ContainerDetail } from '../../runtime/container/containers';
+import type { ContainerDetail } from '../../runtime/container/container-view';
 import { notFound } from '../../runtime/errors';
 import type { ImageRecord } from '../../runtime/image/image-types';
 import type { PodSandboxView } from '../../runtime/sandbox/sandbox-types';

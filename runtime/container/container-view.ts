@@ -1,0 +1,100 @@
+// A container as callers see it: the CRI state of a record, the view the
+// streaming, stats and events parts use, the detail ContainerStatus reports,
+// and ListContainers' filter.
+import { join } from 'node:path';
+import type { ContainerConfig__Output } from '../../cri-proto/generated/runtime/v1/ContainerConfig';
+import type { LinuxContainerResources__Output } from '../../cri-proto/generated/runtime/v1/LinuxContainerResources';
+import type { OciRuntimes } from '../oci/oci-runtimes';
+import type { ContainerRecord } from './container-store';
+import type { ContainerState, ContainerView } from './container-types';
+import type { OciSpec } from './oci-spec-types';
+
+/** A container as the status call reports it: the view plus what only ContainerStatus shows. */
+export interface ContainerDetail extends ContainerView {
+  reason: string;
+  message: string;
+  logPath: string;
+  spec: OciSpec | undefined;
+  /** uid/gid/supplemental groups the init process runs as. */
+  user: { uid: number; gid: number; additionalGids: number[] } | undefined;
+  resources: LinuxContainerResources__Output | null;
+  stopSignal: string;
+}
+
+export interface ContainerFilterOptions {
+  id?: string;
+  state?: ContainerState;
+  podSandboxId?: string;
+  labelSelector?: Record<string, string>;
+}
+
+export function stateOf(record: ContainerRecord): ContainerState {
+  switch (record.phase) {
+    case 'created':
+      return 'CONTAINER_CREATED';
+    case 'running':
+      return 'CONTAINER_RUNNING';
+    case 'exited':
+      return 'CONTAINER_EXITED';
+    default:
+      return 'CONTAINER_UNKNOWN';
+  }
+}
+
+export function viewOf(record: ContainerRecord, runtimes: OciRuntimes, cgroupRelativePath?: (cgroupsPath: string) => string): ContainerView {
+  const runtime = runtimes.find(record.runtimeHandler);
+  let cgroupPath = record.cgroupsPath;
+  if (cgroupRelativePath && cgroupPath) {
+    try {
+      cgroupPath = cgroupRelativePath(cgroupPath);
+    } catch {
+      // leave as written in the spec
+    }
+  }
+  return {
+    id: record.id,
+    podSandboxId: record.podSandboxId,
+    config: JSON.parse(record.configJson) as ContainerConfig__Output,
+    state: stateOf(record),
+    createdAt: record.createdAt,
+    startedAt: record.startedAt,
+    finishedAt: record.finishedAt,
+    exitCode: record.exitCode,
+    imageRef: record.imageRef,
+    imageId: record.imageId,
+    pid: record.phase === 'running' || record.phase === 'created' ? record.pid : 0,
+    cgroupPath,
+    upperDir: join(record.dir, 'upper'),
+    runtimeHandler: record.runtimeHandler,
+    runtimePath: runtime?.path ?? '',
+    runtimeRoot: runtime?.root ?? '',
+    bundleDir: record.dir,
+  };
+}
+
+/** The OCI spec a record holds; undefined before it was built. */
+export function specOf(record: ContainerRecord): OciSpec | undefined {
+  return record.specJson ? (JSON.parse(record.specJson) as OciSpec) : undefined;
+}
+
+export function detailOf(record: ContainerRecord, view: ContainerView): ContainerDetail {
+  const spec = specOf(record);
+  return {
+    ...view,
+    reason: record.reason,
+    message: record.message,
+    logPath: record.logPath,
+    spec,
+    user: spec ? { uid: spec.process.user.uid, gid: spec.process.user.gid, additionalGids: spec.process.user.additionalGids ?? [] } : undefined,
+    resources: record.resourcesJson ? (JSON.parse(record.resourcesJson) as LinuxContainerResources__Output) : null,
+    stopSignal: record.stopSignal,
+  };
+}
+
+export function matchesFilter(view: ContainerView, filter: ContainerFilterOptions): boolean {
+  if (filter.id && !view.id.startsWith(filter.id)) return false;
+  if (filter.state && view.state !== filter.state) return false;
+  if (filter.podSandboxId && !view.podSandboxId.startsWith(filter.podSandboxId)) return false;
+  for (const [k, v] of Object.entries(filter.labelSelector ?? {})) if ((view.config.labels ?? {})[k] !== v) return false;
+  return true;
+}

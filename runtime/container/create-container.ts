@@ -1,0 +1,223 @@
+// CreateContainer, in the order it happens: admit the request (validated, pod
+// ready, name free, runtime able, image present), record the container before
+// any host resource exists, then under its lock start conmon, mount the
+// rootfs and write config.json while conmon starts up, and let conmon run
+// `runtime create`. A failure at any step undoes every step before it.
+import { randomBytes } from 'node:crypto';
+import { chmodSync, chownSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { ContainerConfig__Output } from '../../cri-proto/generated/runtime/v1/ContainerConfig';
+import { nowUnixNanos } from '../common/clock';
+import { alreadyExists, asBerthError, describeError, failedPrecondition, notFound } from '../errors';
+import type { ImageForContainer } from '../image/image-types';
+import type { PendingConmon } from '../oci/conmon';
+import type { OciRuntime } from '../oci/oci-runtime';
+import type { PodSandboxView } from '../sandbox/sandbox-types';
+import type { ContainerContext } from './container-context';
+import { validateCreateContainer, type CreateContainerRequest } from './container-request-validation';
+import type { ContainerRecord } from './container-store';
+import { viewOf } from './container-view';
+import { buildSpec } from './oci-spec';
+import { undoContainer } from './remove-container';
+import { confineLogPath } from './rootfs-path';
+
+/** A create request that passed every check made before the host is touched. */
+export interface AdmittedContainer {
+  id: string;
+  config: ContainerConfig__Output;
+  sandbox: PodSandboxView;
+  name: string;
+  attempt: number;
+  handler: string;
+  runtime: OciRuntime;
+  image: ImageForContainer;
+  /** The bundle directory. */
+  dir: string;
+  logPath: string;
+  /** PID-namespace file of the target container when pid mode is TARGET. */
+  targetPidNsPath: string | undefined;
+}
+
+export function admitContainer(ctx: ContainerContext, request: CreateContainerRequest): AdmittedContainer {
+  const config = validateCreateContainer(request, ctx.host);
+  const sandbox = ctx.sandboxes.get(request.podSandboxId);
+  if (!sandbox) throw notFound(`pod sandbox "${request.podSandboxId}" not found`);
+  if (sandbox.state !== 'SANDBOX_READY') throw failedPrecondition(`pod sandbox ${sandbox.id} is not ready`);
+  const name = config.metadata?.name ?? '';
+  const attempt = config.metadata?.attempt ?? 0;
+  for (const other of ctx.records.ofPod(sandbox.id)) {
+    if (other.name === name && other.attempt === attempt && other.phase !== 'removing') {
+      throw alreadyExists(`container "${name}" attempt ${attempt} already exists in pod ${sandbox.id} as ${other.id}`);
+    }
+  }
+  const handler = sandbox.runtimeHandler || ctx.config.oci.default_runtime;
+  const runtime = ctx.runtimes.require(handler);
+  refuseCrunOnHybridHost(ctx, handler, runtime);
+  const logDirectory = sandbox.logDirectory || sandbox.config.log_directory || '';
+  const image = ctx.images.forContainer(config.image?.image ?? '');
+  const id = randomBytes(32).toString('hex');
+  const dir = join(ctx.dirs.containers, id);
+  const logPath = logDirectory && config.log_path ? confineLogPath(logDirectory, config.log_path) : join(dir, 'console.log');
+  return { id, config, sandbox, name, attempt, handler, runtime, image, dir, logPath, targetPidNsPath: targetPidNamespace(ctx, config) };
+}
+
+/** crun refuses hybrid hosts while the cgroup2 side has controllers enabled; say so before creating anything. */
+function refuseCrunOnHybridHost(ctx: ContainerContext, handler: string, runtime: OciRuntime): void {
+  const cg = ctx.host.cgroup;
+  if (/crun$/.test(runtime.path) && cg.mode === 'hybrid' && cg.v2Controllers.length > 0) {
+    throw failedPrecondition(
+      `runtime handler "${handler}" (crun) cannot run on this hybrid cgroup host while controllers are enabled on the cgroup2 side (${cg.unifiedMount}: ${cg.v2Controllers.join(', ')}); use runc, or mount those controllers as cgroup v1`,
+    );
+  }
+}
+
+/** The PID namespace of the running container pid mode TARGET names. */
+function targetPidNamespace(ctx: ContainerContext, config: ContainerConfig__Output): string | undefined {
+  const nsOptions = config.linux?.security_context?.namespace_options;
+  if (nsOptions?.pid !== 'TARGET') return undefined;
+  const target = ctx.records.find(nsOptions.target_id);
+  const view = target ? viewOf(ctx.exits.refresh(target), ctx.runtimes) : undefined;
+  if (!view || view.state !== 'CONTAINER_RUNNING' || !view.pid) {
+    throw failedPrecondition(`config.linux.security_context.namespace_options.target_id: container "${nsOptions.target_id}" is not running`);
+  }
+  return `/proc/${view.pid}/ns/pid`;
+}
+
+/** The container's record, saved (phase creating) before the first host resource: a crash from here on is undone at the next start. */
+export function recordContainer(ctx: ContainerContext, admitted: AdmittedContainer): ContainerRecord {
+  const { id, config } = admitted;
+  const record: ContainerRecord = {
+    id,
+    podSandboxId: admitted.sandbox.id,
+    name: admitted.name,
+    attempt: admitted.attempt,
+    phase: 'creating',
+    configJson: JSON.stringify(config),
+    imageRef: config.image?.image ?? '',
+    imageId: admitted.image.image.id,
+    runtimeHandler: admitted.handler,
+    dir: admitted.dir,
+    logPath: admitted.logPath,
+    createdAt: nowUnixNanos(),
+    startedAt: '0',
+    finishedAt: '0',
+    exitCode: 0,
+    reason: '',
+    message: '',
+    pid: 0,
+    conmonPid: 0,
+    specJson: '',
+    stopSignal: 'SIGTERM',
+    cgroupsPath: '',
+    resourcesJson: JSON.stringify(config.linux?.resources ?? null),
+  };
+  ctx.records.add(record);
+  return record;
+}
+
+/** Makes the recorded container on the host (under its lock); its id once created. */
+export async function makeContainer(ctx: ContainerContext, admitted: AdmittedContainer, record: ContainerRecord): Promise<string> {
+  const { id, logPath } = admitted;
+  let pending: PendingConmon | undefined;
+  let logCreatedByConmon = false;
+  try {
+    mkdirSync(join(admitted.dir, 'rootfs'), { recursive: true, mode: 0o700 });
+    mkdirSync(dirname(logPath), { recursive: true, mode: 0o755 });
+    logCreatedByConmon = !existsSync(logPath);
+    // Started first: conmon's own start-up runs while the rootfs and config.json are made.
+    pending = startMonitor(ctx, admitted);
+    const rootfs = mountRootfs(ctx, admitted);
+    writeSpec(ctx, admitted, record, rootfs);
+    const starting = pending;
+    pending = undefined;
+    const created = await starting.run();
+    record.pid = created.pid;
+    record.conmonPid = created.conmonPid;
+    record.phase = 'created';
+    ctx.records.save(record);
+  } catch (err) {
+    if (pending) {
+      pending.abandon();
+      // conmon opened (created) the log file before it was stopped; a container never created has no log.
+      if (logCreatedByConmon) rmSync(logPath, { force: true });
+    }
+    ctx.log.warn({ id, err: describeError(err) }, 'container create failed; undoing');
+    await undoContainer(ctx, record).catch((undoErr) => ctx.log.error({ id, err: describeError(undoErr) }, 'undo of a failed create failed; retried at next start'));
+    throw asBerthError(err, 'create container');
+  }
+  ctx.log.info({ id, pod: admitted.sandbox.id, name: admitted.name, handler: admitted.handler }, 'container created');
+  ctx.records.publish('CONTAINER_CREATED_EVENT', record);
+  return id;
+}
+
+function startMonitor(ctx: ContainerContext, admitted: AdmittedContainer): PendingConmon {
+  const { config } = admitted;
+  return ctx.conmon.prepare({
+    id: admitted.id,
+    bundleDir: admitted.dir,
+    logPath: admitted.logPath,
+    exitDir: ctx.dirs.exits,
+    socketDir: ctx.dirs.sockets,
+    runtime: admitted.runtime,
+    terminal: config.tty,
+    stdin: config.stdin,
+    stdinOnce: config.stdin_once,
+  });
+}
+
+/** Holds the image's layers and mounts overlay(layers + upper) at <bundle>/rootfs; the mount point. */
+function mountRootfs(ctx: ContainerContext, admitted: AdmittedContainer): string {
+  const { dir, image } = admitted;
+  ctx.layerHolds?.holdLayers(admitted.id, image.image.id);
+  for (const sub of ['upper', 'work']) mkdirSync(join(dir, sub), { mode: 0o700 });
+  shapeUpperLikeImageRoot(join(dir, 'upper'), image.layerDirs);
+  const rootfs = join(dir, 'rootfs');
+  ctx.rootfs.mount({ layerDirs: image.layerDirs, upperDir: join(dir, 'upper'), workDir: join(dir, 'work'), target: rootfs });
+  return rootfs;
+}
+
+/** Builds the OCI spec, writes config.json and notes in the record what later calls read from it. */
+function writeSpec(ctx: ContainerContext, admitted: AdmittedContainer, record: ContainerRecord, rootfs: string): void {
+  const built = buildSpec({
+    id: admitted.id,
+    config: admitted.config,
+    sandbox: admitted.sandbox,
+    image: admitted.image.image,
+    rootfs,
+    host: ctx.host,
+    cgroupDriver: ctx.config.cgroup.driver,
+    targetPidNsPath: admitted.targetPidNsPath,
+    seccompDefaultProfilePath: ctx.config.container.seccomp_default_profile,
+  });
+  for (const warning of built.warnings) ctx.log.warn({ id: admitted.id, name: admitted.name }, warning);
+  const specJson = JSON.stringify(built.spec);
+  writeFileSync(join(admitted.dir, 'config.json'), specJson);
+  record.specJson = specJson;
+  record.stopSignal = built.stopSignal;
+  record.cgroupsPath = built.spec.linux.cgroupsPath;
+  // Saved with the created phase: undoing a crash from here needs only what the first save holds.
+}
+
+/**
+ * The overlay's root directory takes the upper dir's owner and mode, so the
+ * upper dir gets those of the image's root (0755 root:root when unknown): a
+ * 0700 upper makes "/" untraversable for every non-root container user.
+ */
+function shapeUpperLikeImageRoot(upperDir: string, layerDirs: string[]): void {
+  let mode = 0o755;
+  let uid = 0;
+  let gid = 0;
+  const top = layerDirs[layerDirs.length - 1];
+  if (top) {
+    try {
+      const st = statSync(top);
+      mode = st.mode & 0o7777;
+      uid = st.uid;
+      gid = st.gid;
+    } catch {
+      // an image without layers: the defaults
+    }
+  }
+  chownSync(upperDir, uid, gid);
+  chmodSync(upperDir, mode);
+}

@@ -1,0 +1,112 @@
+// ExecSync, and the exec'd process every exec runs (ExecSync here, the
+// interactive exec of the streaming server through execTarget): the
+// container's own process with the command swapped in, run by the
+// container's OCI runtime.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { deadlineExceeded, failedPrecondition, internal } from '../errors';
+import { exitStatusOf, killQuietly, tryReadPidFile } from '../oci/host-process';
+import type { ContainerContext } from './container-context';
+import type { ContainerRecord } from './container-store';
+import type { ExecTarget } from './container-types';
+import { specOf, stateOf } from './container-view';
+import { execProcess } from './process-spec';
+import { waitForFile } from './wait-for-file';
+
+export interface ExecSyncResult {
+  stdout: Buffer;
+  stderr: Buffer;
+  exitCode: number;
+}
+
+/** How long a timed-out exec's pid file may take to appear, and its runtime to reap it once killed. */
+const PID_FILE_WAIT_MS = 2_000;
+const REAP_WAIT_MS = 5_000;
+
+/** The running container by id or prefix, refreshed; FAILED_PRECONDITION when it does not run. */
+export function runningRecord(ctx: ContainerContext, idOrPrefix: string): ContainerRecord {
+  const record = ctx.exits.refresh(ctx.records.require(idOrPrefix));
+  if (record.phase !== 'running') throw failedPrecondition(`container ${record.id} is not running (${stateOf(record)})`);
+  return record;
+}
+
+/** What `cmd` runs as in the running container `idOrPrefix`, and the runtime that runs it. */
+export function execTarget(ctx: ContainerContext, idOrPrefix: string, cmd: string[], tty: boolean): ExecTarget {
+  return execTargetOf(ctx, runningRecord(ctx, idOrPrefix), cmd, tty);
+}
+
+function execTargetOf(ctx: ContainerContext, record: ContainerRecord, cmd: string[], tty: boolean): ExecTarget {
+  const spec = specOf(record);
+  if (!spec) throw internal(`container ${record.id} runs without a recorded OCI spec`);
+  return { id: record.id, runtime: ctx.runtimes.require(record.runtimeHandler), process: execProcess(spec.process, cmd, tty) };
+}
+
+export async function execSync(ctx: ContainerContext, idOrPrefix: string, cmd: string[], timeoutSeconds: number): Promise<ExecSyncResult> {
+  const record = runningRecord(ctx, idOrPrefix);
+  const target = execTargetOf(ctx, record, cmd, false);
+  const token = randomBytes(6).toString('hex');
+  const processPath = join(record.dir, `exec-${token}.json`);
+  const pidPath = join(record.dir, `exec-${token}.pid`);
+  writeFileSync(processPath, JSON.stringify(target.process));
+  const max = ctx.config.container.exec_sync_max_output_bytes;
+  const { runtime } = target;
+  try {
+    const child = spawn(runtime.path, runtime.execArgs(target.id, processPath, { pidFile: pidPath }), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const out = capture(child.stdout, max);
+    const err = capture(child.stderr, max);
+    let timedOut = false;
+    const closed = new Promise<number>((resolve, reject) => {
+      child.once('error', (e) => reject(internal(`cannot run ${runtime.path} exec: ${e.message}`, e)));
+      child.once('close', (code, signal) => resolve(exitStatusOf(code, signal)));
+    });
+    const finished = closed.then(() => undefined, () => undefined);
+    const timer =
+      timeoutSeconds > 0
+        ? setTimeout(() => {
+            timedOut = true;
+            void killTimedOutExec(pidPath, child.pid ?? 0, finished);
+          }, timeoutSeconds * 1000)
+        : undefined;
+    const exitCode = await runtime.timed('exec', () => closed);
+    if (timer) clearTimeout(timer);
+    if (timedOut) throw deadlineExceeded(`command ${JSON.stringify(cmd)} timed out after ${timeoutSeconds} s`);
+    return { stdout: Buffer.concat(out), stderr: Buffer.concat(err), exitCode };
+  } finally {
+    rmSync(processPath, { force: true });
+    rmSync(pidPath, { force: true });
+  }
+}
+
+/** The first `max` bytes of a stream, as chunks filled in while it flows. */
+function capture(stream: Readable | null, max: number): Buffer[] {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  stream?.on('data', (b: Buffer) => {
+    if (size >= max) return;
+    const take = b.subarray(0, max - size);
+    chunks.push(take);
+    size += take.length;
+  });
+  return chunks;
+}
+
+/**
+ * Kills a timed-out exec'd process by the pid `runtime exec` wrote, and
+ * leaves `runtime exec` alive to reap it: killed itself first, it would
+ * orphan the process to the container's init, which may never reap it
+ * (a zombie `pgrep` still finds). `runtime exec` is killed only when the pid
+ * never shows up or it does not finish after its process died.
+ */
+async function killTimedOutExec(pidPath: string, runtimePid: number, finished: Promise<void>): Promise<void> {
+  if (await waitForFile(pidPath, PID_FILE_WAIT_MS, finished)) {
+    const pid = tryReadPidFile(pidPath);
+    if (pid) killQuietly(pid, 'SIGKILL');
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const reaped = await Promise.race([finished.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), REAP_WAIT_MS)))]);
+  clearTimeout(timer);
+  if (!reaped) killQuietly(runtimePid, 'SIGKILL');
+}

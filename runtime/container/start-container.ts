@@ -1,0 +1,37 @@
+// StartContainer: lets a created container's init process exec its command.
+// A start that fails leaves the container exited with StartError, as the
+// kubelet expects, and kills whatever of it is left.
+import { nowUnixNanos } from '../common/clock';
+import { describeError, failedPrecondition } from '../errors';
+import type { ContainerContext } from './container-context';
+import { stateOf } from './container-view';
+
+/** Starts container `id` (a full id; the caller holds its lock). */
+export async function startContainer(ctx: ContainerContext, id: string): Promise<void> {
+  const record = ctx.exits.refresh(ctx.records.require(id));
+  if (record.phase !== 'created') throw failedPrecondition(`container ${id} is ${stateOf(record)}, not created`);
+  const runtime = ctx.runtimes.require(record.runtimeHandler);
+  await ctx.exits.holdExitWhile(id, async () => {
+    const exit = ctx.exits.exitWatch(record);
+    try {
+      await runtime.start(id, exit.exited);
+    } catch (err) {
+      record.phase = 'exited';
+      record.finishedAt = nowUnixNanos();
+      record.exitCode = 128;
+      record.reason = 'StartError';
+      record.message = describeError(err);
+      ctx.records.save(record);
+      await runtime.kill(id, 'SIGKILL', true).catch(() => undefined);
+      throw err;
+    } finally {
+      exit.cancel();
+    }
+    record.phase = 'running';
+    record.startedAt = nowUnixNanos();
+    ctx.records.save(record);
+    ctx.records.publish('CONTAINER_STARTED_EVENT', record);
+  });
+  // A container that exited at once is reported exited now.
+  ctx.exits.refresh(record);
+}

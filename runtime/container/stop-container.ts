@@ -1,0 +1,26 @@
+// StopContainer: the container's stop signal, SIGKILL to all its processes
+// once the timeout passes (or at once with no timeout), and a wait for conmon
+// to record the exit. Stopping a container that is not running is done.
+import { internal } from '../errors';
+import type { ContainerContext } from './container-context';
+
+/** How long a SIGKILLed container may take to be reported exited before stop fails. */
+const KILL_GRACE_MS = 30_000;
+
+/** Stops container `id` (a full id; the caller holds its lock). */
+export async function stopContainer(ctx: ContainerContext, id: string, timeoutSeconds: number): Promise<void> {
+  const record = ctx.records.exact(id);
+  if (!record) return;
+  ctx.exits.refresh(record);
+  if (record.phase !== 'running' && record.phase !== 'created') return;
+  const runtime = ctx.runtimes.require(record.runtimeHandler);
+  if (record.phase === 'running' && timeoutSeconds > 0) {
+    await runtime.kill(id, record.stopSignal || 'SIGTERM');
+    if (await ctx.exits.waitExit(record, timeoutSeconds * 1000)) return;
+    ctx.log.info({ id, signal: record.stopSignal, timeoutSeconds }, 'container ignored its stop signal; killing it');
+  }
+  await runtime.kill(id, 'SIGKILL', true);
+  if (!(await ctx.exits.waitExit(record, KILL_GRACE_MS))) {
+    throw internal(`container ${id} did not exit within ${KILL_GRACE_MS / 1000} s of SIGKILL`);
+  }
+}
