@@ -61,7 +61,13 @@ export async function runtimeExec(target: ExecTarget, io: SessionIo, signal: Abo
   const name = `${target.id.slice(0, 12)}-${randomBytes(6).toString('hex')}`;
   const specFile = join(workDir, `${name}.json`);
   const pidFile = join(workDir, `${name}.pid`);
-  writeFileSync(specFile, JSON.stringify(target.process));
+  // With a terminal, the container's terminal is made at the client's size
+  // (consoleSize): a command that reads it at once (stty, a shell's line
+  // editor) must not race the runtime's first resize.
+  const writeProcess = (size?: TerminalSize): void => {
+    const sized = size && size.width > 0 && size.height > 0 ? { ...target.process, consoleSize: { height: size.height, width: size.width } } : target.process;
+    writeFileSync(specFile, JSON.stringify(sized));
+  };
   const runtimePath = target.runtime.path;
   const args = target.runtime.execArgs(target.id, specFile, { pidFile, tty: io.tty });
 
@@ -85,6 +91,7 @@ export async function runtimeExec(target: ExecTarget, io: SessionIo, signal: Abo
   }
 
   async function execWithPipes(): Promise<number> {
+    writeProcess();
     child = spawn(runtimePath, args, {
       stdio: [io.stdin ? 'pipe' : 'ignore', io.stdout ? 'pipe' : 'ignore', io.stderr ? 'pipe' : 'ignore'],
     });
@@ -114,11 +121,11 @@ export async function runtimeExec(target: ExecTarget, io: SessionIo, signal: Abo
         // the terminal is gone
       }
     };
-    // The runtime copies our terminal's size to the container's when it starts;
-    // a SIGWINCH that arrives before it listens is lost. Clients send the first
-    // size right after the streams open, so give it a moment to arrive.
+    // Clients send the first size right after the streams open: give it a
+    // moment to arrive, so the container's terminal is made at that size.
     if (io.resizes && !io.resizes.latest) await firstResize(io.resizes, INITIAL_SIZE_WAIT_MS);
     if (io.resizes?.latest) setSize(io.resizes.latest);
+    writeProcess(io.resizes?.latest);
     try {
       child = spawn(runtimePath, args, { stdio: [pty.slave, pty.slave, pty.slave], detached: true });
     } finally {

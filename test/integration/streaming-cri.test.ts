@@ -106,6 +106,16 @@ describe('streaming through berthd', () => {
     assert.deepEqual(JSON.parse(out.error), { metadata: {}, status: 'Success' });
   });
 
+  test("exec with a tty: a command that reads its terminal at once sees the client's size", async () => {
+    const url = await execUrl(['stty', 'size'], { stdin: false, stdout: true, stderr: false, tty: true });
+    const sess = await spdyRemoteCommand(url, { stdout: true, tty: true });
+    assert.ok(sess.resize);
+    sess.resize.write(JSON.stringify({ Width: 77, Height: 33 }));
+    const out = await sess.done;
+    assert.deepEqual(JSON.parse(out.error), { metadata: {}, status: 'Success' });
+    assert.equal(out.stdout.trim(), '33 77');
+  });
+
   test('exec over WebSocket v5: close signal ends stdin, exit code in the status', async () => {
     const ws = await wsChannelSession(await execUrl(['sh', '-c', 'cat; exit 2'], { stdin: true }), ['v5.channel.k8s.io']);
     assert.equal(ws.protocol, 'v5.channel.k8s.io');
