@@ -2,7 +2,15 @@
 // handed down, so runtime/ parts register their own metrics on it without a global.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * How often the event-loop monitor's timer is due. The histogram records the
+ * whole interval between two firings; the delay is what exceeds this.
+ */
+export const EVENT_LOOP_RESOLUTION_MS = 10;
+const EVENT_LOOP_QUANTILES: ReadonlyArray<[label: string, percentile: number]> = [['0.5', 50], ['0.99', 99], ['1', 100]];
 
 export class BerthMetrics {
   readonly registry = new Registry();
@@ -10,6 +18,7 @@ export class BerthMetrics {
   readonly rpcErrors: Counter<'method' | 'code'>;
   readonly rpcSeconds: Histogram<'method'>;
   private server?: Server;
+  private readonly loopDelay: IntervalHistogram;
 
   constructor(collectProcessMetrics = true) {
     if (collectProcessMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'berth_' });
@@ -31,6 +40,44 @@ export class BerthMetrics {
       labelNames: ['method'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers: [this.registry],
+    });
+    this.loopDelay = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
+    this.loopDelay.enable();
+    this.registerEventLoopDelay();
+  }
+
+  /**
+   * The event loop is the daemon: how late it ran work since the previous
+   * scrape (p50, p99 and max; quantile "1" is the max). Each scrape starts a
+   * new window, so a stall shows in the scrape after it and then leaves;
+   * two scrapers share (and split) the windows.
+   */
+  private registerEventLoopDelay(): void {
+    const histogram = this.loopDelay;
+    let windowStart = process.hrtime.bigint();
+    let windowLength = 0;
+    // Registered first: the registry collects in order, and the window gauge reports what this collect measured.
+    new Gauge({
+      name: 'berth_event_loop_delay_seconds',
+      help: 'Event loop delay since the previous scrape, by quantile (1 = max); 0 when the loop was never late',
+      labelNames: ['quantile'],
+      registers: [this.registry],
+      collect() {
+        const now = process.hrtime.bigint();
+        const late = (nanos: number): number => (histogram.count === 0 ? 0 : Math.max(0, nanos / 1e9 - EVENT_LOOP_RESOLUTION_MS / 1000));
+        for (const [quantile, p] of EVENT_LOOP_QUANTILES) this.set({ quantile }, late(p === 100 ? histogram.max : histogram.percentile(p)));
+        windowLength = Number(now - windowStart) / 1e9;
+        windowStart = now;
+        histogram.reset();
+      },
+    });
+    new Gauge({
+      name: 'berth_event_loop_delay_window_seconds',
+      help: 'Length of the window berth_event_loop_delay_seconds covers (time since the previous scrape)',
+      registers: [this.registry],
+      collect() {
+        this.set(windowLength);
+      },
     });
   }
 
@@ -55,6 +102,7 @@ export class BerthMetrics {
   }
 
   async close(): Promise<void> {
+    this.loopDelay.disable();
     const server = this.server;
     if (!server) return;
     this.server = undefined;
