@@ -2,7 +2,7 @@
 # Benchmarks berthd against containerd on this machine, side by side in one
 # run, and prints the ratios (berth / containerd). Needs root.
 #
-#   bash bench/run.sh [pod-lifecycle] [container-lifecycle] [image-pull]
+#   bash bench/run.sh [pod-lifecycle] [container-lifecycle] [image-pull] [density]
 #
 # Environment:
 #   BENCH_ONLY=containerd|berth    run one runtime only (proves the harness)
@@ -11,6 +11,9 @@
 #   BENCH_PULL_ITERATIONS (5)      BENCH_PULL_WARMUP (1)
 #   BENCH_PULL_LAYERS_MIB (32,24,20,14,8,6)   data layers of the pull image
 #   BENCH_STOP_TIMEOUT (0)         StopContainer timeout, seconds
+#   BENCH_DENSITY_PODS (110)       BENCH_DENSITY_SECONDS (60)   BENCH_DENSITY_PARALLEL (8)
+#   BENCH_DENSITY_FIRST (berth)    which runtime the density scenario loads first
+#   BENCH_DENSITY_SETTLE_MS (5000) pause before memory is read and between runtimes
 #   BENCH_SKIP_BUILD=1             use the existing dist/
 # Results: bench/results/<run id>/<scenario>.json (not committed).
 set -euo pipefail
@@ -28,7 +31,7 @@ if [ -z "${BENCH_SKIP_BUILD:-}" ]; then
 fi
 
 scenarios=("$@")
-if [ ${#scenarios[@]} -eq 0 ]; then scenarios=(pod-lifecycle container-lifecycle image-pull); fi
+if [ ${#scenarios[@]} -eq 0 ]; then scenarios=(pod-lifecycle container-lifecycle image-pull density); fi
 export BENCH_RUN_ID="${BENCH_RUN_ID:-$(date -u +%Y%m%dT%H%M%SZ)}"
 
 failed=0

@@ -20,10 +20,11 @@ const results = readdirSync(dir)
 
 console.log(`\n== summary: berth / containerd (below 1 = berth faster) — ${dir} ==`);
 const ms = (v: number | undefined): string => (v === undefined ? '-' : v.toFixed(1));
-const lines: string[][] = [['scenario', 'operation', 'berth p50 ms', 'containerd p50 ms', 'ratio p50', 'ratio p95', 'ratio mean']];
+const lines: string[][] = [['scenario', 'operation', 'berth p50 ms', 'containerd p50 ms', 'ratio p50', 'ratio p95', 'ratio p99', 'ratio mean']];
 for (const r of results) {
   for (const row of r.rows) {
-    lines.push([r.scenario, row.operation, ms(row.berth?.p50), ms(row.containerd?.p50), ratio(row.ratioP50), ratio(row.ratioP95), ratio(row.ratioMean)]);
+    // Results written before p99 was kept have no ratioP99.
+    lines.push([r.scenario, row.operation, ms(row.berth?.p50), ms(row.containerd?.p50), ratio(row.ratioP50), ratio(row.ratioP95), ratio(row.ratioP99 ?? null), ratio(row.ratioMean)]);
   }
 }
 const widths = lines[0].map((_, i) => Math.max(...lines.map((l) => l[i].length)));
@@ -39,6 +40,7 @@ for (const r of results) {
     console.log(`target ${r.scenario}: ${t.operation} p50 <= ${t.maxRatio}x containerd: ${ratio(t.ratioP50)} ${verdict}`);
   }
   for (const n of r.notes) console.log(`note ${r.scenario}: ${n}`);
+  console.log(`load ${r.scenario}: 1-min load average ${Number(r.host.loadavg1AtStart).toFixed(2)} at start, ${Number(r.host.loadavg1AtEnd).toFixed(2)} at end`);
 }
 // Missing a target is a finding, not a harness failure: the exit code stays 0.
 console.log(measured === 0 ? 'no target measured (one runtime only?)' : `${measured - missed} of ${measured} measured target(s) met`);

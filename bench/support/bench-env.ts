@@ -12,6 +12,7 @@ import { describeDelta, findMetricsUrl, scrapeHistograms } from './berth-metrics
 import { busyboxImage, pauseImage } from './bench-images';
 import { ContainerdProcess } from './containerd';
 import { removeCgroupTree } from './host-cleanup';
+import { berthHelperPids, containerdHelperPids, type ProcessInfo } from './process-memory';
 import {
   evaluateTargets,
   formatTable,
@@ -21,6 +22,7 @@ import {
   type RuntimeName,
   type SampleBook,
   type ScenarioResult,
+  type TailPercentile,
 } from './samples';
 
 export interface BenchRuntime {
@@ -36,6 +38,10 @@ export interface BenchRuntime {
   unpackedLayerCount(): number;
   /** The daemon's process id (containerd or berthd). */
   daemonPid: number;
+  /** The runtime's per-container helpers among `processes` (berth: conmon; containerd: its shims). */
+  helperPids(processes: readonly ProcessInfo[]): number[];
+  /** berthd's /metrics, when found. */
+  metricsUrl?: string;
 }
 
 /** CPU time (user + system, plus reaped children) the process used so far, in ms. */
@@ -111,6 +117,8 @@ export interface ScenarioSpec {
   /** Extra images to push before the runtimes start. */
   prepare?: (registry: TestRegistry) => Promise<void>;
   run: (env: BenchEnv, book: SampleBook) => Promise<void>;
+  /** The tail percentile the printed table shows (p95 unless said). */
+  tail?: TailPercentile;
 }
 
 /** Sets everything up, runs the scenario, prints the table, writes the JSON, tears everything down. */
@@ -163,6 +171,7 @@ export async function runScenario(spec: ScenarioSpec, book: SampleBook): Promise
           blobGone: (digest) => !existsSync(ctrd.contentBlobPath(digest)),
           unpackedLayerCount: () => entriesIn(ctrd.snapshotsDir()),
           daemonPid: ctrd.pid!,
+          helperPids: (processes) => containerdHelperPids(processes, ctrd.socket),
         });
       } else {
         const berth = new BenchBerthd({ pauseImage: pause.reference, plainHttpRegistries: [registry.host] });
@@ -176,6 +185,7 @@ export async function runScenario(spec: ScenarioSpec, book: SampleBook): Promise
           blobGone: (digest) => !existsSync(`${berth.root}/content/${digest.replace(':', '/')}`),
           unpackedLayerCount: () => entriesIn(`${berth.root}/layers`),
           daemonPid: berth.berthd.pid!,
+          helperPids: (processes) => berthHelperPids(processes, berth.root),
         });
       }
     }
@@ -189,6 +199,7 @@ export async function runScenario(spec: ScenarioSpec, book: SampleBook): Promise
     };
     const berth = runtimes.find((rt) => rt.name === 'berth');
     const metricsUrl = berth ? await findMetricsUrl(berth.daemonPid).catch(() => undefined) : undefined;
+    if (berth) berth.metricsUrl = metricsUrl;
     const before = metricsUrl ? await scrapeHistograms(metricsUrl, BERTH_LATENCY_METRICS).catch(() => undefined) : undefined;
     await spec.run(env, book);
     if (metricsUrl && before) {
@@ -216,7 +227,7 @@ export async function runScenario(spec: ScenarioSpec, book: SampleBook): Promise
   };
   const file = writeResult(result);
   console.log(`\n== ${spec.scenario} (ms; ratio = berth / containerd) ==`);
-  console.log(formatTable(rows));
+  console.log(formatTable(rows, spec.tail));
   for (const t of result.targets) {
     const verdict = t.met === null ? 'not measured' : t.met ? 'MET' : 'MISSED';
     console.log(`target: ${t.operation} p50 ratio <= ${t.maxRatio}: ${t.ratioP50 === null ? '-' : t.ratioP50.toFixed(2)} ${verdict}`);

@@ -76,3 +76,23 @@ export function describeDelta(before: HistogramTotals, after: HistogramTotals): 
   }
   return lines.sort();
 }
+
+export interface EventLoopDelay {
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+/**
+ * berthd's event-loop delay since the previous scrape (berth_event_loop_delay_seconds;
+ * scraping starts a new window). undefined when berthd does not export it.
+ */
+export async function scrapeEventLoopDelay(url: string): Promise<EventLoopDelay | undefined> {
+  const text = await (await fetch(url, { signal: AbortSignal.timeout(5000) })).text();
+  const quantile = (q: string): number | undefined => {
+    const m = new RegExp(`^berth_event_loop_delay_seconds\\{quantile="${q.replace('.', '\\.')}"\\} ([0-9.eE+-]+)$`, 'm').exec(text);
+    return m ? Number(m[1]) * 1000 : undefined;
+  };
+  const [p50Ms, p99Ms, maxMs] = [quantile('0.5'), quantile('0.99'), quantile('1')];
+  return p50Ms === undefined || p99Ms === undefined || maxMs === undefined ? undefined : { p50Ms, p99Ms, maxMs };
+}

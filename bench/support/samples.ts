@@ -10,6 +10,7 @@ export interface SampleSummary {
   count: number;
   p50: number;
   p95: number;
+  p99: number;
   mean: number;
   min: number;
   max: number;
@@ -32,6 +33,7 @@ export function summarize(samples: readonly number[]): SampleSummary {
     count: sorted.length,
     p50: percentile(sorted, 50),
     p95: percentile(sorted, 95),
+    p99: percentile(sorted, 99),
     mean: sorted.length ? sum / sorted.length : Number.NaN,
     min: sorted.length ? sorted[0] : Number.NaN,
     max: sorted.length ? sorted[sorted.length - 1] : Number.NaN,
@@ -77,6 +79,7 @@ export class SampleBook {
         containerd: containerd.count ? containerd : null,
         ratioP50: ratio(berth.p50, containerd.p50),
         ratioP95: ratio(berth.p95, containerd.p95),
+        ratioP99: ratio(berth.p99, containerd.p99),
         ratioMean: ratio(berth.mean, containerd.mean),
       };
     });
@@ -90,6 +93,7 @@ export interface ComparisonRow {
   /** berth / containerd; null when either side has no samples. */
   ratioP50: number | null;
   ratioP95: number | null;
+  ratioP99: number | null;
   ratioMean: number | null;
 }
 
@@ -107,17 +111,20 @@ function x(v: number | null): string {
   return v === null ? '-' : `${v.toFixed(2)}x`;
 }
 
-/** The comparison as an aligned text table (milliseconds; ratios berth/containerd). */
-export function formatTable(rows: readonly ComparisonRow[]): string {
-  const header = ['operation', 'berth p50', 'containerd p50', 'ratio p50', 'berth p95', 'containerd p95', 'ratio p95', 'n'];
+export type TailPercentile = 'p95' | 'p99';
+
+/** The comparison as an aligned text table (milliseconds unless the operation names its unit; ratios berth/containerd). */
+export function formatTable(rows: readonly ComparisonRow[], tail: TailPercentile = 'p95'): string {
+  const header = ['operation', 'berth p50', 'containerd p50', 'ratio p50', `berth ${tail}`, `containerd ${tail}`, `ratio ${tail}`, 'n'];
+  const tailRatio = (r: ComparisonRow): number | null => (tail === 'p99' ? r.ratioP99 : r.ratioP95);
   const body = rows.map((r) => [
     r.operation,
     ms(r.berth?.p50),
     ms(r.containerd?.p50),
     x(r.ratioP50),
-    ms(r.berth?.p95),
-    ms(r.containerd?.p95),
-    x(r.ratioP95),
+    ms(r.berth?.[tail]),
+    ms(r.containerd?.[tail]),
+    x(tailRatio(r)),
     `${r.berth?.count ?? 0}/${r.containerd?.count ?? 0}`,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
