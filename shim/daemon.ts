@@ -82,7 +82,8 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
       onOverflow: (subscription, queued) => log.warn({ subscription, queued }, 'container events subscriber fell behind; its stream is ended'),
     }),
     runtimeMetrics: new RuntimeMetrics(metrics.registry),
-    stats: new StatsCollector({ cgroups, layerMountpoint: config.root }),
+    // Read through ctx: the containers are built in this same literal.
+    stats: new StatsCollector({ cgroups, layerMountpoint: config.root, upperDirs: () => ctx.containers.list().map((c) => c.upperDir) }),
     sandboxes,
     containers: new Containers({
       config, host, log, sandboxes,
@@ -114,6 +115,7 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
   log.info(recovery, `pod sandboxes recovered: ${recovery.loaded} loaded, ${recovery.undone.length} undone, ${recovery.failures.length} failures`);
   await ctx.containers.recover();
   ctx.runtimeMetrics.setLookups({ sandboxes: ctx.sandboxes, containers: ctx.containers });
+  ctx.stats.start();
   ctx.runtimeMetrics.countRecovery('sandbox', 'recovered', recovery.loaded - recovery.undone.length - recovery.failures.length);
   ctx.runtimeMetrics.countRecovery('sandbox', 'cleaned_up', recovery.undone.length);
   ctx.runtimeMetrics.countRecovery('sandbox', 'failed', recovery.failures.length);
@@ -173,6 +175,7 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
       ctx.containers.close();
       await server.shutdown();
       await admin.close();
+      await ctx.stats.stop();
       await ctx.streaming.close();
       await metrics.close();
       await ctx.images.close();

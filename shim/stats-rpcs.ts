@@ -68,7 +68,8 @@ export function toContainerStats(container: ContainerView, usage: ContainerUsage
       major_page_faults: u64(memory?.majorPageFaults),
     },
     writable_layer: {
-      timestamp,
+      // When the background meter last walked the layer, not when this answer was made.
+      timestamp: writableLayer ? String(writableLayer.timestampNs) : timestamp,
       fs_id: writableLayer ? { mountpoint: writableLayer.mountpoint } : null,
       used_bytes: u64(writableLayer?.usedBytes),
       inodes_used: u64(writableLayer?.inodesUsed),
@@ -128,18 +129,27 @@ async function streamInChunks<T, R>(items: T[], map: (item: T) => Promise<R>, si
   }
 }
 
-export function statsHandlers(ctx: ShimContext): CriHandlers {
-  const containersOfPod = (podId: string): ContainerView[] => containerLookup(ctx).list().filter((c) => c.podSandboxId === podId);
+/** Containers by pod, grouped once per call rather than filtered once per pod. */
+function containersByPod(all: ContainerView[]): (podId: string) => ContainerView[] {
+  const byPod = new Map<string, ContainerView[]>();
+  for (const c of all) {
+    const list = byPod.get(c.podSandboxId);
+    if (list) list.push(c);
+    else byPod.set(c.podSandboxId, [c]);
+  }
+  return (podId) => byPod.get(podId) ?? [];
+}
 
+export function statsHandlers(ctx: ShimContext): CriHandlers {
   const containerStats = async (c: ContainerView): Promise<ContainerStats> => toContainerStats(c, await ctx.stats.containerUsage(c));
 
-  const podStats = async (pod: PodSandboxView): Promise<PodSandboxStats> => {
-    const containers = containersOfPod(pod.id);
+  const podStats = (containersOf: (podId: string) => ContainerView[]) => async (pod: PodSandboxView): Promise<PodSandboxStats> => {
+    const containers = containersOf(pod.id);
     return toPodSandboxStats(pod, containers, await ctx.stats.podUsage(pod, containers));
   };
 
-  const podMetrics = async (pod: PodSandboxView): Promise<PodSandboxMetrics> => {
-    const containers = containersOfPod(pod.id);
+  const podMetrics = (containersOf: (podId: string) => ContainerView[]) => async (pod: PodSandboxView): Promise<PodSandboxMetrics> => {
+    const containers = containersOf(pod.id);
     const usage = await ctx.stats.podUsage(pod, containers);
     const timestamp = String(usage.timestampNs);
     const byId = new Map(containers.map((c) => [c.id, c]));
@@ -154,10 +164,7 @@ export function statsHandlers(ctx: ShimContext): CriHandlers {
   };
 
   /** Samples of containers and pods that are gone would otherwise accumulate for the life of berthd. */
-  const prune = (): void => {
-    const containers = containerLookup(ctx).list();
-    ctx.stats.retain(containers.map((c) => c.id), ctx.sandboxes.list().map((p) => p.id), containers.map((c) => c.upperDir));
-  };
+  const prune = (): void => ctx.stats.retain(containerLookup(ctx).list(), ctx.sandboxes.list());
 
   return {
     async ContainerStats(request) {
@@ -183,19 +190,19 @@ export function statsHandlers(ctx: ShimContext): CriHandlers {
       if (!request.pod_sandbox_id) throw invalidArgument('pod_sandbox_id: required');
       const pod = ctx.sandboxes.get(request.pod_sandbox_id);
       if (!pod) throw notFound(`pod sandbox "${request.pod_sandbox_id}" not found`);
-      return { stats: await podStats(pod) };
+      return { stats: await podStats(containersByPod(containerLookup(ctx).list()))(pod) };
     },
 
     async ListPodSandboxStats(request) {
       const pods = filterPods(ctx.sandboxes.list(), request.filter);
-      const stats = await Promise.all(pods.map(podStats));
+      const stats = await Promise.all(pods.map(podStats(containersByPod(containerLookup(ctx).list()))));
       prune();
       return { stats };
     },
 
     async StreamPodSandboxStats(request, sink) {
       const pods = filterPods(ctx.sandboxes.list(), request.filter);
-      await streamInChunks(pods, podStats, sink, (chunk) => ({ pod_sandbox_stats: chunk }));
+      await streamInChunks(pods, podStats(containersByPod(containerLookup(ctx).list())), sink, (chunk) => ({ pod_sandbox_stats: chunk }));
     },
 
     async ListMetricDescriptors() {
@@ -204,12 +211,12 @@ export function statsHandlers(ctx: ShimContext): CriHandlers {
 
     async ListPodSandboxMetrics() {
       const pods = ctx.sandboxes.list().filter((p) => p.state === 'SANDBOX_READY');
-      return { pod_metrics: await Promise.all(pods.map(podMetrics)) };
+      return { pod_metrics: await Promise.all(pods.map(podMetrics(containersByPod(containerLookup(ctx).list())))) };
     },
 
     async StreamPodSandboxMetrics(_request, sink) {
       const pods = ctx.sandboxes.list().filter((p) => p.state === 'SANDBOX_READY');
-      await streamInChunks(pods, podMetrics, sink, (chunk) => ({ pod_sandbox_metrics: chunk }));
+      await streamInChunks(pods, podMetrics(containersByPod(containerLookup(ctx).list())), sink, (chunk) => ({ pod_sandbox_metrics: chunk }));
     },
   };
 }

@@ -1,7 +1,10 @@
 // Reading a cgroup's resource usage: cumulative CPU time, memory (usage, working
 // set, RSS, faults, limit), swap and process count, from v1 or cgroup2 files as
 // the hierarchy says. A missing file reads as absent, never as zero usage.
-import { readFileSync } from 'node:fs';
+// Every read is asynchronous: stats calls read these for every pod and
+// container while the daemon serves, so none may hold the event loop.
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CgroupHierarchy } from './cgroup-hierarchy';
 
@@ -30,12 +33,45 @@ export interface SwapSample {
   limitBytes: number | undefined;
 }
 
-function readText(file: string): string | undefined {
+/** Reads one control file's text; undefined when it is absent or unreadable. */
+export type ControlFileReader = (file: string) => Promise<string | undefined>;
+
+/** Control files are a few KiB; a larger one is cut here rather than read on and on. */
+const MAX_CONTROL_FILE_BYTES = 256 * 1024;
+
+export const readControlFile: ControlFileReader = async (file) => {
+  let handle;
   try {
-    return readFileSync(file, 'utf8');
+    handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const buffer = Buffer.allocUnsafe(16 * 1024);
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
+      if (bytesRead === 0) break;
+      chunks.push(buffer.subarray(0, bytesRead));
+      total += bytesRead;
+      if (total >= MAX_CONTROL_FILE_BYTES) break;
+    }
+    return Buffer.concat(chunks).toString('utf8');
   } catch {
     return undefined;
+  } finally {
+    await handle?.close().catch(() => undefined);
   }
+};
+
+/** A reader that reads each file once however many figures of one sample need it. */
+export function onceEach(read: ControlFileReader = readControlFile): ControlFileReader {
+  const texts = new Map<string, Promise<string | undefined>>();
+  return (file) => {
+    let text = texts.get(file);
+    if (!text) {
+      text = read(file);
+      texts.set(file, text);
+    }
+    return text;
+  };
 }
 
 /** "key value" lines (memory.stat, cpu.stat) as a map. */
@@ -56,17 +92,17 @@ function parseLimit(text: string | undefined): number | undefined {
   return Number.isFinite(n) && n < UNLIMITED_THRESHOLD ? n : undefined;
 }
 
-export function readCpu(hierarchy: CgroupHierarchy, path: string): CpuSample | undefined {
+export async function readCpu(hierarchy: CgroupHierarchy, path: string, readText: ControlFileReader = readControlFile): Promise<CpuSample | undefined> {
   if (hierarchy.isUnified('cpu')) {
     const dir = hierarchy.unifiedDir(path);
-    const stat = readText(join(dir, 'cpu.stat'));
+    const stat = await readText(join(dir, 'cpu.stat'));
     if (stat === undefined) return undefined;
     const match = /^usage_usec (\d+)$/m.exec(stat);
     return match ? { usageCoreNanoSeconds: BigInt(match[1]) * 1000n } : undefined;
   }
   const dir = hierarchy.dir(path, 'cpuacct');
-  const usage = dir ? readText(join(dir, 'cpuacct.usage')) : undefined;
-  if (usage === undefined || !/^\d+$/.test(usage.trim())) return readUnifiedCpu(hierarchy, path);
+  const usage = dir ? await readText(join(dir, 'cpuacct.usage')) : undefined;
+  if (usage === undefined || !/^\d+$/.test(usage.trim())) return readUnifiedCpu(hierarchy, path, readText);
   return { usageCoreNanoSeconds: BigInt(usage.trim()) };
 }
 
@@ -74,19 +110,18 @@ export function readCpu(hierarchy: CgroupHierarchy, path: string): CpuSample | u
  * On a hybrid host a cgroup may exist only on the cgroup2 side: systemd accounts CPU
  * there (cpu.stat needs no controller) and creates no cpuacct cgroup for its units.
  */
-function readUnifiedCpu(hierarchy: CgroupHierarchy, path: string): CpuSample | undefined {
+async function readUnifiedCpu(hierarchy: CgroupHierarchy, path: string, readText: ControlFileReader): Promise<CpuSample | undefined> {
   const dir = hierarchy.unifiedDir(path);
-  const stat = dir ? readText(join(dir, 'cpu.stat')) : undefined;
+  const stat = dir ? await readText(join(dir, 'cpu.stat')) : undefined;
   const match = stat === undefined ? null : /^usage_usec (\d+)$/m.exec(stat);
   return match ? { usageCoreNanoSeconds: BigInt(match[1]) * 1000n } : undefined;
 }
 
-export function readMemory(hierarchy: CgroupHierarchy, path: string): MemorySample | undefined {
+export async function readMemory(hierarchy: CgroupHierarchy, path: string, readText: ControlFileReader = readControlFile): Promise<MemorySample | undefined> {
   const dir = hierarchy.dir(path, 'memory');
   if (!dir) return undefined;
   if (hierarchy.isUnified('memory')) {
-    const current = readText(join(dir, 'memory.current'));
-    const statText = readText(join(dir, 'memory.stat'));
+    const [current, statText, max] = await Promise.all(['memory.current', 'memory.stat', 'memory.max'].map((f) => readText(join(dir, f))));
     if (current === undefined || statText === undefined) return undefined;
     const stat = parseFlatKeyed(statText);
     const usageBytes = Number(current.trim());
@@ -96,11 +131,10 @@ export function readMemory(hierarchy: CgroupHierarchy, path: string): MemorySamp
       rssBytes: stat.get('anon') ?? 0,
       pageFaults: stat.get('pgfault') ?? 0,
       majorPageFaults: stat.get('pgmajfault') ?? 0,
-      limitBytes: parseLimit(readText(join(dir, 'memory.max'))),
+      limitBytes: parseLimit(max),
     };
   }
-  const usage = readText(join(dir, 'memory.usage_in_bytes'));
-  const statText = readText(join(dir, 'memory.stat'));
+  const [usage, statText, limit] = await Promise.all(['memory.usage_in_bytes', 'memory.stat', 'memory.limit_in_bytes'].map((f) => readText(join(dir, f))));
   if (usage === undefined || statText === undefined) return undefined;
   const stat = parseFlatKeyed(statText);
   const usageBytes = Number(usage.trim());
@@ -111,24 +145,24 @@ export function readMemory(hierarchy: CgroupHierarchy, path: string): MemorySamp
     rssBytes: stat.get('total_rss') ?? stat.get('rss') ?? 0,
     pageFaults: stat.get('total_pgfault') ?? stat.get('pgfault') ?? 0,
     majorPageFaults: stat.get('total_pgmajfault') ?? stat.get('pgmajfault') ?? 0,
-    limitBytes: parseLimit(readText(join(dir, 'memory.limit_in_bytes'))),
+    limitBytes: parseLimit(limit),
   };
 }
 
-export function readSwap(hierarchy: CgroupHierarchy, path: string): SwapSample | undefined {
+export async function readSwap(hierarchy: CgroupHierarchy, path: string, readText: ControlFileReader = readControlFile): Promise<SwapSample | undefined> {
   const dir = hierarchy.dir(path, 'memory');
   if (!dir) return undefined;
   if (hierarchy.isUnified('memory')) {
-    const current = readText(join(dir, 'memory.swap.current'));
+    const [current, max] = await Promise.all(['memory.swap.current', 'memory.swap.max'].map((f) => readText(join(dir, f))));
     if (current === undefined) return undefined;
-    return { usageBytes: Number(current.trim()), limitBytes: parseLimit(readText(join(dir, 'memory.swap.max'))) };
+    return { usageBytes: Number(current.trim()), limitBytes: parseLimit(max) };
   }
   // v1 accounts memory+swap together; swap alone is the difference.
-  const memsw = readText(join(dir, 'memory.memsw.usage_in_bytes'));
-  const usage = readText(join(dir, 'memory.usage_in_bytes'));
+  const files = ['memory.memsw.usage_in_bytes', 'memory.usage_in_bytes', 'memory.memsw.limit_in_bytes', 'memory.limit_in_bytes'];
+  const [memsw, usage, memswLimitText, memLimitText] = await Promise.all(files.map((f) => readText(join(dir, f))));
   if (memsw === undefined || usage === undefined) return undefined;
-  const memswLimit = parseLimit(readText(join(dir, 'memory.memsw.limit_in_bytes')));
-  const memLimit = parseLimit(readText(join(dir, 'memory.limit_in_bytes')));
+  const memswLimit = parseLimit(memswLimitText);
+  const memLimit = parseLimit(memLimitText);
   return {
     usageBytes: Math.max(0, Number(memsw.trim()) - Number(usage.trim())),
     limitBytes: memswLimit !== undefined && memLimit !== undefined ? Math.max(0, memswLimit - memLimit) : undefined,
@@ -136,12 +170,12 @@ export function readSwap(hierarchy: CgroupHierarchy, path: string): SwapSample |
 }
 
 /** Tasks in the cgroup and its children: pids.current where the pids controller exists, else cgroup.procs. */
-export function readProcessCount(hierarchy: CgroupHierarchy, path: string): number | undefined {
+export async function readProcessCount(hierarchy: CgroupHierarchy, path: string, readText: ControlFileReader = readControlFile): Promise<number | undefined> {
   const dir = hierarchy.dir(path, 'pids');
-  const current = dir ? readText(join(dir, 'pids.current')) : undefined;
+  const current = dir ? await readText(join(dir, 'pids.current')) : undefined;
   if (current !== undefined && /^\d+$/.test(current.trim())) return Number(current.trim());
   const procsDir = hierarchy.dir(path, 'memory') ?? hierarchy.allDirs(path)[0];
-  const procs = procsDir ? readText(join(procsDir, 'cgroup.procs')) : undefined;
+  const procs = procsDir ? await readText(join(procsDir, 'cgroup.procs')) : undefined;
   if (procs === undefined) return undefined;
   return procs.split('\n').filter(Boolean).length;
 }
@@ -155,10 +189,10 @@ export interface CpuDetail {
 }
 
 /** User/system split and CFS throttling, for the cAdvisor-style metrics. */
-export function readCpuDetail(hierarchy: CgroupHierarchy, path: string): CpuDetail {
+export async function readCpuDetail(hierarchy: CgroupHierarchy, path: string, readText: ControlFileReader = readControlFile): Promise<CpuDetail> {
   const out: CpuDetail = {};
   if (hierarchy.isUnified('cpu')) {
-    const stat = readText(join(hierarchy.unifiedDir(path), 'cpu.stat'));
+    const stat = await readText(join(hierarchy.unifiedDir(path), 'cpu.stat'));
     if (stat === undefined) return out;
     const values = parseFlatKeyed(stat);
     const usec = (key: string): bigint | undefined => (values.has(key) ? BigInt(values.get(key)!) * 1000n : undefined);
@@ -170,12 +204,11 @@ export function readCpuDetail(hierarchy: CgroupHierarchy, path: string): CpuDeta
     return out;
   }
   const acct = hierarchy.dir(path, 'cpuacct');
-  const user = acct ? readText(join(acct, 'cpuacct.usage_user')) : undefined;
-  const sys = acct ? readText(join(acct, 'cpuacct.usage_sys')) : undefined;
+  const [user, sys] = acct ? await Promise.all([readText(join(acct, 'cpuacct.usage_user')), readText(join(acct, 'cpuacct.usage_sys'))]) : [];
   if (user && /^\d+$/.test(user.trim())) out.userNanoSeconds = BigInt(user.trim());
   if (sys && /^\d+$/.test(sys.trim())) out.systemNanoSeconds = BigInt(sys.trim());
   const cpu = hierarchy.dir(path, 'cpu');
-  const stat = cpu ? readText(join(cpu, 'cpu.stat')) : undefined;
+  const stat = cpu ? await readText(join(cpu, 'cpu.stat')) : undefined;
   if (stat !== undefined) {
     const values = parseFlatKeyed(stat);
     out.periods = values.get('nr_periods');
@@ -186,10 +219,10 @@ export function readCpuDetail(hierarchy: CgroupHierarchy, path: string): CpuDeta
 }
 
 /** Times the OOM killer killed a task in the cgroup (undefined where the kernel does not say). */
-export function readOomKills(hierarchy: CgroupHierarchy, path: string): number | undefined {
+export async function readOomKills(hierarchy: CgroupHierarchy, path: string, readText: ControlFileReader = readControlFile): Promise<number | undefined> {
   const dir = hierarchy.dir(path, 'memory');
   if (!dir) return undefined;
-  const text = readText(join(dir, hierarchy.isUnified('memory') ? 'memory.events' : 'memory.oom_control'));
+  const text = await readText(join(dir, hierarchy.isUnified('memory') ? 'memory.events' : 'memory.oom_control'));
   return text === undefined ? undefined : parseFlatKeyed(text).get('oom_kill');
 }
 
@@ -228,9 +261,52 @@ export function parsePressure(text: string): PressureSample | undefined {
  * Pressure stall information of the cgroup (cgroup2 only; on hybrid hosts runc also places
  * containers in the cgroup2 hierarchy, so its files are there too).
  */
-export function readPressure(hierarchy: CgroupHierarchy, path: string, resource: 'cpu' | 'memory' | 'io'): PressureSample | undefined {
+export async function readPressure(
+  hierarchy: CgroupHierarchy,
+  path: string,
+  resource: 'cpu' | 'memory' | 'io',
+  readText: ControlFileReader = readControlFile,
+): Promise<PressureSample | undefined> {
   const dir = hierarchy.unifiedDir(path);
   if (!dir) return undefined;
-  const text = readText(join(dir, `${resource}.pressure`));
+  const text = await readText(join(dir, `${resource}.pressure`));
   return text === undefined ? undefined : parsePressure(text);
+}
+
+/** Everything the stats RPCs and pod metrics report about one cgroup, read in one go. */
+export interface CgroupUsageSample {
+  cpu?: CpuSample & CpuDetail;
+  memory?: MemorySample;
+  oomKills?: number;
+  swap?: SwapSample;
+  processes?: number;
+  pressure: { cpu?: PressureSample; memory?: PressureSample; io?: PressureSample };
+}
+
+/**
+ * Reads every figure of a cgroup at once; files several figures share
+ * (memory.usage_in_bytes, cpu.stat) are read once. `read` is where the caller
+ * bounds how many reads are in flight.
+ */
+export async function readCgroupUsage(hierarchy: CgroupHierarchy, path: string, read: ControlFileReader = readControlFile): Promise<CgroupUsageSample> {
+  const text = onceEach(read);
+  const [cpu, detail, memory, oomKills, swap, processes, cpuPressure, memoryPressure, ioPressure] = await Promise.all([
+    readCpu(hierarchy, path, text),
+    readCpuDetail(hierarchy, path, text),
+    readMemory(hierarchy, path, text),
+    readOomKills(hierarchy, path, text),
+    readSwap(hierarchy, path, text),
+    readProcessCount(hierarchy, path, text),
+    readPressure(hierarchy, path, 'cpu', text),
+    readPressure(hierarchy, path, 'memory', text),
+    readPressure(hierarchy, path, 'io', text),
+  ]);
+  return {
+    cpu: cpu ? { ...detail, ...cpu } : undefined,
+    memory,
+    oomKills,
+    swap,
+    processes,
+    pressure: { cpu: cpuPressure, memory: memoryPressure, io: ioPressure },
+  };
 }

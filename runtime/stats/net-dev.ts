@@ -1,8 +1,11 @@
 // A pod's interface counters, read from /proc/net/dev as its network namespace
-// sees it: from a thread that joins the pinned namespace (native addon), or,
-// when that fails, through /proc/<pid>/net/dev of a process living in it.
-import { readFile } from 'node:fs/promises';
+// sees it. Cheapest first: /proc/<pid>/net/dev of a process living in the
+// pod's namespace (checked to be in it: a pid may have been reused), a plain
+// asynchronous read; only a pod with no such process costs a thread that
+// joins the pinned namespace (native addon).
+import { readFile, readlink, stat } from 'node:fs/promises';
 import { loadNative } from '../../native';
+import { readControlFile } from '../cgroups/cgroup-usage';
 
 export interface InterfaceCounters {
   name: string;
@@ -45,15 +48,53 @@ export function defaultInterface(interfaces: InterfaceCounters[]): InterfaceCoun
   return interfaces.find((i) => i.name === 'eth0') ?? interfaces.find((i) => i.name !== 'lo');
 }
 
-export async function readNetnsInterfaces(netnsPath: string, fallbackPids: number[] = []): Promise<InterfaceCounters[] | undefined> {
+/** The namespace a pinned file or /proc/<pid>/ns/net names, as "net:[inode]". */
+async function pinnedNamespace(netnsPath: string): Promise<string | undefined> {
+  try {
+    return `net:[${(await stat(netnsPath)).ino}]`;
+  } catch {
+    return undefined;
+  }
+}
+
+async function namespaceOf(pid: number): Promise<string | undefined> {
+  try {
+    return await readlink(`/proc/${pid}/ns/net`);
+  } catch {
+    return undefined;
+  }
+}
+
+/** /proc/<pid>/net/dev, if `pid` is (still) in `namespace` before and after the read. */
+async function readThroughProcess(pid: number, namespace: string): Promise<InterfaceCounters[] | undefined> {
+  if (pid <= 0 || (await namespaceOf(pid)) !== namespace) return undefined;
+  const text = await readControlFile(`/proc/${pid}/net/dev`);
+  if (text === undefined || (await namespaceOf(pid)) !== namespace) return undefined;
+  return parseNetDev(text);
+}
+
+/**
+ * The interfaces of the pod's pinned namespace `netnsPath`, through one of
+ * `pids` (the pod's container processes) when one is in it, else from a
+ * thread that joins it. Without a pinned namespace, what the first of `pids`
+ * that answers sees.
+ */
+export async function readNetnsInterfaces(netnsPath: string, pids: number[] = []): Promise<InterfaceCounters[] | undefined> {
   if (netnsPath) {
-    try {
-      return parseNetDev(await loadNative().readFileInNetns(netnsPath, '/proc/thread-self/net/dev'));
-    } catch {
-      // pinned namespace gone or addon unavailable: try a process in it
+    const namespace = await pinnedNamespace(netnsPath);
+    if (namespace) {
+      for (const pid of pids) {
+        const interfaces = await readThroughProcess(pid, namespace);
+        if (interfaces) return interfaces;
+      }
+      try {
+        return parseNetDev(await loadNative().readFileInNetns(netnsPath, '/proc/thread-self/net/dev'));
+      } catch {
+        // pinned namespace gone or addon unavailable: try a process in it
+      }
     }
   }
-  for (const pid of fallbackPids) {
+  for (const pid of pids) {
     if (pid <= 0) continue;
     try {
       return parseNetDev(await readFile(`/proc/${pid}/net/dev`, 'utf8'));

@@ -1,26 +1,20 @@
 // Container and pod resource usage from cgroups, the writable layer and the
-// pod's network namespace. CPU rate (nano cores) needs two samples: the
-// previous one per cgroup is kept here, so the rate is over the time between
-// two stats calls, as the kubelet expects from containerd and CRI-O.
+// pod's network namespace, answered without holding the event loop: cgroup
+// and network figures are read asynchronously, a bounded number of files at
+// a time, and a read taken within the last `reuseMs` is answered again (the
+// kubelet's pod and container stats calls arrive together and share one
+// read); writable layers come from a background meter. CPU rate (nano cores)
+// needs two samples: the previous read per cgroup is kept here, so the rate
+// is over the time between two reads, as the kubelet expects from containerd
+// and CRI-O.
 import { dirname } from 'node:path';
 import type { CgroupHierarchy } from '../cgroups/cgroup-hierarchy';
-import {
-  readCpu,
-  readCpuDetail,
-  readMemory,
-  readOomKills,
-  readPressure,
-  readProcessCount,
-  readSwap,
-  type CpuDetail,
-  type MemorySample,
-  type PressureSample,
-  type SwapSample,
-} from '../cgroups/cgroup-usage';
+import { readCgroupUsage, readControlFile, type CpuDetail, type MemorySample, type PressureSample, type SwapSample } from '../cgroups/cgroup-usage';
+import { ConcurrencyLimit } from '../common/concurrency-limit';
 import type { ContainerView } from '../container/container-types';
 import type { PodSandboxView } from '../sandbox/sandbox-types';
 import { defaultInterface, readNetnsInterfaces, type InterfaceCounters } from './net-dev';
-import { WritableLayerMeter, type LayerUsage } from './writable-layer';
+import { WritableLayerMeter, type LayerMeasurement } from './writable-layer';
 
 export interface CpuUsageSample extends CpuDetail {
   usageCoreNanoSeconds: bigint;
@@ -42,12 +36,13 @@ export interface SwapUsageSample extends SwapSample {
 
 export interface ContainerUsage {
   id: string;
-  /** Unix nanoseconds of the sample. */
+  /** Unix nanoseconds of the cgroup sample. */
   timestampNs: bigint;
   cpu?: CpuUsageSample;
   memory?: MemoryUsageSample;
   swap?: SwapUsageSample;
-  writableLayer?: LayerUsage & { mountpoint: string };
+  /** The latest background measurement, with its own timestamp. */
+  writableLayer?: LayerMeasurement & { mountpoint: string };
   processes?: number;
   ioPressure?: PressureSample;
 }
@@ -72,8 +67,17 @@ export interface StatsCollectorOptions {
   cgroups: CgroupHierarchy;
   /** Reported as the writable layer's filesystem (the kubelet matches it with ImageFsInfo). */
   layerMountpoint: string;
-  layerCacheMs?: number;
+  /** Every container's upper dir, for the background writable-layer meter. */
+  upperDirs?: () => Iterable<string>;
+  /** A layer is walked again once its measurement is this old (default 10 s). */
+  layerRefreshMs?: number;
+  /** Reads younger than this are answered again (default 500 ms; 0 reads every time). */
+  reuseMs?: number;
+  /** Control files read at once, over all stats calls (default 8). */
+  maxConcurrentReads?: number;
 }
+
+type CgroupFigures = Pick<ContainerUsage, 'cpu' | 'memory' | 'swap' | 'processes' | 'ioPressure'> & { timestampNs: bigint };
 
 /** Below this gap between two samples a CPU rate is not recomputed. */
 const MIN_RATE_WINDOW_NS = 100_000_000n;
@@ -83,88 +87,140 @@ export function unixNanos(): bigint {
   return BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n;
 }
 
+/** Results kept for a short window, concurrent askers sharing one read in flight. */
+class ReuseWindow<T> {
+  private readonly entries = new Map<string, { at: number; value: Promise<T> }>();
+
+  constructor(private readonly windowMs: number) {}
+
+  get(key: string, read: () => Promise<T>): Promise<T> {
+    const now = performance.now();
+    const hit = this.entries.get(key);
+    if (hit && now - hit.at < this.windowMs) return hit.value;
+    const value = read();
+    this.entries.set(key, { at: now, value });
+    // A failed read is not reused.
+    value.catch(() => this.entries.delete(key));
+    return value;
+  }
+
+  retain(keep: (key: string) => boolean): void {
+    for (const key of this.entries.keys()) if (!keep(key)) this.entries.delete(key);
+  }
+}
+
 export class StatsCollector {
   private readonly previousCpu = new Map<string, { monotonicNs: bigint; usage: bigint; rate: bigint | undefined }>();
-  private readonly layers: WritableLayerMeter;
+  readonly layers: WritableLayerMeter;
+  private readonly cgroupReads: ReuseWindow<CgroupFigures>;
+  private readonly networkReads: ReuseWindow<PodNetworkUsage | undefined>;
+  private readonly reads: ConcurrencyLimit;
 
   constructor(private readonly options: StatsCollectorOptions) {
-    this.layers = new WritableLayerMeter(options.layerCacheMs ?? 2000);
+    this.layers = new WritableLayerMeter({ upperDirs: options.upperDirs ?? (() => []), refreshMs: options.layerRefreshMs });
+    const reuseMs = options.reuseMs ?? 500;
+    this.cgroupReads = new ReuseWindow(reuseMs);
+    this.networkReads = new ReuseWindow(reuseMs);
+    this.reads = new ConcurrencyLimit(options.maxConcurrentReads ?? 8);
   }
 
   get cgroups(): CgroupHierarchy {
     return this.options.cgroups;
   }
 
+  /** Starts the background writable-layer meter. */
+  start(): void {
+    this.layers.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.layers.stop();
+  }
+
   async containerUsage(container: ContainerView): Promise<ContainerUsage> {
     const usage: ContainerUsage = { id: container.id, timestampNs: unixNanos() };
-    if (container.cgroupPath) Object.assign(usage, this.cgroupUsage(`container:${container.id}`, container.cgroupPath));
-    const layer = await this.layers.usage(container.upperDir);
+    if (container.cgroupPath) Object.assign(usage, await this.cgroupFigures(container.cgroupPath));
+    const layer = this.layers.usage(container.upperDir);
     if (layer) usage.writableLayer = { ...layer, mountpoint: this.options.layerMountpoint };
     return usage;
   }
 
   async podUsage(pod: PodSandboxView, containers: ContainerView[]): Promise<PodUsage> {
-    const containerUsages = await Promise.all(containers.map((c) => this.containerUsage(c)));
-    const usage: PodUsage = { id: pod.id, timestampNs: unixNanos(), containers: containerUsages };
     const cgroup = podCgroupPath(pod, containers);
-    if (cgroup) Object.assign(usage, this.cgroupUsage(`pod:${pod.id}`, cgroup));
+    const [containerUsages, podFigures, network] = await Promise.all([
+      Promise.all(containers.map((c) => this.containerUsage(c))),
+      cgroup ? this.cgroupFigures(cgroup) : undefined,
+      pod.netnsPath ? this.podNetwork(pod, containers) : undefined,
+    ]);
+    const usage: PodUsage = { id: pod.id, timestampNs: unixNanos(), containers: containerUsages };
+    if (podFigures) Object.assign(usage, podFigures);
     if (!usage.cpu && !usage.memory) sumContainersInto(usage);
-    if (pod.netnsPath) {
-      const interfaces = await readNetnsInterfaces(pod.netnsPath, containers.filter((c) => c.pid > 0).map((c) => c.pid));
-      if (interfaces) {
-        const visible = interfaces.filter((i) => i.name !== 'lo');
-        usage.network = { interfaces: visible, defaultInterface: defaultInterface(visible) };
-      }
-    }
+    if (network) usage.network = network;
     return usage;
   }
 
-  /** Forgets CPU samples of containers and pods that are gone (called with the ids that still exist). */
-  retain(containerIds: Iterable<string>, podIds: Iterable<string>, upperDirs: Iterable<string> = []): void {
-    const keep = new Set<string>([...[...containerIds].map((id) => `container:${id}`), ...[...podIds].map((id) => `pod:${id}`)]);
-    for (const key of this.previousCpu.keys()) if (!keep.has(key)) this.previousCpu.delete(key);
-    this.layers.retain(upperDirs);
+  /** Forgets samples of containers and pods that are gone (called with the ones that still exist). */
+  retain(containers: readonly ContainerView[], pods: readonly PodSandboxView[]): void {
+    const paths = new Set<string>(containers.map((c) => c.cgroupPath).filter(Boolean));
+    for (const pod of pods) {
+      const path = podCgroupPath(pod, containers.filter((c) => c.podSandboxId === pod.id));
+      if (path) paths.add(path);
+    }
+    for (const key of this.previousCpu.keys()) if (!paths.has(key)) this.previousCpu.delete(key);
+    this.cgroupReads.retain((key) => paths.has(key));
+    const podIds = new Set(pods.map((p) => p.id));
+    this.networkReads.retain((key) => podIds.has(key));
   }
 
-  private cgroupUsage(key: string, cgroupPath: string): Pick<ContainerUsage, 'cpu' | 'memory' | 'swap' | 'processes' | 'ioPressure'> {
-    const { cgroups } = this.options;
-    const out: Pick<ContainerUsage, 'cpu' | 'memory' | 'swap' | 'processes' | 'ioPressure'> = {};
-    const cpu = readCpu(cgroups, cgroupPath);
-    if (cpu) {
-      const monotonicNs = process.hrtime.bigint();
-      const previous = this.previousCpu.get(key);
-      let usageNanoCores: bigint | undefined;
-      if (previous && monotonicNs - previous.monotonicNs < MIN_RATE_WINDOW_NS) {
-        // Two callers (kubelet, crictl) a few ms apart would get a rate over a noisy sliver of
-        // time: answer with the last rate and keep the older sample as the base.
-        usageNanoCores = previous.rate;
-      } else {
-        if (previous && cpu.usageCoreNanoSeconds >= previous.usage) {
-          usageNanoCores = ((cpu.usageCoreNanoSeconds - previous.usage) * 1_000_000_000n) / (monotonicNs - previous.monotonicNs);
-        }
-        this.previousCpu.set(key, { monotonicNs, usage: cpu.usageCoreNanoSeconds, rate: usageNanoCores });
-      }
-      out.cpu = {
-        ...readCpuDetail(cgroups, cgroupPath),
-        usageCoreNanoSeconds: cpu.usageCoreNanoSeconds,
-        usageNanoCores,
-        pressure: readPressure(cgroups, cgroupPath, 'cpu'),
-      };
+  private podNetwork(pod: PodSandboxView, containers: ContainerView[]): Promise<PodNetworkUsage | undefined> {
+    return this.networkReads.get(pod.id, async () => {
+      const pids = containers.filter((c) => c.pid > 0).map((c) => c.pid);
+      const interfaces = await this.reads.run(() => readNetnsInterfaces(pod.netnsPath, pids));
+      if (!interfaces) return undefined;
+      const visible = interfaces.filter((i) => i.name !== 'lo');
+      return { interfaces: visible, defaultInterface: defaultInterface(visible) };
+    });
+  }
+
+  private cgroupFigures(cgroupPath: string): Promise<CgroupFigures> {
+    return this.cgroupReads.get(cgroupPath, () => this.readCgroupFigures(cgroupPath));
+  }
+
+  private async readCgroupFigures(cgroupPath: string): Promise<CgroupFigures> {
+    const sample = await readCgroupUsage(this.options.cgroups, cgroupPath, (file) => this.reads.run(() => readControlFile(file)));
+    const out: CgroupFigures = { timestampNs: unixNanos() };
+    if (sample.cpu) {
+      const { usageCoreNanoSeconds, ...detail } = sample.cpu;
+      out.cpu = { ...detail, usageCoreNanoSeconds, usageNanoCores: this.cpuRate(cgroupPath, usageCoreNanoSeconds), pressure: sample.pressure.cpu };
     }
-    const memory = readMemory(cgroups, cgroupPath);
+    const memory = sample.memory;
     if (memory) {
       out.memory = {
         ...memory,
         availableBytes: memory.limitBytes !== undefined ? Math.max(0, memory.limitBytes - memory.workingSetBytes) : undefined,
-        oomKills: readOomKills(cgroups, cgroupPath),
-        pressure: readPressure(cgroups, cgroupPath, 'memory'),
+        oomKills: sample.oomKills,
+        pressure: sample.pressure.memory,
       };
     }
-    const swap = readSwap(cgroups, cgroupPath);
+    const swap = sample.swap;
     if (swap) out.swap = { ...swap, availableBytes: swap.limitBytes !== undefined ? Math.max(0, swap.limitBytes - swap.usageBytes) : undefined };
-    out.processes = readProcessCount(cgroups, cgroupPath);
-    out.ioPressure = readPressure(cgroups, cgroupPath, 'io');
+    out.processes = sample.processes;
+    out.ioPressure = sample.pressure.io;
     return out;
+  }
+
+  private cpuRate(key: string, usage: bigint): bigint | undefined {
+    const monotonicNs = process.hrtime.bigint();
+    const previous = this.previousCpu.get(key);
+    if (previous && monotonicNs - previous.monotonicNs < MIN_RATE_WINDOW_NS) {
+      // Two readers a few ms apart would get a rate over a noisy sliver of
+      // time: answer with the last rate and keep the older sample as the base.
+      return previous.rate;
+    }
+    let rate: bigint | undefined;
+    if (previous && usage >= previous.usage) rate = ((usage - previous.usage) * 1_000_000_000n) / (monotonicNs - previous.monotonicNs);
+    this.previousCpu.set(key, { monotonicNs, usage, rate });
+    return rate;
   }
 }
 

@@ -96,7 +96,7 @@ describe('a real cgroup on this host', () => {
     return child;
   }
 
-  test('resources are written to each controller in its own format', () => {
+  test('resources are written to each controller in its own format', async () => {
     const applied = hierarchy.applyResources(path, {
       cpu_shares: '512',
       cpu_period: '100000',
@@ -117,14 +117,14 @@ describe('a real cgroup on this host', () => {
       if (existsSync(memsw)) assert.equal(readFileSync(memsw, 'utf8').trim(), String(512 * 1024 * 1024));
     }
     assert.equal(readFileSync(join(hierarchy.dir(path, 'cpuset')!, 'cpuset.cpus'), 'utf8').trim(), '0');
-    assert.equal(readMemory(hierarchy, path)?.limitBytes, 256 * 1024 * 1024);
+    assert.equal((await readMemory(hierarchy, path))?.limitBytes, 256 * 1024 * 1024);
   });
 
-  test('raising memory above the current memory+swap limit succeeds (order of v1 writes)', () => {
+  test('raising memory above the current memory+swap limit succeeds (order of v1 writes)', async () => {
     hierarchy.applyResources(path, { memory_limit_in_bytes: String(768 * 1024 * 1024), memory_swap_limit_in_bytes: String(1024 * 1024 * 1024) });
-    assert.equal(readMemory(hierarchy, path)?.limitBytes, 768 * 1024 * 1024);
+    assert.equal((await readMemory(hierarchy, path))?.limitBytes, 768 * 1024 * 1024);
     hierarchy.applyResources(path, { cpu_quota: '-1', memory_limit_in_bytes: '-1', memory_swap_limit_in_bytes: '-1' });
-    assert.equal(readMemory(hierarchy, path)?.limitBytes, undefined);
+    assert.equal((await readMemory(hierarchy, path))?.limitBytes, undefined);
   });
 
   test('a value the kernel rejects is an InvalidArgument naming the file', () => {
@@ -133,27 +133,27 @@ describe('a real cgroup on this host', () => {
   });
 
   test('a process burning CPU and holding memory shows in the cgroup usage', async () => {
-    const before = readCpu(hierarchy, path);
+    const before = await readCpu(hierarchy, path);
     assert.ok(before, 'cpu usage readable');
     await childInCgroup('const held = Buffer.alloc(48 * 1024 * 1024, 7); globalThis.held = held; process.stdout.write("held\\n"); setInterval(() => {}, 1000);');
     const burner = await childInCgroup('process.stdout.write("burning\\n"); const end = Date.now() + 30000; while (Date.now() < end) {}');
     // pids.current counts tasks (threads), as containerd and CRI-O report it: at least our two processes.
-    assert.ok((readProcessCount(hierarchy, path) ?? 0) >= 2);
+    assert.ok(((await readProcessCount(hierarchy, path)) ?? 0) >= 2);
     assert.deepEqual(hierarchy.processes(path).sort(), children.map((c) => c.pid!).sort());
-    const memory = readMemory(hierarchy, path)!;
+    const memory = (await readMemory(hierarchy, path))!;
     assert.ok(memory.workingSetBytes >= 48 * 1024 * 1024, `working set ${memory.workingSetBytes}`);
     assert.ok(memory.usageBytes >= memory.workingSetBytes);
     assert.ok(memory.rssBytes >= 40 * 1024 * 1024, `rss ${memory.rssBytes}`);
     assert.ok(memory.pageFaults > 10000, `page faults ${memory.pageFaults}`);
     // Wait (bounded) until the burner has used 200ms of CPU in the cgroup.
-    let after = readCpu(hierarchy, path)!;
+    let after = (await readCpu(hierarchy, path))!;
     for (let i = 0; i < 100 && after.usageCoreNanoSeconds - before!.usageCoreNanoSeconds < 200_000_000n; i += 1) {
       await new Promise((r) => setTimeout(r, 50));
-      after = readCpu(hierarchy, path)!;
+      after = (await readCpu(hierarchy, path))!;
     }
     assert.ok(after.usageCoreNanoSeconds - before!.usageCoreNanoSeconds >= 200_000_000n);
     process.kill(burner.pid!, 'SIGKILL');
-    const swap = readSwap(hierarchy, path);
+    const swap = await readSwap(hierarchy, path);
     if (swap) assert.ok(swap.usageBytes >= 0);
   });
 });

@@ -3,7 +3,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { linkSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, mkdtempSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -67,7 +67,7 @@ describe('stats collector on a real cgroup and network namespace', () => {
   const netnsName = `berth-stats-${randomBytes(3).toString('hex')}`;
   const upper = mkdtempSync(join(tmpdir(), 'berth-upper-'));
   const children: ChildProcess[] = [];
-  const collector = new StatsCollector({ cgroups: hierarchy, layerMountpoint: '/var/lib/berth', layerCacheMs: 0 });
+  const collector = new StatsCollector({ cgroups: hierarchy, layerMountpoint: '/var/lib/berth', upperDirs: () => [upper], reuseMs: 0, layerRefreshMs: 0 });
 
   const container = {
     id: 'c0ffee', podSandboxId: 'p0d', state: 'CONTAINER_RUNNING', cgroupPath: containerPath, upperDir: upper, pid: 0,
@@ -121,6 +121,7 @@ describe('stats collector on a real cgroup and network namespace', () => {
     child.stdin!.write('go\n');
     await started;
 
+    await collector.layers.refresh();
     const first = await collector.containerUsage(container);
     assert.equal(first.cpu?.usageNanoCores, undefined, 'no rate before a second sample');
     await new Promise((r) => setTimeout(r, 500));
@@ -153,5 +154,29 @@ describe('stats collector on a real cgroup and network namespace', () => {
     for (const p of points) assert.equal(p.labelValues.length, byName.get(p.name)!.labelKeys.length, p.name);
     assert.ok(points.some((p) => p.name === 'container_network_transmit_bytes_total' && p.labelValues[3] === 'eth0' && p.value > 0n));
     assert.ok(points.some((p) => p.name === 'container_memory_working_set_bytes' && p.labelValues[0] === 'c0ffee'));
+  });
+
+  test('pod network counters come from the pod\'s own namespace, through a process in it or not, never from a process outside it', async () => {
+    const probe = `bp${randomBytes(3).toString('hex')}`;
+    execFileSync('ip', ['-n', netnsName, 'link', 'add', probe, 'type', 'veth', 'peer', 'name', `${probe}p`]);
+    const inside = spawn('ip', ['netns', 'exec', netnsName, 'sleep', '60'], { stdio: 'ignore' });
+    children.push(inside);
+    await new Promise((r) => inside.once('spawn', r));
+    const podNamespace = `net:[${statSync(pod.netnsPath).ino}]`;
+    const namespaceOf = (pid: number): string => {
+      try {
+        return readlinkSync(`/proc/${pid}/ns/net`);
+      } catch {
+        return '';
+      }
+    };
+    for (let i = 0; i < 100 && namespaceOf(inside.pid!) !== podNamespace; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(namespaceOf(inside.pid!), podNamespace, 'the sleeper joined the pod namespace');
+    // This test's own process stands for a pid that was reused by a process on the host.
+    for (const pid of [inside.pid!, process.pid, 0]) {
+      const usage = await collector.podUsage(pod, [{ ...container, pid } as ContainerView]);
+      const names = usage.network!.interfaces.map((i) => i.name);
+      assert.ok(names.includes(probe) && names.includes('eth0'), `pid ${pid}: ${names.join(',')}`);
+    }
   });
 });
