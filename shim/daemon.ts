@@ -110,6 +110,7 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
     }),
   };
   ctx.images.init();
+  ctx.images.setWritableLayers(ctx.stats.layers);
   sandboxes.setContainerHooks(ctx.containers);
   const recovery = await sandboxes.recover();
   log.info(recovery, `pod sandboxes recovered: ${recovery.loaded} loaded, ${recovery.undone.length} undone, ${recovery.failures.length} failures`);

@@ -3,7 +3,6 @@
 // (runtime/image/images.ts), map to CRI.
 import type { FilesystemUsage } from '../cri-proto/generated/runtime/v1/FilesystemUsage';
 import type { Image } from '../cri-proto/generated/runtime/v1/Image';
-import { nowUnixNanos } from '../runtime/common/clock';
 import type { FilesystemUsageInfo } from '../runtime/image/image-fs-usage';
 import { imageFilterOf, requiredImage, validatePullRequest } from '../runtime/image/image-request';
 import type { ImageRecord } from '../runtime/image/image-types';
@@ -26,9 +25,10 @@ function toCriImage(image: ImageRecord): Image {
   };
 }
 
-function toCriUsage(usage: FilesystemUsageInfo, timestamp: string): FilesystemUsage {
+function toCriUsage(usage: FilesystemUsageInfo): FilesystemUsage {
   return {
-    timestamp,
+    // When the figure was measured (in the background), not when this call came.
+    timestamp: usage.timestampNs,
     fs_id: { mountpoint: usage.mountpoint },
     used_bytes: { value: String(usage.usedBytes) },
     inodes_used: { value: String(usage.inodesUsed) },
@@ -71,8 +71,7 @@ export function imageServiceHandlers(ctx: Pick<ShimContext, 'images'>): CriHandl
 
     async ImageFsInfo() {
       const usage = await ctx.images.filesystemUsage();
-      const timestamp = nowUnixNanos();
-      return { image_filesystems: [toCriUsage(usage.images, timestamp)], container_filesystems: [toCriUsage(usage.containers, timestamp)] };
+      return { image_filesystems: [toCriUsage(usage.images)], container_filesystems: [toCriUsage(usage.containers)] };
     },
   };
 }

@@ -1,8 +1,11 @@
-// ImageFsInfo's figures: what images take (unpacked layers, from the sizes
-// measured when each was unpacked, plus the content blobs) and what containers'
-// writable layers take (a bounded walk of containers/).
-import { promises as fsp } from 'node:fs';
-import { join } from 'node:path';
+// ImageFsInfo's figures, never measured on the request path: what images
+// take (unpacked layers, from the sizes recorded when each was unpacked, plus
+// the content blobs), counted in the background at most once per refresh
+// period or soon after a pull or removal; and what containers' writable
+// layers take, from the stats collector's background meter (which never
+// enters a mount point, so no container's mounted rootfs is walked). Each
+// figure carries the time it was measured, as the CRI asks.
+import { nowUnixNanos } from '../common/clock';
 import type { ContentBlobs } from './content-blobs';
 import type { ImageRows } from './image-rows';
 
@@ -10,6 +13,8 @@ export interface FilesystemUsageInfo {
   mountpoint: string;
   usedBytes: number;
   inodesUsed: number;
+  /** Unix nanoseconds of the measurement (for a sum: of its oldest part). */
+  timestampNs: string;
 }
 
 export interface ImageFsUsage {
@@ -17,43 +22,88 @@ export interface ImageFsUsage {
   containers: FilesystemUsageInfo;
 }
 
-/** Bytes and inodes of the content blobs and unpacked layers, and of the containers' directories, both on berth's root. */
-export async function measureImageFs(root: string, rows: ImageRows, blobs: ContentBlobs): Promise<ImageFsUsage> {
-  const layers = rows.layerTotals();
-  const content = await blobs.usage();
-  // Each layer has its own dir and diff dir besides its entries.
-  const images = { mountpoint: root, usedBytes: layers.unpackedBytes + content.bytes, inodesUsed: layers.entries + layers.layers * 2 + content.blobs };
-  const containers = await directoryUsage(join(root, 'containers'));
-  return { images, containers: { ...containers, mountpoint: root } };
+/** Containers' writable layers as measured off the request path. */
+export interface WritableLayerTotals {
+  total(): { usedBytes: number; inodesUsed: number; oldestTimestampNs: bigint | undefined };
 }
 
-/** Bytes and inodes under a directory (container upper dirs), bounded in entries visited. */
-export async function directoryUsage(dir: string, maxEntries = 1_000_000): Promise<FilesystemUsageInfo> {
-  let usedBytes = 0;
-  let inodesUsed = 0;
-  const stack = [dir];
-  const seen = new Set<number>();
-  while (stack.length > 0 && inodesUsed < maxEntries) {
-    const current = stack.pop()!;
-    let entries;
-    try {
-      entries = await fsp.readdir(current, { withFileTypes: true });
-    } catch {
-      continue;
-    }
-    for (const entry of entries) {
-      const path = join(current, entry.name);
-      try {
-        const st = await fsp.lstat(path);
-        if (seen.has(st.ino) && st.nlink > 1) continue;
-        if (st.nlink > 1) seen.add(st.ino);
-        inodesUsed++;
-        usedBytes += st.blocks * 512;
-        if (entry.isDirectory()) stack.push(path);
-      } catch {
-        // gone meanwhile
-      }
-    }
+export interface ImageFsAccountingOptions {
+  root: string;
+  rows: ImageRows;
+  blobs: ContentBlobs;
+  /** The image figure is counted again once it is this old (default 10 s). */
+  refreshMs?: number;
+}
+
+export class ImageFsAccounting {
+  private latest?: { usage: FilesystemUsageInfo; atMs: number };
+  private counting?: Promise<FilesystemUsageInfo>;
+  private stale = true;
+  private writableLayers?: WritableLayerTotals;
+  private readonly refreshMs: number;
+
+  constructor(private readonly options: ImageFsAccountingOptions) {
+    this.refreshMs = options.refreshMs ?? 10_000;
   }
-  return { mountpoint: dir, usedBytes, inodesUsed };
+
+  /** Where the containers' figure comes from (the stats collector, built beside the images). */
+  setWritableLayers(source: WritableLayerTotals): void {
+    this.writableLayers = source;
+  }
+
+  /** Images changed (pulled, removed, layers collected): count again soon, in the background. */
+  invalidate(): void {
+    this.stale = true;
+    void this.count().catch(() => undefined);
+  }
+
+  /**
+   * The latest figures. Only the very first call, or one arriving while a
+   * count is under way, waits for a count (blob sizes and the layer sizes
+   * recorded at unpack: no walk); an old figure is answered and counted
+   * again in the background.
+   */
+  async usage(): Promise<ImageFsUsage> {
+    let images: FilesystemUsageInfo;
+    if (this.counting) images = await this.counting;
+    else if (!this.latest) images = await this.count();
+    else {
+      images = this.latest.usage;
+      if (this.stale || Date.now() - this.latest.atMs >= this.refreshMs) void this.count().catch(() => undefined);
+    }
+    return { images, containers: this.containers() };
+  }
+
+  private containers(): FilesystemUsageInfo {
+    const total = this.writableLayers?.total();
+    return {
+      mountpoint: this.options.root,
+      usedBytes: total?.usedBytes ?? 0,
+      inodesUsed: total?.inodesUsed ?? 0,
+      timestampNs: total?.oldestTimestampNs !== undefined ? String(total.oldestTimestampNs) : nowUnixNanos(),
+    };
+  }
+
+  private count(): Promise<FilesystemUsageInfo> {
+    this.counting ??= (async () => {
+      try {
+        this.stale = false;
+        const timestampNs = nowUnixNanos();
+        const layers = this.options.rows.layerTotals();
+        const content = await this.options.blobs.usage();
+        const usage: FilesystemUsageInfo = {
+          mountpoint: this.options.root,
+          usedBytes: layers.unpackedBytes + content.bytes,
+          // Each layer has its own dir and diff dir besides its entries.
+          inodesUsed: layers.entries + layers.layers * 2 + content.blobs,
+          timestampNs,
+        };
+        this.latest = { usage, atMs: Date.now() };
+        return usage;
+      } finally {
+        this.counting = undefined;
+      }
+    })();
+    return this.counting;
+  }
 }

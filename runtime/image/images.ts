@@ -12,7 +12,7 @@ import type { BerthConfig } from '../config';
 import { failedPrecondition, notFound } from '../errors';
 import type { BerthDatabase } from '../store/database';
 import { ContentBlobs } from './content-blobs';
-import { measureImageFs, type ImageFsUsage } from './image-fs-usage';
+import { ImageFsAccounting, type ImageFsUsage, type WritableLayerTotals } from './image-fs-usage';
 import { hostPlatform, userOfConfig, type ImageConfigFile, type Platform } from './image-manifest';
 import { ImageImporter, type ImportedImage } from './image-import';
 import { ImagePuller, type ImagePullMetrics } from './image-pull';
@@ -52,6 +52,7 @@ export class Images implements ContainerImageSource, LayerHolds {
   private readonly gc: LayerGc;
   private readonly puller: ImagePuller;
   private readonly importer: ImageImporter;
+  private readonly fsAccounting: ImageFsAccounting;
 
   constructor(private readonly options: ImagesOptions) {
     const { config, log } = options;
@@ -67,6 +68,7 @@ export class Images implements ContainerImageSource, LayerHolds {
       bodyTimeoutMs: image.pull_progress_timeout_seconds * 1000,
     });
     this.gc = new LayerGc(this.rows, this.layers, this.blobs, log);
+    this.fsAccounting = new ImageFsAccounting({ root: config.root, rows: this.rows, blobs: this.blobs });
     const downloads = new LayerDownloads({
       rows: this.rows,
       blobs: this.blobs,
@@ -154,18 +156,24 @@ export class Images implements ContainerImageSource, LayerHolds {
     this.gc.holdLayers(holder, imageId);
   }
 
-  releaseLayers(holder: string): Promise<void> {
-    return this.gc.releaseLayers(holder);
+  async releaseLayers(holder: string): Promise<void> {
+    await this.gc.releaseLayers(holder);
+    this.fsAccounting.invalidate();
   }
 
   /** Imports a docker save archive or an OCI layout, as a tar stream (see image-import.ts). */
-  importArchive(tar: AsyncIterable<Buffer>): Promise<ImportedImage[]> {
-    return this.importer.import(tar);
+  async importArchive(tar: AsyncIterable<Buffer>): Promise<ImportedImage[]> {
+    try {
+      return await this.importer.import(tar);
+    } finally {
+      this.fsAccounting.invalidate();
+    }
   }
 
   /** Pulls an image (see image-pull.ts); resolves with it as recorded. */
   async pull(image: ImageReference, credentials?: RegistryCredentials): Promise<ImageRecord> {
     const id = await this.puller.pull(image, credentials);
+    this.fsAccounting.invalidate();
     return this.recordOf(this.rows.image(id)!);
   }
 
@@ -185,12 +193,18 @@ export class Images implements ContainerImageSource, LayerHolds {
     this.rows.deleteImage(image.id);
     this.options.log.info({ image: image.id, tags: image.repoTags }, 'removed image');
     await this.gc.collect();
+    this.fsAccounting.invalidate();
     return { removed: true, imageId: image.id };
   }
 
-  /** ImageFsInfo's figures (see image-fs-usage.ts). */
+  /** ImageFsInfo's figures, kept off the request path (see image-fs-usage.ts). */
   filesystemUsage(): Promise<ImageFsUsage> {
-    return measureImageFs(this.options.config.root, this.rows, this.blobs);
+    return this.fsAccounting.usage();
+  }
+
+  /** Where ImageFsInfo's container figure comes from: the writable layers measured in the background. */
+  setWritableLayers(source: WritableLayerTotals): void {
+    this.fsAccounting.setWritableLayers(source);
   }
 
   private recordOf(row: ImageRow): ImageRecord {

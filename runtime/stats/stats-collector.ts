@@ -10,7 +10,7 @@
 import { dirname } from 'node:path';
 import type { CgroupHierarchy } from '../cgroups/cgroup-hierarchy';
 import { readCgroupUsage, readControlFile, type CpuDetail, type MemorySample, type PressureSample, type SwapSample } from '../cgroups/cgroup-usage';
-import { ConcurrencyLimit } from '../common/concurrency-limit';
+import { Semaphore } from '../common/semaphore';
 import type { ContainerView } from '../container/container-types';
 import type { PodSandboxView } from '../sandbox/sandbox-types';
 import { defaultInterface, readNetnsInterfaces, type InterfaceCounters } from './net-dev';
@@ -114,14 +114,14 @@ export class StatsCollector {
   readonly layers: WritableLayerMeter;
   private readonly cgroupReads: ReuseWindow<CgroupFigures>;
   private readonly networkReads: ReuseWindow<PodNetworkUsage | undefined>;
-  private readonly reads: ConcurrencyLimit;
+  private readonly reads: Semaphore;
 
   constructor(private readonly options: StatsCollectorOptions) {
     this.layers = new WritableLayerMeter({ upperDirs: options.upperDirs ?? (() => []), refreshMs: options.layerRefreshMs });
     const reuseMs = options.reuseMs ?? 500;
     this.cgroupReads = new ReuseWindow(reuseMs);
     this.networkReads = new ReuseWindow(reuseMs);
-    this.reads = new ConcurrencyLimit(options.maxConcurrentReads ?? 8);
+    this.reads = new Semaphore(options.maxConcurrentReads ?? 8);
   }
 
   get cgroups(): CgroupHierarchy {

@@ -3,10 +3,11 @@
 // calls keep coming: the other calls are still answered and berthd's own
 // event-loop delay metric stays low. Nothing here times the stats calls.
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { pushBusyboxImage } from '../support/oci-image-builder';
+import { buildImage, buildLayer, busyboxRootfsEntries, pushBusyboxImage, pushImage } from '../support/oci-image-builder';
 import { startRegistry, type TestRegistry } from '../support/registry';
 import { podConfig, startContainerInPod, startSandboxBerthd, type SandboxBerthd } from './sandbox-fixture';
 
@@ -16,10 +17,14 @@ const ROUNDS = 25;
 const LAYER_FILES = 20_000;
 /** Generous: berthd on a busy 2-core machine is sometimes descheduled; a stall of the kind this guards against lasted seconds. */
 const MAX_EVENT_LOOP_DELAY_SECONDS = 1;
+const MiB = 1024 * 1024;
+/** A file only the image has: visible in a container's mounted rootfs, never in its writable layer. */
+const IMAGE_FILE_BYTES = 16 * MiB;
 
 describe('stats under load', () => {
   let registry: TestRegistry;
   let s: SandboxBerthd;
+  let bigImage = '';
   let metricsUrl = '';
   const podIds: string[] = [];
   const containerIds: string[] = [];
@@ -36,6 +41,8 @@ describe('stats under load', () => {
   before(async () => {
     registry = await startRegistry();
     const image = (await pushBusyboxImage(registry, 'test/stats-load:v1')).reference;
+    const big = buildImage({ layers: [buildLayer(busyboxRootfsEntries()), buildLayer([{ path: 'image-only.bin', type: 'file', content: randomBytes(IMAGE_FILE_BYTES) }])], config: { Cmd: ['sh'] } });
+    bigImage = (await pushImage(registry, 'test/stats-load-big:v1', big)).reference;
     s = await startSandboxBerthd(NET);
     const line = s.berthd.logs().split('\n').find((l) => l.includes('metrics served at /metrics'));
     metricsUrl = `http://127.0.0.1:${(JSON.parse(line!) as { port: number }).port}/metrics`;
@@ -107,5 +114,30 @@ describe('stats under load', () => {
     // The time of the walk that found the files: after they were written, not a time made up by the call.
     const measuredAt = BigInt(layer!.timestamp);
     assert.ok(measuredAt > filledAfterNs && measuredAt <= BigInt(Date.now()) * 1_000_000n, `timestamp ${measuredAt}`);
+  });
+
+  test('ImageFsInfo counts the containers\' writable layers with their measurement time, never what their mounted rootfs shows', async () => {
+    const client = s.berthd.client;
+    await client.call('PullImage', { image: { image: bigImage } } as never);
+    const config = podConfig('stats-load-big', { log_directory: logDir } as never);
+    const { pod_sandbox_id } = await client.call('RunPodSandbox', { config } as never);
+    const script = 'dd if=/dev/zero of=/written bs=1024 count=2048 2>/dev/null && echo written && exec sleep 3600';
+    await startContainerInPod(s.berthd, { podId: pod_sandbox_id, sandboxConfig: config, image: bigImage, name: 'big-rootfs', command: ['sh', '-c', script] });
+    let info;
+    // The meter walks each layer every 10 s: bounded wait until it has seen the 2 MiB written.
+    for (let i = 0; i < 300; i++) {
+      info = await client.call('ImageFsInfo', {});
+      if (Number(info.container_filesystems[0]?.used_bytes?.value ?? 0) >= 2 * MiB) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const containers = info!.container_filesystems[0];
+    const images = info!.image_filesystems[0];
+    assert.equal(containers.fs_id!.mountpoint, s.berthd.root);
+    assert.ok(Number(containers.used_bytes!.value) >= 2 * MiB, `containers ${JSON.stringify(containers)}`);
+    // Every running container's rootfs shows busybox, and this one the 16 MiB image file too.
+    assert.ok(Number(containers.used_bytes!.value) < IMAGE_FILE_BYTES, `containers count ${containers.used_bytes!.value} bytes: a mounted rootfs was walked`);
+    assert.ok(Number(images.used_bytes!.value) >= IMAGE_FILE_BYTES, 'the image file is counted once, as the image\'s');
+    const now = BigInt(Date.now()) * 1_000_000n;
+    for (const usage of [containers, images]) assert.ok(BigInt(usage.timestamp) > 0n && BigInt(usage.timestamp) <= now, `timestamp ${usage.timestamp}`);
   });
 });
