@@ -69,7 +69,10 @@ describe('a real cgroup on this host', () => {
 
   before(() => hierarchy.ensure(path));
   after(() => {
-    for (const child of children) if (child.exitCode === null && child.pid) process.kill(child.pid, 'SIGKILL');
+    for (const child of children) {
+      // A child killed by its test may be reaped before its exit event has run: ESRCH is "gone".
+      if (child.exitCode === null && child.pid) child.kill('SIGKILL');
+    }
     // Processes leave their cgroup only once reaped; retry the rmdir a bounded number of times.
     return (async () => {
       for (let attempt = 0; attempt < 50; attempt += 1) {
