@@ -78,21 +78,21 @@ describe('systemd cgroup driver against a real systemd', { skip: unavailable }, 
       // The process really moved: the kernel says so for the memory controller.
       const memoryLine = readFileSync(`/proc/${proc.hostPid}/cgroup`, 'utf8').split('\n').find((l) => /:memory:/.test(l) || l.startsWith('0::'));
       assert.ok(memoryLine?.endsWith(`${podSlice}/${scope}`), memoryLine);
-      assert.ok((readProcessCount(hierarchy, path) ?? 0) >= 1);
-      let memory = readMemory(hierarchy, path);
+      assert.ok((await readProcessCount(hierarchy, path) ?? 0) >= 1);
+      let memory = await readMemory(hierarchy, path);
       for (let i = 0; i < 100 && !(memory && memory.usageBytes > 0); i++) {
         await new Promise((r) => setTimeout(r, 20));
-        memory = readMemory(hierarchy, path);
+        memory = await readMemory(hierarchy, path);
       }
       assert.ok(memory && memory.usageBytes > 0, 'memory usage is read from the scope');
       // The busy loop accumulates CPU time in the scope and in the pod slice above it.
-      let cpu = readCpu(hierarchy, path);
+      let cpu = await readCpu(hierarchy, path);
       for (let i = 0; i < 100 && !(cpu && cpu.usageCoreNanoSeconds > 0n); i++) {
         await new Promise((r) => setTimeout(r, 20));
-        cpu = readCpu(hierarchy, path);
+        cpu = await readCpu(hierarchy, path);
       }
       assert.ok(cpu && cpu.usageCoreNanoSeconds > 0n, 'cpu usage is read from the scope');
-      const podCpu = readCpu(hierarchy, (await cgroups.cgroupPath(podSlice))!);
+      const podCpu = await readCpu(hierarchy, (await cgroups.cgroupPath(podSlice))!);
       assert.ok(podCpu && podCpu.usageCoreNanoSeconds >= cpu.usageCoreNanoSeconds, 'the pod slice accounts for its scopes');
     } finally {
       await cgroups.remove(scope);
