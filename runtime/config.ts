@@ -61,6 +61,12 @@ export const CONFIG_SCHEMA = section('berthd configuration', {
     pull_progress_timeout_seconds: int(600, 'A pull that makes no progress (no byte received) for this long fails.', 1),
     max_layer_unpacked_bytes: int(64 * 1024 * 1024 * 1024, 'A layer that unpacks to more than this fails the pull.', 1),
     max_compression_ratio: int(1000, 'A layer whose unpacked size exceeds its compressed size times this fails the pull.', 1),
+    // The per-layer limits stop one bomb; these stop an image of many ordinary layers that together fill
+    // the disk or its inodes (the largest public images hold a few hundred thousand files, some tens of GiB).
+    max_image_unpacked_bytes: int(128 * 1024 * 1024 * 1024,
+      'An image whose layers together hold more bytes of files than this fails the pull (RESOURCE_EXHAUSTED); nothing of it is kept.', 1),
+    max_image_entries: int(2_000_000,
+      'An image whose layers together hold more entries (files, directories, links, devices, whiteouts) than this fails the pull.', 1),
     registries: mapOf('Per-registry settings, keyed by registry host as it appears in image names (docker.io, localhost:5000, ...).',
       section('One registry.', {
         mirrors: strings([], 'Endpoints tried first, in order, e.g. "http://127.0.0.1:5000".', httpUrl),

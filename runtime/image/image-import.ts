@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { RuntimeLog } from '../common/log';
 import { invalidArgument } from '../errors';
 import type { ContentBlobs } from './content-blobs';
+import { ImageBudget, type ImageLimits } from './image-budget';
 import { readArchiveImages, stageArchive, type ArchiveImage } from './image-archive';
 import { parseImageConfig, type Platform } from './image-manifest';
 import type { ImageRows, LayerRow } from './image-rows';
@@ -25,6 +26,8 @@ export interface ImageImporterOptions {
   blobs: ContentBlobs;
   downloads: LayerDownloads;
   gc: LayerGc;
+  /** The pull's caps over all of an image's layers hold for an import too. */
+  imageLimits: ImageLimits;
   platform: Platform;
   log: RuntimeLog;
 }
@@ -56,12 +59,18 @@ export class ImageImporter {
       throw invalidArgument(`image archive: the manifest has ${image.manifest.layers.length} layers, the config lists ${diffIds.length} diff ids`);
     }
     for (const blob of image.blobs) await blobs.write(blob.digest, blob.data);
+    const budget = new ImageBudget(image.names[0] ?? image.manifest.config.digest, this.options.imageLimits);
+    for (const diffId of diffIds) {
+      const present = downloads.present(diffId);
+      if (present) budget.countPresent(present);
+    }
     const layers: LayerRow[] = [];
     for (const [i, descriptor] of image.manifest.layers.entries()) {
       const file = image.layerFiles.get(descriptor.digest);
       if (!file) throw invalidArgument(`image archive: layer ${descriptor.digest} is not in the archive`);
-      layers.push(await downloads.ensure({ open: () => createReadStream(file) }, descriptor, diffIds[i], () => undefined));
+      layers.push(await downloads.ensure({ open: () => createReadStream(file) }, descriptor, diffIds[i], () => undefined, budget));
     }
+    budget.checkRecorded(layers);
     const id = image.manifest.config.digest;
     rows.putImage({
       id,

@@ -7,6 +7,7 @@ import { timeCall, type CallRecorder } from '../common/call-timing';
 import type { RuntimeLog } from '../common/log';
 import { describeError, invalidArgument, isBerthError, unavailable } from '../errors';
 import type { ContentBlobs } from './content-blobs';
+import { ImageBudget, type ImageLimits } from './image-budget';
 import { noPlatformMatch, parseImageConfig, parseManifest, pickPlatform, type ImageConfigFile, type ImageManifest, type Platform } from './image-manifest';
 import { digestedName, formatImageReference, taggedName, type ImageReference } from './image-reference';
 import type { ImageNameKind, ImageRows, LayerRow } from './image-rows';
@@ -28,6 +29,8 @@ export interface ImagePullerOptions {
   downloads: LayerDownloads;
   workers: LayerWorkerPool;
   gc: LayerGc;
+  /** Caps over all of an image's layers (image.max_image_unpacked_bytes, image.max_image_entries). */
+  imageLimits: ImageLimits;
   platform: Platform;
   log: RuntimeLog;
   metrics?: ImagePullMetrics;
@@ -76,7 +79,7 @@ export class ImagePuller {
         log.info({ image: name }, 'pulling image');
         const resolved = await this.resolveManifest(ref, credentials);
         pulled.layers = resolved.manifest.layers.length;
-        pulled.imageId = await this.fetchAndRecord(ref, resolved, (n) => (pulled.bytes += n));
+        pulled.imageId = await this.fetchAndRecord(ref, resolved, (n) => (pulled.bytes += n), new ImageBudget(name, this.options.imageLimits));
         return pulled.imageId;
       }, record);
     } catch (err) {
@@ -117,18 +120,23 @@ export class ImagePuller {
   }
 
   /** Fetches what is missing, then records the image; resolves with its id (the config digest). */
-  private async fetchAndRecord(ref: ImageReference, resolved: ResolvedManifest, onBytes: (n: number) => void): Promise<string> {
+  private async fetchAndRecord(ref: ImageReference, resolved: ResolvedManifest, onBytes: (n: number) => void, budget: ImageBudget): Promise<string> {
     const { rows, blobs, downloads, workers } = this.options;
     const { manifest, source } = resolved;
     const diffIds = resolved.config.rootfs.diff_ids;
     workers.warm(diffIds.filter((diffId) => !rows.layer(diffId)).length);
+    for (const diffId of diffIds) {
+      const present = downloads.present(diffId);
+      if (present) budget.countPresent(present);
+    }
     for (const blob of resolved.blobs) await blobs.write(blob.digest, blob.data);
 
     // Every layer settles before the pull answers, so a failed pull has no download of its own still writing.
-    const settled = await Promise.allSettled(manifest.layers.map((descriptor, i) => downloads.ensure(source, descriptor, diffIds[i], onBytes)));
+    const settled = await Promise.allSettled(manifest.layers.map((descriptor, i) => downloads.ensure(source, descriptor, diffIds[i], onBytes, budget)));
     const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failed) throw failed.reason;
     const layers = settled.map((s) => (s as PromiseFulfilledResult<LayerRow>).value);
+    budget.checkRecorded(layers);
 
     const imageId = manifest.config.digest;
     const names: { name: string; kind: ImageNameKind }[] = [];

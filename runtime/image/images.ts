@@ -69,6 +69,7 @@ export class Images implements ContainerImageSource, LayerHolds {
     });
     this.gc = new LayerGc(this.rows, this.layers, this.blobs, log);
     this.fsAccounting = new ImageFsAccounting({ root: config.root, rows: this.rows, blobs: this.blobs });
+    const imageLimits = { maxUnpackedBytes: image.max_image_unpacked_bytes, maxEntries: image.max_image_entries };
     const downloads = new LayerDownloads({
       rows: this.rows,
       blobs: this.blobs,
@@ -86,12 +87,13 @@ export class Images implements ContainerImageSource, LayerHolds {
       downloads,
       workers: this.workers,
       gc: this.gc,
+      imageLimits,
       platform: options.platform ?? hostPlatform(),
       log,
       metrics: options.metrics,
     });
     this.importer = new ImageImporter({
-      root: config.root, rows: this.rows, blobs: this.blobs, downloads, gc: this.gc, platform: options.platform ?? hostPlatform(), log,
+      root: config.root, rows: this.rows, blobs: this.blobs, downloads, gc: this.gc, imageLimits, platform: options.platform ?? hostPlatform(), log,
     });
   }
 

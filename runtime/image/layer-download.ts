@@ -14,6 +14,7 @@ import type { RuntimeLog } from '../common/log';
 import { elapsedSeconds, monotonicMark } from '../common/clock';
 import { isBerthError, failedPrecondition, unavailable, describeError } from '../errors';
 import type { ContentBlobs } from './content-blobs';
+import type { ImageBudget } from './image-budget';
 import { layerCompression, type Descriptor } from './image-manifest';
 import type { ImageReference } from './image-reference';
 import type { ImageRows, LayerRow } from './image-rows';
@@ -63,21 +64,24 @@ export class LayerDownloads {
     return row && this.options.layers.has(row.dirId) ? row : undefined;
   }
 
-  /** The layer unpacked, fetching it unless it is on disk or already on its way. `onBytes` counts what is downloaded. */
-  async ensure(source: LayerSource | LocalLayerSource, descriptor: Descriptor, diffId: string, onBytes: (n: number) => void): Promise<LayerRow> {
+  /**
+   * The layer unpacked, fetching it unless it is on disk or already on its way. `onBytes` counts what is
+   * downloaded; `budget` is the image's caps (a layer already on its way counts against its first pull's).
+   */
+  async ensure(source: LayerSource | LocalLayerSource, descriptor: Descriptor, diffId: string, onBytes: (n: number) => void, budget?: ImageBudget): Promise<LayerRow> {
     const present = this.present(diffId);
     if (present) return present;
     const running = this.inFlight.get(diffId);
     if (running) return running;
-    const work = this.slots.run(() => this.fetchWithRetries(source, descriptor, diffId, onBytes)).finally(() => this.inFlight.delete(diffId));
+    const work = this.slots.run(() => this.fetchWithRetries(source, descriptor, diffId, onBytes, budget)).finally(() => this.inFlight.delete(diffId));
     this.inFlight.set(diffId, work);
     return work;
   }
 
-  private async fetchWithRetries(source: LayerSource | LocalLayerSource, descriptor: Descriptor, diffId: string, onBytes: (n: number) => void): Promise<LayerRow> {
+  private async fetchWithRetries(source: LayerSource | LocalLayerSource, descriptor: Descriptor, diffId: string, onBytes: (n: number) => void, budget: ImageBudget | undefined): Promise<LayerRow> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.fetch(source, descriptor, diffId, onBytes);
+        return await this.fetch(source, descriptor, diffId, onBytes, budget);
       } catch (err) {
         // Only a broken transfer is worth another try; bad content or a limit stays bad.
         const retryable = !isBerthError(err) || err.kind === 'Unavailable';
@@ -91,11 +95,11 @@ export class LayerDownloads {
     }
   }
 
-  private async fetch(source: LayerSource | LocalLayerSource, descriptor: Descriptor, diffId: string, onBytes: (n: number) => void): Promise<LayerRow> {
+  private async fetch(source: LayerSource | LocalLayerSource, descriptor: Descriptor, diffId: string, onBytes: (n: number) => void, budget: ImageBudget | undefined): Promise<LayerRow> {
     const { rows, blobs, layers, client } = this.options;
     const started = monotonicMark();
     const body = 'open' in source ? source.open() : (await client.openBlob(source.ref, descriptor, source.credentials, source.endpoint)).body;
-    const unpacked = await this.unpack(body, descriptor, diffId, onBytes);
+    const unpacked = await this.unpack(body, descriptor, diffId, onBytes, budget);
     const dirId = layers.pickDirId(diffId, (candidate) => rows.dirIdOwner(candidate));
     await layers.install(unpacked.tempRoot, dirId);
     await blobs.adopt(unpacked.tempBlob, descriptor.digest);
@@ -122,7 +126,7 @@ export class LayerDownloads {
    * Streams `body` (the compressed blob) into a fresh temporary directory, the work done by a layer
    * worker. Throws (after cleaning up) on a digest, size, diff id, limit or path-safety failure.
    */
-  private async unpack(body: Readable, descriptor: Descriptor, expectedDiffId: string, onBytes: (n: number) => void) {
+  private async unpack(body: Readable, descriptor: Descriptor, expectedDiffId: string, onBytes: (n: number) => void, budget: ImageBudget | undefined) {
     const suffix = randomBytes(6).toString('hex');
     const tempRoot = this.options.layers.tempRootFor(suffix);
     const tempDir = join(tempRoot, 'diff');
@@ -130,7 +134,8 @@ export class LayerDownloads {
     try {
       await fsp.mkdir(tempDir, { recursive: true, mode: 0o755 });
       const compression = layerCompression(descriptor.mediaType);
-      const result = await this.options.workers.unpack({ descriptor, compression, limits: this.options.limits, tempDir, tempBlob }, body, onBytes);
+      const spec = { descriptor, compression, limits: this.options.limits, imageBudget: budget?.shared, tempDir, tempBlob };
+      const result = await this.options.workers.unpack(spec, body, onBytes);
       if (result.diffId !== expectedDiffId) {
         throw failedPrecondition(`layer ${descriptor.digest}: its content has diff id ${result.diffId}, the image config says ${expectedDiffId}`);
       }

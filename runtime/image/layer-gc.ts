@@ -37,11 +37,17 @@ export class LayerGc implements LayerHolds {
     await this.collect();
   }
 
-  /** Runs a pull; collection asked for meanwhile runs once the last pull is over. */
+  /**
+   * Runs a pull; collection asked for meanwhile runs once the last pull is over. A failed pull asks
+   * for it too: the layers it unpacked before failing belong to no image.
+   */
   async whilePulling<T>(pull: () => Promise<T>): Promise<T> {
     this.activePulls++;
     try {
       return await pull();
+    } catch (err) {
+      this.pending = true;
+      throw err;
     } finally {
       this.activePulls--;
       if (this.activePulls === 0 && this.pending) {

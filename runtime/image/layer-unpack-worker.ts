@@ -13,6 +13,7 @@ import { parentPort } from 'node:worker_threads';
 import { createGunzip } from 'node:zlib';
 import { BerthError, describeError, failedPrecondition, resourceExhausted } from '../errors';
 import type { LayerCompression } from './image-manifest';
+import { layerCharger } from './image-budget';
 import { unpackLayer } from './layer-unpacker';
 import type { FromLayerWorker, LayerJobResult, LayerJobSpec, SerializedError, ToLayerWorker } from './layer-workers';
 
@@ -165,19 +166,24 @@ class LayerJob {
     const { decompressor, meter } = this;
     const flowing = pipeline(decompressor, meter);
     flowing.catch(() => undefined);
+    const budget = this.spec.imageBudget ? layerCharger(this.spec.imageBudget) : undefined;
     try {
-      const stats = await unpackLayer(meter, this.spec.tempDir);
+      const stats = await unpackLayer(meter, this.spec.tempDir, { budget });
       await flowing;
       return { ...stats, compressedBytes: this.compressedBytes, tarBytes: meter.bytes(), diffId: meter.diffId() };
     } catch (err) {
+      // This layer's files are removed with its temporary directory: they no longer count against the image.
+      budget?.refund();
       decompressor.destroy();
       meter.destroy();
       const pipelineError = await flowing.then(
         () => undefined,
         (e: unknown) => e,
       );
-      // A pipeline error (digest, size, limit) explains an unpack failure better than "truncated".
-      throw pipelineError && !(err instanceof BerthError && err.kind === 'InvalidArgument' && !isTruncation(err)) ? pipelineError : err;
+      // A pipeline error (digest, size, limit) explains an unpack failure better than "truncated", but
+      // not better than the unpacker's own verdict (a bad entry, the image's caps).
+      const unpackerVerdict = err instanceof BerthError && (err.kind === 'InvalidArgument' || err.kind === 'ResourceExhausted') && !isTruncation(err);
+      throw pipelineError && !unpackerVerdict ? pipelineError : err;
     } finally {
       this.finished = true;
       fs.closeSync(this.blobFd);

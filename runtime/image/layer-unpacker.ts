@@ -49,9 +49,16 @@ export function safeRelativePath(name: string): string {
   return parts.join('/');
 }
 
+/** Limits shared with other layers (the image's caps, image-budget.ts): each call throws once over. */
+export interface UnpackBudget {
+  /** One more entry made (file, directory, link, device, whiteout). */
+  entry(): void;
+  /** A regular file's logical size, before it is written. */
+  fileBytes(bytes: number): void;
+}
+
 export interface UnpackOptions {
-  /** Called with each file's logical size before it is written (for the unpacked-size limit). */
-  onFileBytes?: (bytes: number) => void;
+  budget?: UnpackBudget;
   native?: BerthNative;
 }
 
@@ -76,6 +83,10 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
   const native = options.native ?? loadNative();
   const reader = new TarReader(tar);
   const stats: UnpackStats = { entries: 0, fileBytes: 0, droppedXattrs: [] };
+  const countEntry = (): void => {
+    options.budget?.entry();
+    stats.entries++;
+  };
   // Paths (relative) this layer made symlinks or non-directories: no later entry may be written beneath one.
   const nonDirectories = new Set<string>();
   // What this layer has put on disk so far. `root` starts empty, so a path in neither set does not exist
@@ -178,7 +189,7 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
         native.mknod(posix.join(root, hiddenRel), native.fileTypes.S_IFCHR | 0o000, 0, 0);
         present.add(hiddenRel);
         nonDirectories.add(hiddenRel);
-        stats.entries++;
+        countEntry();
       }
       continue;
     }
@@ -196,7 +207,7 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
       case '\0':
       case '':
       case '7': {
-        options.onFileBytes?.(size);
+        options.budget?.fileBytes(size);
         stats.fileBytes += size;
         const fd = fs.openSync(abs, WRITE_FLAGS, mode & 0o777);
         present.add(rel);
@@ -210,7 +221,7 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
         } finally {
           fs.closeSync(fd);
         }
-        stats.entries++;
+        countEntry();
         continue;
       }
       case '5':
@@ -239,7 +250,7 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
         if (target.isDirectory()) throw invalidArgument(`layer entry "${name}" is a hardlink to a directory`);
         fs.linkSync(targetAbs, abs);
         present.add(rel);
-        stats.entries++;
+        countEntry();
         continue; // a hardlink shares its target's metadata
       }
       case '3':
@@ -253,7 +264,7 @@ export async function unpackLayer(tar: AsyncIterable<Buffer>, root: string, opti
       default:
         throw invalidArgument(`layer entry "${name}" has an unsupported tar type "${entry.typeflag}"`);
     }
-    stats.entries++;
+    countEntry();
 
     const isSymlink = entry.typeflag === '2';
     if (needsChown(uid, gid)) fs.lchownSync(abs, uid, gid);

@@ -7,7 +7,8 @@
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
-import { BerthError, describeError, type BerthErrorKind } from '../errors';
+import { BerthError, describeError, resourceExhausted, type BerthErrorKind } from '../errors';
+import type { SharedImageBudget } from './image-budget';
 import type { Descriptor, LayerCompression } from './image-manifest';
 import type { UnpackStats } from './layer-unpacker';
 
@@ -20,6 +21,8 @@ export interface LayerJobSpec {
   descriptor: Descriptor;
   compression: LayerCompression;
   limits: LayerLimits;
+  /** The image's caps over all of its layers, shared by the layers unpacking at once. */
+  imageBudget?: SharedImageBudget;
   /** An existing, empty directory the tar is unpacked into. */
   tempDir: string;
   /** Where the compressed blob is copied as it arrives. */
@@ -55,6 +58,13 @@ const BATCH_BYTES = 256 * 1024;
 // Batch buffers travel to a worker and back (transferred, never copied) and are reused: fresh
 // memory for every 256 KiB cost more in page faults and GC than the copy into it.
 const MAX_SPARE_BATCHES = 80;
+/**
+ * A worker's own V8 heap, so that a layer that makes the unpacker's path sets grow (millions of
+ * entries) ends that worker with ERR_WORKER_OUT_OF_MEMORY instead of taking berthd's heap, and
+ * berthd, down. Batches and file data are ArrayBuffers outside these limits; a pull of ordinary
+ * images peaks far below them (see SECURITY.md).
+ */
+export const LAYER_WORKER_RESOURCE_LIMITS = { maxOldGenerationSizeMb: 1024, maxYoungGenerationSizeMb: 64, stackSizeMb: 4 } as const;
 // Idle workers (and spare batches) are let go after this long without a layer to unpack.
 const IDLE_MS = 120_000;
 // In flight (posted, not yet taken by the decompressor): pause the body above HIGH, resume below LOW.
@@ -92,8 +102,8 @@ export class LayerWorkerPool {
   constructor(private readonly maxWorkers: number) {}
 
   private spawn(): PooledWorker {
-    const pooled: PooledWorker = { worker: new Worker(join(__dirname, 'layer-unpack-worker.js')), jobs: new Map() };
-    const { worker } = pooled;
+    const worker = new Worker(join(__dirname, 'layer-unpack-worker.js'), { resourceLimits: LAYER_WORKER_RESOURCE_LIMITS });
+    const pooled: PooledWorker = { worker, jobs: new Map() };
     // An idle worker must not keep berthd alive; a running job has the HTTP socket for that.
     worker.unref();
     worker.on('message', (message: FromLayerWorker) => pooled.jobs.get(message.job)?.message(message));
@@ -105,7 +115,11 @@ export class LayerWorkerPool {
       for (const job of jobs) job.lost(err);
       void worker.terminate();
     };
-    worker.on('error', lose);
+    worker.on('error', (err: Error & { code?: string }) => {
+      if (err.code !== 'ERR_WORKER_OUT_OF_MEMORY') return lose(err);
+      const heap = LAYER_WORKER_RESOURCE_LIMITS.maxOldGenerationSizeMb;
+      lose(resourceExhausted(`unpacking a layer took more than the layer worker's ${heap} MiB heap (too many entries in one layer?)`));
+    });
     worker.on('exit', (code) => lose(new Error(`the layer worker exited (code ${code})`)));
     this.workers.push(pooled);
     return pooled;

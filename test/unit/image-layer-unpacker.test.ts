@@ -2,10 +2,12 @@
 // berthd; here it is called directly): owners, modes, times and replacements
 // come out as the tar says even where it skips syscalls, whatever the chunking.
 import assert from 'node:assert/strict';
-import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, chmodSync, chownSync, existsSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, chmodSync, chownSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { loadNative } from '../../native';
+import { isBerthError } from '../../runtime/errors';
+import { ImageBudget, layerCharger } from '../../runtime/image/image-budget';
 import { unpackLayer } from '../../runtime/image/layer-unpacker';
 import { writeTar, type TarEntry } from '../support/tar-writer';
 
@@ -141,6 +143,28 @@ describe('layer unpacker', () => {
     assert.deepEqual(native.lgetxattr(join(root, 'lower/file'), 'security.capability'), capability);
     assert.equal(native.lgetxattr(join(root, 'lower/file'), 'user.note')?.toString(), 'kept');
     assert.deepEqual(new Set(stats.droppedXattrs), new Set(['trusted.overlay.opaque', 'trusted.overlay.redirect', 'trusted.overlay.metacopy', 'security.selinux']));
+  });
+
+  test('an image budget shared by two layers stops the second as the image goes over, and a refund takes a layer back', async () => {
+    const budget = new ImageBudget('caps/test', { maxEntries: 150, maxUnpackedBytes: 1_000_000 });
+    budget.countPresent({ entries: 20, unpackedSize: 0 });
+    const files = (prefix: string, n: number) => writeTar(Array.from({ length: n }, (_, i) => ({ path: `${prefix}${i}`, type: 'file' as const, content: 'x' })));
+    const first = layerCharger(budget.shared);
+    const firstRoot = freshDir();
+    const stats = await unpackLayer(chunked(files('a', 100), [1 << 30]), firstRoot, { budget: first });
+    assert.equal(stats.entries, 100);
+    const secondRoot = freshDir();
+    const second = layerCharger(budget.shared);
+    await assert.rejects(unpackLayer(chunked(files('b', 100), [1 << 30]), secondRoot, { budget: second }), (err) =>
+      isBerthError(err, 'ResourceExhausted') && /image\.max_image_entries/.test(err.message));
+    assert.ok(readdirSync(secondRoot).length <= 31, 'the second layer stopped at the cap, not after all of it');
+    // As the layer worker does for a failed layer (its directory goes), and as for a layer taken back.
+    second.refund();
+    first.refund();
+    const third = await unpackLayer(chunked(files('c', 100), [1 << 30]), freshDir(), { budget: layerCharger(budget.shared) });
+    assert.equal(third.entries, 100, 'with the first layer refunded the image is under the cap again');
+    await assert.rejects(unpackLayer(chunked(writeTar([{ path: 'big', type: 'file', content: Buffer.alloc(1_000_001) }]), [1 << 30]), freshDir(), { budget: layerCharger(budget.shared) }), (err) =>
+      isBerthError(err, 'ResourceExhausted') && /image\.max_image_unpacked_bytes/.test(err.message));
   });
 
   test('a layer root that is set-group-ID does not give its group to entries', async () => {
