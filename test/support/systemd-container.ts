@@ -24,7 +24,7 @@
 // - A process systemd is to adopt (PIDs=) must be in its PID namespace and already
 //   inside its cgroup namespace root: startProcess() does both.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { SystemdManager } from '../../runtime/cgroups/systemd-manager';
@@ -41,7 +41,7 @@ export interface BootedSystemd {
   /** Runs a command inside the container (all its namespaces), returns stdout. */
   exec(args: string[]): string;
   /** Starts a long-running process in the container's namespaces and cgroup root; pid is as systemd sees it. */
-  startProcess(args: string[]): { hostPid: number; pid: number; kill(): void };
+  startProcess(args: string[], logFile?: string): { hostPid: number; pid: number; kill(): void };
   stop(): Promise<void>;
 }
 
@@ -128,7 +128,12 @@ function removeCgroupTrees(dirs: string[]): void {
   for (const dir of dirs) walk(dir);
 }
 
-export async function bootSystemd(): Promise<BootedSystemd> {
+export interface BootOptions {
+  /** More systemd-nspawn arguments, e.g. --bind-ro=/usr to run the host's programs inside. */
+  nspawnArgs?: string[];
+}
+
+export async function bootSystemd(options: BootOptions = {}): Promise<BootedSystemd> {
   const rootfs = ensureSystemdRootfs();
   const base = `/berth-systemd-${randomBytes(4).toString('hex')}`;
   const cgroupRoot = `${base}/payload`;
@@ -140,8 +145,13 @@ export async function bootSystemd(): Promise<BootedSystemd> {
   // concurrent test runs share it.
   const child: ChildProcess = spawn(
     'sh',
-    ['-c', 'for f in "$@"; do echo $$ > "$f"; done; exec systemd-nspawn --quiet --register=no --keep-unit --console=passive --volatile=overlay -D "$ROOTFS" -b', 'boot', ...procsFiles],
-    { env: { ...process.env, ROOTFS: rootfs }, stdio: ['ignore', 'pipe', 'pipe'] },
+    [
+      '-c',
+      'for f in $PROCS; do echo $$ > "$f"; done; exec systemd-nspawn --quiet --register=no --keep-unit --console=passive --volatile=overlay -D "$ROOTFS" "$@" -b',
+      'boot',
+      ...(options.nspawnArgs ?? []),
+    ],
+    { env: { ...process.env, ROOTFS: rootfs, PROCS: procsFiles.join(' ') }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   child.stdout!.on('data', (b: Buffer) => (output += b.toString()));
   child.stderr!.on('data', (b: Buffer) => (output += b.toString()));
@@ -160,8 +170,10 @@ export async function bootSystemd(): Promise<BootedSystemd> {
   try {
     const pid = await waitFor(() => {
       if (child.exitCode !== null) throw new Error(`systemd-nspawn exited ${child.exitCode}: ${output.trim()}`);
+      // nspawn forks helpers of its own first: the container's PID 1 is the child that runs systemd.
       const children = readText(`/proc/${child.pid}/task/${child.pid}/children`).trim().split(/\s+/).filter(Boolean);
-      return children.length ? Number(children[0]) : undefined;
+      const init = children.find((c) => readText(`/proc/${c}/comm`).trim() === 'systemd');
+      return init ? Number(init) : undefined;
     }, 'systemd-nspawn to start the container');
     const socket = `/proc/${pid}/root/run/dbus/system_bus_socket`;
     await waitForState(socket, () => output);
@@ -185,7 +197,7 @@ export async function bootSystemd(): Promise<BootedSystemd> {
       socket,
       cgroupRoot,
       exec,
-      startProcess: (args) => startInContainer(pid, mounts.map(({ mountPoint }) => join(makeCgroup(mountPoint, `${cgroupRoot}/berth-staging`), 'cgroup.procs')), args),
+      startProcess: (args, logFile) => startInContainer(pid, mounts.map(({ mountPoint }) => join(makeCgroup(mountPoint, `${cgroupRoot}/berth-staging`), 'cgroup.procs')), args, logFile),
       stop,
     };
   } catch (err) {
@@ -194,11 +206,13 @@ export async function bootSystemd(): Promise<BootedSystemd> {
   }
 }
 
-function startInContainer(pid: number, procsFiles: string[], args: string[]): { hostPid: number; pid: number; kill(): void } {
+function startInContainer(pid: number, procsFiles: string[], args: string[], logFile?: string): { hostPid: number; pid: number; kill(): void } {
   // The shell joins a cgroup under the container's cgroup root in every hierarchy, then nsenter forks
   // into its namespaces: the process of interest is nsenter's child.
   const script = `for f in ${procsFiles.map((f) => `'${f}'`).join(' ')}; do echo $$ > "$f"; done; exec nsenter -t ${pid} -a "$@"`;
-  const holder = spawn('sh', ['-c', script, 'start', ...args], { stdio: 'ignore', detached: false });
+  const out = logFile ? openSync(logFile, 'a') : 'ignore';
+  const holder = spawn('sh', ['-c', script, 'start', ...args], { stdio: ['ignore', out, out], detached: false });
+  if (typeof out === 'number') closeSync(out);
   const deadline = Date.now() + 10_000;
   let hostPid: number | undefined;
   while (!hostPid && Date.now() < deadline) {
@@ -243,7 +257,7 @@ async function waitForState(socket: string, output: () => string): Promise<void>
     } finally {
       manager?.close();
     }
-  }, () => `the container's systemd to finish booting (last: ${last}; nspawn: ${output().trim().slice(-500)})`, 90_000);
+  }, () => `the container's systemd to finish booting (last: ${last}; nspawn: ${output().trim().slice(-500)})`, 180_000);
 }
 
 async function waitFor<T>(probe: () => T | undefined | Promise<T | undefined>, what: string | (() => string), timeoutMs = 30_000): Promise<T> {
