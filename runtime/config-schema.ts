@@ -10,6 +10,8 @@ interface FieldCommon {
   doc: string;
   /** Applied by a reload (SIGHUP) without a restart. */
   live?: boolean;
+  /** A credential: shown as REDACTED wherever berth prints the config. */
+  secret?: boolean;
 }
 export interface StringSpec extends FieldCommon {
   kind: 'string';
@@ -72,7 +74,7 @@ export type ConfigOf<S> =
 
 // ---- builders --------------------------------------------------------------
 
-type Extra = { live?: boolean };
+type Extra = { live?: boolean; secret?: boolean };
 export const section = <F extends FieldSpecs>(doc: string, fields: F, extra: Extra & { renamed?: Record<string, keyof F & string> } = {}): SectionSpec<F> =>
   ({ kind: 'section', doc, fields, ...extra });
 export const str = (def: string, doc: string, check?: StringSpec['check'], extra: Extra = {}): StringSpec =>
@@ -230,9 +232,16 @@ export function nestDotted(path: string, value: unknown): Table {
   return root;
 }
 
-/** Every leaf of a config as [dotted key, value, live], in schema order. */
-export function leavesOf(spec: SectionSpec, config: object, prefix = '', live = false): [string, ConfigValue, boolean][] {
-  const out: [string, ConfigValue, boolean][] = [];
+export interface ConfigLeaf {
+  key: string;
+  value: ConfigValue;
+  live: boolean;
+  secret: boolean;
+}
+
+/** Every leaf of a config, in schema order. */
+export function leavesOf(spec: SectionSpec, config: object, prefix = '', live = false): ConfigLeaf[] {
+  const out: ConfigLeaf[] = [];
   const table = config as Table;
   for (const [key, field] of Object.entries(spec.fields)) {
     const path = dotted(prefix, key);
@@ -242,7 +251,30 @@ export function leavesOf(spec: SectionSpec, config: object, prefix = '', live = 
       for (const [name, entry] of Object.entries(table[key] as Record<string, Table>)) {
         out.push(...leavesOf(field.entry, entry, `${path}.${JSON.stringify(name)}`, isLive));
       }
-    } else out.push([path, table[key] as ConfigValue, isLive]);
+    } else out.push({ key: path, value: table[key] as ConfigValue, live: isLive, secret: field.secret === true });
   }
   return out;
+}
+
+export const REDACTED = 'REDACTED';
+
+/** A set secret as printed: REDACTED (an empty one stays empty, so "not set" still shows). */
+export function shownValue(leaf: Pick<ConfigLeaf, 'value' | 'secret'>): ConfigValue {
+  return leaf.secret && leaf.value !== '' ? REDACTED : leaf.value;
+}
+
+/** A deep copy of a config with its secrets REDACTED, for Status(verbose) and logs. */
+export function redactedCopy<S extends SectionSpec>(spec: S, config: ConfigOf<S>): ConfigOf<S> {
+  const walk = (section: SectionSpec, table: Table): Table => {
+    const out: Table = {};
+    for (const [key, value] of Object.entries(table)) {
+      const field = section.fields[key];
+      if (field?.kind === 'section') out[key] = walk(field, value as Table);
+      else if (field?.kind === 'map') out[key] = Object.fromEntries(Object.entries(value as Record<string, Table>).map(([n, e]) => [n, walk(field.entry, e)]));
+      else out[key] = field?.secret && value !== '' ? REDACTED : structuredClone(value);
+    }
+    return out;
+  };
+  // Same shape as the input by construction: only secret leaves change, to a string.
+  return walk(spec, config) as ConfigOf<S>;
 }

@@ -17,6 +17,9 @@ const interfaceName = (v: string): string | undefined =>
 const httpUrl = (v: string): string | undefined =>
   /^https?:\/\/[^\s/]+(\/.*)?$/.test(v) ? undefined : 'must be an http:// or https:// URL';
 
+const base64UserPassword = (v: string): string | undefined =>
+  v === '' || (/^[A-Za-z0-9+/]+=*$/.test(v) && Buffer.from(v, 'base64').toString('utf8').includes(':')) ? undefined : 'must be base64 of "user:password"';
+
 const live = { live: true };
 
 export const CONFIG_SCHEMA = section('berthd configuration', {
@@ -74,6 +77,10 @@ export const CONFIG_SCHEMA = section('berthd configuration', {
         insecure_skip_verify: bool(false, 'Accept any TLS certificate from the registry.'),
         ca_file: str('', 'PEM file of extra CAs for this registry.', optionalAbsolutePath),
         fallback_to_upstream: bool(true, 'When every mirror fails, try the registry itself.'),
+        username: str('', 'User for the registry and its mirrors, used when a pull brings no credentials of its own.'),
+        password: str('', 'That user\'s password.', undefined, { secret: true }),
+        auth: str('', 'Or both as base64("user:password"), as a Docker config.json has them.', base64UserPassword, { secret: true }),
+        identity_token: str('', 'Or an OAuth2 refresh token for the registry\'s token service.', undefined, { secret: true }),
       }), {}, { ...live, example: { key: 'localhost:5000', values: { plain_http: true } } }),
   }, { renamed: { pull_timeout_seconds: 'pull_progress_timeout_seconds' } }),
   cni: section('Pod networking through CNI plugins.', {

@@ -5,7 +5,7 @@
 // A file that does not load leaves the running config as it was.
 import type { CniNetwork } from '../cni/cni-network';
 import { CONFIG_SCHEMA, type BerthConfig } from '../runtime/config';
-import { type ConfigValue, leavesOf } from '../runtime/config-schema';
+import { type ConfigLeaf, type ConfigValue, leavesOf, shownValue } from '../runtime/config-schema';
 import { type ConfigSource, type LoadedConfig, loadConfig } from './config';
 import type { Logger, LogOutput } from './logger';
 import type { StreamingServer } from './streaming/streaming-server';
@@ -17,15 +17,18 @@ export interface ConfigChange {
   live: boolean;
 }
 
-/** Every leaf whose value differs (a map entry added or removed shows as its leaves). */
+/** Every leaf whose value differs (a map entry added or removed shows as its leaves); secrets are shown REDACTED. */
 export function diffConfigs(running: BerthConfig, next: BerthConfig): ConfigChange[] {
-  const before = new Map(leavesOf(CONFIG_SCHEMA, running).map(([k, v, live]) => [k, { v, live }]));
-  const after = new Map(leavesOf(CONFIG_SCHEMA, next).map(([k, v, live]) => [k, { v, live }]));
+  const byKey = (config: BerthConfig): Map<string, ConfigLeaf> => new Map(leavesOf(CONFIG_SCHEMA, config).map((l) => [l.key, l]));
+  const before = byKey(running);
+  const after = byKey(next);
   const changes: ConfigChange[] = [];
   for (const key of new Set([...before.keys(), ...after.keys()])) {
     const a = before.get(key);
     const b = after.get(key);
-    if (JSON.stringify(a?.v) !== JSON.stringify(b?.v)) changes.push({ key, from: a?.v, to: b?.v, live: (a ?? b)!.live });
+    if (JSON.stringify(a?.value) !== JSON.stringify(b?.value)) {
+      changes.push({ key, from: a && shownValue(a), to: b && shownValue(b), live: (a ?? b)!.live });
+    }
   }
   return changes;
 }

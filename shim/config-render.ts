@@ -1,7 +1,7 @@
 // What `berthd config default` and `berthd config check` print: the schema as
 // a commented TOML file, and the effective config with the file that set each key.
 import { CONFIG_SCHEMA } from '../runtime/config';
-import { type ConfigValue, leavesOf, type SectionSpec, type ValueSpec } from '../runtime/config-schema';
+import { type ConfigValue, leavesOf, redactedCopy, type SectionSpec, shownValue, type ValueSpec } from '../runtime/config-schema';
 import { DEFAULT_ORIGIN, type LoadedConfig } from './config';
 
 function tomlValue(v: ConfigValue | readonly string[]): string {
@@ -68,7 +68,7 @@ export interface ConfigCheckEntry {
 }
 
 export function configCheckEntries(loaded: LoadedConfig): ConfigCheckEntry[] {
-  return leavesOf(CONFIG_SCHEMA, loaded.config).map(([key, value, live]) => ({ key, value, source: loaded.origins.get(key) ?? DEFAULT_ORIGIN, live }));
+  return leavesOf(CONFIG_SCHEMA, loaded.config).map((leaf) => ({ key: leaf.key, value: shownValue(leaf), source: loaded.origins.get(leaf.key) ?? DEFAULT_ORIGIN, live: leaf.live }));
 }
 
 /** The effective config as dotted TOML keys, each followed by the file that set it. */
@@ -82,5 +82,5 @@ export function renderConfigCheck(loaded: LoadedConfig): string {
 }
 
 export function configCheckJson(loaded: LoadedConfig): string {
-  return `${JSON.stringify({ files: loaded.files, warnings: loaded.warnings, keys: configCheckEntries(loaded), config: loaded.config }, null, 2)}\n`;
+  return `${JSON.stringify({ files: loaded.files, warnings: loaded.warnings, keys: configCheckEntries(loaded), config: redactedCopy(CONFIG_SCHEMA, loaded.config) }, null, 2)}\n`;
 }

@@ -3,6 +3,8 @@
 import { invalidArgument } from '../runtime/errors';
 import type { ShimContext } from './context';
 import type { CriHandlers } from './handler';
+import { CONFIG_SCHEMA } from '../runtime/config';
+import { redactedCopy } from '../runtime/config-schema';
 import { buildInfo } from './build-info';
 
 export const RUNTIME_NAME = 'berth';
@@ -40,7 +42,7 @@ export function runtimeInfoHandlers(ctx: ShimContext): CriHandlers {
           checked: 'the first .conflist/.conf of confDir, each of its plugins in binDirs, and CNI STATUS for networks of CNI 1.1+',
           ...network,
         });
-        info.config = JSON.stringify(ctx.config);
+        info.config = JSON.stringify(redactedCopy(CONFIG_SCHEMA, ctx.config));
         info.host = JSON.stringify(ctx.host);
         info.cgroupMode = JSON.stringify(ctx.host.cgroup.mode);
         info.ociRuntimes = JSON.stringify(ctx.host.ociRuntimes);

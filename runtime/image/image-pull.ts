@@ -14,6 +14,7 @@ import type { ImageNameKind, ImageRows, LayerRow } from './image-rows';
 import type { LayerDownloads, LayerSource } from './layer-download';
 import type { LayerGc } from './layer-gc';
 import type { LayerWorkerPool } from './layer-workers';
+import { PullProgress } from './pull-progress';
 import type { RegistryCredentials } from './registry-auth';
 import type { RegistryClient } from './registry-client';
 
@@ -131,8 +132,18 @@ export class ImagePuller {
     }
     for (const blob of resolved.blobs) await blobs.write(blob.digest, blob.data);
 
+    const missing = manifest.layers.filter((_, i) => !rows.layer(diffIds[i]));
+    const progress = new PullProgress(formatImageReference(ref), missing.reduce((sum, l) => sum + l.size, 0), manifest.layers.length, this.options.log);
+    const counted = (n: number): void => {
+      onBytes(n);
+      progress.bytesReceived(n);
+    };
     // Every layer settles before the pull answers, so a failed pull has no download of its own still writing.
-    const settled = await Promise.allSettled(manifest.layers.map((descriptor, i) => downloads.ensure(source, descriptor, diffIds[i], onBytes, budget)));
+    const settled = await Promise.allSettled(manifest.layers.map(async (descriptor, i) => {
+      const layer = await downloads.ensure(source, descriptor, diffIds[i], counted, budget);
+      progress.layerDone();
+      return layer;
+    }));
     const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failed) throw failed.reason;
     const layers = settled.map((s) => (s as PromiseFulfilledResult<LayerRow>).value);

@@ -4,6 +4,7 @@
 // for one server never go to another.
 import { request, type Dispatcher } from 'undici';
 import { failedPrecondition, invalidArgument, unavailable } from '../errors';
+import type { RegistryHostConfig } from '../config';
 import type { RegistryEndpoint } from './registry-endpoints';
 import { drain, readLimited } from './registry-http';
 
@@ -19,6 +20,16 @@ export interface RegistryCredentials {
   registryToken?: string;
   /** When set, the credentials go only to this host. */
   serverAddress?: string;
+}
+
+/** The credentials berth's config gives a registry (image.registries."<host>"), or undefined when it gives none. */
+export function configuredCredentials(host: RegistryHostConfig | undefined): RegistryCredentials | undefined {
+  if (!host || !(host.username || host.auth || host.identity_token)) return undefined;
+  return {
+    ...(host.username ? { username: host.username, password: host.password } : {}),
+    ...(host.auth ? { auth: host.auth } : {}),
+    ...(host.identity_token ? { identityToken: host.identity_token } : {}),
+  };
 }
 
 /** Who asks, for what: a pull of one repository through one endpoint. */

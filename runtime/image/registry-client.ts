@@ -10,7 +10,7 @@ import type { RegistryHostConfig } from '../config';
 import { BerthError, describeError, failedPrecondition, invalidArgument, isBerthError, notFound, unavailable } from '../errors';
 import type { ImageReference } from './image-reference';
 import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, type Descriptor } from './image-manifest';
-import { RegistryAuth, type AuthScope, type RegistryCredentials } from './registry-auth';
+import { configuredCredentials, RegistryAuth, type AuthScope, type RegistryCredentials } from './registry-auth';
 import { RegistryEndpoints, type RegistryEndpoint } from './registry-endpoints';
 import { drain, readLimited, type ResponseBody } from './registry-http';
 
@@ -47,10 +47,6 @@ const MAX_REDIRECTS = 5;
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const sha256Of = (data: Buffer): string => `sha256:${createHash('sha256').update(data).digest('hex')}`;
 
-function scopeOf(endpoint: RegistryEndpoint, ref: ImageReference, credentials: RegistryCredentials | undefined): AuthScope {
-  return { endpoint, registry: ref.registry, repository: ref.repository, credentials };
-}
-
 export class RegistryClient {
   private readonly endpoints: RegistryEndpoints;
   private readonly auth = new RegistryAuth();
@@ -67,11 +63,16 @@ export class RegistryClient {
     this.retryDelayMs = options.retryDelayMs ?? 200;
   }
 
+  /** A pull's scope; without credentials from the request, the registry's own from the config (read now: a reload changes them). */
+  private scope(endpoint: RegistryEndpoint, ref: ImageReference, credentials: RegistryCredentials | undefined): AuthScope {
+    return { endpoint, registry: ref.registry, repository: ref.repository, credentials: credentials ?? configuredCredentials(this.options.registries[ref.registry]) };
+  }
+
   /** GETs a manifest or index by tag or digest, verifying the digest when one was asked for. */
   async fetchManifest(ref: ImageReference, reference: string, creds?: RegistryCredentials): Promise<FetchedManifest> {
     const what = `manifest ${ref.registry}/${ref.repository}:${reference}`;
     return this.overEndpoints(ref.registry, what, async (endpoint) => {
-      const response = await this.send(scopeOf(endpoint, ref, creds), `/${ref.repository}/manifests/${reference}`, { accept: MANIFEST_ACCEPT });
+      const response = await this.send(this.scope(endpoint, ref, creds), `/${ref.repository}/manifests/${reference}`, { accept: MANIFEST_ACCEPT });
       if (response.statusCode !== 200) {
         await drain(response.body);
         if (response.statusCode === 404) throw notFound(`${ref.registry}/${ref.repository}:${reference} not found`);
@@ -94,7 +95,7 @@ export class RegistryClient {
   async fetchSmallBlob(ref: ImageReference, descriptor: Descriptor, creds?: RegistryCredentials, preferred?: RegistryEndpoint): Promise<Buffer> {
     if (descriptor.size > MAX_MANIFEST_BYTES * 4) throw invalidArgument(`blob ${descriptor.digest} is too large to be a config (${descriptor.size} bytes)`);
     return this.overEndpoints(ref.registry, `blob ${descriptor.digest}`, async (endpoint) => {
-      const stream = await this.openBlobAt(scopeOf(endpoint, ref, creds), descriptor);
+      const stream = await this.openBlobAt(this.scope(endpoint, ref, creds), descriptor);
       const data = await readLimited(stream.body, descriptor.size, `blob ${descriptor.digest}`);
       const digest = sha256Of(data);
       if (digest !== descriptor.digest || data.length !== descriptor.size) {
@@ -107,7 +108,7 @@ export class RegistryClient {
   /** Opens a blob for streaming; the caller verifies digest and size as it reads. */
   async openBlob(ref: ImageReference, descriptor: Descriptor, creds?: RegistryCredentials, preferred?: RegistryEndpoint): Promise<BlobStream> {
     const what = `blob ${descriptor.digest}`;
-    return this.overEndpoints(ref.registry, what, (endpoint) => this.openBlobAt(scopeOf(endpoint, ref, creds), descriptor), preferred);
+    return this.overEndpoints(ref.registry, what, (endpoint) => this.openBlobAt(this.scope(endpoint, ref, creds), descriptor), preferred);
   }
 
   async close(): Promise<void> {

@@ -11,6 +11,7 @@ import { freePort, startRegistry, type TestRegistry } from '../support/registry'
 
 describe('config drop-ins and SIGHUP reload', () => {
   let registry: TestRegistry;
+  let locked: TestRegistry;
   let berthd: BerthdProcess;
   let dropIns: string;
   let mainText: string;
@@ -18,6 +19,8 @@ describe('config drop-ins and SIGHUP reload', () => {
   before(async () => {
     registry = await startRegistry();
     await pushBusyboxImage(registry, 'reload/busybox:v1');
+    locked = await startRegistry({ auth: 'basic' });
+    await pushBusyboxImage(locked, 'reload/locked:v1');
     const closedPort = await freePort();
     berthd = new BerthdProcess({
       topLevel: { log_level: 'info' },
@@ -36,6 +39,7 @@ describe('config drop-ins and SIGHUP reload', () => {
   after(async () => {
     await berthd?.cleanup();
     await registry?.stop();
+    await locked?.stop();
   });
 
   async function runningConfig(): Promise<{ log_level: string; streaming: { token_ttl_seconds: number }; grpc: { max_recv_message_bytes: number } }> {
@@ -69,6 +73,22 @@ describe('config drop-ins and SIGHUP reload', () => {
     await berthd.waitForLog(/config reloaded: applied image\.registries\.\\?"mirror\.test\\?"\.mirrors/, 20_000, from);
     const pulled = await berthd.client.call('PullImage', { image: { image } });
     assert.match(pulled.image_ref, /^sha256:/);
+  });
+
+  test('SIGHUP applies registry credentials from the config, which Status never shows', async () => {
+    const image = `${locked.host}/reload/locked:v1`;
+    await assert.rejects(berthd.client.call('PullImage', { image: { image } }), /requires credentials and none were given/);
+    const { username, password } = locked.credentials!;
+    writeFileSync(join(dropIns, '65-auth.toml'), `[image.registries."${locked.host}"]\nusername = "${username}"\npassword = "${password}"\n`);
+    const from = berthd.logs().length;
+    berthd.signal('SIGHUP');
+    await berthd.waitForLog(/config reloaded: applied [^\n]*password/, 20_000, from);
+    const pulled = await berthd.client.call('PullImage', { image: { image } });
+    assert.match(pulled.image_ref, /^sha256:/);
+    const s = await berthd.client.call('Status', { verbose: true });
+    assert.ok(!s.info.config.includes(password), 'the password is not in Status');
+    assert.match(s.info.config, /"password":"REDACTED"/);
+    assert.ok(!berthd.logs().includes(password), 'nor in the log');
   });
 
   test('SIGHUP names the changed keys that need a restart and keeps their running value', async () => {

@@ -131,3 +131,20 @@ test('a cross-key error names the file that set the key', () => {
     cleanup();
   }
 });
+
+test('registry credentials are checked and shown REDACTED by config check', () => {
+  const { main, cleanup } = configDir({ main: '[image.registries."r.io"]\nusername = "u"\npassword = "hunter2"\n', '10-auth.toml': '[image.registries."q.io"]\nauth = "dTpw"\n' });
+  const bad = configDir({ main: '[image.registries."r.io"]\nauth = "not-base64-user-pass"\n' });
+  try {
+    const loaded = loadConfig({ path: main, explicit: true });
+    assert.equal(loaded.config.image.registries['r.io'].password, 'hunter2');
+    const text = renderConfigCheck(loaded);
+    assert.ok(!text.includes('hunter2') && !text.includes('dTpw'));
+    assert.match(text, /^image\.registries\."r\.io"\.password = "REDACTED"/m);
+    assert.match(text, /^image\.registries\."r\.io"\.identity_token = ""/m);
+    assert.throws(() => loadConfig({ path: bad.main, explicit: true }), /image\.registries\."r\.io"\.auth: must be base64 of "user:password"/);
+  } finally {
+    cleanup();
+    bad.cleanup();
+  }
+});

@@ -8,12 +8,16 @@ test('the diff marks log level, registries, CNI dirs and the token TTL live, any
   const running = buildConfig('');
   const next = buildConfig('log_level = "debug"\n[image.registries."docker.io"]\nmirrors = ["http://127.0.0.1:5000"]\n[cni]\nbin_dirs = ["/x"]\n[streaming]\ntoken_ttl_seconds = 5\n[metrics]\nport = 1\n');
   const changes = diffConfigs(running, next);
+  const registryKeys = ['auth', 'ca_file', 'fallback_to_upstream', 'identity_token', 'insecure_skip_verify', 'mirrors', 'password', 'plain_http', 'username'];
   assert.deepEqual(changes.filter((c) => c.live).map((c) => c.key).sort(), [
-    'cni.bin_dirs', 'image.registries."docker.io".ca_file', 'image.registries."docker.io".fallback_to_upstream',
-    'image.registries."docker.io".insecure_skip_verify', 'image.registries."docker.io".mirrors', 'image.registries."docker.io".plain_http',
-    'log_level', 'streaming.token_ttl_seconds',
+    'cni.bin_dirs', ...registryKeys.map((k) => `image.registries."docker.io".${k}`), 'log_level', 'streaming.token_ttl_seconds',
   ]);
   assert.deepEqual(changes.filter((c) => !c.live).map((c) => c.key), ['metrics.port']);
+});
+
+test('a changed secret is shown REDACTED in the diff', () => {
+  const changes = diffConfigs(buildConfig(''), buildConfig('[image.registries."r.io"]\npassword = "hunter2"\n'));
+  assert.deepEqual(changes.find((c) => c.key === 'image.registries."r.io".password'), { key: 'image.registries."r.io".password', from: undefined, to: 'REDACTED', live: true });
 });
 
 test('applying live keys updates the running config in place, registries record included', () => {
