@@ -1,7 +1,8 @@
-// Exec, Attach, PortForward: validate, look the container or pod up, and hand
+// Exec, Attach, PortForward: validate, look the container or pod up (by id or
+// unique prefix, through the models' lookups and their errors), and hand
 // out a single-use URL on berth's streaming server (shim/streaming/), where the
 // session itself runs over SPDY/3.1 or WebSocket.
-import { failedPrecondition, invalidArgument, notFound } from '../runtime/errors';
+import { failedPrecondition, invalidArgument } from '../runtime/errors';
 import type { ShimContext } from './context';
 import type { CriHandlers } from './handler';
 
@@ -46,12 +47,10 @@ export function streamingHandlers(ctx: ShimContext): CriHandlers {
     },
 
     async PortForward(request) {
-      if (!request.pod_sandbox_id) throw invalidArgument('pod_sandbox_id: is empty');
+      const sandbox = ctx.sandboxes.resolve(request.pod_sandbox_id);
       for (const port of request.port) {
         if (!Number.isInteger(port) || port < 1 || port > 65535) throw invalidArgument(`port: ${port} is not a TCP port`);
       }
-      const sandbox = ctx.sandboxes.get(request.pod_sandbox_id);
-      if (!sandbox) throw notFound(`pod sandbox ${request.pod_sandbox_id} not found`);
       if (sandbox.state !== 'SANDBOX_READY') throw failedPrecondition(`pod sandbox ${sandbox.id} is not ready`);
       const url = ctx.streaming.urlFor({ kind: 'portforward', podSandboxId: sandbox.id, ports: [...request.port] });
       ctx.log.debug({ pod: sandbox.id, ports: request.port }, 'port-forward URL handed out');

@@ -4,7 +4,7 @@
 // namespaces (spec-namespaces.ts), resources (spec-resources.ts) and seccomp
 // (seccomp-profile.ts) put together. Pure apart from reading the rootfs' user
 // database, host device nodes and /proc/self/mountinfo, so it is unit-tested
-// with plain objects. The request was validated before (container-config-validation.ts).
+// with plain objects. The request was validated before (container-request-validation.ts).
 import { invalidArgument } from '../errors';
 import type { BuiltSpec, OciSpec, SpecInput } from './oci-spec-types';
 import { containerProcess, stopSignalOf } from './process-spec';

@@ -15,7 +15,7 @@ export interface SpecDevices {
   rules: OciDeviceRule[];
 }
 
-/** The request's devices were validated (container-config-validation.ts); what is checked here is the host's side. */
+/** The request's devices were validated (container-request-validation.ts); what is checked here is the host's side. */
 export function specDevices(config: ContainerConfig__Output, privileged: boolean): SpecDevices {
   const devices: OciLinuxDevice[] = [];
   const rules: OciDeviceRule[] = [{ allow: false, access: 'rwm' }];

@@ -11,7 +11,7 @@ export interface SpecMounts {
   rootfsPropagation?: string;
 }
 
-/** The request's mounts were validated (container-config-validation.ts); what is checked here is the host's side. */
+/** The request's mounts were validated (container-request-validation.ts); what is checked here is the host's side. */
 export function specMounts(input: SpecInput, sc: ContainerSecurityContext, privileged: boolean): SpecMounts {
   const { config, sandbox } = input;
   const requested = new Set((config.mounts ?? []).map((m) => m.container_path.replace(/\/+$/, '') || '/'));

@@ -47,29 +47,30 @@ function readRootFile(rootfs: string, path: string): string {
   }
 }
 
+/** The colon-separated entries of an /etc/passwd- or /etc/group-style file that have at least `fields` fields. */
+function colonEntries(text: string, fields: number): string[][] {
+  return text
+    .split('\n')
+    .filter((line) => line && !line.startsWith('#'))
+    .map((line) => line.split(':'))
+    .filter((f) => f.length >= fields);
+}
+
 export function parsePasswd(text: string): PasswdEntry[] {
   const out: PasswdEntry[] = [];
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const f = line.split(':');
-    if (f.length < 4) continue;
+  for (const f of colonEntries(text, 4)) {
     const uid = Number(f[2]);
     const gid = Number(f[3]);
-    if (!Number.isInteger(uid) || !Number.isInteger(gid)) continue;
-    out.push({ name: f[0], uid, gid, home: f[5] ?? '' });
+    if (Number.isInteger(uid) && Number.isInteger(gid)) out.push({ name: f[0], uid, gid, home: f[5] ?? '' });
   }
   return out;
 }
 
 export function parseGroup(text: string): GroupEntry[] {
   const out: GroupEntry[] = [];
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const f = line.split(':');
-    if (f.length < 3) continue;
+  for (const f of colonEntries(text, 3)) {
     const gid = Number(f[2]);
-    if (!Number.isInteger(gid)) continue;
-    out.push({ name: f[0], gid, members: (f[3] ?? '').split(',').filter(Boolean) });
+    if (Number.isInteger(gid)) out.push({ name: f[0], gid, members: (f[3] ?? '').split(',').filter(Boolean) });
   }
   return out;
 }

@@ -32,7 +32,7 @@ export class ContainerStreamingRuntime implements StreamingRuntime {
 
   async portForward(podSandboxId: string, port: number): Promise<Duplex> {
     const sandbox = this.deps.sandboxes.get(podSandboxId);
-    if (!sandbox) throw notFound(`pod sandbox ${podSandboxId} not found`);
+    if (!sandbox) throw notFound(`pod sandbox "${podSandboxId}" not found`);
     if (sandbox.state !== 'SANDBOX_READY') throw failedPrecondition(`pod sandbox ${podSandboxId} is not ready`);
     return connectPodPort(sandbox.netnsPath, port);
   }
