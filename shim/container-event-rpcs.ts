@@ -6,14 +6,14 @@
 import type { ContainerEventResponse } from '../cri-proto/generated/runtime/v1/ContainerEventResponse';
 import { resourceExhausted, unavailable } from '../runtime/errors';
 import type { ContainerLifecycleEvent } from '../runtime/events/event-types';
-import type { ShimContext } from './context';
+import type { ShimServices } from './services';
 import type { CriHandlers } from './handler';
 import { podContainerStatuses, podSandboxStatusOf } from './status-builders';
 
 /** How often a waiting stream checks whether its client has gone. */
 const CANCEL_POLL_MS = 1000;
 
-export function containerEventResponse(ctx: ShimContext, event: ContainerLifecycleEvent): ContainerEventResponse {
+export function containerEventResponse(ctx: Pick<ShimServices, 'containers' | 'events' | 'images' | 'sandboxes'>, event: ContainerLifecycleEvent): ContainerEventResponse {
   const pod = ctx.sandboxes.get(event.podSandboxId);
   return {
     container_id: event.containerId,
@@ -24,7 +24,7 @@ export function containerEventResponse(ctx: ShimContext, event: ContainerLifecyc
   };
 }
 
-export function containerEventsHandlers(ctx: ShimContext): CriHandlers {
+export function containerEventsHandlers(ctx: Pick<ShimServices, 'containers' | 'events' | 'images' | 'sandboxes'>): CriHandlers {
   return {
     async GetContainerEvents(_request, sink, call) {
       const subscription = ctx.events.subscribe();

@@ -7,8 +7,9 @@ import type { ContainerState } from '../runtime/container/container-types';
 import type { ContainerFilterOptions } from '../runtime/container/container-view';
 import { int64Field } from '../runtime/container/cri-int64';
 import { invalidArgument, isBerthError, unimplemented } from '../runtime/errors';
-import type { ShimContext } from './context';
+import type { ShimServices } from './services';
 import type { CriHandlers } from './handler';
+import { streamInChunks } from './stream-chunks';
 import { containerStatusOf, imageRefOf } from './status-builders';
 
 const STREAM_CHUNK = 500;
@@ -21,7 +22,7 @@ function filterOf(filter: { id: string; state: { state: string } | null; pod_san
   return { id: filter.id || undefined, state, podSandboxId: filter.pod_sandbox_id || undefined, labelSelector: filter.label_selector ?? {} };
 }
 
-export function containerHandlers(ctx: ShimContext): CriHandlers {
+export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images'>): CriHandlers {
   const { containers, images } = ctx;
 
   const listed = (filter: ContainerFilterOptions) =>
@@ -71,11 +72,7 @@ export function containerHandlers(ctx: ShimContext): CriHandlers {
 
     async StreamContainers(request, sink) {
       const all = listed(filterOf(request.filter));
-      for (let i = 0; i < all.length || i === 0; i += STREAM_CHUNK) {
-        if (sink.cancelled()) return;
-        await sink.write({ containers: all.slice(i, i + STREAM_CHUNK) });
-        if (all.length === 0) break;
-      }
+      await streamInChunks(all, sink, { size: STREAM_CHUNK, wrap: (chunk) => ({ containers: chunk }) });
     },
 
     async ContainerStatus(request) {

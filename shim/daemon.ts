@@ -1,38 +1,25 @@
 // Builds berthd from a config: host checks, store, model, CRI server, metrics.
 // Kept apart from the CLI (berthd.ts) so tests can run a daemon in-process too.
+import { describeError } from '../runtime/errors';
 import { mkdirSync, writeFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BerthConfig } from '../runtime/config';
-import { CgroupHierarchy } from '../runtime/cgroups/cgroup-hierarchy';
-import { SystemdCgroups } from '../runtime/cgroups/systemd-cgroups';
 import { AdminServer, adminSocketPath } from './admin-server';
-import { ContainerEventBus } from '../runtime/events/container-event-bus';
-import { RuntimeMetrics } from '../runtime/stats/runtime-metrics';
-import { StatsCollector } from '../runtime/stats/stats-collector';
 import { detectHost } from '../runtime/host/host-facts';
 import { checkHostAtStart } from '../runtime/host/doctor/doctor';
 import { applyLiveConfig } from './config-reload';
-import { RuntimeReadinessProbe } from '../runtime/host/runtime-readiness';
 import { BerthDatabase } from '../runtime/store/database';
-import { CniNetwork } from '../cni/cni-network';
 import { writeDefaultConflistIfMissing } from '../cni/default-conflist';
-import { loadNative } from '../native';
-import { PodSandboxes } from '../runtime/sandbox/pod-sandboxes';
-import { Containers } from '../runtime/container/containers';
-import { ContainerStreamingRuntime } from '../runtime/exec/container-streaming-runtime';
-import { StreamingServer } from './streaming/streaming-server';
-import { ContainerStore } from '../runtime/container/container-store';
-import { OverlayRootfsMounter } from '../runtime/image/rootfs-mounter';
-import type { ShimContext } from './context';
+import type { ShimServices } from './services';
 import { allHandlers } from './handlers';
-import { Images } from '../runtime/image/images';
+import { buildDaemonParts } from './daemon-services';
 import type { Logger } from './logger';
 import { BerthMetrics } from './metrics';
 import { buildInfo } from './build-info';
 import { CriServer } from './server';
 
 export interface RunningDaemon {
-  ctx: ShimContext;
+  ctx: ShimServices;
   metricsPort: number | undefined;
   /** Applies the keys a reload may change live (shim/config-reload.ts) to the running daemon. */
   applyLiveConfig(next: BerthConfig): void;
@@ -60,76 +47,26 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
     const written = writeDefaultConflistIfMissing(cni.conf_dir, { name: cni.default_network_name, bridge: cni.default_bridge, subnet: cni.default_subnet });
     if (written) log.info({ path: written }, 'no CNI network configured: wrote the default (bridge + host-local + portmap + loopback)');
   }
-  // NetworkReady follows the CNI network's STATUS (CNI 1.1) or its config and plugins being present.
-  const podNetwork = new CniNetwork({ confDir: config.cni.conf_dir, binDirs: config.cni.bin_dirs, cacheDir: config.cni.cache_dir });
-  const cgroups = CgroupHierarchy.detect(config.cgroup.driver);
-  const systemd = config.cgroup.driver === 'systemd' ? await connectSystemd(cgroups, config.cgroup.systemd_socket) : undefined;
-  const sandboxes = new PodSandboxes({
-    config, db, cgroups, systemd, network: podNetwork, native: loadNative(), log, podCidr: () => ctx.podCidr.value,
-    observeCniCall: (operation, seconds, outcome) => ctx.runtimeMetrics.observeCniCall(operation, seconds, outcome),
-  });
-  const ctx: ShimContext = {
-    config,
-    log,
-    metrics,
-    host,
-    db,
-    network: { networkStatus: () => podNetwork.status() },
-    runtimeReadiness: RuntimeReadinessProbe.forConfig(config),
-    podCidr: { value: '' },
-    cgroups,
-    events: new ContainerEventBus({
-      onOverflow: (subscription, queued) => log.warn({ subscription, queued }, 'container events subscriber fell behind; its stream is ended'),
-    }),
-    runtimeMetrics: new RuntimeMetrics(metrics.registry),
-    // Read through ctx: the containers are built in this same literal.
-    stats: new StatsCollector({ cgroups, layerMountpoint: config.root, upperDirs: () => ctx.containers.list().map((c) => c.upperDir) }),
-    sandboxes,
-    containers: new Containers({
-      config, host, log, sandboxes,
-      store: new ContainerStore(db),
-      // Read through ctx: the images are built in this same literal.
-      images: { resolve: (r) => ctx.images.resolve(r), forContainer: (r) => ctx.images.forContainer(r) },
-      layerHolds: { holdLayers: (h, i) => ctx.images.holdLayers(h, i), releaseLayers: (h) => ctx.images.releaseLayers(h) },
-      rootfs: new OverlayRootfsMounter(),
-      events: { publish: (e) => ctx.events.publish(e) },
-      cgroupRelativePath: (p) => cgroups.relativePath(p),
-      observeOciCall: (operation, seconds, runtime, outcome) => ctx.runtimeMetrics.observeOciCall(operation, seconds, runtime, outcome),
-    }),
-    images: new Images({ config, db, log, metrics: { observeImagePull: (s, b, o) => ctx.runtimeMetrics.observeImagePull(s, b, o) } }),
-    streaming: new StreamingServer({
-      address: config.streaming.address,
-      port: config.streaming.port,
-      tokenTtlSeconds: config.streaming.token_ttl_seconds,
-      log,
-      runtime: new ContainerStreamingRuntime({
-        containers: { requireRunning: (id) => ctx.containers.requireRunning(id), execTarget: (id, cmd, tty) => ctx.containers.execTarget(id, cmd, tty) },
-        sandboxes,
-        workDir: join(config.state, 'exec'),
-      }),
-    }),
-  };
+  const { services: ctx, podNetwork, runtimeMetrics, systemd } = await buildDaemonParts(config, log, host, db, metrics);
   ctx.images.init();
-  ctx.images.setWritableLayers(ctx.stats.layers);
-  sandboxes.setContainerHooks(ctx.containers);
-  const recovery = await sandboxes.recover();
+  const recovery = await ctx.sandboxes.recover();
   log.info(recovery, `pod sandboxes recovered: ${recovery.loaded} loaded, ${recovery.undone.length} undone, ${recovery.failures.length} failures`);
   await ctx.containers.recover();
-  ctx.runtimeMetrics.setLookups({ sandboxes: ctx.sandboxes, containers: ctx.containers });
+  runtimeMetrics.setLookups({ sandboxes: ctx.sandboxes, containers: ctx.containers });
   ctx.stats.start();
-  ctx.runtimeMetrics.countRecovery('sandbox', 'recovered', recovery.loaded - recovery.undone.length - recovery.failures.length);
-  ctx.runtimeMetrics.countRecovery('sandbox', 'cleaned_up', recovery.undone.length);
-  ctx.runtimeMetrics.countRecovery('sandbox', 'failed', recovery.failures.length);
-  ctx.runtimeMetrics.countRecovery('cni', 'cleaned_up', recovery.cniGc.removed.length);
-  ctx.runtimeMetrics.countRecovery('cni', 'failed', recovery.cniGc.failed.length);
-  ctx.runtimeMetrics.countRecovery('container', 'recovered', ctx.containers.list().length);
+  runtimeMetrics.countRecovery('sandbox', 'recovered', recovery.loaded - recovery.undone.length - recovery.failures.length);
+  runtimeMetrics.countRecovery('sandbox', 'cleaned_up', recovery.undone.length);
+  runtimeMetrics.countRecovery('sandbox', 'failed', recovery.failures.length);
+  runtimeMetrics.countRecovery('cni', 'cleaned_up', recovery.cniGc.removed.length);
+  runtimeMetrics.countRecovery('cni', 'failed', recovery.cniGc.failed.length);
+  runtimeMetrics.countRecovery('container', 'recovered', ctx.containers.list().length);
 
   try {
     const port = await ctx.streaming.listen();
     log.info({ url: ctx.streaming.baseUrl, port }, 'streaming server (exec/attach/port-forward) listening');
   } catch (err) {
     db.close();
-    throw new Error(`cannot serve streaming on ${config.streaming.address}:${config.streaming.port}: ${(err as Error).message}`);
+    throw new Error(`cannot serve streaming on ${config.streaming.address}:${config.streaming.port}: ${describeError(err)}`);
   }
 
   const server = new CriServer({
@@ -155,7 +92,7 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
     } catch (err) {
       await server.shutdown(0);
       db.close();
-      throw new Error(`cannot serve metrics on ${config.metrics.address}:${config.metrics.port}: ${(err as Error).message}`);
+      throw new Error(`cannot serve metrics on ${config.metrics.address}:${config.metrics.port}: ${describeError(err)}`);
     }
   }
 
@@ -190,13 +127,4 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
       log.info('berthd stopped; containers keep running under conmon');
     },
   };
-}
-
-/** The systemd driver needs systemd's manager: without it no pod slice can be made, so berthd does not start. */
-async function connectSystemd(cgroups: CgroupHierarchy, socket: string): Promise<SystemdCgroups> {
-  try {
-    return await SystemdCgroups.connect(cgroups, socket ? { socket } : {});
-  } catch (err) {
-    throw new Error(`cgroup.driver is "systemd" but systemd's manager cannot be reached (${(err as Error).message}); run berthd under systemd, set cgroup.systemd_socket, or use cgroup.driver = "cgroupfs"`);
-  }
 }

@@ -1,7 +1,7 @@
 // Every handler group, merged into the one table the server registers. A group
 // is a module named after its RPCs; a method no group provides answers
 // UNIMPLEMENTED.
-import type { ShimContext } from './context';
+import type { ShimServices } from './services';
 import type { CriHandlers } from './handler';
 import { podSandboxHandlers } from './pod-sandbox-rpcs';
 import { containerHandlers } from './container-rpcs';
@@ -11,7 +11,7 @@ import { containerEventsHandlers } from './container-event-rpcs';
 import { imageServiceHandlers } from './image-rpcs';
 import { streamingHandlers } from './streaming-rpcs';
 
-export function allHandlers(ctx: ShimContext): CriHandlers {
+export function allHandlers(ctx: ShimServices): CriHandlers {
   const groups: CriHandlers[] = [
     runtimeInfoHandlers(ctx),
     statsHandlers(ctx),

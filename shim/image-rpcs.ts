@@ -6,8 +6,9 @@ import type { Image } from '../cri-proto/generated/runtime/v1/Image';
 import type { FilesystemUsageInfo } from '../runtime/image/image-fs-usage';
 import { imageFilterOf, requiredImage, validatePullRequest } from '../runtime/image/image-request';
 import type { ImageRecord } from '../runtime/image/image-types';
-import type { ShimContext } from './context';
+import type { ShimServices } from './services';
 import type { CriHandlers } from './handler';
+import { streamInChunks } from './stream-chunks';
 
 /** StreamImages sends at most this many images per message. */
 const STREAM_CHUNK = 100;
@@ -35,7 +36,7 @@ function toCriUsage(usage: FilesystemUsageInfo): FilesystemUsage {
   };
 }
 
-export function imageServiceHandlers(ctx: Pick<ShimContext, 'images'>): CriHandlers {
+export function imageServiceHandlers(ctx: Pick<ShimServices, 'images'>): CriHandlers {
   return {
     async PullImage(request) {
       const { image, credentials } = validatePullRequest(request);
@@ -50,10 +51,7 @@ export function imageServiceHandlers(ctx: Pick<ShimContext, 'images'>): CriHandl
 
     async StreamImages(request, sink) {
       const images = ctx.images.list(imageFilterOf(request.filter)).map(toCriImage);
-      for (let i = 0; i < images.length || i === 0; i += STREAM_CHUNK) {
-        if (sink.cancelled()) return;
-        await sink.write({ images: images.slice(i, i + STREAM_CHUNK) });
-      }
+      await streamInChunks(images, sink, { size: STREAM_CHUNK, wrap: (chunk) => ({ images: chunk }) });
     },
 
     async ImageStatus(request) {

@@ -7,14 +7,15 @@ import type { PodSandboxFilter__Output } from '../cri-proto/generated/runtime/v1
 import { nowUnixNanos } from '../runtime/common/clock';
 import type { PodSandboxes } from '../runtime/sandbox/pod-sandboxes';
 import type { PodSandboxView } from '../runtime/sandbox/sandbox-types';
-import type { ShimContext } from './context';
+import type { ShimServices } from './services';
 import type { CriHandlers } from './handler';
+import { streamInChunks } from './stream-chunks';
 import { podContainerStatuses, podSandboxStatusOf } from './status-builders';
 
 /** Items per StreamPodSandboxes message: far below the default 16 MiB message limit even with large label maps. */
 export const POD_SANDBOX_STREAM_CHUNK = 200;
 
-export function podSandboxHandlers(ctx: ShimContext): CriHandlers {
+export function podSandboxHandlers(ctx: Pick<ShimServices, 'containers' | 'images' | 'log' | 'sandboxes'>): CriHandlers {
   const sandboxes: PodSandboxes = ctx.sandboxes;
   return {
     async RunPodSandbox(request) {
@@ -46,10 +47,7 @@ export function podSandboxHandlers(ctx: ShimContext): CriHandlers {
 
     async StreamPodSandboxes(request, sink) {
       const items = filterSandboxes(sandboxes.list(), request.filter).map(toListItem);
-      for (let i = 0; i < items.length; i += POD_SANDBOX_STREAM_CHUNK) {
-        if (sink.cancelled()) return;
-        await sink.write({ pod_sandboxes: items.slice(i, i + POD_SANDBOX_STREAM_CHUNK) });
-      }
+      await streamInChunks(items, sink, { size: POD_SANDBOX_STREAM_CHUNK, wrap: (chunk) => ({ pod_sandboxes: chunk }) });
     },
 
     async UpdatePodSandboxResources(request) {

@@ -1,7 +1,7 @@
 // Version, Status, RuntimeConfig, UpdateRuntimeConfig: what the kubelet asks
 // before anything else, and on every sync loop (Status).
 import { invalidArgument } from '../runtime/errors';
-import type { ShimContext } from './context';
+import type { ShimServices } from './services';
 import type { CriHandlers } from './handler';
 import { CONFIG_SCHEMA } from '../runtime/config';
 import { redactedCopy } from '../runtime/config-schema';
@@ -14,7 +14,7 @@ const KUBELET_API_VERSION = '0.1.0';
 
 export const BERTH_VERSION = buildInfo().version;
 
-export function runtimeInfoHandlers(ctx: ShimContext): CriHandlers {
+export function runtimeInfoHandlers(ctx: Pick<ShimServices, 'config' | 'host' | 'log' | 'network' | 'podCidr' | 'runtimeReadiness'>): CriHandlers {
   return {
     async Version(request) {
       // The only versions berth speaks; an empty version means "whatever you have".

@@ -14,13 +14,14 @@ import { invalidArgument, notFound } from '../runtime/errors';
 import type { PodSandboxView } from '../runtime/sandbox/sandbox-types';
 import { METRIC_DESCRIPTORS, containerMetricPoints, podMetricPoints, type MetricPoint } from '../runtime/stats/metric-descriptors';
 import type { ContainerUsage, PodUsage } from '../runtime/stats/stats-collector';
-import type { ShimContext } from './context';
+import type { ShimServices } from './services';
 import type { CriHandlers, ResponseSink } from './handler';
+import { streamInChunks } from './stream-chunks';
 
 /** Items per message of a Stream* RPC: bounded messages however many pods the node runs. */
 export const STATS_STREAM_CHUNK = 50;
 
-function containerLookup(ctx: ShimContext): ContainerLookup {
+function containerLookup(ctx: Pick<ShimServices, 'containers' | 'sandboxes' | 'stats'>): ContainerLookup {
   return ctx.containers;
 }
 
@@ -121,14 +122,6 @@ function toCriMetrics(points: MetricPoint[], timestamp: string) {
   return points.map((p) => ({ name: p.name, timestamp, metric_type: p.kind, label_values: p.labelValues, value: { value: String(p.value) } }));
 }
 
-async function streamInChunks<T, R>(items: T[], map: (item: T) => Promise<R>, sink: ResponseSink<unknown>, wrap: (chunk: R[]) => unknown): Promise<void> {
-  for (let start = 0; start < items.length; start += STATS_STREAM_CHUNK) {
-    if (sink.cancelled()) return;
-    const chunk = await Promise.all(items.slice(start, start + STATS_STREAM_CHUNK).map(map));
-    await sink.write(wrap(chunk));
-  }
-}
-
 /** Containers by pod, grouped once per call rather than filtered once per pod. */
 function containersByPod(all: ContainerView[]): (podId: string) => ContainerView[] {
   const byPod = new Map<string, ContainerView[]>();
@@ -140,7 +133,7 @@ function containersByPod(all: ContainerView[]): (podId: string) => ContainerView
   return (podId) => byPod.get(podId) ?? [];
 }
 
-export function statsHandlers(ctx: ShimContext): CriHandlers {
+export function statsHandlers(ctx: Pick<ShimServices, 'containers' | 'sandboxes' | 'stats'>): CriHandlers {
   const containerStats = async (c: ContainerView): Promise<ContainerStats> => toContainerStats(c, await ctx.stats.containerUsage(c));
 
   const podStats = (containersOf: (podId: string) => ContainerView[]) => async (pod: PodSandboxView): Promise<PodSandboxStats> => {
@@ -183,13 +176,11 @@ export function statsHandlers(ctx: ShimContext): CriHandlers {
 
     async StreamContainerStats(request, sink) {
       const containers = filterContainers(containerLookup(ctx).list(), request.filter);
-      await streamInChunks(containers, containerStats, sink, (chunk) => ({ container_stats: chunk }));
+      await streamInChunks(containers, sink, { size: STATS_STREAM_CHUNK, map: containerStats, wrap: (chunk) => ({ container_stats: chunk }) });
     },
 
     async PodSandboxStats(request) {
-      if (!request.pod_sandbox_id) throw invalidArgument('pod_sandbox_id: required');
-      const pod = ctx.sandboxes.get(request.pod_sandbox_id);
-      if (!pod) throw notFound(`pod sandbox "${request.pod_sandbox_id}" not found`);
+      const pod = ctx.sandboxes.resolve(request.pod_sandbox_id);
       return { stats: await podStats(containersByPod(containerLookup(ctx).list()))(pod) };
     },
 
@@ -202,7 +193,7 @@ export function statsHandlers(ctx: ShimContext): CriHandlers {
 
     async StreamPodSandboxStats(request, sink) {
       const pods = filterPods(ctx.sandboxes.list(), request.filter);
-      await streamInChunks(pods, podStats(containersByPod(containerLookup(ctx).list())), sink, (chunk) => ({ pod_sandbox_stats: chunk }));
+      await streamInChunks(pods, sink, { size: STATS_STREAM_CHUNK, map: podStats(containersByPod(containerLookup(ctx).list())), wrap: (chunk) => ({ pod_sandbox_stats: chunk }) });
     },
 
     async ListMetricDescriptors() {
@@ -216,7 +207,7 @@ export function statsHandlers(ctx: ShimContext): CriHandlers {
 
     async StreamPodSandboxMetrics(_request, sink) {
       const pods = ctx.sandboxes.list().filter((p) => p.state === 'SANDBOX_READY');
-      await streamInChunks(pods, podMetrics(containersByPod(containerLookup(ctx).list())), sink, (chunk) => ({ pod_sandbox_metrics: chunk }));
+      await streamInChunks(pods, sink, { size: STATS_STREAM_CHUNK, map: podMetrics(containersByPod(containerLookup(ctx).list())), wrap: (chunk) => ({ pod_sandbox_metrics: chunk }) });
     },
   };
 }

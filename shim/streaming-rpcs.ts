@@ -3,7 +3,7 @@
 // out a single-use URL on berth's streaming server (shim/streaming/), where the
 // session itself runs over SPDY/3.1 or WebSocket.
 import { failedPrecondition, invalidArgument } from '../runtime/errors';
-import type { ShimContext } from './context';
+import type { ShimServices } from './services';
 import type { CriHandlers } from './handler';
 
 function validateStdio(r: { stdin: boolean; stdout: boolean; stderr: boolean; tty: boolean }): void {
@@ -12,7 +12,7 @@ function validateStdio(r: { stdin: boolean; stdout: boolean; stderr: boolean; tt
   if (!r.stdin && !r.stdout && !r.stderr) throw invalidArgument('one of stdin, stdout, or stderr must be set');
 }
 
-export function streamingHandlers(ctx: ShimContext): CriHandlers {
+export function streamingHandlers(ctx: Pick<ShimServices, 'containers' | 'log' | 'sandboxes' | 'streaming'>): CriHandlers {
   return {
     async Exec(request) {
       if (request.cmd.length === 0 || request.cmd[0] === '') throw invalidArgument('cmd: must name a command');

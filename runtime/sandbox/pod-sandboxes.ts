@@ -17,7 +17,6 @@ import { IdLocks } from '../common/id-locks';
 import type { RuntimeLog } from '../common/log';
 import type { BerthConfig } from '../config';
 import { failedPrecondition } from '../errors';
-import type { BerthDatabase } from '../store/database';
 import { NamespacePins } from './namespace-pins';
 import { podNameKey, requirePodSandboxId, validateRunPodSandbox } from './pod-config-validation';
 import { PodNetwork, type CniCallObserver } from './pod-network';
@@ -26,12 +25,14 @@ import { removePod, stopPod } from './pod-teardown';
 import { runPodSandbox } from './run-pod-sandbox';
 import { SandboxRecords, viewOf, type SandboxRecord } from './sandbox-records';
 import { recoverSandboxes, type RecoveryReport } from './sandbox-recovery';
-import { SandboxStore } from './sandbox-store';
 import type { PodContainerHooks, PodSandboxView, SandboxLookup } from './sandbox-types';
 
 export interface PodSandboxesOptions {
   config: BerthConfig;
-  db: BerthDatabase;
+  /** The pods berthd knows (built first: the container model looks pods up through it). */
+  records: SandboxRecords;
+  /** The container model: a pod's stop and removal stop and remove its containers first. */
+  containers: PodContainerHooks;
   cgroups: CgroupHierarchy;
   network: CniNetwork;
   native: BerthNative;
@@ -57,8 +58,7 @@ export interface SandboxParts {
   log: RuntimeLog;
   /** One lock per pod id. */
   locks: IdLocks;
-  /** The container model's hooks, once registered. */
-  containers(): PodContainerHooks | undefined;
+  containers: PodContainerHooks;
 }
 
 export class PodSandboxes implements SandboxLookup {
@@ -67,24 +67,18 @@ export class PodSandboxes implements SandboxLookup {
   private readonly nameLocks = new IdLocks();
   /** RunPodSandbox calls in flight by pod name: a retry joins the first call. */
   private readonly inflight = new Map<string, Promise<string>>();
-  private hooks: PodContainerHooks | undefined;
 
   constructor(o: PodSandboxesOptions) {
-    const records = new SandboxRecords(new SandboxStore(o.db));
+    const records = o.records;
     const pins = new NamespacePins(o.native, o.config.sandbox.namespace_dir);
     const network = new PodNetwork({ network: o.network, podCidr: o.podCidr, observe: o.observeCniCall });
     const journal = new PodResourceJournal({ records, network, pins, native: o.native, cgroups: o.cgroups, systemd: o.systemd });
     this.records = records;
     this.parts = {
       config: o.config, records, journal, pins, network, cgroups: o.cgroups, systemd: o.systemd, native: o.native, log: o.log,
-      locks: new IdLocks(),
-      containers: () => this.hooks,
+      locks: records.locks,
+      containers: o.containers,
     };
-  }
-
-  /** Registered by the container model; until then pods have no containers to stop or remove. */
-  setContainerHooks(hooks: PodContainerHooks): void {
-    this.hooks = hooks;
   }
 
   /** By full id or unique id prefix; undefined when absent or ambiguous. */

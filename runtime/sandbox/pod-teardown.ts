@@ -8,7 +8,7 @@ import type { SandboxParts } from './pod-sandboxes';
 import type { SandboxRecord } from './sandbox-records';
 
 export async function stopPod(parts: SandboxParts, record: SandboxRecord): Promise<void> {
-  await parts.containers()?.stopPodContainers(record.row.id, 0);
+  await parts.containers.stopPodContainers(record.row.id, 0);
   const failures = await parts.journal.undo(record, STOP_KINDS);
   if (record.row.phase === 'ready') parts.records.update(record, { phase: 'stopped' });
   if (failures.length > 0) {
@@ -19,7 +19,7 @@ export async function stopPod(parts: SandboxParts, record: SandboxRecord): Promi
 
 export async function removePod(parts: SandboxParts, record: SandboxRecord): Promise<void> {
   if (record.row.phase === 'ready') await stopPod(parts, record);
-  await parts.containers()?.removePodContainers(record.row.id);
+  await parts.containers.removePodContainers(record.row.id);
   await parts.journal.undoAll(record);
   parts.records.forget(record.row.id);
   parts.log.info({ pod: record.row.id }, 'pod sandbox removed');

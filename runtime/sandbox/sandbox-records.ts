@@ -4,7 +4,8 @@
 import { join } from 'node:path';
 import type { PodSandboxConfig__Output } from '../../cri-proto/generated/runtime/v1/PodSandboxConfig';
 import { IdIndex } from '../common/id-index';
-import type { PodNamespaceModes, PodSandboxView } from './sandbox-types';
+import { IdLocks } from '../common/id-locks';
+import type { PodNamespaceModes, PodSandboxView, SandboxLookup } from './sandbox-types';
 import type { SandboxRow, SandboxStore } from './sandbox-store';
 
 export interface SandboxRecord {
@@ -19,11 +20,23 @@ function isVisible(record: SandboxRecord): boolean {
   return record.row.phase === 'ready' || record.row.phase === 'stopped';
 }
 
-export class SandboxRecords {
+export class SandboxRecords implements SandboxLookup {
   readonly index = new IdIndex<SandboxRecord>({ noun: 'pod sandbox', visible: isVisible });
+  /** One lock per pod id, for every verb that changes a pod (and, shared, for what must not race its removal). */
+  readonly locks = new IdLocks();
 
   constructor(readonly store: SandboxStore) {
     for (const row of store.all()) this.index.set(row.id, recordOf(row));
+  }
+
+  /** By full id or unique id prefix; undefined when absent or ambiguous. */
+  get(idOrPrefix: string): PodSandboxView | undefined {
+    const record = this.index.find(idOrPrefix);
+    return record ? viewOf(record) : undefined;
+  }
+
+  list(): PodSandboxView[] {
+    return this.index.visible().map(viewOf);
   }
 
   /** Stores a new pod's row, then makes it known. */

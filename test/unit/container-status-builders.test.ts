@@ -8,7 +8,7 @@ import { notFound } from '../../runtime/errors';
 import type { ImageRecord } from '../../runtime/image/image-types';
 import type { PodSandboxView } from '../../runtime/sandbox/sandbox-types';
 import { containerEventResponse } from '../../shim/container-event-rpcs';
-import type { ShimContext } from '../../shim/context';
+import type { ShimServices } from '../../shim/services';
 import { podSandboxHandlers } from '../../shim/pod-sandbox-rpcs';
 import { containerStatusOf, podContainerStatuses, type StatusSources } from '../../shim/status-builders';
 
@@ -69,7 +69,7 @@ test("a pod's container statuses leave out other pods' containers and one remove
 
 test('container events carry the same statuses as ContainerStatus, reason and image ref included', () => {
   const all = [detail('c1', 'pod1'), detail('c2', 'pod2')];
-  const ctx = { ...sources(all), sandboxes: { get: (id: string) => (id === 'pod1' ? pod('pod1') : undefined) } } as unknown as ShimContext;
+  const ctx = { ...sources(all), sandboxes: { get: (id: string) => (id === 'pod1' ? pod('pod1') : undefined) } } as unknown as ShimServices;
   const event = containerEventResponse(ctx, { type: 'CONTAINER_STOPPED_EVENT', containerId: 'c1', podSandboxId: 'pod1', createdAt: '9' });
   assert.equal(event.pod_sandbox_status?.id, 'pod1');
   assert.deepEqual(event.containers_statuses, [containerStatusOf(all[0], images)]);
@@ -80,7 +80,7 @@ test("PodSandboxStatus answers the pod's container statuses whether or not verbo
   const ctx = {
     ...sources(all),
     sandboxes: { resolve: (id: string) => pod(id), cniResult: () => null },
-  } as unknown as ShimContext;
+  } as unknown as ShimServices;
   const handler = podSandboxHandlers(ctx).PodSandboxStatus!;
   for (const verbose of [false, true]) {
     const response = (await handler({ pod_sandbox_id: 'pod1', verbose }, { id: 1, method: 'PodSandboxStatus', cancelled: () => false })) as {

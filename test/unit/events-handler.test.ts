@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { ContainerEventBus } from '../../runtime/events/container-event-bus';
 import { isBerthError } from '../../runtime/errors';
 import { containerEventsHandlers } from '../../shim/container-event-rpcs';
-import type { ShimContext } from '../../shim/context';
+import type { ShimServices } from '../../shim/services';
 import type { CallInfo, ResponseSink } from '../../shim/handler';
 import type { ContainerView } from '../../runtime/container/container-types';
 import type { PodSandboxView } from '../../runtime/sandbox/sandbox-types';
@@ -20,7 +20,7 @@ const container = {
   imageRef: 'busybox', imageId: 'sha256:abc', config: { metadata: { name: 'c', attempt: 0 }, image: { image: 'busybox' }, labels: {}, annotations: {}, mounts: [], log_path: 'c.log' },
 } as unknown as ContainerView;
 
-function fakeContext(bus: ContainerEventBus): ShimContext {
+function fakeContext(bus: ContainerEventBus): ShimServices {
   return {
     events: bus,
     sandboxes: { get: (id: string) => (id === 'pod1' ? pod : undefined), list: () => [pod] },
@@ -30,7 +30,7 @@ function fakeContext(bus: ContainerEventBus): ShimContext {
       detail: () => ({ ...container, reason: '', message: '', logPath: '/logs/c.log', spec: undefined, user: undefined, resources: null, stopSignal: 'SIGTERM' }),
     },
     images: { resolve: () => undefined },
-  } as unknown as ShimContext;
+  } as unknown as ShimServices;
 }
 
 const call: CallInfo = { id: 1, method: 'GetContainerEvents', cancelled: () => false };
