@@ -5,15 +5,17 @@
 // happens inside the running daemon and its store stays consistent.
 //   POST /images/import   body: a docker save archive or an OCI layout as a tar
 //                         answer: {"images":[{"id":…,"names":[…]}]} or {"error":…}
+//   GET /images/export?image=REF   answer: the image as an OCI layout tar, or {"error":…}
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { dirname, join } from 'node:path';
 import type { RuntimeLog } from '../runtime/common/log';
-import { describeError, isBerthError } from '../runtime/errors';
+import { describeError, invalidArgument, isBerthError } from '../runtime/errors';
 import type { ImportedImage } from '../runtime/image/image-import';
 
 export interface AdminOperations {
   importArchive(tar: AsyncIterable<Buffer>): Promise<ImportedImage[]>;
+  exportArchive(reference: string): Promise<AsyncIterable<Buffer>>;
 }
 
 export function adminSocketPath(stateDir: string): string {
@@ -73,6 +75,21 @@ export class AdminServer {
       if (route === 'POST /images/import') {
         const images = await this.ops.importArchive(req);
         answer(res, 200, { images });
+        return;
+      }
+      if (route === 'GET /images/export') {
+        const image = new URL(req.url ?? '', 'http://admin').searchParams.get('image') ?? '';
+        if (!image) throw invalidArgument('image: a name, digest or id is needed');
+        const tar = await this.ops.exportArchive(image);
+        res.writeHead(200, { 'content-type': 'application/x-tar' });
+        for await (const chunk of tar) {
+          if (res.destroyed) return; // the client went away
+          if (!res.write(chunk)) await new Promise<void>((resolve) => {
+            res.once('drain', resolve);
+            res.once('close', resolve);
+          });
+        }
+        res.end();
         return;
       }
       req.resume();

@@ -1,22 +1,24 @@
 // `berthd images import [--config FILE] [--admin-socket PATH] ARCHIVE|DIR|-`:
 // sends a docker save archive, an OCI layout (a tar of it, or its directory) or
 // standard input to the running berthd over its admin socket, and prints each
-// imported image's id and names.
+// imported image's id and names. `berthd images export IMAGE FILE|-` writes an
+// image as an OCI layout tar (with docker's manifest.json beside it).
 import { spawn } from 'node:child_process';
-import { createReadStream, statSync } from 'node:fs';
+import { createReadStream, createWriteStream, renameSync, rmSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import type { Readable } from 'node:stream';
 import { DEFAULT_CONFIG_PATH, loadConfig } from './config';
 import { adminSocketPath } from './admin-server';
 
-const USAGE = 'usage: berthd images import [--config FILE] [--admin-socket PATH] ARCHIVE|OCI-LAYOUT-DIR|-';
+const USAGE = `usage: berthd images import [--config FILE] [--admin-socket PATH] ARCHIVE|OCI-LAYOUT-DIR|-
+       berthd images export [--config FILE] [--admin-socket PATH] IMAGE FILE|-`;
 
 interface ImportAnswer {
   images?: { id: string; names: string[] }[];
   error?: string;
 }
 
-function parse(args: string[]): { configPath: string; explicit: boolean; socket?: string; source: string } {
+function parse(args: string[]): { configPath: string; explicit: boolean; socket?: string; command: 'import' | 'export'; operands: string[] } {
   let configPath = DEFAULT_CONFIG_PATH;
   let explicit = false;
   let socket: string | undefined;
@@ -35,8 +37,8 @@ function parse(args: string[]): { configPath: string; explicit: boolean; socket?
     else if (arg.startsWith('-') && arg !== '-') throw new Error(`unknown flag ${arg}\n${USAGE}`);
     else rest.push(arg);
   }
-  if (rest[0] !== 'import' || rest.length !== 2) throw new Error(USAGE);
-  return { configPath, explicit, socket, source: rest[1] };
+  if (!((rest[0] === 'import' && rest.length === 2) || (rest[0] === 'export' && rest.length === 3))) throw new Error(USAGE);
+  return { configPath, explicit, socket, command: rest[0], operands: rest.slice(1) };
 }
 
 /** The archive as a byte stream: stdin, a file, or a directory tarred on the fly. */
@@ -53,15 +55,18 @@ function openSource(source: string): Readable {
 
 export async function runImagesCommand(args: string[]): Promise<number> {
   let socket: string;
-  let body: Readable;
+  let body: Readable | undefined;
+  let cli: ReturnType<typeof parse>;
   try {
-    const cli = parse(args);
+    cli = parse(args);
     socket = cli.socket ?? adminSocketPath(loadConfig({ path: cli.configPath, explicit: cli.explicit, overrides: {} }).config.state);
-    body = openSource(cli.source);
+    if (cli.command === 'import') body = openSource(cli.operands[0]);
   } catch (err) {
     process.stderr.write(`berthd: ${(err as Error).message}\n`);
     return 2;
   }
+  if (!body) return exportImage(socket, cli.operands[0], cli.operands[1]);
+  const source = body;
   try {
     const answer = await new Promise<{ status: number; body: ImportAnswer }>((resolve, reject) => {
       const req = request({ socketPath: socket, method: 'POST', path: '/images/import', headers: { 'content-type': 'application/x-tar' } }, (res) => {
@@ -76,8 +81,8 @@ export async function runImagesCommand(args: string[]): Promise<number> {
         });
       });
       req.on('error', (err) => reject(new Error(`cannot reach berthd's admin socket ${socket}: ${err.message} (is berthd running? are you root?)`)));
-      body.on('error', (err) => req.destroy(err));
-      body.pipe(req);
+      source.on('error', (err) => req.destroy(err));
+      source.pipe(req);
     });
     if (answer.status !== 200) {
       process.stderr.write(`berthd: import failed: ${answer.body.error ?? `status ${answer.status}`}\n`);
@@ -86,6 +91,45 @@ export async function runImagesCommand(args: string[]): Promise<number> {
     for (const image of answer.body.images ?? []) process.stdout.write(`imported ${image.id} ${image.names.join(' ')}\n`.replace(/ \n$/, '\n'));
     return 0;
   } catch (err) {
+    process.stderr.write(`berthd: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+/** GETs the image's tar from the admin socket into a file (written whole, then renamed) or stdout. */
+async function exportImage(socket: string, image: string, target: string): Promise<number> {
+  const temp = target === '-' ? '' : `${target}.partial-${process.pid}`;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const req = request({ socketPath: socket, method: 'GET', path: `/images/export?image=${encodeURIComponent(image)}` }, (res) => {
+        if (res.statusCode !== 200) {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            let message = `status ${res.statusCode}`;
+            try {
+              message = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as ImportAnswer).error ?? message;
+            } catch {
+              // not JSON: keep the status
+            }
+            reject(new Error(`export failed: ${message}`));
+          });
+          return;
+        }
+        const out = temp ? createWriteStream(temp, { mode: 0o600 }) : process.stdout;
+        res.on('error', reject);
+        res.on('aborted', () => reject(new Error('export failed: berthd closed the stream early')));
+        out.on('error', reject);
+        res.pipe(out);
+        res.on('end', () => (temp ? out.on('finish', resolve) : resolve()));
+      });
+      req.on('error', (err) => reject(new Error(`cannot reach berthd's admin socket ${socket}: ${err.message} (is berthd running? are you root?)`)));
+      req.end();
+    });
+    if (temp) renameSync(temp, target);
+    return 0;
+  } catch (err) {
+    if (temp) rmSync(temp, { force: true });
     process.stderr.write(`berthd: ${(err as Error).message}\n`);
     return 1;
   }

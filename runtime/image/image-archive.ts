@@ -51,7 +51,9 @@ export async function stageArchive(tar: AsyncIterable<Buffer>, dir: string): Pro
     } else if (entry.typeflag === '0' || entry.typeflag === '\0' || entry.typeflag === '7' || entry.typeflag === '') {
       await fsp.mkdir(dirname(path), { recursive: true });
       // O_EXCL|O_NOFOLLOW: a name seen twice or a path through a link is refused, never followed.
-      const file = await fsp.open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+      const file = await fsp.open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600).catch((err: NodeJS.ErrnoException) => {
+        throw err.code === 'EEXIST' || err.code === 'ELOOP' ? invalidArgument(`image archive: entry "${entry!.name}" appears twice`) : err;
+      });
       try {
         for await (const piece of reader.data(entry)) await file.write(piece);
       } finally {

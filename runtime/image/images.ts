@@ -14,6 +14,7 @@ import type { BerthDatabase } from '../store/database';
 import { ContentBlobs } from './content-blobs';
 import { ImageFsAccounting, type ImageFsUsage, type WritableLayerTotals } from './image-fs-usage';
 import { hostPlatform, userOfConfig, type ImageConfigFile, type Platform } from './image-manifest';
+import { ImageExporter } from './image-export';
 import { ImageImporter, type ImportedImage } from './image-import';
 import { ImagePuller, type ImagePullMetrics } from './image-pull';
 import { digestedName, looksLikeImageId, parseImageReference, taggedName, type ImageReference } from './image-reference';
@@ -52,6 +53,7 @@ export class Images implements ContainerImageSource, LayerHolds {
   private readonly gc: LayerGc;
   private readonly puller: ImagePuller;
   private readonly importer: ImageImporter;
+  private readonly exporter: ImageExporter;
   private readonly fsAccounting: ImageFsAccounting;
 
   constructor(private readonly options: ImagesOptions) {
@@ -92,6 +94,7 @@ export class Images implements ContainerImageSource, LayerHolds {
       log,
       metrics: options.metrics,
     });
+    this.exporter = new ImageExporter(this.rows, this.blobs);
     this.importer = new ImageImporter({
       root: config.root, rows: this.rows, blobs: this.blobs, downloads, gc: this.gc, imageLimits, platform: options.platform ?? hostPlatform(), log,
     });
@@ -170,6 +173,14 @@ export class Images implements ContainerImageSource, LayerHolds {
     } finally {
       this.fsAccounting.invalidate();
     }
+  }
+
+  /** One image as an OCI layout tar stream (see image-export.ts); NOT_FOUND when nothing matches. */
+  async exportArchive(reference: string): Promise<AsyncIterable<Buffer>> {
+    const match = this.lookup(reference);
+    if (!match) throw notFound(`image "${reference}" not found`);
+    const tags = this.rows.namesOf(match.row.id).filter((n) => n.kind === 'tag').map((n) => n.name);
+    return this.exporter.export(match.row, tags);
   }
 
   /** Pulls an image (see image-pull.ts); resolves with it as recorded. */

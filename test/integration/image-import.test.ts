@@ -7,7 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BERTHD_ENTRY, startBerthd, type BerthdProcess } from '../support/berthd-process';
 import { buildBusyboxImage, buildIndex, type Blob } from '../support/oci-image-builder';
@@ -146,6 +146,40 @@ describe('berthd images import', () => {
     assert.match(badDigest.stderr, /does not match its digest/);
     const version = await berthd.client.call('Version', { version: '0.1.0' });
     assert.equal(version.runtime_name, 'berth');
+  });
+
+  test('an exported image is an OCI layout that GNU tar reads and another berthd imports and runs, digests kept', async () => {
+    const archive = join(dir, 'exported.tar');
+    const r = spawnSync(process.execPath, [BERTHD_ENTRY, 'images', 'export', '--config', berthd.configPath, 'example.test/imported/oci:v2', archive], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const listing = spawnSync('tar', ['-tf', archive], { encoding: 'utf8' }).stdout.split('\n');
+    for (const name of ['oci-layout', 'index.json', 'manifest.json']) assert.ok(listing.includes(name), `${name} in ${listing.join(' ')}`);
+    const original = await berthd.client.call('ImageStatus', { image: { image: 'example.test/imported/oci:v2' } });
+
+    const other = await startBerthd();
+    try {
+      const imported = importCli(other, archive);
+      assert.equal(imported.status, 0, imported.stderr);
+      const status = await other.client.call('ImageStatus', { image: { image: 'example.test/imported/oci:v2' } });
+      assert.equal(status.image?.id, original.image?.id);
+      // The platform manifest of the index it was imported from: its digest is the one a registry serves for this platform.
+      assert.match(status.image?.repo_digests[0] ?? '', /^example\.test\/imported\/oci@sha256:[0-9a-f]{64}$/);
+      assert.equal(await runFrom(other, 'example.test/imported/oci:v2', 'from-export'), 'oci\n');
+      // An image whose blobs berth holds as its manifest names them keeps its manifest digest.
+      const dockerArchive = join(dir, 'exported-docker.tar');
+      const before = await berthd.client.call('ImageStatus', { image: { image: 'example.test/imported/docker:v1' } });
+      assert.equal(spawnSync(process.execPath, [BERTHD_ENTRY, 'images', 'export', '--config', berthd.configPath, 'example.test/imported/docker:v1', dockerArchive]).status, 0);
+      assert.equal(importCli(other, dockerArchive).status, 0);
+      const after = await other.client.call('ImageStatus', { image: { image: 'example.test/imported/docker:v1' } });
+      assert.deepEqual(after.image?.repo_digests, before.image?.repo_digests);
+    } finally {
+      await removeAllPods(other).catch(() => undefined);
+      await other.cleanup();
+    }
+    const missing = spawnSync(process.execPath, [BERTHD_ENTRY, 'images', 'export', '--config', berthd.configPath, 'example.test/none:1', join(dir, 'none.tar')], { encoding: 'utf8' });
+    assert.equal(missing.status, 1);
+    assert.match(missing.stderr, /export failed: image "example\.test\/none:1" not found/);
+    assert.ok(!existsSync(join(dir, 'none.tar')), 'a failed export leaves no file');
   });
 
   test('without a running berthd the command says what it could not reach', () => {
