@@ -42,7 +42,8 @@ kill "$containerd_pid"
 wait "$containerd_pid" 2>/dev/null || true
 containerd_pid=''
 
-berthd >"$work/berthd.log" 2>&1 &
+# No systemd runs during an image build: this daemon only imports, so it uses cgroupfs.
+berthd --set cgroup.driver=cgroupfs >"$work/berthd.log" 2>&1 &
 berthd_pid=$!
 # The admin socket is the last thing berthd opens before it is up.
 wait_for_socket /run/berth/admin/berth-admin.sock berthd || { cat "$work/berthd.log" >&2; exit 1; }
