@@ -143,7 +143,7 @@ export function statsHandlers(ctx: Pick<ShimServices, 'containers' | 'sandboxes'
 
   const podMetrics = (containersOf: (podId: string) => ContainerView[]) => async (pod: PodSandboxView): Promise<PodSandboxMetrics> => {
     const containers = containersOf(pod.id);
-    const usage = await ctx.stats.podUsage(pod, containers);
+    const usage = await ctx.stats.podUsage(pod, containers, true);
     const timestamp = String(usage.timestampNs);
     const byId = new Map(containers.map((c) => [c.id, c]));
     return {

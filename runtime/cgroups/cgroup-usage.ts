@@ -38,6 +38,7 @@ export type ControlFileReader = (file: string) => Promise<string | undefined>;
 
 /** Control files are a few KiB; a larger one is cut here rather than read on and on. */
 const MAX_CONTROL_FILE_BYTES = 256 * 1024;
+const CONTROL_FILE_CHUNK_BYTES = 64 * 1024;
 
 export const readControlFile: ControlFileReader = async (file) => {
   let handle;
@@ -46,12 +47,13 @@ export const readControlFile: ControlFileReader = async (file) => {
     const chunks: Buffer[] = [];
     let total = 0;
     for (;;) {
-      const buffer = Buffer.allocUnsafe(16 * 1024);
+      const buffer = Buffer.allocUnsafe(CONTROL_FILE_CHUNK_BYTES);
       const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
-      if (bytesRead === 0) break;
       chunks.push(buffer.subarray(0, bytesRead));
       total += bytesRead;
-      if (total >= MAX_CONTROL_FILE_BYTES) break;
+      // Kernel control files hand over everything that fits in one read: a short read is
+      // the end, which saves the round trip through the thread pool a read of 0 bytes costs.
+      if (bytesRead < buffer.length || total >= MAX_CONTROL_FILE_BYTES) break;
     }
     return Buffer.concat(chunks).toString('utf8');
   } catch {
@@ -288,13 +290,19 @@ export interface CgroupUsageSample {
  * (memory.usage_in_bytes, cpu.stat) are read once. `read` is where the caller
  * bounds how many reads are in flight.
  */
-export async function readCgroupUsage(hierarchy: CgroupHierarchy, path: string, read: ControlFileReader = readControlFile): Promise<CgroupUsageSample> {
+export async function readCgroupUsage(
+  hierarchy: CgroupHierarchy,
+  path: string,
+  read: ControlFileReader = readControlFile,
+  /** Also the user/system split, CFS throttling and OOM kills (pod metrics want them; the stats RPCs do not). */
+  detail = true,
+): Promise<CgroupUsageSample> {
   const text = onceEach(read);
-  const [cpu, detail, memory, oomKills, swap, processes, cpuPressure, memoryPressure, ioPressure] = await Promise.all([
+  const [cpu, cpuDetail, memory, oomKills, swap, processes, cpuPressure, memoryPressure, ioPressure] = await Promise.all([
     readCpu(hierarchy, path, text),
-    readCpuDetail(hierarchy, path, text),
+    detail ? readCpuDetail(hierarchy, path, text) : {},
     readMemory(hierarchy, path, text),
-    readOomKills(hierarchy, path, text),
+    detail ? readOomKills(hierarchy, path, text) : undefined,
     readSwap(hierarchy, path, text),
     readProcessCount(hierarchy, path, text),
     readPressure(hierarchy, path, 'cpu', text),
@@ -302,7 +310,7 @@ export async function readCgroupUsage(hierarchy: CgroupHierarchy, path: string, 
     readPressure(hierarchy, path, 'io', text),
   ]);
   return {
-    cpu: cpu ? { ...detail, ...cpu } : undefined,
+    cpu: cpu ? { ...cpuDetail, ...cpu } : undefined,
     memory,
     oomKills,
     swap,

@@ -87,21 +87,39 @@ export function unixNanos(): bigint {
   return BigInt(Math.round((performance.timeOrigin + performance.now()) * 1000)) * 1000n;
 }
 
-/** Results kept for a short window, concurrent askers sharing one read in flight. */
+/**
+ * Results kept for a short window after they came in, concurrent askers
+ * sharing one read in flight however long it takes (on a loaded node a read
+ * may outlast the window; starting a second one would only add to the load).
+ */
 class ReuseWindow<T> {
-  private readonly entries = new Map<string, { at: number; value: Promise<T> }>();
+  private readonly entries = new Map<string, { value: Promise<T>; settledAt?: number }>();
 
   constructor(private readonly windowMs: number) {}
 
-  get(key: string, read: () => Promise<T>): Promise<T> {
-    const now = performance.now();
+  /** The read in flight or settled within the window under `key`, if any. */
+  peek(key: string): Promise<T> | undefined {
     const hit = this.entries.get(key);
-    if (hit && now - hit.at < this.windowMs) return hit.value;
-    const value = read();
-    this.entries.set(key, { at: now, value });
-    // A failed read is not reused.
-    value.catch(() => this.entries.delete(key));
-    return value;
+    if (!hit) return undefined;
+    if (hit.settledAt === undefined || performance.now() - hit.settledAt < this.windowMs) return hit.value;
+    return undefined;
+  }
+
+  get(key: string, read: () => Promise<T>): Promise<T> {
+    const reused = this.peek(key);
+    if (reused) return reused;
+    const entry: { value: Promise<T>; settledAt?: number } = { value: read() };
+    this.entries.set(key, entry);
+    entry.value.then(
+      () => {
+        entry.settledAt = performance.now();
+      },
+      // A failed read is not reused.
+      () => {
+        if (this.entries.get(key) === entry) this.entries.delete(key);
+      },
+    );
+    return entry.value;
   }
 
   retain(keep: (key: string) => boolean): void {
@@ -137,19 +155,20 @@ export class StatsCollector {
     await this.layers.stop();
   }
 
-  async containerUsage(container: ContainerView): Promise<ContainerUsage> {
+  /** `detail` adds what only pod metrics report (CPU user/system split, throttling, OOM kills). */
+  async containerUsage(container: ContainerView, detail = false): Promise<ContainerUsage> {
     const usage: ContainerUsage = { id: container.id, timestampNs: unixNanos() };
-    if (container.cgroupPath) Object.assign(usage, await this.cgroupFigures(container.cgroupPath));
+    if (container.cgroupPath) Object.assign(usage, await this.cgroupFigures(container.cgroupPath, detail));
     const layer = this.layers.usage(container.upperDir);
     if (layer) usage.writableLayer = { ...layer, mountpoint: this.options.layerMountpoint };
     return usage;
   }
 
-  async podUsage(pod: PodSandboxView, containers: ContainerView[]): Promise<PodUsage> {
+  async podUsage(pod: PodSandboxView, containers: ContainerView[], detail = false): Promise<PodUsage> {
     const cgroup = podCgroupPath(pod, containers);
     const [containerUsages, podFigures, network] = await Promise.all([
-      Promise.all(containers.map((c) => this.containerUsage(c))),
-      cgroup ? this.cgroupFigures(cgroup) : undefined,
+      Promise.all(containers.map((c) => this.containerUsage(c, detail))),
+      cgroup ? this.cgroupFigures(cgroup, detail) : undefined,
       pod.netnsPath ? this.podNetwork(pod, containers) : undefined,
     ]);
     const usage: PodUsage = { id: pod.id, timestampNs: unixNanos(), containers: containerUsages };
@@ -167,7 +186,7 @@ export class StatsCollector {
       if (path) paths.add(path);
     }
     for (const key of this.previousCpu.keys()) if (!paths.has(key)) this.previousCpu.delete(key);
-    this.cgroupReads.retain((key) => paths.has(key));
+    this.cgroupReads.retain((key) => paths.has(key.slice(key.indexOf(':') + 1)));
     const podIds = new Set(pods.map((p) => p.id));
     this.networkReads.retain((key) => podIds.has(key));
   }
@@ -182,12 +201,15 @@ export class StatsCollector {
     });
   }
 
-  private cgroupFigures(cgroupPath: string): Promise<CgroupFigures> {
-    return this.cgroupReads.get(cgroupPath, () => this.readCgroupFigures(cgroupPath));
+  /** A detailed read answers a plain ask too; keys are "detail:<path>" and "plain:<path>". */
+  private cgroupFigures(cgroupPath: string, detail: boolean): Promise<CgroupFigures> {
+    const detailed = this.cgroupReads.peek(`detail:${cgroupPath}`);
+    if (detailed) return detailed;
+    return this.cgroupReads.get(`${detail ? 'detail' : 'plain'}:${cgroupPath}`, () => this.readCgroupFigures(cgroupPath, detail));
   }
 
-  private async readCgroupFigures(cgroupPath: string): Promise<CgroupFigures> {
-    const sample = await readCgroupUsage(this.options.cgroups, cgroupPath, (file) => this.reads.run(() => readControlFile(file)));
+  private async readCgroupFigures(cgroupPath: string, detail: boolean): Promise<CgroupFigures> {
+    const sample = await readCgroupUsage(this.options.cgroups, cgroupPath, (file) => this.reads.run(() => readControlFile(file)), detail);
     const out: CgroupFigures = { timestampNs: unixNanos() };
     if (sample.cpu) {
       const { usageCoreNanoSeconds, ...detail } = sample.cpu;

@@ -133,6 +133,10 @@ describe('stats collector on a real cgroup and network namespace', () => {
     assert.equal(second.memory!.availableBytes, undefined, 'unlimited: no available bytes');
     assert.ok(second.writableLayer!.usedBytes >= 64 * 1024);
     assert.equal(second.writableLayer!.inodesUsed, 2);
+    // What only pod metrics report is read when asked for, not on every stats call.
+    assert.equal(second.cpu!.userNanoSeconds, undefined);
+    const detailed = await collector.containerUsage(container, true);
+    assert.ok(detailed.cpu!.userNanoSeconds !== undefined && detailed.cpu!.systemNanoSeconds !== undefined, JSON.stringify(detailed.cpu, (_, v) => (typeof v === 'bigint' ? String(v) : v)));
     // The process also joined the cgroup2 hierarchy (hybrid or v2): its pressure is readable there.
     if (hierarchy.layout.unifiedMount) assert.ok(second.cpu!.pressure && second.memory!.pressure, 'PSI read from the cgroup2 side');
 
