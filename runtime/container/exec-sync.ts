@@ -5,9 +5,11 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
+import { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { deadlineExceeded, failedPrecondition, internal } from '../errors';
+import { loadNative, type BerthNative } from '../../native';
+import { describeError, deadlineExceeded, failedPrecondition, internal } from '../errors';
 import { exitStatusOf, killQuietly, tryReadPidFile } from '../oci/host-process';
 import type { ContainerContext } from './container-context';
 import type { ContainerRecord } from './container-store';
@@ -54,20 +56,17 @@ export async function execSync(ctx: ContainerContext, idOrPrefix: string, cmd: s
   const max = ctx.config.container.exec_sync_max_output_bytes;
   const { runtime } = target;
   try {
-    const child = spawn(runtime.path, runtime.execArgs(target.id, processPath, { pidFile: pidPath }), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = startExec(runtime.path, runtime.execArgs(target.id, processPath, { pidFile: pidPath }));
     const out = capture(child.stdout, max);
     const err = capture(child.stderr, max);
     let timedOut = false;
-    const closed = new Promise<number>((resolve, reject) => {
-      child.once('error', (e) => reject(internal(`cannot run ${runtime.path} exec: ${e.message}`, e)));
-      child.once('close', (code, signal) => resolve(exitStatusOf(code, signal)));
-    });
+    const closed = child.exitCode;
     const finished = closed.then(() => undefined, () => undefined);
     const timer =
       timeoutSeconds > 0
         ? setTimeout(() => {
             timedOut = true;
-            void killTimedOutExec(pidPath, child.pid ?? 0, finished);
+            void killTimedOutExec(pidPath, child.pid, finished);
           }, timeoutSeconds * 1000)
         : undefined;
     const exitCode = await runtime.timed('exec', () => closed);
@@ -78,6 +77,70 @@ export async function execSync(ctx: ContainerContext, idOrPrefix: string, cmd: s
     rmSync(processPath, { force: true });
     rmSync(pidPath, { force: true });
   }
+}
+
+interface StartedExec {
+  pid: number;
+  stdout: Readable;
+  stderr: Readable;
+  /** The runtime's exit status once it exited and its stdout and stderr were closed (128+n for signal n). */
+  exitCode: Promise<number>;
+}
+
+let nativeLoaded: BerthNative | null | undefined;
+
+function nativeSpawner(): BerthNative | undefined {
+  if (nativeLoaded === undefined) {
+    try {
+      const native = loadNative();
+      nativeLoaded = typeof native.spawnDetached === 'function' ? native : null;
+    } catch {
+      nativeLoaded = null;
+    }
+  }
+  return nativeLoaded ?? undefined;
+}
+
+/**
+ * Starts `runtime exec` with posix_spawn (native addon) where it can: libuv's
+ * spawn forks berthd, copying and tearing down the page tables of its whole
+ * heap on the event loop, which at a kubelet's probe rate on a full node was
+ * most of the time the loop was blocked. Output is read through non-blocking
+ * pipe handles; the runtime is reaped once both pipes closed, so reaping holds
+ * a pool thread only for the moment between its exit and its reaping.
+ */
+function startExec(path: string, args: string[]): StartedExec {
+  const native = nativeSpawner();
+  if (!native) return startExecWithLibuv(path, args);
+  let spawned: { pid: number; fds: number[] };
+  try {
+    const env = Object.entries(process.env).map(([k, v]) => `${k}=${v ?? ''}`);
+    spawned = native.spawnDetached(path, [path, ...args], env, '', ['null', 'write', 'write']);
+  } catch (err) {
+    throw internal(`cannot run ${path} exec: ${describeError(err)}`, err);
+  }
+  const [, outFd, errFd] = spawned.fds;
+  const stdout = new Socket({ fd: outFd, readable: true, writable: false });
+  const stderr = new Socket({ fd: errFd, readable: true, writable: false });
+  const closedStream = (stream: Socket): Promise<void> =>
+    new Promise((resolve) => {
+      // A read error ends the stream like its end does; the exit status still comes from the reaping.
+      stream.on('error', () => undefined);
+      stream.once('close', () => resolve());
+    });
+  const exitCode = Promise.all([closedStream(stdout), closedStream(stderr)])
+    .then(() => native.waitChild(spawned.pid))
+    .then(({ code, signal }) => (code !== null ? code : signal !== null ? 128 + signal : 255));
+  return { pid: spawned.pid, stdout, stderr, exitCode };
+}
+
+function startExecWithLibuv(path: string, args: string[]): StartedExec {
+  const child = spawn(path, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exitCode = new Promise<number>((resolve, reject) => {
+    child.once('error', (e) => reject(internal(`cannot run ${path} exec: ${e.message}`, e)));
+    child.once('close', (code, signal) => resolve(exitStatusOf(code, signal)));
+  });
+  return { pid: child.pid ?? 0, stdout: child.stdout!, stderr: child.stderr!, exitCode };
 }
 
 /** The first `max` bytes of a stream, as chunks filled in while it flows. */
