@@ -59,6 +59,11 @@ describe('stats under load', () => {
   });
 
   after(async () => {
+    // Stopped first, one by one with room to spare: on a loaded machine a pin left mounted makes the fixture's rmdir fail.
+    for (const { id } of (await s?.berthd.client.call('ListPodSandbox', {}).catch(() => ({ items: [] })))?.items ?? []) {
+      await s.berthd.client.call('StopPodSandbox', { pod_sandbox_id: id }, { timeoutMs: 120_000 }).catch(() => undefined);
+      await s.berthd.client.call('RemovePodSandbox', { pod_sandbox_id: id }, { timeoutMs: 120_000 }).catch(() => undefined);
+    }
     await s?.cleanup();
     await registry?.stop();
     rmSync(logDir, { recursive: true, force: true });
