@@ -66,6 +66,7 @@ export async function buildDaemonParts(config: BerthConfig, log: Logger, host: H
   const sandboxes = new PodSandboxes({
     config, records: sandboxRecords, containers, cgroups, systemd, network: podNetwork, native: loadNative(), log,
     podCidr: () => podCidr.value,
+    userNamespaces: host.mountFeatures.userNamespaces,
     observeCniCall: (operation, seconds, outcome) => runtimeMetrics.observeCniCall(operation, seconds, outcome),
   });
   const stats = new StatsCollector({ cgroups, layerMountpoint: config.root, upperDirs: () => containers.list().map((c) => c.upperDir) });

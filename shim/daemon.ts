@@ -39,6 +39,13 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
   if (host.minOomScoreAdj > -1000) {
     log.warn({ minOomScoreAdj: host.minOomScoreAdj }, `oom_score_adj below ${host.minOomScoreAdj} will be raised to it (no CAP_SYS_RESOURCE)`);
   }
+  for (const [feature, support] of [['user namespaces', host.mountFeatures.userNamespaces], ['recursive read-only mounts', host.mountFeatures.recursiveReadOnly]] as const) {
+    if (support.supported) log.info(`${feature}: supported (prepared host-side)`);
+    else log.warn({ reason: support.reason }, `${feature}: not supported on this host`);
+  }
+  const criu = host.checkpoint.criu;
+  if (criu.supported) log.info({ criu: criu.path, version: criu.version }, 'checkpoint/restore: criu works here');
+  else log.warn({ reason: criu.reason }, 'checkpoint/restore: not available on this host');
 
   const db = new BerthDatabase(join(config.root, 'berth.db'));
   const metrics = new BerthMetrics();

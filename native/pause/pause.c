@@ -1,9 +1,12 @@
 /* berth-pause: holds a pod's PID namespace when the pod shares one
  * (NamespaceMode.POD) and reaps the zombies re-parented to it.
  *
- * "berth-pause --new-pid-ns" unshares a PID namespace, forks the holder (PID 1
- * inside it), prints the holder's host PID on stdout and exits, so the holder
- * is no child of berthd and survives berthd restarts. Without the flag it just
+ * "berth-pause --new-pid-ns POD-ID [--userns PATH]" unshares a PID namespace,
+ * forks the holder (PID 1 inside it), prints the holder's host PID on stdout and
+ * exits, so the holder is no child of berthd and survives berthd restarts. With
+ * --userns it first joins the pod's pinned user namespace, so the PID namespace
+ * belongs to it (a container in that user namespace may then mount its /proc).
+ * POD-ID is not used; it marks the holder's command line as the pod's. Without the flag it just
  * holds and reaps (e.g. when started inside a namespace by something else).
  * SIGTERM and SIGINT end it; as PID 1 it would otherwise ignore them. */
 #define _GNU_SOURCE
@@ -58,6 +61,14 @@ static void detach_stdio(void) {
 
 int main(int argc, char** argv) {
   if (argc > 1 && strcmp(argv[1], "--new-pid-ns") == 0) {
+    if (argc > 4 && strcmp(argv[3], "--userns") == 0) {
+      int fd = open(argv[4], O_RDONLY | O_CLOEXEC);
+      if (fd < 0 || setns(fd, CLONE_NEWUSER) != 0) {
+        fprintf(stderr, "berth-pause: joining the user namespace %s: %s\n", argv[4], strerror(errno));
+        return 1;
+      }
+      close(fd);
+    }
     if (unshare(CLONE_NEWPID) != 0) {
       fprintf(stderr, "berth-pause: unshare(CLONE_NEWPID): %s\n", strerror(errno));
       return 1;
@@ -77,7 +88,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (argc > 1) {
-    fprintf(stderr, "usage: berth-pause [--new-pid-ns]\n");
+    fprintf(stderr, "usage: berth-pause [--new-pid-ns POD-ID [--userns PATH]]\n");
     return 2;
   }
   return hold();

@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { CAP_SYS_ADMIN, CAP_SYS_RESOURCE, hasCapability, loadNative } from '../../native';
 import type { BerthConfig } from '../config';
 import { findBinarySync } from './binaries';
+import { probeCheckpointSupport, type CheckpointSupport } from './checkpoint-support';
+import { probeMountFeatures, type MountFeatures } from './mount-features';
 
 const CGROUP2_SUPER_MAGIC = 0x63677270;
 const TMPFS_MAGIC = 0x01021994;
@@ -39,6 +41,10 @@ export interface HostFacts {
   minOomScoreAdj: number;
   ociRuntimes: Record<string, BinaryFacts | { name: string; missing: string }>;
   conmon: BinaryFacts | { name: string; missing: string };
+  /** Idmapped and recursive read-only mounts, tried once at start (mount-features.ts). */
+  mountFeatures: MountFeatures;
+  /** Whether criu can checkpoint here (checkpoint-support.ts). */
+  checkpoint: CheckpointSupport;
 }
 
 export function detectCgroups(root = '/sys/fs/cgroup'): CgroupFacts {
@@ -105,6 +111,8 @@ export function detectHost(config: BerthConfig): HostFacts {
     minOomScoreAdj: restrict ? currentOomScoreAdj() : -1000,
     ociRuntimes,
     conmon: probeBinary('conmon', config.oci.conmon),
+    mountFeatures: probeMountFeatures(native, config.state),
+    checkpoint: probeCheckpointSupport(findBinarySync('criu'), uname.release),
   };
 }
 

@@ -1,20 +1,24 @@
 // A pod's network, IPC and UTS namespaces, pinned as files under
 // <namespace_dir>/{net,ipc,uts}/<pod id> by the native addon (no pause
-// container holds them). The pin dir is a private mount so the pins' bind
-// mounts never propagate to the host's other mount namespaces.
+// container holds them). A pod with its own user namespace (hostUsers: false)
+// has it pinned at <namespace_dir>/user/<pod id>, and its other namespaces are
+// created inside it, so they belong to it. The pin dir is a private mount so
+// the pins' bind mounts never propagate to the host's other mount namespaces.
 import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BerthNative, NativeError } from '../../native';
 import { describeError, internal, invalidArgument } from '../errors';
 import type { PodSysctl } from './sysctls';
+import type { PodIdMappings } from './user-namespace-options';
 
-const KINDS = ['net', 'ipc', 'uts'] as const;
+const KINDS = ['net', 'ipc', 'uts', 'user'] as const;
 
 /** Where a pod's namespaces are pinned; "" where the pod shares the host's. */
 export interface PodNamespacePaths {
   net: string;
   ipc: string;
   uts: string;
+  user: string;
 }
 
 export class NamespacePins {
@@ -31,18 +35,27 @@ export class NamespacePins {
     return join(this.dir, kind, podId);
   }
 
-  /** Creates the pod's namespaces, sets its host name and sysctls inside them, and pins them. */
-  create(paths: PodNamespacePaths, hostname: string, sysctls: readonly PodSysctl[]): void {
+  /**
+   * Creates the pod's namespaces (inside its own user namespace, with these
+   * mappings, when paths.user is set), sets its host name and sysctls inside
+   * them, and pins them.
+   */
+  create(paths: PodNamespacePaths, hostname: string, sysctls: readonly PodSysctl[], mappings?: PodIdMappings): void {
     this.ensureDir();
+    const options = {
+      net: paths.net,
+      ipc: paths.ipc,
+      uts: paths.uts,
+      hostname: paths.uts ? hostname : '',
+      sysctls: sysctls.map((s): [string, string] => [s.procPath, s.value]),
+      loopbackUp: Boolean(paths.net),
+    };
     try {
-      this.native.createPodNamespaces({
-        net: paths.net,
-        ipc: paths.ipc,
-        uts: paths.uts,
-        hostname: paths.uts ? hostname : '',
-        sysctls: sysctls.map((s) => [s.procPath, s.value]),
-        loopbackUp: Boolean(paths.net),
-      });
+      if (paths.user && mappings) {
+        this.native.createPodUserNamespace({ ...options, user: paths.user, uidMappings: [mappings.uids], gidMappings: [mappings.gids] });
+      } else {
+        this.native.createPodNamespaces(options);
+      }
     } catch (err) {
       const e = err as NativeError;
       // A sysctl the validator allows may still be missing from this kernel (a module not loaded).

@@ -12,11 +12,13 @@ function pauseBinaryPath(): string {
   return join(NATIVE_DIR, 'build', 'Release', PAUSE_BINARY_NAME);
 }
 
-export function startPidHolder(podId: string): Promise<number> {
+/** usernsPath: the pod's pinned user namespace, which the PID namespace is then made in ("" for the host's). */
+export function startPidHolder(podId: string, usernsPath = ''): Promise<number> {
   const binary = pauseBinaryPath();
   if (!existsSync(binary)) return Promise.reject(new Error(`${binary} is missing; run "npm run build:native"`));
+  const args = ['--new-pid-ns', podId, ...(usernsPath ? ['--userns', usernsPath] : [])];
   return new Promise((resolve, reject) => {
-    execFile(binary, ['--new-pid-ns', podId], { timeout: 10_000 }, (err, stdout, stderr) => {
+    execFile(binary, args, { timeout: 10_000 }, (err, stdout, stderr) => {
       if (err) return reject(new Error(`${PAUSE_BINARY_NAME}: ${stderr.trim() || err.message}`));
       const pid = Number(stdout.trim());
       if (!Number.isInteger(pid) || pid <= 0) return reject(new Error(`${PAUSE_BINARY_NAME} printed no pid: ${JSON.stringify(stdout)}`));

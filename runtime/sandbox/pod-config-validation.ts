@@ -11,6 +11,7 @@ import { isValidHostname } from './pod-files';
 import { bandwidthOf } from './pod-network';
 import type { NamespaceModeName, PodNamespaceModes } from './sandbox-types';
 import { resolvePodSysctls, type PodSysctl } from './sysctls';
+import { validateUsernsOptions, type PodIdMappings } from './user-namespace-options';
 
 export interface ValidatedPodConfig {
   config: PodSandboxConfig__Output;
@@ -18,6 +19,8 @@ export interface ValidatedPodConfig {
   sysctls: PodSysctl[];
   /** From the kubernetes.io/{ingress,egress}-bandwidth annotations. */
   bandwidth: RuntimeConfig['bandwidth'] | undefined;
+  /** The pod's own user namespace (userns_options mode POD); undefined: the host's. */
+  userns: PodIdMappings | undefined;
 }
 
 export interface ValidatedRunPodSandbox extends ValidatedPodConfig {
@@ -109,9 +112,7 @@ export function validatePodSandboxConfig(
     }
   }
   if (modes.pid === 'TARGET') throw invalidArgument('config.linux.security_context.namespace_options.pid: TARGET applies to containers, not pods');
-  if (ns?.userns_options && ns.userns_options.mode !== 'NODE') {
-    throw invalidArgument('config.linux.security_context.namespace_options.userns_options: user namespaces are not supported by berth');
-  }
+  const userns = validateUsernsOptions(ns?.userns_options, modes, 'config.linux.security_context.namespace_options.userns_options');
 
   const sysctls = resolvePodSysctls(linux?.sysctls ?? {});
   for (const s of sysctls) {
@@ -130,7 +131,7 @@ export function validatePodSandboxConfig(
     }
     if (parent.split('/').includes('..')) throw invalidArgument('config.linux.cgroup_parent: may not contain ".."');
   }
-  return { config, modes, sysctls, bandwidth: bandwidthOf(config.annotations) };
+  return { config, modes, sysctls, bandwidth: bandwidthOf(config.annotations), userns };
 }
 
 /** The key that makes a pod's metadata unique among live sandboxes. */

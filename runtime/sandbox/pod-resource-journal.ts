@@ -1,5 +1,5 @@
 // The resource journal: every host resource a pod owns (CNI attachment, PID
-// holder, /dev/shm mount, pinned namespaces, cgroup, state dir) is written to
+// holder, /dev/shm mount, pinned namespaces (user namespace included), cgroup, state dir) is written to
 // the store before it is made and struck off once it is undone. Whoever undoes
 // a pod (a failed RunPodSandbox, stop, remove, recovery at start) replays the
 // journal, so a crash at any step leaves a record of exactly what to undo.
@@ -104,6 +104,7 @@ export class PodResourceJournal {
       case 'netns':
       case 'ipcns':
       case 'utsns':
+      case 'userns':
         this.parts.pins.unpin(ref);
         return;
       case 'cgroup':

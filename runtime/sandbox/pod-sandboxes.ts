@@ -16,6 +16,7 @@ import type { SystemdCgroups } from '../cgroups/systemd-cgroups';
 import { IdLocks } from '../common/id-locks';
 import type { RuntimeLog } from '../common/log';
 import type { BerthConfig } from '../config';
+import type { FeatureSupport } from '../host/mount-features';
 import { failedPrecondition } from '../errors';
 import { NamespacePins } from './namespace-pins';
 import { podNameKey, requirePodSandboxId, validateRunPodSandbox } from './pod-config-validation';
@@ -43,6 +44,8 @@ export interface PodSandboxesOptions {
   observeCniCall?: CniCallObserver;
   /** The systemd driver's manager connection (driver = systemd). */
   systemd?: SystemdCgroups;
+  /** Whether pods may have their own user namespace here (found at start); unsupported when not given. */
+  userNamespaces?: FeatureSupport;
 }
 
 /** What the verb files share. */
@@ -67,6 +70,7 @@ export class PodSandboxes implements SandboxLookup {
   private readonly nameLocks = new IdLocks();
   /** RunPodSandbox calls in flight by pod name: a retry joins the first call. */
   private readonly inflight = new Map<string, Promise<string>>();
+  private readonly userNamespaces: FeatureSupport;
 
   constructor(o: PodSandboxesOptions) {
     const records = o.records;
@@ -74,6 +78,7 @@ export class PodSandboxes implements SandboxLookup {
     const network = new PodNetwork({ network: o.network, podCidr: o.podCidr, observe: o.observeCniCall });
     const journal = new PodResourceJournal({ records, network, pins, native: o.native, cgroups: o.cgroups, systemd: o.systemd });
     this.records = records;
+    this.userNamespaces = o.userNamespaces ?? { supported: false, reason: 'not probed' };
     this.parts = {
       config: o.config, records, journal, pins, network, cgroups: o.cgroups, systemd: o.systemd, native: o.native, log: o.log,
       locks: records.locks,
@@ -108,6 +113,9 @@ export class PodSandboxes implements SandboxLookup {
    */
   async run(config: PodSandboxConfig__Output | null, runtimeHandler: string): Promise<string> {
     const validated = validateRunPodSandbox(config, runtimeHandler, this.parts.config);
+    if (validated.userns && !this.userNamespaces.supported) {
+      throw failedPrecondition(`config.linux.security_context.namespace_options.userns_options: this host cannot give pods their own user namespace (${this.userNamespaces.reason})`);
+    }
     const key = podNameKey(validated.config);
     const pending = this.inflight.get(key);
     if (pending) return pending;

@@ -10,6 +10,7 @@ import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import type { PodSandboxConfig__Output } from '../../cri-proto/generated/runtime/v1/PodSandboxConfig';
 import { nowUnixNanos } from '../common/clock';
+import { allowTraversal } from '../common/traversable';
 import { alreadyExists, asBerthError, describeError, internal } from '../errors';
 import { startPidHolder } from './pid-holder';
 import type { ValidatedRunPodSandbox } from './pod-config-validation';
@@ -81,12 +82,13 @@ function newRecord(parts: SandboxParts, nameKey: string, v: ValidatedRunPodSandb
     netns_path: hostNetwork ? '' : parts.pins.pathOf('net', id),
     ipcns_path: hostIpc ? '' : parts.pins.pathOf('ipc', id),
     utsns_path: hostNetwork ? '' : parts.pins.pathOf('uts', id),
+    userns_path: v.userns ? parts.pins.pathOf('user', id) : '',
     pid_holder: 0,
     shm_path: hostIpc ? '' : join(stateDir, 'shm'),
     cni_result_json: '',
     last_error: '',
   };
-  return { row, config: v.config, modes: v.modes, ips: [] };
+  return { row, config: v.config, modes: v.modes, ips: [], userns: v.userns };
 }
 
 /** The steps, each journaled before it is taken. */
@@ -97,6 +99,8 @@ async function build(parts: SandboxParts, record: SandboxRecord, v: ValidatedRun
 
   journal.record(row.id, 'statedir', row.state_dir);
   mkdirSync(row.state_dir, { recursive: true, mode: 0o700 });
+  // Its containers' runc reads the pod's files from inside the pod's user namespace.
+  if (row.userns_path) allowTraversal([parts.config.state, join(parts.config.state, 'sandboxes'), row.state_dir]);
   writeFileSync(join(row.state_dir, 'hostname'), `${row.hostname}\n`, { mode: 0o644 });
   writeFileSync(join(row.state_dir, 'resolv.conf'), renderResolvConf(v.config.dns_config), { mode: 0o644 });
   writeFileSync(join(row.state_dir, 'hosts'), hostNetwork ? hostFile('/etc/hosts') : renderPodHosts(row.hostname, []), { mode: 0o644 });
@@ -114,11 +118,11 @@ async function build(parts: SandboxParts, record: SandboxRecord, v: ValidatedRun
     await parts.systemd.ensureSlice(row.cgroup_parent);
   }
 
-  if (row.netns_path || row.ipcns_path || row.utsns_path) {
-    for (const [kind, path] of [['netns', row.netns_path], ['ipcns', row.ipcns_path], ['utsns', row.utsns_path]] as const) {
+  if (row.netns_path || row.ipcns_path || row.utsns_path || row.userns_path) {
+    for (const [kind, path] of [['netns', row.netns_path], ['ipcns', row.ipcns_path], ['utsns', row.utsns_path], ['userns', row.userns_path]] as const) {
       if (path) journal.record(row.id, kind, path);
     }
-    parts.pins.create({ net: row.netns_path, ipc: row.ipcns_path, uts: row.utsns_path }, row.hostname, v.sysctls);
+    parts.pins.create({ net: row.netns_path, ipc: row.ipcns_path, uts: row.utsns_path, user: row.userns_path }, row.hostname, v.sysctls, v.userns);
   }
 
   if (row.shm_path) {
@@ -134,7 +138,7 @@ async function build(parts: SandboxParts, record: SandboxRecord, v: ValidatedRun
 
   if (v.modes.pid === 'POD') {
     journal.record(row.id, 'pidholder', row.id);
-    const pid = await startPidHolder(row.id).catch((err: unknown) => {
+    const pid = await startPidHolder(row.id, row.userns_path).catch((err: unknown) => {
       throw internal(`starting the pod's PID namespace holder: ${describeError(err)}`);
     });
     parts.records.update(record, { pid_holder: pid });

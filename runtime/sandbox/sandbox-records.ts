@@ -7,12 +7,15 @@ import { IdIndex } from '../common/id-index';
 import { IdLocks } from '../common/id-locks';
 import type { PodNamespaceModes, PodSandboxView, SandboxLookup } from './sandbox-types';
 import type { SandboxRow, SandboxStore } from './sandbox-store';
+import { validateUsernsOptions, type PodIdMappings } from './user-namespace-options';
 
 export interface SandboxRecord {
   row: SandboxRow;
   config: PodSandboxConfig__Output;
   modes: PodNamespaceModes;
   ips: string[];
+  /** The pod's id mappings when it has its own user namespace. */
+  userns: PodIdMappings | undefined;
 }
 
 /** Pods being made, or whose failed run is still being undone, are not found by id. */
@@ -74,7 +77,9 @@ function recordOf(row: SandboxRow): SandboxRecord {
   const modes: PodNamespaceModes = ns
     ? { network: ns.network, pid: ns.pid, ipc: ns.ipc }
     : { network: 'POD', pid: 'CONTAINER', ipc: 'POD' };
-  return { row, config, modes, ips: JSON.parse(row.ips_json) as string[] };
+  // Validated when the pod was run: only the mappings are read back here.
+  const userns = row.userns_path ? validateUsernsOptions(ns?.userns_options, undefined, 'userns_options') : undefined;
+  return { row, config, modes, ips: JSON.parse(row.ips_json) as string[], userns };
 }
 
 /** What the rest of berth sees of a pod (a copy: callers cannot change the record). */
@@ -99,5 +104,6 @@ export function viewOf(r: SandboxRecord): PodSandboxView {
     ips: [...r.ips],
     namespaceModes: { ...r.modes },
     logDirectory: r.config.log_directory,
+    userNamespace: row.userns_path && r.userns ? { path: row.userns_path, uids: { ...r.userns.uids }, gids: { ...r.userns.gids } } : undefined,
   };
 }

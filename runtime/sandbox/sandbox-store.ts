@@ -6,8 +6,8 @@ import type { BerthDatabase } from '../store/database';
 export type SandboxPhase = 'creating' | 'ready' | 'stopped' | 'failed';
 
 /** Host resources a pod owns, in the order they are undone. */
-export type ResourceKind = 'cni' | 'pidholder' | 'shm' | 'netns' | 'ipcns' | 'utsns' | 'cgroup' | 'statedir';
-export const TEARDOWN_ORDER: readonly ResourceKind[] = ['cni', 'pidholder', 'shm', 'netns', 'ipcns', 'utsns', 'cgroup', 'statedir'];
+export type ResourceKind = 'cni' | 'pidholder' | 'shm' | 'netns' | 'ipcns' | 'utsns' | 'userns' | 'cgroup' | 'statedir';
+export const TEARDOWN_ORDER: readonly ResourceKind[] = ['cni', 'pidholder', 'shm', 'netns', 'ipcns', 'utsns', 'userns', 'cgroup', 'statedir'];
 
 export interface SandboxRow {
   id: string;
@@ -23,6 +23,8 @@ export interface SandboxRow {
   netns_path: string;
   ipcns_path: string;
   utsns_path: string;
+  /** The pod's pinned user namespace; "" when it uses the host's. */
+  userns_path: string;
   pid_holder: number;
   shm_path: string;
   cni_result_json: string;
@@ -66,6 +68,7 @@ const MIGRATIONS = [
         PRIMARY KEY (sandbox_id, kind, ref)
       );`,
   },
+  { owner: 'sandboxes', version: 2, sql: `ALTER TABLE pod_sandboxes ADD COLUMN userns_path TEXT NOT NULL DEFAULT '';` },
 ];
 
 export class SandboxStore {
@@ -85,9 +88,9 @@ export class SandboxStore {
     this.db
       .prepare(
         `INSERT INTO pod_sandboxes (id, name_key, config_json, runtime_handler, phase, created_at, ips_json, hostname, cgroup_parent,
-          state_dir, netns_path, ipcns_path, utsns_path, pid_holder, shm_path, cni_result_json, last_error)
+          state_dir, netns_path, ipcns_path, utsns_path, userns_path, pid_holder, shm_path, cni_result_json, last_error)
          VALUES (@id, @name_key, @config_json, @runtime_handler, @phase, @created_at, @ips_json, @hostname, @cgroup_parent,
-          @state_dir, @netns_path, @ipcns_path, @utsns_path, @pid_holder, @shm_path, @cni_result_json, @last_error)`,
+          @state_dir, @netns_path, @ipcns_path, @utsns_path, @userns_path, @pid_holder, @shm_path, @cni_result_json, @last_error)`,
       )
       .run(row);
   }

@@ -1,6 +1,7 @@
 // What a pod sandbox offers the rest of berth. Owned by runtime/sandbox/; the
 // container, streaming and stats parts depend only on these types.
 import type { PodSandboxConfig__Output } from '../../cri-proto/generated/runtime/v1/PodSandboxConfig';
+import type { PodIdMappings } from './user-namespace-options';
 
 export type PodSandboxState = 'SANDBOX_READY' | 'SANDBOX_NOTREADY';
 
@@ -41,6 +42,13 @@ export interface PodSandboxView {
   namespaceModes: PodNamespaceModes;
   /** The pod's log directory ("" when the kubelet gave none). */
   logDirectory: string;
+  /** The pod's own user namespace (hostUsers: false): its pin and mappings; undefined: the host's. */
+  userNamespace: PodUserNamespace | undefined;
+}
+
+export interface PodUserNamespace extends PodIdMappings {
+  /** The pinned user namespace the pod's containers join. */
+  path: string;
 }
 
 /** The sandbox side as the container model sees it. */

@@ -122,6 +122,7 @@ export class ContainerFixture {
       ips: [],
       namespaceModes: { network: 'NODE', pid: 'CONTAINER', ipc: 'NODE' },
       logDirectory: this.logDir,
+      userNamespace: undefined,
     };
     this.containers = new Containers({
       config: this.config,
