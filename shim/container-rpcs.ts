@@ -22,7 +22,7 @@ function filterOf(filter: { id: string; state: { state: string } | null; pod_san
   return { id: filter.id || undefined, state, podSandboxId: filter.pod_sandbox_id || undefined, labelSelector: filter.label_selector ?? {} };
 }
 
-export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images'>): CriHandlers {
+export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images' | 'host'>): CriHandlers {
   const { containers, images } = ctx;
 
   const listed = (filter: ContainerFilterOptions) =>
@@ -113,7 +113,9 @@ export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images
 
     async CheckpointContainer(request) {
       containers.require(request.container_id);
-      throw unimplemented('CheckpointContainer: berth does not checkpoint containers (no CRIU support)');
+      const criu = ctx.host.checkpoint.criu;
+      if (!criu.supported) throw unimplemented(`CheckpointContainer: checkpointing is not available on this host: ${criu.reason}`);
+      throw unimplemented(`CheckpointContainer: berth does not write checkpoint archives yet (criu ${criu.version} works on this host)`);
     },
   };
 }

@@ -59,7 +59,13 @@ export function runtimeInfoHandlers(ctx: Pick<ShimServices, 'config' | 'host' | 
         info,
         runtime_handlers: Object.keys(ctx.config.oci.runtimes)
           .sort((a, b) => (a === ctx.config.oci.default_runtime ? -1 : b === ctx.config.oci.default_runtime ? 1 : a.localeCompare(b)))
-          .map((name) => ({ name, features: { recursive_read_only_mounts: false, user_namespaces: false } })),
+          .map((name) => ({
+            name,
+            features: {
+              recursive_read_only_mounts: ctx.host.mountFeatures.recursiveReadOnly.supported,
+              user_namespaces: ctx.host.mountFeatures.userNamespaces.supported,
+            },
+          })),
         features: { supplemental_groups_policy: false, user_namespaces_host_network: false, mount_options: false },
       };
     },

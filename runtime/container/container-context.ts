@@ -1,6 +1,7 @@
 // What the container verbs (create, start, stop, remove, exec...) share: the
 // configuration and collaborators berthd hands the model, and the parts the
 // Containers facade builds once. Each verb is a function of this context.
+import type { BerthNative } from '../../native';
 import type { RuntimeLog } from '../common/log';
 import type { BerthConfig } from '../config';
 import type { ContainerEventPublisher } from '../events/event-types';
@@ -17,6 +18,8 @@ import type { ExitWatcher } from './exit-watcher';
 /** Keeps an image's layers on disk while a container uses them (the image store). */
 export interface LayerHolds {
   holdLayers(holder: string, imageId: string): void;
+  /** Holds an image mounted as a volume: its layers, and the image (RemoveImage refuses it). */
+  holdImageAsVolume(holder: string, imageId: string): void;
   releaseLayers(holder: string): Promise<void>;
 }
 
@@ -34,6 +37,8 @@ export interface ContainersOptions {
   cgroupRelativePath?: (cgroupsPath: string) => string;
   /** Latency of each OCI runtime and conmon call. */
   observeOciCall?: OciCallObserver;
+  /** The addon, for the mounts prepared host-side (prepared-mounts.ts); loaded when not given. */
+  native?: BerthNative;
 }
 
 /** Where berth keeps each container's files. */
@@ -60,4 +65,5 @@ export interface ContainerContext {
   runtimes: OciRuntimes;
   conmon: Conmon;
   dirs: ContainerDirs;
+  native: BerthNative;
 }

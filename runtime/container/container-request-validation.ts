@@ -7,6 +7,7 @@ import type { LinuxContainerResources__Output } from '../../cri-proto/generated/
 import type { PodSandboxConfig__Output } from '../../cri-proto/generated/runtime/v1/PodSandboxConfig';
 import { invalidArgument } from '../errors';
 import type { HostFacts } from '../host/host-facts';
+import { sameIdMappings, validateUsernsOptions, type PodIdMappings } from '../sandbox/user-namespace-options';
 import { int64Field } from './cri-int64';
 import type { OciResources } from './oci-spec-types';
 import { ociResources } from './spec-resources';
@@ -52,7 +53,7 @@ export function validateCreateContainer(request: CreateContainerRequest, host: P
   ociResources(linux.resources, host, 'config.linux.resources');
   (config.mounts ?? []).forEach((m, i) => {
     if (!m.container_path.startsWith('/')) throw invalidArgument(`config.mounts[${i}].container_path: "${m.container_path}" must be absolute`);
-    if (!m.host_path) throw invalidArgument(`config.mounts[${i}].host_path: is empty`);
+    if (!m.host_path && !m.image?.image) throw invalidArgument(`config.mounts[${i}].host_path: is empty`);
   });
   (config.devices ?? []).forEach((d, i) => {
     if (!d.host_path) throw invalidArgument(`config.devices[${i}].host_path: is empty`);
@@ -62,6 +63,19 @@ export function validateCreateContainer(request: CreateContainerRequest, host: P
     throw invalidArgument('config.linux.security_context.namespace_options.target_id: is empty for pid mode TARGET');
   }
   return config;
+}
+
+/**
+ * A container's user namespace options repeat its pod's (critest and the kubelet send
+ * them): POD with the pod's own mappings, or NODE for a pod in the host's.
+ */
+export function checkContainerUserns(config: ContainerConfig__Output, podUserns: PodIdMappings | undefined): void {
+  const field = 'config.linux.security_context.namespace_options.userns_options';
+  const options = config.linux?.security_context?.namespace_options?.userns_options;
+  if (!options) return;
+  if (!sameIdMappings(validateUsernsOptions(options, undefined, field), podUserns)) {
+    throw invalidArgument(`${field}: must be the pod's (${podUserns ? `mode POD with its mappings` : 'mode NODE: the pod uses the host user namespace'})`);
+  }
 }
 
 /** The components of a container's log path below the pod's log directory: relative, never climbing out. */

@@ -8,6 +8,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LinuxContainerResources__Output } from '../../cri-proto/generated/runtime/v1/LinuxContainerResources';
+import { loadNative } from '../../native';
 import { IdLocks } from '../common/id-locks';
 import { isBerthError } from '../errors';
 import { Conmon } from '../oci/conmon';
@@ -53,6 +54,7 @@ export class Containers implements ContainerLookup, ContainerSessions, PodContai
       runtimes: new OciRuntimes(config, host, opts.observeOciCall),
       conmon: new Conmon('path' in host.conmon ? host.conmon.path : config.oci.conmon),
       dirs,
+      native: opts.native ?? loadNative(),
     };
   }
 

@@ -14,10 +14,12 @@ import type { PendingConmon } from '../oci/conmon';
 import type { OciRuntime } from '../oci/oci-runtime';
 import type { PodSandboxView } from '../sandbox/sandbox-types';
 import type { ContainerContext } from './container-context';
-import { validateCreateContainer, type CreateContainerRequest } from './container-request-validation';
+import { checkContainerUserns, validateCreateContainer, type CreateContainerRequest } from './container-request-validation';
 import type { ContainerRecord } from './container-store';
 import { viewOf } from './container-view';
+import { allowTraversal } from '../common/traversable';
 import { buildSpec } from './oci-spec';
+import { prepareMounts, validateMountRequests } from './prepared-mounts';
 import { undoContainer } from './remove-container';
 import { confineLogPath } from './rootfs-path';
 
@@ -43,6 +45,12 @@ export function admitContainer(ctx: ContainerContext, request: CreateContainerRe
   const sandbox = ctx.sandboxes.get(request.podSandboxId);
   if (!sandbox) throw notFound(`pod sandbox "${request.podSandboxId}" not found`);
   if (sandbox.state !== 'SANDBOX_READY') throw failedPrecondition(`pod sandbox ${sandbox.id} is not ready`);
+  checkContainerUserns(config, sandbox.userNamespace);
+  validateMountRequests(config.mounts ?? [], ctx.host.mountFeatures, sandbox.userNamespace);
+  (config.mounts ?? []).forEach((m, i) => {
+    const ref = m.image?.image;
+    if (ref && !ctx.images.resolve(ref)) throw notFound(`config.mounts[${i}].image: image "${ref}" is not present on this node; pull it first`);
+  });
   const name = config.metadata?.name ?? '';
   const attempt = config.metadata?.attempt ?? 0;
   for (const other of ctx.records.ofPod(sandbox.id)) {
@@ -122,12 +130,17 @@ export async function makeContainer(ctx: ContainerContext, admitted: AdmittedCon
   let logCreatedByConmon = false;
   try {
     mkdirSync(join(admitted.dir, 'rootfs'), { recursive: true, mode: 0o700 });
+    if (admitted.sandbox.userNamespace) allowTraversal([ctx.config.root, ctx.dirs.containers, admitted.dir]);
     mkdirSync(dirname(logPath), { recursive: true, mode: 0o755 });
     logCreatedByConmon = !existsSync(logPath);
     // Started first: conmon's own start-up runs while the rootfs and config.json are made.
     pending = startMonitor(ctx, admitted);
     const rootfs = mountRootfs(ctx, admitted);
-    writeSpec(ctx, admitted, record, rootfs);
+    const preparedSources = prepareMounts({
+      containerId: id, dir: admitted.dir, mounts: admitted.config.mounts ?? [], userNamespace: admitted.sandbox.userNamespace,
+      native: ctx.native, images: ctx.images, holds: ctx.layerHolds,
+    });
+    writeSpec(ctx, admitted, record, rootfs, preparedSources);
     const starting = pending;
     pending = undefined;
     const created = await starting.run();
@@ -172,12 +185,14 @@ function mountRootfs(ctx: ContainerContext, admitted: AdmittedContainer): string
   for (const sub of ['upper', 'work']) mkdirSync(join(dir, sub), { mode: 0o700 });
   shapeUpperLikeImageRoot(join(dir, 'upper'), image.layerDirs);
   const rootfs = join(dir, 'rootfs');
-  ctx.rootfs.mount({ layerDirs: image.layerDirs, upperDir: join(dir, 'upper'), workDir: join(dir, 'work'), target: rootfs });
+  const userns = admitted.sandbox.userNamespace;
+  const idmap = userns ? { usernsPath: userns.path, uids: userns.uids, gids: userns.gids } : undefined;
+  ctx.rootfs.mount({ layerDirs: image.layerDirs, upperDir: join(dir, 'upper'), workDir: join(dir, 'work'), target: rootfs, idmap });
   return rootfs;
 }
 
 /** Builds the OCI spec, writes config.json and notes in the record what later calls read from it. */
-function writeSpec(ctx: ContainerContext, admitted: AdmittedContainer, record: ContainerRecord, rootfs: string): void {
+function writeSpec(ctx: ContainerContext, admitted: AdmittedContainer, record: ContainerRecord, rootfs: string, preparedSources: string[]): void {
   const built = buildSpec({
     id: admitted.id,
     config: admitted.config,
@@ -188,6 +203,7 @@ function writeSpec(ctx: ContainerContext, admitted: AdmittedContainer, record: C
     cgroupDriver: ctx.config.cgroup.driver,
     targetPidNsPath: admitted.targetPidNsPath,
     seccompDefaultProfilePath: ctx.config.container.seccomp_default_profile,
+    preparedSources,
   });
   for (const warning of built.warnings) ctx.log.warn({ id: admitted.id, name: admitted.name }, warning);
   const specJson = JSON.stringify(built.spec);

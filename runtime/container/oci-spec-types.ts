@@ -68,7 +68,16 @@ export interface OciSpec {
     seccomp?: OciSeccomp;
     sysctl?: Record<string, string>;
     rootfsPropagation?: string;
+    /** With a user namespace (the pod's, joined by path): runc 1.1 wants the mappings too. */
+    uidMappings?: OciIdMapping[];
+    gidMappings?: OciIdMapping[];
   };
+}
+
+export interface OciIdMapping {
+  containerID: number;
+  hostID: number;
+  size: number;
 }
 
 export interface SpecInput {
@@ -88,6 +97,8 @@ export interface SpecInput {
   mountInfoPath?: string;
   /** Capabilities berthd holds (default: read from /proc/self/status). */
   hostCapabilities?: string[];
+  /** Per config.mounts index, the host-side prepared mount to bind instead of host_path ("" or absent: host_path); see prepared-mounts.ts. */
+  preparedSources?: string[];
 }
 
 export interface BuiltSpec {

@@ -63,5 +63,10 @@ export function buildSpec(input: SpecInput): BuiltSpec {
   const sysctls = sandbox.config.linux?.sysctls ?? {};
   if (Object.keys(sysctls).length > 0) spec.linux.sysctl = { ...sysctls };
   if (rootfsPropagation) spec.linux.rootfsPropagation = rootfsPropagation;
+  const userns = sandbox.userNamespace;
+  if (userns) {
+    spec.linux.uidMappings = [{ containerID: userns.uids.containerId, hostID: userns.uids.hostId, size: userns.uids.size }];
+    spec.linux.gidMappings = [{ containerID: userns.gids.containerId, hostID: userns.gids.hostId, size: userns.gids.size }];
+  }
   return { spec, user, stopSignal: stopSignalOf(config, image), warnings };
 }

@@ -8,6 +8,7 @@ import { conmonFiles, isConmonOf, readExit } from '../oci/conmon';
 import { killQuietly, tryReadPidFile } from '../oci/host-process';
 import type { ContainerContext } from './container-context';
 import type { ContainerRecord } from './container-store';
+import { releasePreparedMounts } from './prepared-mounts';
 import { stopContainer } from './stop-container';
 
 /** Removes container `id` (a full id; the caller holds its lock). */
@@ -37,6 +38,8 @@ export async function undoContainer(ctx: ContainerContext, record: ContainerReco
   // the steps below need gone (not the rootfs), and SIGKILL cannot be refused.
   if (conmonPid && isConmonOf(conmonPid, record.id)) killQuietly(conmonPid, 'SIGKILL');
   ctx.rootfs.unmount(join(record.dir, 'rootfs'));
+  // Volumes bound under <dir>/mounts must be detached first: rm must never reach into a volume.
+  releasePreparedMounts(ctx.native, record.dir);
   // Retried: a conmon being killed may still be closing its files in the bundle.
   rmSync(record.dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 10 });
   rmSync(conmonFiles.attachLink(ctx.dirs.sockets, record.id), { force: true, recursive: true });

@@ -42,7 +42,8 @@ export function specMounts(input: SpecInput, sc: ContainerSecurityContext, privi
   userMounts.sort((a, b) => depth(a.m.container_path) - depth(b.m.container_path));
   for (const { m, i } of userMounts) {
     const field = `config.mounts[${i}]`;
-    const source = realHostPath(m.host_path, `${field}.host_path`);
+    // A prepared mount (recursive read-only, idmapped, or an image volume) is bound as berthd made it.
+    const source = input.preparedSources?.[i] || realHostPath(m.host_path, `${field}.host_path`);
     const options = ['rbind'];
     switch (m.propagation) {
       case 'PROPAGATION_HOST_TO_CONTAINER': {
@@ -62,7 +63,7 @@ export function specMounts(input: SpecInput, sc: ContainerSecurityContext, privi
       default:
         options.push('rprivate');
     }
-    options.push(m.readonly ? 'ro' : 'rw');
+    options.push(m.readonly || m.image?.image ? 'ro' : 'rw');
     mounts.push({ destination: m.container_path, type: 'bind', source, options });
   }
   return rootfsPropagation ? { mounts, rootfsPropagation } : { mounts };

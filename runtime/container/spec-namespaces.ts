@@ -1,12 +1,15 @@
-// The namespaces a container joins or gets: the pod's pinned network, IPC and
-// UTS namespaces, a PID namespace by the request's mode, and its own mount
-// (and, on cgroup v2, cgroup) namespace.
+// The namespaces a container joins or gets: the pod's pinned user (hostUsers:
+// false), network, IPC and UTS namespaces, a PID namespace by the request's
+// mode, and its own mount (and, on cgroup v2, cgroup) namespace. Namespaces
+// the container gets are created inside the pod's user namespace, so they
+// belong to it.
 import { invalidArgument } from '../errors';
 import type { OciNamespace, SpecInput } from './oci-spec-types';
 
 export function specNamespaces(input: Pick<SpecInput, 'sandbox' | 'config' | 'targetPidNsPath' | 'host'>): OciNamespace[] {
   const { sandbox, config } = input;
   const out: OciNamespace[] = [{ type: 'mount' }];
+  if (sandbox.userNamespace) out.push({ type: 'user', path: sandbox.userNamespace.path });
   if (sandbox.netnsPath) out.push({ type: 'network', path: sandbox.netnsPath });
   if (sandbox.ipcnsPath) out.push({ type: 'ipc', path: sandbox.ipcnsPath });
   if (sandbox.utsnsPath) out.push({ type: 'uts', path: sandbox.utsnsPath });

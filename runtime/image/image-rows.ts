@@ -53,6 +53,16 @@ const MIGRATIONS = [
       );
     `,
   },
+  {
+    owner: 'images',
+    version: 2,
+    // Images mounted as volumes (CRI Mount.image): RemoveImage refuses them while a container uses them.
+    sql: `CREATE TABLE image_volume_uses (
+        holder TEXT NOT NULL,
+        image_id TEXT NOT NULL,
+        PRIMARY KEY (holder, image_id)
+      );`,
+  },
 ];
 
 export type ImageNameKind = 'tag' | 'digest';
@@ -114,7 +124,7 @@ export class ImageRows {
     | 'image' | 'imagesWithIdPrefix' | 'allImages' | 'imageIdByName' | 'namesOf' | 'insertImage' | 'deleteImage'
     | 'deleteName' | 'upsertName' | 'layersOf' | 'layerCountOf' | 'clearImageLayers' | 'insertImageLayer' | 'insertBlob'
     | 'layer' | 'allLayers' | 'dirIdOwner' | 'putLayer' | 'deleteLayer' | 'unusedLayers' | 'neededBlobs'
-    | 'layerTotals' | 'hold' | 'release',
+    | 'layerTotals' | 'hold' | 'release' | 'useAsVolume' | 'releaseVolumeUses' | 'volumeUsers',
     Statement
   >;
 
@@ -161,6 +171,9 @@ export class ImageRows {
       ),
       hold: db.prepare('INSERT OR IGNORE INTO layer_holds (holder, diff_id) SELECT ?, diff_id FROM image_layers WHERE image_id = ?'),
       release: db.prepare('DELETE FROM layer_holds WHERE holder = ?'),
+      useAsVolume: db.prepare('INSERT OR IGNORE INTO image_volume_uses (holder, image_id) VALUES (?, ?)'),
+      releaseVolumeUses: db.prepare('DELETE FROM image_volume_uses WHERE holder = ?'),
+      volumeUsers: db.prepare('SELECT holder FROM image_volume_uses WHERE image_id = ? ORDER BY holder'),
     };
   }
 
@@ -266,7 +279,24 @@ export class ImageRows {
     this.statements.hold.run(holder, imageId);
   }
 
+  /** Records that `holder` mounts the image as a volume (and holds its layers). */
+  useAsVolume(holder: string, imageId: string): void {
+    this.database.transaction(() => {
+      this.statements.hold.run(holder, imageId);
+      this.statements.useAsVolume.run(holder, imageId);
+    });
+  }
+
+  /** Containers that mount the image as a volume. */
+  volumeUsers(imageId: string): string[] {
+    return (this.statements.volumeUsers.all(imageId) as { holder: string }[]).map((r) => r.holder);
+  }
+
+  /** Everything `holder` held: layers, and images used as volumes. */
   release(holder: string): void {
-    this.statements.release.run(holder);
+    this.database.transaction(() => {
+      this.statements.release.run(holder);
+      this.statements.releaseVolumeUses.run(holder);
+    });
   }
 }

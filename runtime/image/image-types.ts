@@ -1,3 +1,5 @@
+import type { IdMapping } from '../../native';
+
 // What runtime/image offers the rest of berth (the Images facade in images.ts
 // implements it); the container model depends only on these types.
 
@@ -47,9 +49,18 @@ export interface ContainerImageSource {
   forContainer(reference: string): ImageForContainer;
 }
 
+/** A root filesystem for a container in its pod's user namespace (hostUsers: false). */
+export interface RootfsIdmap {
+  /** The pod's pinned user namespace: the layers are seen through its mapping. */
+  usernsPath: string;
+  /** The pod's mappings: the upper dir's owner (so the rootfs' top directory's) is mapped with them. */
+  uids: IdMapping;
+  gids: IdMapping;
+}
+
 /** Mounts a container root filesystem as overlay(layers + upper). */
 export interface RootfsMounter {
-  mount(options: { layerDirs: string[]; upperDir: string; workDir: string; target: string; readonly?: boolean }): void;
+  mount(options: { layerDirs: string[]; upperDir: string; workDir: string; target: string; readonly?: boolean; idmap?: RootfsIdmap }): void;
   /** Unmounts; succeeds when nothing is mounted there. */
   unmount(target: string): void;
 }

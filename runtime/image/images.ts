@@ -161,6 +161,10 @@ export class Images implements ContainerImageSource, LayerHolds {
     this.gc.holdLayers(holder, imageId);
   }
 
+  holdImageAsVolume(holder: string, imageId: string): void {
+    this.gc.holdImageAsVolume(holder, imageId);
+  }
+
   async releaseLayers(holder: string): Promise<void> {
     await this.gc.releaseLayers(holder);
     this.fsAccounting.invalidate();
@@ -202,6 +206,11 @@ export class Images implements ContainerImageSource, LayerHolds {
       this.rows.deleteName(match.name);
       this.options.log.info({ image: image.id, tag: match.name }, 'untagged image');
       return { removed: false, imageId: image.id };
+    }
+    const users = this.rows.volumeUsers(image.id);
+    if (users.length > 0) {
+      // As containerd: an image a running container mounts stays until that container is removed.
+      throw failedPrecondition(`image ${image.id} is in use as a volume by container${users.length > 1 ? 's' : ''} ${users.join(', ')}; remove ${users.length > 1 ? 'them' : 'it'} first`);
     }
     this.rows.deleteImage(image.id);
     this.options.log.info({ image: image.id, tags: image.repoTags }, 'removed image');

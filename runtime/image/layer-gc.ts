@@ -13,6 +13,8 @@ import type { LayerDirectories } from './layer-directories';
 export interface LayerHolds {
   /** Keeps an image's layers on disk while `holder` (a container id) uses them, even after the image is removed. */
   holdLayers(holder: string, imageId: string): void;
+  /** Holds an image `holder` mounts as a volume: its layers, and the image itself (RemoveImage refuses it). */
+  holdImageAsVolume(holder: string, imageId: string): void;
   /** Lets go of what `holder` held; layers nothing needs any more are removed. */
   releaseLayers(holder: string): Promise<void>;
 }
@@ -30,6 +32,10 @@ export class LayerGc implements LayerHolds {
 
   holdLayers(holder: string, imageId: string): void {
     this.rows.hold(holder, imageId);
+  }
+
+  holdImageAsVolume(holder: string, imageId: string): void {
+    this.rows.useAsVolume(holder, imageId);
   }
 
   async releaseLayers(holder: string): Promise<void> {

@@ -2,10 +2,10 @@
 // The new mount API takes each lower layer on its own ("lowerdir+"), so any
 // number of layers fits; on kernels without it, mount(2) with the classic
 // option string is used, which must fit in one page.
-import { mkdirSync } from 'node:fs';
-import { loadNative, type BerthNative, type NativeError } from '../../native';
+import { chownSync, mkdirSync, statSync } from 'node:fs';
+import { loadNative, type BerthNative, type IdMapping, type NativeError } from '../../native';
 import { describeError, internal, invalidArgument } from '../errors';
-import type { RootfsMounter } from './image-types';
+import type { RootfsIdmap, RootfsMounter } from './image-types';
 
 const PAGE_SIZE = 4096;
 
@@ -28,7 +28,7 @@ export class OverlayRootfsMounter implements RootfsMounter {
 
   constructor(private readonly native: BerthNative = loadNative()) {}
 
-  mount(options: { layerDirs: string[]; upperDir: string; workDir: string; target: string; readonly?: boolean }): void {
+  mount(options: { layerDirs: string[]; upperDir: string; workDir: string; target: string; readonly?: boolean; idmap?: RootfsIdmap }): void {
     const { layerDirs, upperDir, workDir, target } = options;
     if (layerDirs.length === 0) throw invalidArgument('an overlay root filesystem needs at least one layer');
     for (const dir of [...layerDirs, upperDir, workDir, target]) {
@@ -38,6 +38,10 @@ export class OverlayRootfsMounter implements RootfsMounter {
     mkdirSync(workDir, { recursive: true, mode: 0o700 });
     mkdirSync(target, { recursive: true, mode: 0o755 });
     const topFirst = [...layerDirs].reverse();
+    if (options.idmap) {
+      this.mountIdmapped(topFirst, upperDir, workDir, target, options.readonly ?? false, options.idmap);
+      return;
+    }
     if (this.newApi !== false) {
       try {
         this.native.mountOverlay(topFirst, upperDir, workDir, target, options.readonly ?? false, [...OVERLAY_SAFETY_OPTIONS]);
@@ -64,6 +68,22 @@ export class OverlayRootfsMounter implements RootfsMounter {
     }
   }
 
+  /**
+   * The layers idmapped with the pod's user namespace (overlayfs itself cannot be
+   * idmapped: native/src/prepared_mounts.cc). The upper dir holds host ids: what the
+   * container's root writes is owned by its host uid, as runc 1.1 would chown it.
+   */
+  private mountIdmapped(topFirst: string[], upperDir: string, workDir: string, target: string, readonly: boolean, idmap: RootfsIdmap): void {
+    // The upper dir was given the image root's owner; the container sees it through the mapping.
+    const st = statSync(upperDir);
+    chownSync(upperDir, mappedId(st.uid, idmap.uids), mappedId(st.gid, idmap.gids));
+    try {
+      this.native.mountIdmappedOverlay(topFirst, upperDir, workDir, target, readonly, idmap.usernsPath);
+    } catch (err) {
+      throw internal(`idmapped overlay mount at ${target} failed: ${describeError(err)}`, err);
+    }
+  }
+
   unmount(target: string): void {
     // Lazy detach: a process still holding a file inside must not keep the rootfs busy.
     for (let i = 0; i < 16; i++) {
@@ -76,4 +96,9 @@ export class OverlayRootfsMounter implements RootfsMounter {
       }
     }
   }
+}
+
+/** The host id a container id is under a mapping (the overflow id 65534 when outside it, as the kernel shows). */
+export function mappedId(id: number, m: IdMapping): number {
+  return id >= m.containerId && id < m.containerId + m.size ? m.hostId + (id - m.containerId) : 65534;
 }
