@@ -5,7 +5,7 @@
 //   recursive read-only: open_tree(AT_RECURSIVE) + mount_setattr(MOUNT_ATTR_RDONLY, AT_RECURSIVE) (Linux 5.12+)
 //   user namespaces: a pinned user namespace, an idmapped bind mount, and an
 //   overlay over idmapped layers handed to overlayfs as fds (Linux 6.13+)
-import { chownSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BerthNative } from '../../native';
 import { describeError } from '../errors';
@@ -22,7 +22,9 @@ export interface MountFeatures {
 const PROBE_MAPPING = [{ containerId: 0, hostId: 1_000_000_000, size: 65536 }];
 
 export function probeMountFeatures(native: BerthNative, scratchParent: string): MountFeatures {
-  const dir = join(scratchParent, `mount-probe-${process.pid}`);
+  const dir = join(scratchParent, 'mount-probe');
+  // A berthd killed while probing left its mounts: detached before anything is removed.
+  detachUnder(native, dir);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const undo: (() => void)[] = [];
@@ -45,6 +47,21 @@ export function probeMountFeatures(native: BerthNative, scratchParent: string): 
       }
     }
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function detachUnder(native: BerthNative, dir: string): void {
+  const mounted = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((line) => line.split(' ')[4])
+    .filter((p): p is string => Boolean(p) && (p === dir || p.startsWith(`${dir}/`)))
+    .sort((a, b) => b.length - a.length);
+  for (const path of mounted) {
+    try {
+      native.umount2(path, native.mountFlags.MNT_DETACH);
+    } catch {
+      // gone with its parent
+    }
   }
 }
 
