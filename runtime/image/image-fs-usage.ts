@@ -58,15 +58,15 @@ export class ImageFsAccounting {
   }
 
   /**
-   * The latest figures. Only the very first call, or one arriving while a
-   * count is under way, waits for a count (blob sizes and the layer sizes
-   * recorded at unpack: no walk); an old figure is answered and counted
-   * again in the background.
+   * The latest figures. Only a call before any count finished waits for one
+   * (blob sizes and the layer sizes recorded at unpack: no walk); otherwise
+   * the latest figure is answered at once, with its time, and an old one is
+   * counted again in the background. On a busy node a count may wait behind
+   * other file work; the kubelet's call must not.
    */
   async usage(): Promise<ImageFsUsage> {
     let images: FilesystemUsageInfo;
-    if (this.counting) images = await this.counting;
-    else if (!this.latest) images = await this.count();
+    if (!this.latest) images = await this.count();
     else {
       images = this.latest.usage;
       if (this.stale || Date.now() - this.latest.atMs >= this.refreshMs) void this.count().catch(() => undefined);
