@@ -82,7 +82,7 @@ export async function buildDaemonParts(config: BerthConfig, log: Logger, host: H
   const services: ShimServices = {
     config, log, host, podCidr, events, stats, sandboxes, images, containers, streaming,
     network: { networkStatus: () => podNetwork.status() },
-    runtimeReadiness: RuntimeReadinessProbe.forConfig(config),
+    runtimeReadiness: RuntimeReadinessProbe.forHost(config, host),
   };
   return { services, podNetwork, runtimeMetrics, systemd };
 }

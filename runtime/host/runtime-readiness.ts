@@ -3,7 +3,9 @@
 // asynchronously (access, stat, `--version`), and the answer is kept for a few
 // seconds so the kubelet's polling costs nothing; a binary that comes back is
 // seen at the next probe.
+import { isAbsolute } from 'node:path';
 import type { BerthConfig } from '../config';
+import type { HostFacts } from './host-facts';
 import { type BinaryProbe, probeBinary, type VersionCache } from './binaries';
 
 export interface RuntimeReadiness {
@@ -23,6 +25,8 @@ export interface RuntimeReadinessOptions {
   conmonBinary: string;
   /** How long an answer is reused (ms). */
   ttlMs?: number;
+  /** Set when conmon cannot become usable without a restart: the message RuntimeReady carries. */
+  conmonNeedsRestart?: string;
   now?: () => number;
 }
 
@@ -38,9 +42,18 @@ export class RuntimeReadinessProbe {
     this.now = options.now ?? Date.now;
   }
 
-  static forConfig(config: BerthConfig, ttlMs?: number): RuntimeReadinessProbe {
+  /**
+   * Probes the binaries the container model really runs: the paths found at start. conmon is
+   * started with posix_spawn, which does not search PATH, so a bare name not found at start stays
+   * unusable until berthd restarts, and readiness says so instead of finding it later.
+   */
+  static forHost(config: BerthConfig, host: Pick<HostFacts, 'conmon'>, ttlMs?: number): RuntimeReadinessProbe {
     const handler = config.oci.default_runtime;
-    return new RuntimeReadinessProbe({ handler, runtimeBinary: config.oci.runtimes[handler].path, conmonBinary: config.oci.conmon, ttlMs });
+    const conmon = 'path' in host.conmon ? host.conmon.path : config.oci.conmon;
+    return new RuntimeReadinessProbe({
+      handler, runtimeBinary: config.oci.runtimes[handler].path, conmonBinary: conmon, ttlMs,
+      ...(isAbsolute(conmon) ? {} : { conmonNeedsRestart: `conmon ("${conmon}") was not in PATH when berthd started: install it and restart berthd, or set oci.conmon to its absolute path` }),
+    });
   }
 
   /** The latest answer, probing again when it is older than the TTL (one probe at a time). */
@@ -62,7 +75,8 @@ export class RuntimeReadinessProbe {
     const problems: { reason: string; message: string }[] = [];
     if (!runtime.found) problems.push({ reason: 'OCIRuntimeMissing', message: `${runtime.name} not found: ${runtime.problem}` });
     else if (!runtime.usable) problems.push({ reason: 'OCIRuntimeUnusable', message: `${runtime.name} does not run: ${runtime.problem}` });
-    if (!conmon.found) problems.push({ reason: 'ConmonMissing', message: `conmon not found: ${conmon.problem}` });
+    if (this.options.conmonNeedsRestart) problems.push({ reason: 'ConmonMissing', message: this.options.conmonNeedsRestart });
+    else if (!conmon.found) problems.push({ reason: 'ConmonMissing', message: `conmon not found: ${conmon.problem}` });
     else if (!conmon.usable) problems.push({ reason: 'ConmonUnusable', message: `conmon does not run: ${conmon.problem}` });
     const value: RuntimeReadiness = {
       ready: problems.length === 0,

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { RuntimeReadinessProbe } from '../../runtime/host/runtime-readiness';
 import { compareVersions, versionOf } from '../../runtime/host/binaries';
+import { defaultConfig } from '../../shim/config';
 
 function fakeBinary(path: string, versionLine: string, exitCode = 0): void {
   writeFileSync(path, `#!/bin/sh\necho '${versionLine}'\nexit ${exitCode}\n`);
@@ -75,4 +76,22 @@ test('versions are read from --version lines and compared numerically, pre-relea
   assert.ok(compareVersions('1.4.0-rc.3', '1.4.0') < 0);
   assert.ok(compareVersions('1.4.0-rc.10', '1.4.0-rc.3') > 0);
   assert.equal(compareVersions('1.2.8', '1.2.8'), 0);
+});
+
+test('conmon given by a bare name and not found at start stays not ready, saying a restart is needed', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'berth-ready-'));
+  try {
+    fakeBinary(join(dir, 'runc'), 'runc version 1.1.12');
+    const config = defaultConfig();
+    config.oci.runtimes.runc.path = join(dir, 'runc');
+    config.oci.conmon = 'berth-test-no-such-conmon';
+    const r = await RuntimeReadinessProbe.forHost(config, { conmon: { name: 'conmon', missing: 'not in PATH' } }).current();
+    assert.equal(r.ready, false);
+    assert.equal(r.reason, 'ConmonMissing');
+    assert.match(r.message, /was not in PATH when berthd started: install it and restart berthd/);
+    const found = await RuntimeReadinessProbe.forHost(config, { conmon: { name: 'conmon', path: '/usr/bin/conmon', version: 'x' } }).current();
+    assert.equal(found.checked[1].found && found.checked[1].path, '/usr/bin/conmon');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
