@@ -57,8 +57,9 @@ export function runtimeInfoHandlers(ctx: Pick<ShimServices, 'config' | 'host' | 
           ],
         },
         info,
-        runtime_handlers: Object.keys(ctx.config.oci.runtimes)
-          .sort((a, b) => (a === ctx.config.oci.default_runtime ? -1 : b === ctx.config.oci.default_runtime ? 1 : a.localeCompare(b)))
+        // "" is the handler a pod that names none gets (the default), as containerd lists it: critest looks its features up by that name.
+        runtime_handlers: ['', ...Object.keys(ctx.config.oci.runtimes)
+          .sort((a, b) => (a === ctx.config.oci.default_runtime ? -1 : b === ctx.config.oci.default_runtime ? 1 : a.localeCompare(b)))]
           .map((name) => ({
             name,
             features: {

@@ -19,7 +19,7 @@ import type { ContainerRecord } from './container-store';
 import { viewOf } from './container-view';
 import { allowTraversal } from '../common/traversable';
 import { buildSpec } from './oci-spec';
-import { prepareMounts, validateMountRequests } from './prepared-mounts';
+import { prepareMounts, releasePreparedMounts, validateMountRequests } from './prepared-mounts';
 import { undoContainer } from './remove-container';
 import { confineLogPath } from './rootfs-path';
 
@@ -148,6 +148,7 @@ export async function makeContainer(ctx: ContainerContext, admitted: AdmittedCon
     record.conmonPid = created.conmonPid;
     record.phase = 'created';
     ctx.records.save(record);
+    dropPreparedMounts(ctx, admitted);
   } catch (err) {
     if (pending) {
       pending.abandon();
@@ -161,6 +162,20 @@ export async function makeContainer(ctx: ContainerContext, admitted: AdmittedCon
   ctx.log.info({ id, pod: admitted.sandbox.id, name: admitted.name, handler: admitted.handler }, 'container created');
   ctx.records.publish('CONTAINER_CREATED_EVENT', record);
   return id;
+}
+
+/**
+ * runc has bound the prepared mounts into the container's own mount namespace:
+ * berthd's copies go, so a volume's submount can be unmounted and its directory
+ * removed on the host while the container runs (the kubelet does; critest does),
+ * as with a runtime that makes these mounts itself.
+ */
+function dropPreparedMounts(ctx: ContainerContext, admitted: AdmittedContainer): void {
+  try {
+    releasePreparedMounts(ctx.native, admitted.dir);
+  } catch (err) {
+    ctx.log.warn({ id: admitted.id, err: describeError(err) }, 'prepared mounts left on the host until the container is removed');
+  }
 }
 
 function startMonitor(ctx: ContainerContext, admitted: AdmittedContainer): PendingConmon {

@@ -8,7 +8,10 @@
 //     overlay, optionally a directory of it (image_sub_path).
 // Every prepared mount lives under <dir>/mounts, and /proc/self/mountinfo is
 // the record of them: releasing detaches whatever is mounted there, so a crash
-// at any step leaves nothing that the container's removal does not find.
+// at any step leaves nothing that the container's removal does not find. Once
+// runc has created the container, its mount namespace holds its own copies and
+// berthd's are released (create-container.ts): a host mount namespace copy
+// would keep a volume's submount point busy (EBUSY) for the host.
 import { closeSync, lstatSync, mkdirSync, openSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { IDMapping__Output } from '../../cri-proto/generated/runtime/v1/IDMapping';
