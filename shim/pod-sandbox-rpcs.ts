@@ -5,6 +5,7 @@
 import type { PodSandbox } from '../cri-proto/generated/runtime/v1/PodSandbox';
 import type { PodSandboxFilter__Output } from '../cri-proto/generated/runtime/v1/PodSandboxFilter';
 import { nowUnixNanos } from '../runtime/common/clock';
+import { unimplemented } from '../runtime/errors';
 import type { PodSandboxes } from '../runtime/sandbox/pod-sandboxes';
 import type { PodSandboxView } from '../runtime/sandbox/sandbox-types';
 import type { ShimServices } from './services';
@@ -15,7 +16,7 @@ import { podContainerStatuses, podSandboxStatusOf } from './status-builders';
 /** Items per StreamPodSandboxes message: far below the default 16 MiB message limit even with large label maps. */
 export const POD_SANDBOX_STREAM_CHUNK = 200;
 
-export function podSandboxHandlers(ctx: Pick<ShimServices, 'containers' | 'images' | 'log' | 'sandboxes'>): CriHandlers {
+export function podSandboxHandlers(ctx: Pick<ShimServices, 'containers' | 'images' | 'log' | 'sandboxes' | 'host'>): CriHandlers {
   const sandboxes: PodSandboxes = ctx.sandboxes;
   return {
     async RunPodSandbox(request) {
@@ -55,7 +56,22 @@ export function podSandboxHandlers(ctx: Pick<ShimServices, 'containers' | 'image
       if (applied.skipped.length > 0) ctx.log.debug({ pod: request.pod_sandbox_id, skipped: applied.skipped }, 'pod resources this host cannot take');
       return {};
     },
+
+    // A pod checkpoint is its containers' checkpoints: none until CheckpointContainer writes archives.
+    async CheckpointPod(request) {
+      sandboxes.resolve(request.pod_sandbox_id);
+      throw unimplemented(`CheckpointPod: berth does not checkpoint pods; ${checkpointState(ctx)}`);
+    },
+
+    async RestorePod() {
+      throw unimplemented(`RestorePod: berth does not restore pods; ${checkpointState(ctx)}`);
+    },
   };
+}
+
+function checkpointState(ctx: Pick<ShimServices, 'host'>): string {
+  const criu = ctx.host.checkpoint.criu;
+  return criu.supported ? `criu ${criu.version} works on this host, but berth writes no checkpoint archives yet` : `checkpointing is not available on this host: ${criu.reason}`;
 }
 
 /** The CRI's filter: id (full or prefix), state, and every label of the selector. */

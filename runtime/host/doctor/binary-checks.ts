@@ -1,6 +1,8 @@
 // The programs berth runs: conmon, each configured OCI runtime (with its open
 // container-escape advisories), and criu for checkpoints.
+import { release } from 'node:os';
 import { type BinaryProbe, compareVersions, probeBinary, runVersion } from '../binaries';
+import { probeCheckpointSupport } from '../checkpoint-support';
 import { cgroupLayout } from './cgroup-checks';
 import { type CheckResult, type DoctorContext, fail, ok, warn } from './doctor-types';
 import { looksLikeDistributionBuild, openAdvisories, SUGGESTED_RELEASES } from './runtime-advisories';
@@ -73,5 +75,10 @@ export async function checkCriu(ctx: DoctorContext): Promise<CheckResult[]> {
   const fix = 'apt-get install criu';
   if (!found.found) return [warn('binary.criu', 'criu not found: CheckpointContainer (kubelet checkpoint API) is unavailable', fix)];
   if (!found.usable) return [warn('binary.criu', `criu at ${found.path} does not run (${found.problem}): checkpoints are unavailable`, fix)];
+  if (ctx.host.dir === '/') {
+    // criu's own test of this kernel: Debian 12's criu 3.17 installs and runs --version, yet cannot start on Linux 6.13+.
+    const support = probeCheckpointSupport(found.path, release());
+    if (!support.criu.supported) return [warn('binary.criu', `${support.criu.reason.replace(/\n/g, ' | ')}: CheckpointContainer is unavailable`, 'a criu that knows this kernel (4.1 or later for Linux 6.13+)')];
+  }
   return [ok('binary.criu', `criu ${found.version || found.versionText} at ${found.path}`)];
 }
