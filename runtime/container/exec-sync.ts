@@ -4,7 +4,7 @@
 // container's OCI runtime.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { rmSync, writeFileSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -52,7 +52,7 @@ export async function execSync(ctx: ContainerContext, idOrPrefix: string, cmd: s
   const token = randomBytes(6).toString('hex');
   const processPath = join(record.dir, `exec-${token}.json`);
   const pidPath = join(record.dir, `exec-${token}.pid`);
-  writeFileSync(processPath, JSON.stringify(target.process));
+  await writeFile(processPath, JSON.stringify(target.process));
   const max = ctx.config.container.exec_sync_max_output_bytes;
   const { runtime } = target;
   try {
@@ -74,8 +74,7 @@ export async function execSync(ctx: ContainerContext, idOrPrefix: string, cmd: s
     if (timedOut) throw deadlineExceeded(`command ${JSON.stringify(cmd)} timed out after ${timeoutSeconds} s`);
     return { stdout: Buffer.concat(out), stderr: Buffer.concat(err), exitCode };
   } finally {
-    rmSync(processPath, { force: true });
-    rmSync(pidPath, { force: true });
+    await Promise.all([rm(processPath, { force: true }), rm(pidPath, { force: true })]);
   }
 }
 
