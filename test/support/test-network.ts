@@ -78,3 +78,9 @@ export function gatewayOf(net: TestNetwork): string {
   octets[3] += 1;
   return octets.join('.');
 }
+
+/** Matches an address of a /24 test network (the slot moves the subnet, so tests never spell it). */
+export function addressIn(net: TestNetwork): RegExp {
+  const prefix = net.subnet.split('/')[0].split('.').slice(0, 3).join('\\.');
+  return new RegExp(`^${prefix}\\.\\d+$`);
+}
