@@ -8,9 +8,8 @@ import { rm, writeFile } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { loadNative, type BerthNative } from '../../native';
 import { describeError, deadlineExceeded, failedPrecondition, internal } from '../errors';
-import { exitStatusOf, killQuietly, tryReadPidFile } from '../oci/host-process';
+import { exitStatusOf, killQuietly, nativeSpawner, tryReadPidFile } from '../oci/host-process';
 import type { ContainerContext } from './container-context';
 import type { ContainerRecord } from './container-store';
 import type { ExecTarget } from './container-types';
@@ -86,19 +85,6 @@ interface StartedExec {
   exitCode: Promise<number>;
 }
 
-let nativeLoaded: BerthNative | null | undefined;
-
-function nativeSpawner(): BerthNative | undefined {
-  if (nativeLoaded === undefined) {
-    try {
-      const native = loadNative();
-      nativeLoaded = typeof native.spawnDetached === 'function' ? native : null;
-    } catch {
-      nativeLoaded = null;
-    }
-  }
-  return nativeLoaded ?? undefined;
-}
 
 /**
  * Starts `runtime exec` with posix_spawn (native addon) where it can: libuv's

@@ -3,14 +3,14 @@
 // on it before running `runtime create`), in a session of its own. Through the
 // addon's posix_spawn when it can, so berthd's heap is not forked; else
 // through child_process.
+import type { BerthNative } from '../../native';
 import { spawn } from 'node:child_process';
 import { closeSync, writeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { isAbsolute } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { loadNative, type BerthNative } from '../../native';
 import { describeError, internal } from '../errors';
-import { killQuietly } from './host-process';
+import { killQuietly, nativeSpawner } from './host-process';
 
 export interface LaunchedMonitor {
   syncPipe: Readable;
@@ -25,19 +25,6 @@ export interface LaunchedMonitor {
   dispose(): void;
 }
 
-let nativeLoaded: BerthNative | null | undefined;
-
-function nativeSpawner(): BerthNative | undefined {
-  if (nativeLoaded === undefined) {
-    try {
-      const native = loadNative();
-      nativeLoaded = typeof native.spawnDetached === 'function' ? native : null;
-    } catch {
-      nativeLoaded = null;
-    }
-  }
-  return nativeLoaded ?? undefined;
-}
 
 /** Starts conmon at `path` with `args` in `bundle`; it waits on its start pipe until release(). */
 export function launchConmon(path: string, args: string[], bundle: string): LaunchedMonitor {

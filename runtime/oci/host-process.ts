@@ -2,6 +2,7 @@
 // process): pid files, liveness, signals. Pids are reused, so callers that
 // need to know *which* process a pid is check its command line too.
 import { readFileSync } from 'node:fs';
+import { loadNative, type BerthNative } from '../../native';
 import { constants as osConstants } from 'node:os';
 
 /** The pid in a pid file; undefined when the file is missing or holds no pid. */
@@ -48,4 +49,19 @@ export function exitStatusOf(code: number | null, signal: NodeJS.Signals | null)
   if (code !== null) return code;
   const n = signal ? osConstants.signals[signal] : undefined;
   return typeof n === 'number' ? 128 + n : 255;
+}
+
+let nativeLoaded: BerthNative | null | undefined;
+
+/** The addon's posix_spawn, when it is built (libuv's spawn forks berthd's whole heap on the event loop). */
+export function nativeSpawner(): BerthNative | undefined {
+  if (nativeLoaded === undefined) {
+    try {
+      const native = loadNative();
+      nativeLoaded = typeof native.spawnDetached === 'function' ? native : null;
+    } catch {
+      nativeLoaded = null;
+    }
+  }
+  return nativeLoaded ?? undefined;
 }
