@@ -58,8 +58,7 @@ export function podSandboxHandlers(ctx: Pick<ShimServices, 'containers' | 'image
     },
 
     // A pod checkpoint is its containers' checkpoints: none until CheckpointContainer writes archives.
-    async CheckpointPod(request) {
-      sandboxes.resolve(request.pod_sandbox_id);
+    async CheckpointPod() {
       throw unimplemented(`CheckpointPod: berth does not checkpoint pods; ${checkpointState(ctx)}`);
     },
 
