@@ -1,10 +1,14 @@
-// The pod network through CNI: ADD chains the plugins of the first conflist
-// (each gets the previous one's result), DEL and CHECK replay the cached
-// attachment, STATUS answers NetworkReady, GC cleans attachments whose pod is
-// gone.
+// The pod network through CNI: ADD chains the plugins of the selected network
+// (network-config-dir.ts; each plugin gets the previous one's result), DEL and
+// CHECK replay the cached attachment, STATUS answers NetworkReady, GC cleans
+// attachments whose pod is gone. Once watchConfDir() has run, the conf dir is
+// watched and ADD/Status use the last selection (network-config-watch.ts);
+// before that every call reads the dir.
 import { CNI_ERROR_UNKNOWN_CONTAINER, CniPluginError } from './cni-error';
 import type { Attachment, CniResult, NetworkConfigList, PluginConfig, RuntimeConfig } from './cni-types';
-import { compareVersions, loadFirstNetwork, NetworkConfigError } from './network-config';
+import { compareVersions, NetworkConfigError } from './network-config';
+import { noNetworkMessage, selectNetwork, type NetworkSelection, type SelectedNetwork } from './network-config-dir';
+import { NetworkConfigWatch } from './network-config-watch';
 import { execPlugin, findPlugin } from './plugin-exec';
 import { ResultCache, type CachedAttachment } from './result-cache';
 
@@ -18,10 +22,19 @@ export interface NetworkStatus {
   ready: boolean;
   reason: string;
   message: string;
+  /** The config file new pods get, its network's name and config, when there is one. */
+  network?: { file: string; name: string; berthFallback: boolean; config: NetworkConfigList };
 }
+
+/** NetworkReady's reason while pods cannot get a network (the kubelet's and containerd's word). */
+const NOT_READY = 'NetworkPluginNotReady';
 
 export class CniNetwork {
   readonly cache: ResultCache;
+  /** Told the config of each attachment DEL has removed. */
+  onDetached: ((config: NetworkConfigList) => void) | undefined;
+  private watch: NetworkConfigWatch | undefined;
+  private onSelection: ((selection: NetworkSelection, previous: NetworkSelection | undefined) => void) | undefined;
 
   constructor(readonly options: CniNetworkOptions) {
     this.cache = new ResultCache(options.cacheDir);
@@ -29,15 +42,59 @@ export class CniNetwork {
 
   /** Where the network config and plugins are looked up from now on (a config reload); attachments keep what they were made with. */
   relocate(locations: { confDir: string; binDirs: readonly string[] }): void {
+    const moved = locations.confDir !== this.options.confDir;
     this.options.confDir = locations.confDir;
     this.options.binDirs = [...locations.binDirs];
+    if (moved && this.watch) {
+      // Until the new dir's watch has started, each call reads the new dir itself.
+      this.watch.close();
+      this.watch = undefined;
+      void this.watchConfDir(this.onSelection).catch(() => undefined);
+    }
   }
 
-  /** The conflist ADD would use now; throws NetworkConfigError when there is none or it is broken. */
-  currentConfig(): NetworkConfigList {
-    const loaded = loadFirstNetwork(this.options.confDir);
-    if (!loaded) throw new NetworkConfigError(`no CNI network config found in ${this.options.confDir}`);
-    return loaded.list;
+  /** Watches the conf dir from now on; `onChange` hears each new selection. */
+  async watchConfDir(onChange?: (selection: NetworkSelection, previous: NetworkSelection | undefined) => void): Promise<void> {
+    this.onSelection = onChange;
+    const confDir = this.options.confDir;
+    const watch = new NetworkConfigWatch({ confDir, onChange });
+    await watch.start();
+    // Relocated meanwhile: this watch is of a dir no longer used.
+    if (confDir !== this.options.confDir) watch.close();
+    else this.watch = watch;
+  }
+
+  /** Reads the conf dir again now (after berthd rewrote a file itself), when watching. */
+  async rescanConfDir(): Promise<void> {
+    await this.watch?.rescan();
+  }
+
+  stopWatching(): void {
+    this.watch?.close();
+    this.watch = undefined;
+  }
+
+  /** What the conf dir offers now. */
+  selection(): Promise<NetworkSelection> {
+    return this.watch ? Promise.resolve(this.watch.selection()) : selectNetwork(this.options.confDir);
+  }
+
+  /** The network ADD would use now; throws NetworkConfigError when there is none or a plugin of it is missing. */
+  async currentNetwork(): Promise<SelectedNetwork> {
+    const selection = await this.selection();
+    if (!selection.network) throw new NetworkConfigError(noNetworkMessage(selection));
+    const missing = this.missingPlugin(selection.network.list);
+    if (missing) throw new NetworkConfigError(missing);
+    return selection.network;
+  }
+
+  private missingPlugin(config: NetworkConfigList): string | undefined {
+    for (const plugin of config.plugins) {
+      if (!findPlugin(this.options.binDirs, plugin.type)) {
+        return `CNI plugin "${plugin.type}" of network "${config.name}" not found in ${this.options.binDirs.join(', ')}`;
+      }
+    }
+    return undefined;
   }
 
   /**
@@ -47,7 +104,7 @@ export class CniNetwork {
    * plugin costs tens of milliseconds of a pod start.
    */
   async add(attachment: Attachment, options: { loopbackReady?: boolean } = {}): Promise<CniResult> {
-    const config = elideNoopPlugins(this.currentConfig(), attachment.runtimeConfig, options.loopbackReady ?? false);
+    const config = elideNoopPlugins((await this.currentNetwork()).list, attachment.runtimeConfig, options.loopbackReady ?? false);
     const entry: CachedAttachment = { kind: 'berth-cni-attachment-v1', attachment, config, result: null };
     this.cache.write(entry);
     let prevResult: CniResult | undefined;
@@ -102,6 +159,7 @@ export class CniNetwork {
       }
     }
     this.cache.remove(containerId, ifName);
+    this.onDetached?.(config);
   }
 
   /** CHECK with the cached result; throws the plugin's error when the attachment is broken. */
@@ -124,31 +182,23 @@ export class CniNetwork {
 
   /** NetworkReady: STATUS for CNI 1.1 networks; for older ones the config and every plugin binary must be present. */
   async status(): Promise<NetworkStatus> {
-    let config: NetworkConfigList;
-    try {
-      config = this.currentConfig();
-    } catch (err) {
-      return { ready: false, reason: 'NetworkPluginNotReady', message: (err as Error).message };
-    }
-    for (const plugin of config.plugins) {
-      if (!findPlugin(this.options.binDirs, plugin.type)) {
-        return {
-          ready: false,
-          reason: 'NetworkPluginNotReady',
-          message: `CNI plugin "${plugin.type}" of network "${config.name}" not found in ${this.options.binDirs.join(', ')}`,
-        };
-      }
-    }
+    const selection = await this.selection();
+    const selected = selection.network;
+    if (!selected) return { ready: false, reason: NOT_READY, message: noNetworkMessage(selection) };
+    const config = selected.list;
+    const network = { file: selected.path, name: config.name, berthFallback: selected.berthOwned, config };
+    const missing = this.missingPlugin(config);
+    if (missing) return { ready: false, reason: NOT_READY, message: missing, network };
     if (compareVersions(config.cniVersion, '1.1.0') >= 0) {
       for (const plugin of config.plugins) {
         try {
           await execPlugin(this.options.binDirs, plugin.type, { command: 'STATUS', stdin: pluginStdin(config, plugin, {}, undefined) });
         } catch (err) {
-          return { ready: false, reason: 'NetworkPluginNotReady', message: (err as Error).message };
+          return { ready: false, reason: NOT_READY, message: (err as Error).message, network };
         }
       }
     }
-    return { ready: true, reason: '', message: '' };
+    return { ready: true, reason: '', message: '', network };
   }
 
   /**
@@ -169,16 +219,12 @@ export class CniNetwork {
         failed.push({ id, error: (err as Error).message });
       }
     }
-    let config: NetworkConfigList | undefined;
-    try {
-      config = this.currentConfig();
-    } catch {
-      config = undefined;
-    }
+    const config = (await this.selection()).network?.list;
     if (config && compareVersions(config.cniVersion, '1.1.0') >= 0 && !config.disableGC) {
+      // Attachments to other networks (pods from before a config change) are not this network's to keep.
       const valid = this.cache
         .list()
-        .filter((e) => liveIds.has(e.attachment.containerId))
+        .filter((e) => liveIds.has(e.attachment.containerId) && e.config.name === config.name)
         .map((e) => ({ containerID: e.attachment.containerId, ifname: e.attachment.ifName }));
       for (const plugin of config.plugins) {
         try {

@@ -1,20 +1,12 @@
-// Loading the pod network: the first config file in the conf dir, a
-// .conflist as is, a single-plugin .conf/.json wrapped as a list of one.
-import { readFileSync } from 'node:fs';
-import { basename } from 'node:path';
+// Parsing one CNI config file: a .conflist as is, a single-plugin .conf/.json
+// wrapped as a list of one. Which file is the pod network: network-config-dir.ts.
 import type { NetworkConfigList, PluginConfig } from './cni-types';
-import { listNetworkConfigFiles } from './network-config-dir';
 
 export class NetworkConfigError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'NetworkConfigError';
   }
-}
-
-export interface LoadedNetwork {
-  path: string;
-  list: NetworkConfigList;
 }
 
 /** Parses one config file's text; throws NetworkConfigError naming the file and what is wrong. */
@@ -46,20 +38,6 @@ export function parseNetworkConfig(path: string, text: string): NetworkConfigLis
     }
   });
   return list;
-}
-
-/** The pod network, or undefined when the conf dir holds no config file. */
-export function loadFirstNetwork(confDir: string): LoadedNetwork | undefined {
-  const files = listNetworkConfigFiles(confDir);
-  if (files.length === 0) return undefined;
-  const path = files[0];
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new NetworkConfigError(`${basename(path)}: cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-  }
-  return { path, list: parseNetworkConfig(path, text) };
 }
 
 /** -1, 0, 1 comparing dotted versions ("0.4.0" < "1.0.0" < "1.1.0"). */

@@ -2,7 +2,7 @@
 // mid-ADD still leaves what DEL needs) and completed with ADD's result, so DEL
 // and CHECK replay exactly the config, args and result ADD used, whatever the
 // conf dir says by then.
-import { mkdirSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, promises as fsp, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Attachment, CniResult, NetworkConfigList } from './cni-types';
 
@@ -48,6 +48,27 @@ export class ResultCache {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
+  }
+
+  /** Every attachment, read without blocking the event loop (there is one per pod). */
+  async listAsync(): Promise<CachedAttachment[]> {
+    let names: string[];
+    try {
+      names = await fsp.readdir(this.dir);
+    } catch {
+      return [];
+    }
+    const out: CachedAttachment[] = [];
+    for (const name of names) {
+      if (!name.endsWith('.json')) continue;
+      try {
+        const entry = JSON.parse(await fsp.readFile(join(this.dir, name), 'utf8')) as CachedAttachment;
+        if (entry.kind === 'berth-cni-attachment-v1') out.push(entry);
+      } catch {
+        // removed meanwhile, or a torn write from a crash
+      }
+    }
+    return out;
   }
 
   list(): CachedAttachment[] {

@@ -16,6 +16,7 @@ import { RuntimeReadinessProbe } from '../runtime/host/runtime-readiness';
 import type { BerthDatabase } from '../runtime/store/database';
 import { CniNetwork } from '../cni/cni-network';
 import { loadNative } from '../native';
+import { NodeNetwork } from '../runtime/sandbox/node-network';
 import { PodSandboxes } from '../runtime/sandbox/pod-sandboxes';
 import { SandboxRecords } from '../runtime/sandbox/sandbox-records';
 import { SandboxStore } from '../runtime/sandbox/sandbox-store';
@@ -34,6 +35,8 @@ export interface DaemonParts {
   services: ShimServices;
   /** What only the daemon itself uses (start-up, reload, stop). */
   podNetwork: CniNetwork;
+  /** berth's fallback network, the conf dir's watch and the pod CIDR (started by the daemon). */
+  nodeNetwork: NodeNetwork;
   runtimeMetrics: RuntimeMetrics;
   systemd: SystemdCgroups | undefined;
 }
@@ -45,8 +48,14 @@ export async function buildDaemonParts(config: BerthConfig, log: Logger, host: H
   const runtimeMetrics = new RuntimeMetrics(metrics.registry);
   const podCidr = { value: '' };
 
-  // NetworkReady follows the CNI network's STATUS (CNI 1.1) or its config and plugins being present.
+  // NetworkReady follows the CNI network's STATUS (CNI 1.1) or its config and plugins being present;
+  // the conf dir is watched, so a cluster's config is used for new pods as soon as it appears.
   const podNetwork = new CniNetwork({ confDir: config.cni.conf_dir, binDirs: config.cni.bin_dirs, cacheDir: config.cni.cache_dir });
+  const cni = config.cni;
+  const nodeNetwork = new NodeNetwork({
+    network: podNetwork, writeDefault: cni.write_default_conflist, log,
+    defaults: { name: cni.default_network_name, bridge: cni.default_bridge, subnet: cni.default_subnet },
+  });
   const cgroups = CgroupHierarchy.detect(config.cgroup.driver);
   const systemd = config.cgroup.driver === 'systemd' ? await connectSystemd(cgroups, config.cgroup.systemd_socket) : undefined;
 
@@ -81,10 +90,10 @@ export async function buildDaemonParts(config: BerthConfig, log: Logger, host: H
 
   const services: ShimServices = {
     config, log, host, podCidr, events, stats, sandboxes, images, containers, streaming,
-    network: { networkStatus: () => podNetwork.status() },
+    network: { networkStatus: () => nodeNetwork.status(), applyPodCidr: (cidr) => nodeNetwork.applyPodCidr(cidr) },
     runtimeReadiness: RuntimeReadinessProbe.forHost(config, host),
   };
-  return { services, podNetwork, runtimeMetrics, systemd };
+  return { services, podNetwork, nodeNetwork, runtimeMetrics, systemd };
 }
 
 /** The systemd driver needs systemd's manager: without it no pod slice can be made, so berthd does not start. */

@@ -9,7 +9,6 @@ import { detectHost } from '../runtime/host/host-facts';
 import { checkHostAtStart } from '../runtime/host/doctor/doctor';
 import { applyLiveConfig } from './config-reload';
 import { BerthDatabase } from '../runtime/store/database';
-import { writeDefaultConflistIfMissing } from '../cni/default-conflist';
 import type { ShimServices } from './services';
 import { allHandlers } from './handlers';
 import { buildDaemonParts } from './daemon-services';
@@ -49,12 +48,9 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
 
   const db = new BerthDatabase(join(config.root, 'berth.db'));
   const metrics = new BerthMetrics();
-  if (config.cni.write_default_conflist) {
-    const cni = config.cni;
-    const written = writeDefaultConflistIfMissing(cni.conf_dir, { name: cni.default_network_name, bridge: cni.default_bridge, subnet: cni.default_subnet });
-    if (written) log.info({ path: written }, 'no CNI network configured: wrote the default (bridge + host-local + portmap + loopback)');
-  }
-  const { services: ctx, podNetwork, runtimeMetrics, systemd } = await buildDaemonParts(config, log, host, db, metrics);
+  const { services: ctx, podNetwork, nodeNetwork, runtimeMetrics, systemd } = await buildDaemonParts(config, log, host, db, metrics);
+  // berth's fallback network put in place and the conf dir watched before recovery's CNI GC reads it.
+  await nodeNetwork.start();
   ctx.images.init();
   const recovery = await ctx.sandboxes.recover();
   log.info(recovery, `pod sandboxes recovered: ${recovery.loaded} loaded, ${recovery.undone.length} undone, ${recovery.failures.length} failures`);
@@ -125,6 +121,7 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
       await metrics.close();
       await ctx.images.close();
       systemd?.close();
+      nodeNetwork.close();
       db.close();
       try {
         unlinkSync(pidFile);

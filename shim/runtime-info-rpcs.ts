@@ -47,6 +47,7 @@ export function runtimeInfoHandlers(ctx: Pick<ShimServices, 'config' | 'host' | 
         info.cgroupMode = JSON.stringify(ctx.host.cgroup.mode);
         info.ociRuntimes = JSON.stringify(ctx.host.ociRuntimes);
         info.podCidr = JSON.stringify(ctx.podCidr.value);
+        info.cniNetwork = JSON.stringify(network.network ?? null);
         info.version = JSON.stringify({ runtime: RUNTIME_NAME, version: BERTH_VERSION, commit: buildInfo().commit, node: process.version });
       }
       return {
@@ -80,8 +81,11 @@ export function runtimeInfoHandlers(ctx: Pick<ShimServices, 'config' | 'host' | 
       if (cidr && !/^[0-9a-fA-F.:]+\/\d{1,3}(,[0-9a-fA-F.:]+\/\d{1,3})*$/.test(cidr)) {
         throw invalidArgument(`runtime_config.network_config.pod_cidr: "${cidr}" is not a CIDR list`);
       }
-      if (cidr !== ctx.podCidr.value) ctx.log.info({ podCidr: cidr }, 'kubelet set the pod CIDR');
-      ctx.podCidr.value = cidr;
+      if (cidr !== ctx.podCidr.value) {
+        ctx.log.info({ podCidr: cidr }, 'kubelet set the pod CIDR');
+        ctx.podCidr.value = cidr;
+        await ctx.network.applyPodCidr(cidr);
+      }
       return {};
     },
   };

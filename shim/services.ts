@@ -1,6 +1,7 @@
 // The services the daemon builds (shim/daemon.ts, in dependency order) and the
 // handler groups draw on. Each group declares the few it uses as a Pick of
 // this type, so a handler never sees the store, the cgroups or the metrics.
+import type { NetworkStatus } from '../cni/cni-network';
 import type { BerthConfig } from '../runtime/config';
 import type { ContainerEventBus } from '../runtime/events/container-event-bus';
 import type { StatsCollector } from '../runtime/stats/stats-collector';
@@ -12,9 +13,11 @@ import type { Containers } from '../runtime/container/containers';
 import type { StreamingServer } from './streaming/streaming-server';
 import type { Logger } from './logger';
 
-/** Whether pods can get a network now (Status' NetworkReady condition). */
+/** Whether pods can get a network now (Status' NetworkReady condition), and the kubelet's pod CIDR for it. */
 export interface NetworkReadiness {
-  networkStatus(): Promise<{ ready: boolean; reason: string; message: string }>;
+  networkStatus(): Promise<NetworkStatus>;
+  /** UpdateRuntimeConfig's pod CIDR: written into berth's fallback network (never a cluster's). */
+  applyPodCidr(cidr: string): Promise<void>;
 }
 
 /** Whether containers can run now (Status' RuntimeReady condition): runtime/host/runtime-readiness.ts. */

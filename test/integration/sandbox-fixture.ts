@@ -3,7 +3,7 @@
 // a pod's pinned network namespace.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { after, afterEach, before } from 'node:test';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PodSandboxConfig } from '../../cri-proto/generated/runtime/v1/PodSandboxConfig';
 import { startBerthd, type BerthdProcess } from '../support/berthd-process';
@@ -25,9 +25,21 @@ export interface SandboxBerthd {
   cleanup(): Promise<void>;
 }
 
-export async function startSandboxBerthd(net: SandboxTestNet, extra: { binDirs?: string[]; writeDefault?: boolean; tomlTail?: string } = {}): Promise<SandboxBerthd> {
+export interface SandboxBerthdExtra {
+  binDirs?: string[];
+  writeDefault?: boolean;
+  tomlTail?: string;
+  /** A CNI config put into the conf dir before berthd starts (file name, content). */
+  conflist?: { file: string; list: object };
+}
+
+export async function startSandboxBerthd(net: SandboxTestNet, extra: SandboxBerthdExtra = {}): Promise<SandboxBerthd> {
   const dir = mkdtempSync(`/tmp/berth-sbx-${net.name}-`);
   const confDir = join(dir, 'net.d');
+  if (extra.conflist) {
+    mkdirSync(confDir, { recursive: true });
+    writeFileSync(join(confDir, extra.conflist.file), JSON.stringify(extra.conflist.list));
+  }
   const cacheDir = join(dir, 'cni-cache');
   const nsDir = join(dir, 'ns');
   const binDirs = extra.binDirs ?? ['/usr/lib/cni', '/opt/cni/bin'];
@@ -62,13 +74,55 @@ export async function startSandboxBerthd(net: SandboxTestNet, extra: { binDirs?:
   };
 }
 
+export interface NetworkInUse {
+  file: string;
+  name: string;
+  berthFallback: boolean;
+  config: { plugins: { ipam?: { ranges?: unknown } }[] };
+}
+
+/** The CNI network berthd gives new pods now (Status verbose), or null when it has none. */
+export async function networkInUse(berthd: BerthdProcess): Promise<NetworkInUse | null> {
+  const status = await berthd.client.call('Status', { verbose: true });
+  return JSON.parse(status.info.cniNetwork ?? 'null') as NetworkInUse | null;
+}
+
+/** Waits (bounded) until the network berthd gives new pods satisfies `wanted`. */
+export async function waitForNetwork(berthd: BerthdProcess, wanted: (used: NetworkInUse | null) => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    if (wanted(await networkInUse(berthd))) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`berthd never switched to ${what}; uses ${JSON.stringify(await networkInUse(berthd))}`);
+}
+
+/**
+ * Drops a CNI config into the watched conf dir the way an installer does (written aside, renamed in; null
+ * removes the file) and waits until berthd gives new pods the network `expect` names: a file name (null:
+ * none) and, when a file is rewritten in place, the network's name.
+ */
+export async function dropNetworkConfig(s: SandboxBerthd, file: string, list: object | null, expect: { file: string | null; name?: string }): Promise<void> {
+  const path = join(s.confDir, file);
+  if (list === null) rmSync(path, { force: true });
+  else {
+    writeFileSync(`${path}.partial`, JSON.stringify(list));
+    renameSync(`${path}.partial`, path);
+  }
+  const wantedFile = expect.file === null ? null : join(s.confDir, expect.file);
+  await waitForNetwork(
+    s.berthd,
+    (used) => (used?.file ?? null) === wantedFile && (expect.name === undefined || used?.name === expect.name),
+    JSON.stringify(expect),
+  );
+}
+
 /**
  * One berthd for the describe block it is called in: started before its first
  * test, every pod removed after each test (so one failure does not cascade),
  * everything cleaned up after the block. The returned object is filled in by
  * the time the first test runs.
  */
-export function sandboxBerthdForSuite(net: SandboxTestNet, extra: Parameters<typeof startSandboxBerthd>[1] = {}): SandboxBerthd {
+export function sandboxBerthdForSuite(net: SandboxTestNet, extra: SandboxBerthdExtra = {}): SandboxBerthd {
   const suite = {} as SandboxBerthd;
   before(async () => {
     Object.assign(suite, await startSandboxBerthd(net, extra));

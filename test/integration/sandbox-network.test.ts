@@ -6,11 +6,11 @@ import { gatewayOf, testNetwork } from '../support/test-network';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { defaultConflist } from '../../cni/default-conflist';
+import { DEFAULT_CONFLIST_FILE, defaultConflist } from '../../cni/default-conflist';
 import {
   bridgePorts, inNetns, iptablesLinesFor, mountsUnder, podConfig, sandboxBerthdForSuite, startSandboxBerthd, type SandboxBerthd,
 } from './sandbox-fixture';
@@ -62,7 +62,7 @@ describe('pod networking', () => {
 
   test('the default conflist is written and Status reports the network ready', async () => {
     const files = readdirSync(s.confDir);
-    assert.deepEqual(files, [`10-${NET.name}.conflist`]);
+    assert.deepEqual(files, [DEFAULT_CONFLIST_FILE]);
     const list = JSON.parse(readFileSync(join(s.confDir, files[0]), 'utf8')) as { plugins: { type: string; bridge?: string }[] };
     assert.deepEqual(list.plugins.map((p) => p.type), ['bridge', 'portmap', 'loopback']);
     assert.equal(list.plugins[0].bridge, NET.bridge);
@@ -140,11 +140,9 @@ describe('a failing CNI plugin', () => {
       '#!/bin/sh\ncat >/dev/null\nif [ "$CNI_COMMAND" = ADD ]; then echo \'{"cniVersion":"1.0.0","code":100,"msg":"bt-refuse: no address for this pod","details":"quota"}\'; exit 1; fi\nexit 0\n',
     );
     chmodSync(join(binDir, 'bt-refuse'), 0o755);
-    s = await startSandboxBerthd(FAIL_NET, { binDirs: [binDir, '/usr/lib/cni'], writeDefault: false });
     const list = defaultConflist(FAIL_NET);
     list.plugins.splice(1, 0, { type: 'bt-refuse' });
-    mkdirSync(s.confDir, { recursive: true });
-    writeFileSync(join(s.confDir, '10-fail.conflist'), JSON.stringify(list));
+    s = await startSandboxBerthd(FAIL_NET, { binDirs: [binDir, '/usr/lib/cni'], writeDefault: false, conflist: { file: '10-fail.conflist', list } });
   });
   after(async () => {
     await s?.cleanup();

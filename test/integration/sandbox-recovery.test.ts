@@ -5,7 +5,7 @@
 import { testNetwork } from '../support/test-network';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultConflist } from '../../cni/default-conflist';
 import { mountsUnder, podConfig, removeAllPods, startSandboxBerthd, type SandboxBerthd } from './sandbox-fixture';
@@ -41,11 +41,9 @@ describe('recovery after a crash', () => {
       ].join('\n'),
     );
     chmodSync(join(binDir, 'bt-slow'), 0o755);
-    s = await startSandboxBerthd(NET, { binDirs: [binDir, '/usr/lib/cni'], writeDefault: false });
     const list = defaultConflist(NET);
     list.plugins = [list.plugins[0], { type: 'bt-slow' }];
-    mkdirSync(s.confDir, { recursive: true });
-    writeFileSync(join(s.confDir, '10-recover.conflist'), JSON.stringify(list));
+    s = await startSandboxBerthd(NET, { binDirs: [binDir, '/usr/lib/cni'], writeDefault: false, conflist: { file: '10-recover.conflist', list } });
   });
   after(async () => {
     rmSync(join(binDir, 'slow'), { force: true });
