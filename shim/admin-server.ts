@@ -5,17 +5,22 @@
 // happens inside the running daemon and its store stays consistent.
 //   POST /images/import   body: a docker save archive or an OCI layout as a tar
 //                         answer: {"images":[{"id":…,"names":[…]}]} or {"error":…}
-//   GET /images/export?image=REF   answer: the image as an OCI layout tar, or {"error":…}
+//   GET /images/export?image=REF[&image=REF…]
+//                         answer: one OCI layout tar of those images (application/x-tar), or {"error":…}
+//                         before any of it; a failure while streaming cuts the connection (a short archive)
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { dirname, join } from 'node:path';
 import type { RuntimeLog } from '../runtime/common/log';
 import { describeError, invalidArgument, isBerthError } from '../runtime/errors';
+import type { ExportPlan } from '../runtime/image/image-export';
 import type { ImportedImage } from '../runtime/image/image-import';
+import type { Writable } from 'node:stream';
 
 export interface AdminOperations {
   importArchive(tar: AsyncIterable<Buffer>): Promise<ImportedImage[]>;
-  exportArchive(reference: string): Promise<AsyncIterable<Buffer>>;
+  prepareExport(references: readonly string[]): Promise<ExportPlan>;
+  writeExport(plan: ExportPlan, out: Writable): Promise<void>;
 }
 
 export function adminSocketPath(stateDir: string): string {
@@ -78,18 +83,12 @@ export class AdminServer {
         return;
       }
       if (route === 'GET /images/export') {
-        const image = new URL(req.url ?? '', 'http://admin').searchParams.get('image') ?? '';
-        if (!image) throw invalidArgument('image: a name, digest or id is needed');
-        const tar = await this.ops.exportArchive(image);
+        const images = new URL(req.url ?? '', 'http://admin').searchParams.getAll('image').filter((i) => i.trim() !== '');
+        if (images.length === 0) throw invalidArgument('image: name at least one image (name, digest or id)');
+        const plan = await this.ops.prepareExport(images);
+        this.log.info({ images: plan.images }, 'exporting images');
         res.writeHead(200, { 'content-type': 'application/x-tar' });
-        for await (const chunk of tar) {
-          if (res.destroyed) return; // the client went away
-          if (!res.write(chunk)) await new Promise<void>((resolve) => {
-            res.once('drain', resolve);
-            res.once('close', resolve);
-          });
-        }
-        res.end();
+        await this.ops.writeExport(plan, res);
         return;
       }
       req.resume();

@@ -17,7 +17,8 @@ const USAGE = `usage: berthd [options]
        berthd config default | config check [FILE] [--json]
        berthd doctor [--json] [--host-root DIR]
        berthd version [--json]
-       berthd images import ARCHIVE|OCI-LAYOUT-DIR|- | images export IMAGE FILE|-   (through the running berthd)
+       berthd images import ARCHIVE|OCI-LAYOUT-DIR|-    (through the running berthd's admin socket)
+       berthd images export IMAGE... -o FILE|-          (one OCI layout tar; also: images export IMAGE FILE|-)
 options:
   --config FILE        config file (default ${DEFAULT_CONFIG_PATH}; missing default file = all defaults);
                        FILE.d/*.toml are applied after it, in lexical order

@@ -100,7 +100,11 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
   }
 
   // Before the pid file: whoever waits for berthd to be up may use the admin socket at once.
-  const admin = await AdminServer.listen(adminSocketPath(config.state), { importArchive: (tar) => ctx.images.importArchive(tar), exportArchive: (ref) => ctx.images.exportArchive(ref) }, log);
+  const admin = await AdminServer.listen(adminSocketPath(config.state), {
+    importArchive: (tar) => ctx.images.importArchive(tar),
+    prepareExport: (references) => ctx.images.prepareExport(references),
+    writeExport: (plan, out) => ctx.images.writeExport(plan, out),
+  }, log);
 
   const pidFile = join(config.state, 'berth.pid');
   writeFileSync(pidFile, `${process.pid}\n`);

@@ -1,16 +1,21 @@
 // `berthd images import [--config FILE] [--admin-socket PATH] ARCHIVE|DIR|-`:
 // sends a docker save archive, an OCI layout (a tar of it, or its directory) or
 // standard input to the running berthd over its admin socket, and prints each
-// imported image's id and names. `berthd images export IMAGE FILE|-` writes an
-// image as an OCI layout tar (with docker's manifest.json beside it).
+// imported image's id and names.
+// `berthd images export [--config FILE] [--admin-socket PATH] IMAGE... -o FILE|-`
+// (or `export IMAGE FILE|-`): writes the images as one OCI layout tar (with a
+// docker-compatible manifest.json), into FILE only once all of it has arrived.
 import { spawn } from 'node:child_process';
 import { createReadStream, createWriteStream, renameSync, rmSync, statSync } from 'node:fs';
-import { request } from 'node:http';
+import { request, type IncomingMessage } from 'node:http';
+import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { DEFAULT_CONFIG_PATH, loadConfig } from './config';
 import { adminSocketPath } from './admin-server';
 
 const USAGE = `usage: berthd images import [--config FILE] [--admin-socket PATH] ARCHIVE|OCI-LAYOUT-DIR|-
+       berthd images export [--config FILE] [--admin-socket PATH] IMAGE... -o FILE|-
        berthd images export [--config FILE] [--admin-socket PATH] IMAGE FILE|-`;
 
 interface ImportAnswer {
@@ -18,15 +23,27 @@ interface ImportAnswer {
   error?: string;
 }
 
-function parse(args: string[]): { configPath: string; explicit: boolean; socket?: string; command: 'import' | 'export'; operands: string[] } {
+interface ImagesCli {
+  configPath: string;
+  explicit: boolean;
+  socket?: string;
+  command: 'import' | 'export';
+  /** import: the archive; export: the images. */
+  operands: string[];
+  /** export: the file written, "-" for standard output. */
+  output?: string;
+}
+
+function parse(args: string[]): ImagesCli {
   let configPath = DEFAULT_CONFIG_PATH;
   let explicit = false;
   let socket: string | undefined;
+  let output: string | undefined;
   const rest: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     const value = (): string => {
-      const v = arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : args[++i];
+      const v = arg.startsWith('--') && arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : args[++i];
       if (v === undefined) throw new Error(`${arg} needs a value\n${USAGE}`);
       return v;
     };
@@ -34,11 +51,20 @@ function parse(args: string[]): { configPath: string; explicit: boolean; socket?
       configPath = value();
       explicit = true;
     } else if (arg === '--admin-socket' || arg.startsWith('--admin-socket=')) socket = value();
+    else if (arg === '-o' || arg === '--output' || arg.startsWith('--output=')) output = value();
     else if (arg.startsWith('-') && arg !== '-') throw new Error(`unknown flag ${arg}\n${USAGE}`);
     else rest.push(arg);
   }
-  if (!((rest[0] === 'import' && rest.length === 2) || (rest[0] === 'export' && rest.length === 3))) throw new Error(USAGE);
-  return { configPath, explicit, socket, command: rest[0], operands: rest.slice(1) };
+  const [command, ...operands] = rest;
+  if (command === 'import' && operands.length === 1 && output === undefined) return { configPath, explicit, socket, command, operands };
+  if (command === 'export' && operands.length > 0) {
+    if (output !== undefined) return { configPath, explicit, socket, command, operands, output };
+    // Without -o: IMAGE FILE|-, or one image to a standard output that is not a terminal.
+    if (operands.length === 2) return { configPath, explicit, socket, command, operands: [operands[0]], output: operands[1] };
+    if (operands.length > 2 || process.stdout.isTTY) throw new Error(`export: name the archive with -o FILE (or -o - for standard output)\n${USAGE}`);
+    return { configPath, explicit, socket, command, operands, output: '-' };
+  }
+  throw new Error(USAGE);
 }
 
 /** The archive as a byte stream: stdin, a file, or a directory tarred on the fly. */
@@ -53,83 +79,77 @@ function openSource(source: string): Readable {
   return tar.stdout;
 }
 
+/** One admin request; resolves with the response once its headers are in. */
+function adminRequest(socket: string, path: string, body?: Readable): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const headers = body ? { 'content-type': 'application/x-tar' } : {};
+    const req = request({ socketPath: socket, method: body ? 'POST' : 'GET', path, headers }, resolve);
+    req.on('error', (err) => reject(new Error(`cannot reach berthd's admin socket ${socket}: ${err.message} (is berthd running? are you root?)`)));
+    if (!body) req.end();
+    else {
+      body.on('error', (err) => req.destroy(err));
+      body.pipe(req);
+    }
+  });
+}
+
+async function jsonAnswer(res: IncomingMessage): Promise<ImportAnswer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of res as AsyncIterable<Buffer>) chunks.push(chunk);
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as ImportAnswer;
+  } catch {
+    throw new Error(`berthd answered ${res.statusCode} without JSON`);
+  }
+}
+
+async function importArchive(socket: string, source: string): Promise<number> {
+  const res = await adminRequest(socket, '/images/import', openSource(source));
+  const answer = await jsonAnswer(res);
+  if (res.statusCode !== 200) {
+    process.stderr.write(`berthd: import failed: ${answer.error ?? `status ${res.statusCode}`}\n`);
+    return 1;
+  }
+  for (const image of answer.images ?? []) process.stdout.write(`imported ${image.id} ${image.names.join(' ')}\n`.replace(/ \n$/, '\n'));
+  return 0;
+}
+
+async function exportImages(socket: string, images: string[], output: string): Promise<number> {
+  const res = await adminRequest(socket, `/images/export?${images.map((image) => `image=${encodeURIComponent(image)}`).join('&')}`);
+  if (res.statusCode !== 200) {
+    const answer = await jsonAnswer(res);
+    process.stderr.write(`berthd: export failed: ${answer.error ?? `status ${res.statusCode}`}\n`);
+    return 1;
+  }
+  if (output === '-') {
+    await pipeline(res, process.stdout);
+    return 0;
+  }
+  // Written aside and renamed: a cut transfer never leaves a FILE that looks whole.
+  const partial = join(dirname(output), `.${output.split('/').pop()}.partial-${process.pid}`);
+  try {
+    await pipeline(res, createWriteStream(partial, { mode: 0o600 }));
+    renameSync(partial, output);
+  } catch (err) {
+    rmSync(partial, { force: true });
+    throw new Error(`export failed: the archive was cut short (${(err as Error).message}); see berthd's log`);
+  }
+  return 0;
+}
+
 export async function runImagesCommand(args: string[]): Promise<number> {
+  let cli: ImagesCli;
   let socket: string;
-  let body: Readable | undefined;
-  let cli: ReturnType<typeof parse>;
   try {
     cli = parse(args);
     socket = cli.socket ?? adminSocketPath(loadConfig({ path: cli.configPath, explicit: cli.explicit, overrides: {} }).config.state);
-    if (cli.command === 'import') body = openSource(cli.operands[0]);
   } catch (err) {
     process.stderr.write(`berthd: ${(err as Error).message}\n`);
     return 2;
   }
-  if (!body) return exportImage(socket, cli.operands[0], cli.operands[1]);
-  const source = body;
   try {
-    const answer = await new Promise<{ status: number; body: ImportAnswer }>((resolve, reject) => {
-      const req = request({ socketPath: socket, method: 'POST', path: '/images/import', headers: { 'content-type': 'application/x-tar' } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          try {
-            resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as ImportAnswer });
-          } catch {
-            reject(new Error(`berthd answered ${res.statusCode} without JSON`));
-          }
-        });
-      });
-      req.on('error', (err) => reject(new Error(`cannot reach berthd's admin socket ${socket}: ${err.message} (is berthd running? are you root?)`)));
-      source.on('error', (err) => req.destroy(err));
-      source.pipe(req);
-    });
-    if (answer.status !== 200) {
-      process.stderr.write(`berthd: import failed: ${answer.body.error ?? `status ${answer.status}`}\n`);
-      return 1;
-    }
-    for (const image of answer.body.images ?? []) process.stdout.write(`imported ${image.id} ${image.names.join(' ')}\n`.replace(/ \n$/, '\n'));
-    return 0;
+    return cli.command === 'import' ? await importArchive(socket, cli.operands[0]) : await exportImages(socket, cli.operands, cli.output!);
   } catch (err) {
-    process.stderr.write(`berthd: ${(err as Error).message}\n`);
-    return 1;
-  }
-}
-
-/** GETs the image's tar from the admin socket into a file (written whole, then renamed) or stdout. */
-async function exportImage(socket: string, image: string, target: string): Promise<number> {
-  const temp = target === '-' ? '' : `${target}.partial-${process.pid}`;
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const req = request({ socketPath: socket, method: 'GET', path: `/images/export?image=${encodeURIComponent(image)}` }, (res) => {
-        if (res.statusCode !== 200) {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            let message = `status ${res.statusCode}`;
-            try {
-              message = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as ImportAnswer).error ?? message;
-            } catch {
-              // not JSON: keep the status
-            }
-            reject(new Error(`export failed: ${message}`));
-          });
-          return;
-        }
-        const out = temp ? createWriteStream(temp, { mode: 0o600 }) : process.stdout;
-        res.on('error', reject);
-        res.on('aborted', () => reject(new Error('export failed: berthd closed the stream early')));
-        out.on('error', reject);
-        res.pipe(out);
-        res.on('end', () => (temp ? out.on('finish', resolve) : resolve()));
-      });
-      req.on('error', (err) => reject(new Error(`cannot reach berthd's admin socket ${socket}: ${err.message} (is berthd running? are you root?)`)));
-      req.end();
-    });
-    if (temp) renameSync(temp, target);
-    return 0;
-  } catch (err) {
-    if (temp) rmSync(temp, { force: true });
     process.stderr.write(`berthd: ${(err as Error).message}\n`);
     return 1;
   }

@@ -2,9 +2,12 @@
 // <root>/content/sha256/<hex>: what containerd calls its content store. Files
 // come into being under content/tmp and are renamed into place whole, so a
 // blob under sha256/ is always complete.
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, promises as fsp, readdirSync, rmSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { constants, createWriteStream, existsSync, mkdirSync, promises as fsp, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { invalidArgument } from '../errors';
 
 export class ContentBlobs {
   readonly dir: string;
@@ -37,6 +40,38 @@ export class ContentBlobs {
     const temp = this.tempPathFor(digest);
     await fsp.writeFile(temp, data, { mode: 0o644 });
     await fsp.rename(temp, path);
+  }
+
+  /**
+   * Copies a file into the store as the blob `digest`, verifying digest and size as it is read (the file
+   * is an archive's, so hostile: not followed if a link, refused if not a regular file). A blob present is kept.
+   */
+  async copyVerified(source: string, digest: string, size: number): Promise<void> {
+    if (existsSync(this.pathOf(digest))) return;
+    const temp = this.tempPathFor(digest);
+    const input = await fsp.open(source, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    try {
+      if (!(await input.stat()).isFile()) throw invalidArgument(`blob ${digest}: not a regular file`);
+      const hash = createHash('sha256');
+      let bytes = 0;
+      const meter = new Transform({
+        transform(chunk: Buffer, _encoding, callback) {
+          bytes += chunk.length;
+          if (bytes > size) return callback(invalidArgument(`blob ${digest}: larger than the ${size} bytes its descriptor declares`));
+          hash.update(chunk);
+          callback(null, chunk);
+        },
+      });
+      await pipeline(input.createReadStream({ autoClose: false }), meter, createWriteStream(temp, { mode: 0o644 }));
+      const actual = `sha256:${hash.digest('hex')}`;
+      if (bytes !== size || actual !== digest) throw invalidArgument(`blob ${digest}: its content is ${bytes} bytes with digest ${actual}`);
+      await fsp.rename(temp, this.pathOf(digest));
+    } catch (err) {
+      await fsp.rm(temp, { force: true });
+      throw err;
+    } finally {
+      await input.close();
+    }
   }
 
   /** Moves a verified blob from its temporary path into place. */

@@ -1,168 +1,223 @@
-// `berthd images export`: an image from berth's store as an OCI image layout
-// in a tar stream, with a docker-compatible manifest.json beside index.json
-// (as ctr export and Docker 25+ write it), so `berthd images import`, `ctr
-// images import` and `docker load` all take it. The layout holds this
-// platform's manifest, its config and its compressed layer blobs exactly as
-// pulled: digests and the image's repo digests stay what the registry served.
+// `berthd images export`: images out of berth's store as one OCI image layout
+// tar (oci-layout, index.json, blobs/sha256/…), with a docker-compatible
+// manifest.json beside it so `docker load` takes it too. index.json points at
+// what berth recorded for the image (an index keeps its digest, so the names'
+// digests survive a round trip; only this platform's blobs go in, as
+// `ctr export --platform` does), and each name is an entry annotated with
+// io.containerd.image.name and org.opencontainers.image.ref.name, which is
+// what `berthd images import`, containerd and Docker read back. A plan is made
+// first (every blob checked present), so a bad request fails before a byte is
+// written.
 import { createHash } from 'node:crypto';
-import { createReadStream, promises as fsp } from 'node:fs';
-import type { Readable } from 'node:stream';
-import { failedPrecondition } from '../errors';
+import { constants, promises as fsp } from 'node:fs';
+import { Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { failedPrecondition, internal } from '../errors';
+import { tarEnd, tarHeader, tarPadding } from './archive-writer';
 import type { ContentBlobs } from './content-blobs';
-import { MediaType, parseManifest, type Descriptor, type ImageManifest } from './image-manifest';
+import { MAX_MANIFEST_BYTES, MediaType, parseImageConfig, parseManifest, type Descriptor, type ImageManifest } from './image-manifest';
+import { parseImageReference } from './image-reference';
 import type { ImageRow, ImageRows } from './image-rows';
+import type { LayerGc } from './layer-gc';
 
-const BLOCK = 512;
+/** One image to export, with the tagged names it is exported under (none: by id only). */
+export interface ExportRequest {
+  row: ImageRow;
+  names: string[];
+}
 
-interface TarFile {
-  name: string;
+interface PlannedBlob {
+  digest: string;
   size: number;
-  open(): Readable | Buffer;
+  /** Written from memory (a manifest berth composed, a config kept only in its row); else from the content store. */
+  data?: Buffer;
 }
 
-function octal(value: number, width: number): string {
-  return value.toString(8).padStart(width - 1, '0') + '\0';
+export interface ExportPlan {
+  blobs: PlannedBlob[];
+  index: Buffer;
+  dockerManifest: Buffer;
+  /** What goes out, for the log and the caller. */
+  images: { id: string; digest: string; names: string[] }[];
 }
 
-/** A ustar header for a regular file (names here are short: blobs/sha256/<64 hex> at most). */
-function header(name: string, size: number): Buffer {
-  if (Buffer.byteLength(name) > 100) throw new Error(`tar name too long: ${name}`);
-  const block = Buffer.alloc(BLOCK, 0);
-  block.write(name, 0, 'utf8');
-  block.write(octal(0o644, 8), 100, 'ascii');
-  block.write(octal(0, 8), 108, 'ascii');
-  block.write(octal(0, 8), 116, 'ascii');
-  block.write(octal(size, 12), 124, 'ascii');
-  block.write(octal(0, 12), 136, 'ascii');
-  block.write('        ', 148, 'ascii');
-  block.write('0', 156, 'ascii');
-  block.write('ustar\0', 257, 'ascii');
-  block.write('00', 263, 'ascii');
-  let sum = 0;
-  for (const byte of block) sum += byte;
-  block.write(octal(sum, 7), 148, 'ascii');
-  return block;
-}
-
-/** The files as a tar stream, each file's bytes checked against its announced size. */
-async function* tarStream(files: TarFile[]): AsyncGenerator<Buffer> {
-  for (const file of files) {
-    yield header(file.name, file.size);
-    const body = file.open();
-    let written = 0;
-    for await (const chunk of (Buffer.isBuffer(body) ? [body] : body) as AsyncIterable<Buffer>) {
-      written += chunk.length;
-      if (written > file.size) throw new Error(`${file.name} grew while it was exported`);
-      yield chunk;
-    }
-    if (written !== file.size) throw new Error(`${file.name} is ${written} bytes, ${file.size} expected`);
-    const pad = (BLOCK - (file.size % BLOCK)) % BLOCK;
-    if (pad) yield Buffer.alloc(pad, 0);
-  }
-  yield Buffer.alloc(BLOCK * 2, 0);
-}
-
-function blobName(digest: string): string {
-  return `blobs/sha256/${digest.slice('sha256:'.length)}`;
-}
+const sha256 = (data: Buffer): string => `sha256:${createHash('sha256').update(data).digest('hex')}`;
+const blobPath = (digest: string): string => `blobs/sha256/${digest.slice('sha256:'.length)}`;
 
 export class ImageExporter {
-  constructor(
-    private readonly rows: ImageRows,
-    private readonly blobs: ContentBlobs,
-  ) {}
+  constructor(private readonly o: { rows: ImageRows; blobs: ContentBlobs; gc: LayerGc }) {}
 
-  private async readBlob(digest: string): Promise<Buffer> {
+  /** Checks every image can be exported whole and lays out the archive; throws before anything is written. */
+  async plan(requests: readonly ExportRequest[]): Promise<ExportPlan> {
+    const blobs = new Map<string, PlannedBlob>();
+    const add = (blob: PlannedBlob): void => {
+      if (!blobs.has(blob.digest)) blobs.set(blob.digest, blob);
+    };
+    const entries: Descriptor[] = [];
+    const docker: { Config: string; RepoTags: string[]; Layers: string[] }[] = [];
+    const images: ExportPlan['images'] = [];
+    for (const { row, names } of requests) {
+      const { top, manifest, manifestBlob } = await this.manifestOf(row);
+      if (top.digest !== manifestBlob.digest) add(await this.storedBlob(top.digest));
+      add(manifestBlob);
+      add(await this.configBlob(row));
+      for (const layer of manifest.layers) add({ digest: layer.digest, size: layer.size });
+      const config = parseImageConfig(Buffer.from(row.configJson));
+      const platform = top.digest === manifestBlob.digest && config.os && config.architecture
+        ? { platform: { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) } }
+        : {};
+      if (names.length === 0) entries.push({ mediaType: top.mediaType, digest: top.digest, size: top.size, ...platform });
+      for (const name of names) {
+        const tag = parseImageReference(name).tag ?? 'latest';
+        entries.push({
+          mediaType: top.mediaType, digest: top.digest, size: top.size, ...platform,
+          annotations: { 'io.containerd.image.name': name, 'org.opencontainers.image.ref.name': tag },
+        });
+      }
+      docker.push({ Config: blobPath(row.id), RepoTags: names, Layers: manifest.layers.map((l) => blobPath(l.digest)) });
+      images.push({ id: row.id, digest: top.digest, names });
+    }
+    return {
+      blobs: [...blobs.values()],
+      index: Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: entries })),
+      dockerManifest: Buffer.from(JSON.stringify(docker)),
+      images,
+    };
+  }
+
+  /** Streams the archive into `out`; layer collection waits meanwhile, so no blob goes away mid-export. */
+  write(plan: ExportPlan, out: Writable): Promise<void> {
+    return this.o.gc.whilePulling(() => pipeline(Readable.from(this.archive(plan)), out));
+  }
+
+  private async *archive(plan: ExportPlan): AsyncGenerator<Buffer> {
+    const small = function* (name: string, data: Buffer): Generator<Buffer> {
+      yield tarHeader(name, 'file', data.length);
+      yield data;
+      yield tarPadding(data.length);
+    };
+    yield* small('oci-layout', Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' })));
+    yield tarHeader('blobs/', 'dir');
+    yield tarHeader('blobs/sha256/', 'dir');
+    for (const blob of plan.blobs) {
+      if (blob.data) {
+        yield* small(blobPath(blob.digest), blob.data);
+        continue;
+      }
+      yield tarHeader(blobPath(blob.digest), 'file', blob.size);
+      let written = 0;
+      // berth's own store, but a file replaced by hand is still not followed.
+      const file = await fsp.open(this.o.blobs.pathOf(blob.digest), constants.O_RDONLY | constants.O_NOFOLLOW);
+      for await (const chunk of file.createReadStream() as AsyncIterable<Buffer>) {
+        written += chunk.length;
+        if (written > blob.size) throw internal(`blob ${blob.digest} in the content store is larger than the ${blob.size} bytes recorded`);
+        yield chunk;
+      }
+      if (written !== blob.size) throw internal(`blob ${blob.digest} in the content store is ${written} bytes, ${blob.size} recorded`);
+      yield tarPadding(blob.size);
+    }
+    yield* small('index.json', plan.index);
+    yield* small('manifest.json', plan.dockerManifest);
+    yield tarEnd();
+  }
+
+  /** A blob of the content store that must be there, with its size. */
+  private async storedBlob(digest: string): Promise<PlannedBlob> {
     try {
-      return await fsp.readFile(this.blobs.pathOf(digest));
+      return { digest, size: (await fsp.stat(this.o.blobs.pathOf(digest))).size };
     } catch {
-      throw failedPrecondition(`blob ${digest} of the image is not in berth's store; pull the image again to export it`);
+      throw failedPrecondition(`blob ${digest} is missing from the content store; pull the image again`);
     }
   }
 
-  /** This platform's manifest: the image's own, or the entry of its index whose blob berth kept. */
-  private async platformManifest(row: ImageRow): Promise<{ digest: string; data: Buffer; manifest: ImageManifest }> {
-    const top = await this.readBlob(row.manifestDigest);
-    const parsed = parseManifest(top, MediaType.ociManifest);
-    if (parsed.kind === 'manifest') return { digest: row.manifestDigest, data: top, manifest: parsed };
-    for (const entry of parsed.manifests) {
-      const data = await this.readBlob(entry.digest).catch(() => undefined);
-      if (!data) continue;
-      const manifest = parseManifest(data, entry.mediaType);
-      if (manifest.kind === 'manifest' && manifest.config.digest === row.id) return { digest: entry.digest, data, manifest };
+  private async readStored(digest: string): Promise<Buffer | undefined> {
+    try {
+      const path = this.o.blobs.pathOf(digest);
+      if ((await fsp.stat(path)).size > MAX_MANIFEST_BYTES) return undefined;
+      const data = await fsp.readFile(path);
+      return sha256(data) === digest ? data : undefined;
+    } catch {
+      return undefined;
     }
-    throw failedPrecondition(`image ${row.id}: none of its index's manifests is in berth's store`);
   }
 
-  /** The blob's size, or -1 when berth does not hold it. */
-  private async blobSize(digest: string): Promise<number> {
-    return fsp.stat(this.blobs.pathOf(digest)).then((s) => s.size, () => -1);
+  private async configBlob(row: ImageRow): Promise<PlannedBlob> {
+    const stored = await this.readStored(row.id);
+    if (stored) return { digest: row.id, size: stored.length };
+    const data = Buffer.from(row.configJson);
+    if (sha256(data) !== row.id) throw failedPrecondition(`the config of image ${row.id} is missing from the content store; pull the image again`);
+    return { digest: row.id, size: data.length, data };
   }
 
   /**
-   * The layers as berth holds them. A layer first unpacked from another image may be kept in
-   * another compression than this manifest names (same diff id, other blob): the blob berth has
-   * is exported instead, and the manifest rewritten to name it, so it gets a digest of its own.
+   * The recorded top (manifest or index) and this image's manifest under it, as stored. When a layer's
+   * blob is not the one the manifest names (the layer came first with another image's compression), a
+   * manifest of the blobs berth has is composed instead.
    */
-  private async heldLayers(row: ImageRow, manifest: ImageManifest): Promise<{ layers: Descriptor[]; rewritten: boolean }> {
-    const diffIds = (JSON.parse(row.configJson) as { rootfs?: { diff_ids?: string[] } }).rootfs?.diff_ids ?? [];
-    const layers: Descriptor[] = [];
-    let rewritten = false;
-    for (const [i, layer] of manifest.layers.entries()) {
-      if ((await this.blobSize(layer.digest)) === layer.size) {
-        layers.push(layer);
-        continue;
+  private async manifestOf(row: ImageRow): Promise<{ top: Descriptor; manifest: ImageManifest; manifestBlob: PlannedBlob }> {
+    const topData = await this.readStored(row.manifestDigest);
+    if (topData) {
+      const parsed = parseManifest(topData, MediaType.ociManifest);
+      const top: Descriptor = { mediaType: parsed.mediaType, digest: row.manifestDigest, size: topData.length };
+      let found: { manifest: ImageManifest; blob: PlannedBlob } | undefined;
+      if (parsed.kind === 'manifest') found = { manifest: parsed, blob: { digest: row.manifestDigest, size: topData.length } };
+      else {
+        for (const entry of parsed.manifests) {
+          const data = await this.readStored(entry.digest);
+          const child = data ? parseManifest(data, entry.mediaType) : undefined;
+          if (child?.kind === 'manifest' && child.config.digest === row.id) found = { manifest: child, blob: { digest: entry.digest, size: data!.length } };
+        }
       }
-      const held = diffIds[i] ? this.rows.layer(diffIds[i]) : undefined;
-      const size = held ? await this.blobSize(held.blobDigest) : -1;
-      if (!held || size < 0) throw failedPrecondition(`layer blob ${layer.digest} of image ${row.id} is not in berth's store; pull the image again to export it`);
-      const head = Buffer.alloc(4);
-      const fd = await fsp.open(this.blobs.pathOf(held.blobDigest), 'r');
-      await fd.read(head, 0, 4, 0).finally(() => fd.close());
-      const compression = head[0] === 0x1f && head[1] === 0x8b ? '+gzip' : head.readUInt32LE(0) === 0xfd2fb528 ? '+zstd' : '';
-      layers.push({ mediaType: `application/vnd.oci.image.layer.v1.tar${compression}`, digest: held.blobDigest, size });
-      rewritten = true;
+      if (found && found.manifest.config.digest === row.id && (await this.allPresent(found.manifest.layers))) {
+        return { top, manifest: found.manifest, manifestBlob: found.blob };
+      }
     }
-    return { layers, rewritten };
+    return this.composedManifest(row);
   }
 
-  /** The image as a tar stream; names are the image's tags. Throws before streaming when a blob is missing. */
-  async export(row: ImageRow, tags: string[]): Promise<AsyncIterable<Buffer>> {
-    const platform = await this.platformManifest(row);
-    let { digest, data, manifest } = platform;
-    const config = await this.readBlob(manifest.config.digest);
-    const held = await this.heldLayers(row, manifest);
-    if (held.rewritten) {
-      const json = JSON.parse(data.toString('utf8')) as Record<string, unknown>;
-      data = Buffer.from(JSON.stringify({ ...json, mediaType: MediaType.ociManifest, config: { ...manifest.config, mediaType: MediaType.ociConfig }, layers: held.layers }));
-      digest = `sha256:${createHash('sha256').update(data).digest('hex')}`;
-      manifest = { ...manifest, mediaType: MediaType.ociManifest, layers: held.layers };
+  private async allPresent(layers: readonly Descriptor[]): Promise<boolean> {
+    for (const layer of layers) {
+      try {
+        if ((await fsp.stat(this.o.blobs.pathOf(layer.digest))).size !== layer.size) return false;
+      } catch {
+        return false;
+      }
     }
-    const layers: TarFile[] = [];
-    const seen = new Set<string>([digest, manifest.config.digest]);
-    for (const layer of manifest.layers) {
-      if (seen.has(layer.digest)) continue;
-      seen.add(layer.digest);
-      const path = this.blobs.pathOf(layer.digest);
-      layers.push({ name: blobName(layer.digest), size: layer.size, open: () => createReadStream(path) });
+    return true;
+  }
+
+  private async composedManifest(row: ImageRow): Promise<{ top: Descriptor; manifest: ImageManifest; manifestBlob: PlannedBlob }> {
+    const layerRows = this.o.rows.layersOf(row.id);
+    if (layerRows.length !== this.o.rows.layerCountOf(row.id)) throw failedPrecondition(`image ${row.id} is missing layers; pull it again`);
+    const layers: Descriptor[] = [];
+    for (const layer of layerRows) {
+      const blob = await this.storedBlob(layer.blobDigest);
+      layers.push({ mediaType: await this.layerMediaType(layer.blobDigest), digest: layer.blobDigest, size: blob.size });
     }
-    const mediaType = manifest.mediaType || MediaType.ociManifest;
-    const descriptors = (tags.length ? tags : ['']).map((tag) => ({
-      mediaType,
-      digest,
-      size: data.length,
-      ...(tag ? { annotations: { 'io.containerd.image.name': tag, 'org.opencontainers.image.ref.name': tag.slice(tag.lastIndexOf(':') + 1) } } : {}),
-    }));
-    const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: descriptors }));
-    const dockerManifest = Buffer.from(JSON.stringify([{ Config: blobName(manifest.config.digest), RepoTags: tags, Layers: manifest.layers.map((l) => blobName(l.digest)) }]));
-    const small = (name: string, body: Buffer): TarFile => ({ name, size: body.length, open: () => body });
-    return tarStream([
-      small('oci-layout', Buffer.from(JSON.stringify({ imageLayoutVersion: '1.0.0' }))),
-      small(blobName(digest), data),
-      small(blobName(manifest.config.digest), config),
-      ...layers,
-      small('index.json', index),
-      small('manifest.json', dockerManifest),
-    ]);
+    const config = await this.configBlob(row);
+    const body = {
+      schemaVersion: 2,
+      mediaType: MediaType.ociManifest,
+      config: { mediaType: MediaType.ociConfig, digest: row.id, size: config.size },
+      layers,
+    };
+    const data = Buffer.from(JSON.stringify(body));
+    const digest = sha256(data);
+    const manifest = parseManifest(data, MediaType.ociManifest) as ImageManifest;
+    return { top: { mediaType: MediaType.ociManifest, digest, size: data.length }, manifest, manifestBlob: { digest, size: data.length, data } };
+  }
+
+  /** A stored layer blob's media type, from its first bytes. */
+  private async layerMediaType(digest: string): Promise<string> {
+    const file = await fsp.open(this.o.blobs.pathOf(digest), constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      const head = Buffer.alloc(4);
+      await file.read(head, 0, 4, 0);
+      if (head[0] === 0x1f && head[1] === 0x8b) return 'application/vnd.oci.image.layer.v1.tar+gzip';
+      if (head.readUInt32LE(0) === 0xfd2fb528) return 'application/vnd.oci.image.layer.v1.tar+zstd';
+      return 'application/vnd.oci.image.layer.v1.tar';
+    } finally {
+      await file.close();
+    }
   }
 }

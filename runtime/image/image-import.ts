@@ -5,8 +5,10 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
+import { pipeline, Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
 import type { RuntimeLog } from '../common/log';
-import { invalidArgument } from '../errors';
+import { describeError, invalidArgument, isBerthError } from '../errors';
 import type { ContentBlobs } from './content-blobs';
 import { ImageBudget, type ImageLimits } from './image-budget';
 import { readArchiveImages, stageArchive, type ArchiveImage } from './image-archive';
@@ -35,24 +37,35 @@ export interface ImageImporterOptions {
 export class ImageImporter {
   constructor(private readonly options: ImageImporterOptions) {}
 
-  /** Imports every image in the archive (a tar stream); the staged copy is removed whatever happens. */
+  /**
+   * Imports every image in the archive (a tar stream, gzip-compressed or not) or none: every image's
+   * layers are unpacked before any image is recorded, and what a failure left unpacked is collected.
+   * The staged copy is removed whatever happens.
+   */
   async import(tar: AsyncIterable<Buffer>): Promise<ImportedImage[]> {
     const staging = join(this.options.root, 'import', randomBytes(8).toString('hex'));
     await fsp.mkdir(staging, { recursive: true, mode: 0o700 });
     try {
-      const files = await stageArchive(tar, staging);
+      const files = await stageArchive(gunzippedIfCompressed(tar), staging);
       const images = await readArchiveImages(files, this.options.platform);
       if (images.length === 0) throw invalidArgument('image archive: it holds no image');
-      const out: ImportedImage[] = [];
-      for (const image of images) out.push(await this.options.gc.whilePulling(() => this.record(image)));
-      return out;
+      return await this.options.gc.whilePulling(async () => {
+        const prepared: PreparedImage[] = [];
+        for (const image of images) prepared.push(await this.prepare(image));
+        return prepared.map((p) => this.record(p));
+      });
+    } catch (err) {
+      // Layers unpacked for an image that is not recorded belong to nothing.
+      await this.options.gc.collect().catch(() => undefined);
+      throw err;
     } finally {
       await fsp.rm(staging, { recursive: true, force: true });
     }
   }
 
-  private async record(image: ArchiveImage): Promise<ImportedImage> {
-    const { rows, blobs, downloads, log } = this.options;
+  /** The image's blobs kept and its layers unpacked, through the pull's pipeline (digests, diff ids, limits). */
+  private async prepare(image: ArchiveImage): Promise<PreparedImage> {
+    const { blobs, downloads } = this.options;
     const config = parseImageConfig(image.configData);
     const diffIds = config.rootfs.diff_ids;
     if (diffIds.length !== image.manifest.layers.length) {
@@ -65,24 +78,82 @@ export class ImageImporter {
       if (present) budget.countPresent(present);
     }
     const layers: LayerRow[] = [];
+    const ownBlobs: { digest: string; size: number }[] = [];
     for (const [i, descriptor] of image.manifest.layers.entries()) {
       const file = image.layerFiles.get(descriptor.digest);
-      if (!file) throw invalidArgument(`image archive: layer ${descriptor.digest} is not in the archive`);
-      layers.push(await downloads.ensure({ open: () => createReadStream(file) }, descriptor, diffIds[i], () => undefined, budget));
+      if (!file || !(await isRegularFile(file))) throw invalidArgument(`image archive: layer ${descriptor.digest} is not in the archive`);
+      const layer = await downloads.ensure({ open: () => createReadStream(file) }, descriptor, diffIds[i], () => undefined, budget);
+      layers.push(layer);
+      // Unpacked already from another blob (the same tar compressed otherwise): this image's own blob is
+      // kept too, so an export gives back the manifest, and the digests, it came with.
+      if (layer.blobDigest !== descriptor.digest) {
+        await blobs.copyVerified(file, descriptor.digest, descriptor.size);
+        ownBlobs.push({ digest: descriptor.digest, size: descriptor.size });
+      }
     }
     budget.checkRecorded(layers);
+    return { image, layers, ownBlobs };
+  }
+
+  private record({ image, layers, ownBlobs }: PreparedImage): ImportedImage {
     const id = image.manifest.config.digest;
-    rows.putImage({
+    this.options.rows.putImage({
       id,
       manifestDigest: image.manifestDigest,
       size: image.manifest.config.size + image.manifest.layers.reduce((sum, l) => sum + l.size, 0),
       configJson: image.configData.toString('utf8'),
       annotations: image.manifest.annotations ?? {},
       diffIds: layers.map((l) => l.diffId),
-      blobs: [...image.blobs.map((b) => ({ digest: b.digest, size: b.data.length })), ...layers.map((l) => ({ digest: l.blobDigest, size: l.compressedSize }))],
+      blobs: [
+        ...image.blobs.map((b) => ({ digest: b.digest, size: b.data.length })),
+        ...layers.map((l) => ({ digest: l.blobDigest, size: l.compressedSize })),
+        ...ownBlobs,
+      ],
       names: image.names.map((name) => ({ name, kind: name.includes('@') ? ('digest' as const) : ('tag' as const) })),
     });
-    log.info({ id, names: image.names, layers: layers.length }, 'imported image');
+    this.options.log.info({ id, names: image.names, layers: layers.length }, 'imported image');
     return { id, names: image.names };
+  }
+}
+
+interface PreparedImage {
+  image: ArchiveImage;
+  layers: LayerRow[];
+  /** Layer blobs kept beside the ones the layers were unpacked from. */
+  ownBlobs: { digest: string; size: number }[];
+}
+
+async function isRegularFile(path: string): Promise<boolean> {
+  try {
+    return (await fsp.lstat(path)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** `docker save | gzip` is a common way to carry images: a gzip stream is inflated (by zlib, off the main thread). */
+async function* gunzippedIfCompressed(tar: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  const iterator = tar[Symbol.asyncIterator]();
+  let head = Buffer.alloc(0);
+  let ended = false;
+  while (head.length < 2 && !ended) {
+    const next = await iterator.next();
+    if (next.done) ended = true;
+    else head = Buffer.concat([head, next.value]);
+  }
+  const whole = (async function* (): AsyncGenerator<Buffer> {
+    if (head.length > 0) yield head;
+    if (!ended) yield* { [Symbol.asyncIterator]: () => iterator };
+  })();
+  if (head[0] !== 0x1f || head[1] !== 0x8b) {
+    yield* whole;
+    return;
+  }
+  const inflated = pipeline(Readable.from(whole), createGunzip(), () => undefined);
+  try {
+    yield* inflated as AsyncIterable<Buffer>;
+  } catch (err) {
+    if (isBerthError(err)) throw err;
+    throw invalidArgument(`image archive: the gzip stream is broken: ${describeError(err)}`);
   }
 }

@@ -7,14 +7,15 @@
 import { rmSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import type { Writable } from 'node:stream';
 import type { RuntimeLog } from '../common/log';
 import type { BerthConfig } from '../config';
-import { failedPrecondition, notFound } from '../errors';
+import { failedPrecondition, invalidArgument, notFound } from '../errors';
 import type { BerthDatabase } from '../store/database';
 import { ContentBlobs } from './content-blobs';
 import { ImageFsAccounting, type ImageFsUsage, type WritableLayerTotals } from './image-fs-usage';
 import { hostPlatform, userOfConfig, type ImageConfigFile, type Platform } from './image-manifest';
-import { ImageExporter } from './image-export';
+import { ImageExporter, type ExportPlan, type ExportRequest } from './image-export';
 import { ImageImporter, type ImportedImage } from './image-import';
 import { ImagePuller, type ImagePullMetrics } from './image-pull';
 import { digestedName, looksLikeImageId, parseImageReference, taggedName, type ImageReference } from './image-reference';
@@ -94,7 +95,7 @@ export class Images implements ContainerImageSource, LayerHolds {
       log,
       metrics: options.metrics,
     });
-    this.exporter = new ImageExporter(this.rows, this.blobs);
+    this.exporter = new ImageExporter({ rows: this.rows, blobs: this.blobs, gc: this.gc });
     this.importer = new ImageImporter({
       root: config.root, rows: this.rows, blobs: this.blobs, downloads, gc: this.gc, imageLimits, platform: options.platform ?? hostPlatform(), log,
     });
@@ -179,12 +180,27 @@ export class Images implements ContainerImageSource, LayerHolds {
     }
   }
 
-  /** One image as an OCI layout tar stream (see image-export.ts); NOT_FOUND when nothing matches. */
-  async exportArchive(reference: string): Promise<AsyncIterable<Buffer>> {
-    const match = this.lookup(reference);
-    if (!match) throw notFound(`image "${reference}" not found`);
-    const tags = this.rows.namesOf(match.row.id).filter((n) => n.kind === 'tag').map((n) => n.name);
-    return this.exporter.export(match.row, tags);
+  /**
+   * Lays out an export of the images `references` name (see image-export.ts); NOT_FOUND names the first
+   * unknown one. An image named by a tag goes out under that tag; by id or digest, under all its tags.
+   */
+  async prepareExport(references: readonly string[]): Promise<ExportPlan> {
+    if (references.length === 0) throw invalidArgument('export: name at least one image');
+    const requests = new Map<string, ExportRequest>();
+    for (const reference of references) {
+      const match = this.lookup(reference);
+      if (!match) throw notFound(`image "${reference}" not found`);
+      const request = requests.get(match.row.id) ?? { row: match.row, names: [] };
+      const names = match.by === 'tag' && match.name ? [match.name] : this.recordOf(match.row).repoTags;
+      for (const name of names) if (!request.names.includes(name)) request.names.push(name);
+      requests.set(match.row.id, request);
+    }
+    return this.exporter.plan([...requests.values()]);
+  }
+
+  /** Streams a prepared export as a tar into `out`. */
+  writeExport(plan: ExportPlan, out: Writable): Promise<void> {
+    return this.exporter.write(plan, out);
   }
 
   /** Pulls an image (see image-pull.ts); resolves with it as recorded. */

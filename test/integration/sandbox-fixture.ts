@@ -239,3 +239,17 @@ export function processGone(pid: number): boolean {
     return true;
   }
 }
+
+/**
+ * Runs `sleep` from `image` in a new host-network pod (no CNI needed) and returns what `cmd` prints when
+ * executed in it: proof that the image's layers and config made a working container.
+ */
+export async function outputOfContainerFrom(berthd: BerthdProcess, image: string, name: string, cmd: string[]): Promise<string> {
+  const sandboxConfig = podConfig(name, {
+    linux: { cgroup_parent: '', security_context: { namespace_options: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } }, sysctls: {} },
+  });
+  const { pod_sandbox_id: podId } = await berthd.client.call('RunPodSandbox', { config: sandboxConfig });
+  const id = await startContainerInPod(berthd, { podId, sandboxConfig, image, name, command: ['sleep', '1000'] });
+  const exec = await berthd.client.call('ExecSync', { container_id: id, cmd, timeout: '10' } as never);
+  return exec.stdout.toString();
+}

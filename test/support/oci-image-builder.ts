@@ -331,3 +331,4 @@ export function buildBusyboxImage(options: BusyboxImageOptions = {}): BuiltImage
 export async function pushBusyboxImage(registry: TestRegistry, nameAndTag: string, options: BusyboxImageOptions = {}): Promise<PushedImage> {
   return pushImage(registry, nameAndTag, buildBusyboxImage(options));
 }
+
