@@ -1,7 +1,8 @@
 // `berthd images import [--config FILE] [--admin-socket PATH] ARCHIVE|DIR|-`:
 // sends a docker save archive, an OCI layout (a tar of it, or its directory) or
 // standard input to the running berthd over its admin socket, and prints each
-// imported image's id and names.
+// imported image's id and names; with --offline, imports with no berthd running
+// (an image build).
 // `berthd images export [--config FILE] [--admin-socket PATH] IMAGE... -o FILE|-`
 // (or `export IMAGE FILE|-`): writes the images as one OCI layout tar (with a
 // docker-compatible manifest.json), into FILE only once all of it has arrived.
@@ -13,8 +14,9 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { DEFAULT_CONFIG_PATH, loadConfig } from './config';
 import { adminSocketPath } from './admin-server';
+import { importOffline } from './images-offline';
 
-const USAGE = `usage: berthd images import [--config FILE] [--admin-socket PATH] ARCHIVE|OCI-LAYOUT-DIR|-
+const USAGE = `usage: berthd images import [--config FILE] [--admin-socket PATH] [--offline] ARCHIVE|OCI-LAYOUT-DIR|-
        berthd images export [--config FILE] [--admin-socket PATH] IMAGE... -o FILE|-
        berthd images export [--config FILE] [--admin-socket PATH] IMAGE FILE|-`;
 
@@ -32,6 +34,8 @@ interface ImagesCli {
   operands: string[];
   /** export: the file written, "-" for standard output. */
   output?: string;
+  /** import: into the store directly, with no berthd running (images-offline.ts). */
+  offline?: boolean;
 }
 
 function parse(args: string[]): ImagesCli {
@@ -39,6 +43,7 @@ function parse(args: string[]): ImagesCli {
   let explicit = false;
   let socket: string | undefined;
   let output: string | undefined;
+  let offline = false;
   const rest: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
@@ -52,12 +57,13 @@ function parse(args: string[]): ImagesCli {
       explicit = true;
     } else if (arg === '--admin-socket' || arg.startsWith('--admin-socket=')) socket = value();
     else if (arg === '-o' || arg === '--output' || arg.startsWith('--output=')) output = value();
+    else if (arg === '--offline') offline = true;
     else if (arg.startsWith('-') && arg !== '-') throw new Error(`unknown flag ${arg}\n${USAGE}`);
     else rest.push(arg);
   }
   const [command, ...operands] = rest;
-  if (command === 'import' && operands.length === 1 && output === undefined) return { configPath, explicit, socket, command, operands };
-  if (command === 'export' && operands.length > 0) {
+  if (command === 'import' && operands.length === 1 && output === undefined) return { configPath, explicit, socket, command, operands, offline };
+  if (command === 'export' && operands.length > 0 && !offline) {
     if (output !== undefined) return { configPath, explicit, socket, command, operands, output };
     // Without -o: IMAGE FILE|-, or one image to a standard output that is not a terminal.
     if (operands.length === 2) return { configPath, explicit, socket, command, operands: [operands[0]], output: operands[1] };
@@ -114,6 +120,14 @@ async function importArchive(socket: string, source: string): Promise<number> {
   return 0;
 }
 
+async function importWithoutDaemon(cli: ImagesCli, socket: string): Promise<number> {
+  const { config } = loadConfig({ path: cli.configPath, explicit: cli.explicit, overrides: {} });
+  for (const image of await importOffline(config, socket, openSource(cli.operands[0]))) {
+    process.stdout.write(`imported ${image.id} ${image.names.join(' ')}\n`.replace(/ \n$/, '\n'));
+  }
+  return 0;
+}
+
 async function exportImages(socket: string, images: string[], output: string): Promise<number> {
   const res = await adminRequest(socket, `/images/export?${images.map((image) => `image=${encodeURIComponent(image)}`).join('&')}`);
   if (res.statusCode !== 200) {
@@ -148,6 +162,7 @@ export async function runImagesCommand(args: string[]): Promise<number> {
     return 2;
   }
   try {
+    if (cli.offline) return await importWithoutDaemon(cli, socket);
     return cli.command === 'import' ? await importArchive(socket, cli.operands[0]) : await exportImages(socket, cli.operands, cli.output!);
   } catch (err) {
     process.stderr.write(`berthd: ${(err as Error).message}\n`);

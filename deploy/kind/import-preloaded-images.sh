@@ -3,14 +3,15 @@
 # provisioner) from containerd's store into berth's, at node image build time, so a
 # berth node starts its control plane without pulling. kind itself imports them into
 # containerd and keeps no archives, so they are exported from a containerd started
-# here, then imported through a berthd started here.
-#
+# here, then imported with `berthd images import --offline`: berthd itself cannot
+# start during an image build (no systemd for its cgroup driver, and its root is on
+# the build's overlay, which its start-up checks refuse), and the offline import
+# uses the same store code with no daemon.
 set -euo pipefail
 work="$(mktemp -d /var/tmp/berth-preload.XXXXXX)"
-containerd_pid='' berthd_pid=''
+containerd_pid=''
 cleanup() {
   [ -n "$containerd_pid" ] && kill "$containerd_pid" 2>/dev/null && wait "$containerd_pid" 2>/dev/null
-  [ -n "$berthd_pid" ] && kill "$berthd_pid" 2>/dev/null && wait "$berthd_pid" 2>/dev/null
   rm -rf "$work"
   return 0
 }
@@ -42,18 +43,8 @@ kill "$containerd_pid"
 wait "$containerd_pid" 2>/dev/null || true
 containerd_pid=''
 
-# No systemd runs during an image build: this daemon only imports, so it uses cgroupfs.
-berthd --set cgroup.driver=cgroupfs >"$work/berthd.log" 2>&1 &
-berthd_pid=$!
-# The admin socket is the last thing berthd opens before it is up.
-wait_for_socket /run/berth/admin/berth-admin.sock berthd || { cat "$work/berthd.log" >&2; exit 1; }
 for archive in "$work"/image-*.tar; do
   [ -e "$archive" ] || continue
-  berthd images import "$archive"
+  berthd images import --offline "$archive"
 done
-kill "$berthd_pid"
-wait "$berthd_pid" 2>/dev/null || true
-berthd_pid=''
-# Volatile state of this build-time daemon must not end up in the image.
-rm -rf /run/berth /var/run/berth
 echo "import-preloaded-images: ${#images[@]} images imported into berth"

@@ -4,7 +4,8 @@
 // digests (an index on top keeps its digest); Docker 25+'s docker save (an OCI
 // layout inside) and a gzipped docker save import and run; an archive with one
 // bad image records none of its images and leaves no layer, blob or staged
-// file behind; an export of an unknown name fails before writing a file.
+// file behind; an export of an unknown name fails before writing a file; an
+// offline import fills a store no berthd runs on.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -12,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { BERTHD_ENTRY, startBerthd, type BerthdProcess } from '../support/berthd-process';
+import { BERTHD_ENTRY, BerthdProcess, startBerthd } from '../support/berthd-process';
 import { dockerSaveEntries, ociLayoutEntries } from '../support/image-archive-builder';
 import { buildBusyboxImage, buildIndex, buildLayer, type BuiltImage } from '../support/oci-image-builder';
 import { writeTar } from '../support/tar-writer';
@@ -166,5 +167,32 @@ describe('image archives without a registry', () => {
     const notGzip = cli(berthd, ['import', '-'], Buffer.from([0x1f, 0x8b, 0x08, 0, 1, 2, 3, 4, 5, 6]));
     assert.equal(notGzip.status, 1);
     assert.match(notGzip.stderr, /import failed: image archive: the gzip stream is broken/);
+  });
+});
+
+describe('an offline import (an image build, where berthd cannot run)', () => {
+  let berthd: BerthdProcess;
+  before(() => {
+    berthd = new BerthdProcess();
+  });
+  after(async () => {
+    if (berthd.child) await removeAllPods(berthd).catch(() => undefined);
+    await berthd.cleanup();
+  });
+
+  test('fills the store with no berthd running; the berthd started on it lists and runs the image; a running berthd is refused', async () => {
+    const image = uniqueImage('offline', { format: 'docker', compression: 'none' });
+    const archive = writeTar(dockerSaveEntries([{ image, names: ['example.test/offline:v1'] }]));
+    const r = cli(berthd, ['import', '--offline', '-'], archive);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout.toString(), new RegExp(`^imported ${image.config.digest} example\\.test/offline:v1 `));
+
+    await berthd.start();
+    assert.deepEqual((await listed(berthd, image.config.digest))?.repo_tags, ['example.test/offline:v1']);
+    assert.equal(await outputOfContainerFrom(berthd, 'example.test/offline:v1', 'offline', PRINT_LABELS), `offline\noffline ${RUN}\n`);
+
+    const refused = cli(berthd, ['import', '--offline', '-'], archive);
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr, /berthd is running \(.*berth-admin\.sock answers\): import through it, without --offline/);
   });
 });
