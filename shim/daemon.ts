@@ -1,7 +1,7 @@
 // Builds berthd from a config: host checks, store, model, CRI server, metrics.
 // Kept apart from the CLI (berthd.ts) so tests can run a daemon in-process too.
 import { describeError } from '../runtime/errors';
-import { mkdirSync, writeFileSync, unlinkSync } from 'node:fs';
+import { writeFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BerthConfig } from '../runtime/config';
 import { AdminServer, adminSocketPath } from './admin-server';
@@ -9,6 +9,7 @@ import { detectHost } from '../runtime/host/host-facts';
 import { checkHostAtStart } from '../runtime/host/doctor/doctor';
 import { applyLiveConfig } from './config-reload';
 import { BerthDatabase } from '../runtime/store/database';
+import { enforceStorePermissions, storeDirRules } from '../runtime/store/store-permissions';
 import type { ShimServices } from './services';
 import { allHandlers } from './handlers';
 import { buildDaemonParts } from './daemon-services';
@@ -27,7 +28,7 @@ export interface RunningDaemon {
 }
 
 export async function startDaemon(config: BerthConfig, log: Logger): Promise<RunningDaemon> {
-  for (const dir of [config.root, config.state]) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  enforceStorePermissions(storeDirRules(config), log);
 
   await checkHostAtStart(config, log);
   const host = detectHost(config);

@@ -34,7 +34,8 @@ export class LayerDirectories {
 
   /** Creates the directory and removes what an interrupted unpack left. */
   init(): void {
-    mkdirSync(this.dir, { recursive: true, mode: 0o711 });
+    // 0700: a layer holds an image's setuid binaries and devices (runtime/store/store-permissions.ts).
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     spreadSubdirectories(this.dir);
     for (const name of readdirSync(this.dir)) if (name.startsWith(TEMP_PREFIX)) rmSync(join(this.dir, name), { recursive: true, force: true });
   }
@@ -71,6 +72,8 @@ export class LayerDirectories {
   async install(tempRoot: string, dirId: string): Promise<void> {
     const finalDir = join(this.dir, dirId);
     await removeQuietly(finalDir);
+    // Never reachable by others even should layers/ itself be opened up: diff/ keeps the image's own root mode.
+    await fsp.chmod(tempRoot, 0o700);
     await fsp.rename(tempRoot, finalDir);
   }
 
