@@ -5,7 +5,7 @@
 // into gRPC codes; the handlers map the answers.
 import type { ContainerState } from '../runtime/container/container-types';
 import type { ContainerFilterOptions } from '../runtime/container/container-view';
-import { int64Field } from '../runtime/container/cri-int64';
+import { requestTimeoutSeconds } from '../runtime/common/request-timeout';
 import { invalidArgument, isBerthError, unimplemented } from '../runtime/errors';
 import type { ShimServices } from './services';
 import type { CriHandlers } from './handler';
@@ -51,9 +51,9 @@ export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images
     },
 
     async StopContainer(request) {
-      const timeout = int64Field(request.timeout, 'timeout', Number.MIN_SAFE_INTEGER);
+      const timeout = requestTimeoutSeconds(request.timeout, 'timeout');
       try {
-        await containers.stop(request.container_id, Math.max(0, timeout));
+        await containers.stop(request.container_id, timeout);
       } catch (err) {
         // The CRI: stopping a container that is already gone succeeds (the kubelet retries stops).
         if (!isBerthError(err, 'NotFound')) throw err;
@@ -106,12 +106,13 @@ export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images
     },
 
     async ExecSync(request) {
-      const timeout = int64Field(request.timeout, 'timeout', 0);
+      const timeout = requestTimeoutSeconds(request.timeout, 'timeout');
       const result = await containers.execSync(request.container_id, request.cmd ?? [], timeout);
       return { stdout: result.stdout, stderr: result.stderr, exit_code: result.exitCode };
     },
 
     async CheckpointContainer(request) {
+      requestTimeoutSeconds(request.timeout, 'timeout');
       containers.require(request.container_id);
       const criu = ctx.host.checkpoint.criu;
       if (!criu.supported) throw unimplemented(`CheckpointContainer: checkpointing is not available on this host: ${criu.reason}`);

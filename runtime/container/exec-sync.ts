@@ -14,6 +14,7 @@ import type { ContainerContext } from './container-context';
 import type { ContainerRecord } from './container-store';
 import type { ExecTarget } from './container-types';
 import { specOf, stateOf } from './container-view';
+import { fitExecOutput } from './exec-output';
 import { execProcess } from './process-spec';
 import { waitForFile } from './wait-for-file';
 
@@ -71,7 +72,11 @@ export async function execSync(ctx: ContainerContext, idOrPrefix: string, cmd: s
     const exitCode = await runtime.timed('exec', () => closed);
     if (timer) clearTimeout(timer);
     if (timedOut) throw deadlineExceeded(`command ${JSON.stringify(cmd)} timed out after ${timeoutSeconds} s`);
-    return { stdout: Buffer.concat(out), stderr: Buffer.concat(err), exitCode };
+    const fitted = fitExecOutput(Buffer.concat(out), Buffer.concat(err), ctx.config.grpc.max_send_message_bytes);
+    if (fitted.cut.stdout || fitted.cut.stderr) {
+      ctx.log.warn({ id: record.id, cmd, cutBytes: fitted.cut }, 'ExecSync: output truncated to fit grpc.max_send_message_bytes');
+    }
+    return { stdout: fitted.stdout, stderr: fitted.stderr, exitCode };
   } finally {
     await Promise.all([rm(processPath, { force: true }), rm(pidPath, { force: true })]);
   }
