@@ -18,7 +18,7 @@ import type { PodContainerHooks } from '../sandbox/sandbox-types';
 import type { ContainerContext, ContainersOptions } from './container-context';
 import { recoverContainers } from './container-recovery';
 import { ContainerRecords } from './container-records';
-import { checkContainerId, checkExecCommand, validateResourcesUpdate, type CreateContainerRequest } from './container-request-validation';
+import { checkContainerId, checkExecCommand, validateCreateContainer, validateResourcesUpdate, type CreateContainerRequest } from './container-request-validation';
 import type { ContainerRecord } from './container-store';
 import type { ContainerLookup, ContainerSessions, ContainerView, ExecTarget } from './container-types';
 import { detailOf, matchesFilter, viewOf, type ContainerDetail, type ContainerFilterOptions } from './container-view';
@@ -103,10 +103,15 @@ export class Containers implements ContainerLookup, ContainerSessions, PodContai
   // Lifecycle.
 
   async create(request: CreateContainerRequest): Promise<string> {
-    const admitted = admitContainer(this.ctx, request);
-    // In flight from here: the record holds the name and is undone by recovery, but no lookup finds it yet.
-    const record = recordContainer(this.ctx, admitted);
-    return this.locks.with(record.id, () => makeContainer(this.ctx, admitted, record));
+    const config = validateCreateContainer(request, this.ctx.host);
+    // The pod is held shared through the whole create: its stop or removal waits for the
+    // container to exist (and then stops or removes it), and a create after them is refused.
+    return this.ctx.sandboxes.whileReady(request.podSandboxId, (sandbox) => {
+      const admitted = admitContainer(this.ctx, config, sandbox);
+      // In flight from here: the record holds the name and is undone by recovery, but no lookup finds it yet.
+      const record = recordContainer(this.ctx, admitted);
+      return this.locks.with(record.id, () => makeContainer(this.ctx, admitted, record));
+    });
   }
 
   async start(idOrPrefix: string): Promise<void> {

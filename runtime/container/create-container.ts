@@ -14,7 +14,7 @@ import type { PendingConmon } from '../oci/conmon';
 import type { OciRuntime } from '../oci/oci-runtime';
 import type { PodSandboxView } from '../sandbox/sandbox-types';
 import type { ContainerContext } from './container-context';
-import { checkContainerUserns, validateCreateContainer, type CreateContainerRequest } from './container-request-validation';
+import { checkContainerUserns } from './container-request-validation';
 import type { ContainerRecord } from './container-store';
 import { viewOf } from './container-view';
 import { allowTraversal } from '../common/traversable';
@@ -40,10 +40,8 @@ export interface AdmittedContainer {
   targetPidNsPath: string | undefined;
 }
 
-export function admitContainer(ctx: ContainerContext, request: CreateContainerRequest): AdmittedContainer {
-  const config = validateCreateContainer(request, ctx.host);
-  const sandbox = ctx.sandboxes.get(request.podSandboxId);
-  if (!sandbox) throw notFound(`pod sandbox "${request.podSandboxId}" not found`);
+/** Admits a validated request into its pod (found and READY: the caller holds it, see Containers.create). */
+export function admitContainer(ctx: ContainerContext, config: ContainerConfig__Output, sandbox: PodSandboxView): AdmittedContainer {
   if (sandbox.state !== 'SANDBOX_READY') throw failedPrecondition(`pod sandbox ${sandbox.id} is not ready`);
   checkContainerUserns(config, sandbox.userNamespace);
   validateMountRequests(config.mounts ?? [], ctx.host.mountFeatures, sandbox.userNamespace);

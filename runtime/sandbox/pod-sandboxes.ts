@@ -96,6 +96,10 @@ export class PodSandboxes implements SandboxLookup {
     return this.records.index.visible().map(viewOf);
   }
 
+  whileReady<T>(idOrPrefix: string, work: (pod: PodSandboxView) => Promise<T>): Promise<T> {
+    return this.records.whileReady(idOrPrefix, work);
+  }
+
   /** By id or unique prefix: INVALID_ARGUMENT when empty or ambiguous, NOT_FOUND when absent. */
   resolve(idOrPrefix: string): PodSandboxView {
     return viewOf(this.records.index.require(requirePodSandboxId(idOrPrefix)));

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { PodSandboxConfig__Output } from '../../cri-proto/generated/runtime/v1/PodSandboxConfig';
 import { IdIndex } from '../common/id-index';
 import { IdLocks } from '../common/id-locks';
+import { failedPrecondition, notFound } from '../errors';
 import type { PodNamespaceModes, PodSandboxView, SandboxLookup } from './sandbox-types';
 import type { SandboxRow, SandboxStore } from './sandbox-store';
 import { validateUsernsOptions, type PodIdMappings } from './user-namespace-options';
@@ -40,6 +41,18 @@ export class SandboxRecords implements SandboxLookup {
 
   list(): PodSandboxView[] {
     return this.index.visible().map(viewOf);
+  }
+
+  /** See SandboxLookup.whileReady: a container create holds its pod so the pod's removal waits for it. */
+  async whileReady<T>(idOrPrefix: string, work: (pod: PodSandboxView) => Promise<T>): Promise<T> {
+    const found = this.index.find(idOrPrefix);
+    if (!found) throw notFound(`pod sandbox "${idOrPrefix}" not found`);
+    return this.locks.shared(found.row.id, async () => {
+      // A stop or removal may have run while this waited for the hold.
+      if (!this.isCurrent(found)) throw notFound(`pod sandbox ${found.row.id} was removed`);
+      if (found.row.phase !== 'ready') throw failedPrecondition(`pod sandbox ${found.row.id} is not ready`);
+      return work(viewOf(found));
+    });
   }
 
   /** Stores a new pod's row, then makes it known. */

@@ -56,6 +56,13 @@ export interface SandboxLookup {
   /** By full id or unique id prefix; undefined when absent. */
   get(idOrPrefix: string): PodSandboxView | undefined;
   list(): PodSandboxView[];
+  /**
+   * Runs `work` with the pod held shared (by id or unique prefix): the pod's
+   * stop and removal wait until it is done, and it starts only once the pod
+   * is READY (NOT_FOUND when the pod is gone, FAILED_PRECONDITION when it is
+   * not ready, both checked again once the hold is taken).
+   */
+  whileReady<T>(idOrPrefix: string, work: (pod: PodSandboxView) => Promise<T>): Promise<T>;
 }
 
 /** Registered by the container model so sandbox stop/remove can act on a pod's containers. */

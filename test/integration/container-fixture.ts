@@ -129,7 +129,7 @@ export class ContainerFixture {
       host,
       store: new ContainerStore(this.db),
       log: silentLog,
-      sandboxes: { get: (id) => (sandbox.id.startsWith(id) ? sandbox : undefined), list: () => [sandbox] },
+      sandboxes: { get: (id) => (sandbox.id.startsWith(id) ? sandbox : undefined), list: () => [sandbox], whileReady: (_id, work) => work(sandbox) },
       images: {
         resolve: () => ({ ...image, config: this.imageConfig }),
         forContainer: () => ({ image: { ...image, config: this.imageConfig }, layerDirs: [this.layer] }),
