@@ -20,6 +20,9 @@ const httpUrl = (v: string): string | undefined =>
 const base64UserPassword = (v: string): string | undefined =>
   v === '' || (/^[A-Za-z0-9+/]+=*$/.test(v) && Buffer.from(v, 'base64').toString('utf8').includes(':')) ? undefined : 'must be base64 of "user:password"';
 
+const annotationPattern = (v: string): string | undefined =>
+  /^[A-Za-z0-9./_-]+\*?$/.test(v) ? undefined : 'must be an annotation key, or a prefix ending in *';
+
 const live = { live: true };
 
 export const CONFIG_SCHEMA = section('berthd configuration', {
@@ -50,6 +53,9 @@ export const CONFIG_SCHEMA = section('berthd configuration', {
     runtimes: mapOf('Runtime handlers by name (the CRI runtime_handler).', section('One runtime handler.', {
       path: str('', 'The runtime binary (a name is looked up in PATH).'),
       root: str('', 'The runtime\'s --root state directory.', absolutePath),
+      allowed_annotations: strings([],
+        'Container annotations the runtime acts on (org.systemd.property.*, run.oci.*, io.kubernetes.cri-o.*, io.katacontainers.*, module.wasm.image/*, org.criu.*) that may still reach its config.json: exact keys or prefixes ending in *. Others of those are dropped.',
+        annotationPattern),
     }), {
       runc: { path: 'runc', root: '/run/berth/runc' },
       crun: { path: 'crun', root: '/run/berth/crun' },

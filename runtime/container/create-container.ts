@@ -216,6 +216,7 @@ function writeSpec(ctx: ContainerContext, admitted: AdmittedContainer, record: C
     cgroupDriver: ctx.config.cgroup.driver,
     targetPidNsPath: admitted.targetPidNsPath,
     seccompDefaultProfilePath: ctx.config.container.seccomp_default_profile,
+    allowedAnnotations: ctx.config.oci.runtimes[admitted.handler]?.allowed_annotations ?? [],
     preparedSources,
   });
   for (const warning of built.warnings) ctx.log.warn({ id: admitted.id, name: admitted.name }, warning);

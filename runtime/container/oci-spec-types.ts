@@ -91,6 +91,8 @@ export interface SpecInput {
   cgroupDriver: CgroupDriver;
   /** PID-namespace file of the target container when pid mode is TARGET. */
   targetPidNsPath?: string;
+  /** Runtime-acting annotations the handler's configuration lets through (spec-annotations.ts); absent = none. */
+  allowedAnnotations?: readonly string[];
   /** File of berth's RuntimeDefault profile when configured; "" = built in. */
   seccompDefaultProfilePath: string;
   /** Where host mount propagation is read (tests pass a fixture). */

@@ -9,6 +9,7 @@ import { invalidArgument } from '../errors';
 import type { BuiltSpec, OciSpec, SpecInput } from './oci-spec-types';
 import { containerProcess, stopSignalOf } from './process-spec';
 import { requestedSeccompProfile } from './seccomp-profile';
+import { filterAnnotations } from './spec-annotations';
 import { specDevices } from './spec-devices';
 import { specMounts } from './spec-mounts';
 import { specNamespaces } from './spec-namespaces';
@@ -36,8 +37,12 @@ export function buildSpec(input: SpecInput): BuiltSpec {
   const namespaces = specNamespaces(input);
   const seccomp = privileged ? undefined : requestedSeccompProfile(sc, capabilities, input.seccompDefaultProfilePath);
 
+  const requested = filterAnnotations(config.annotations ?? {}, input.allowedAnnotations ?? []);
+  if (requested.dropped.length > 0) {
+    warnings.push(`annotations ${requested.dropped.join(', ')} left out of config.json: the runtime acts on them and oci.runtimes.<handler>.allowed_annotations does not allow them`);
+  }
   const annotations: Record<string, string> = {
-    ...(config.annotations ?? {}),
+    ...requested.kept,
     'io.kubernetes.cri.container-type': 'container',
     'io.kubernetes.cri.sandbox-id': sandbox.id,
     'io.kubernetes.cri.container-name': config.metadata?.name ?? '',

@@ -80,8 +80,8 @@ export class ContainerFixture {
         ...this.config.oci,
         default_runtime: handler,
         runtimes: {
-          runc: { path: 'runc', root: join(this.dir, 'state', 'runc') },
-          crun: { path: 'crun', root: join(this.dir, 'state', 'crun') },
+          runc: { ...this.config.oci.runtimes.runc, path: 'runc', root: join(this.dir, 'state', 'runc') },
+          crun: { ...this.config.oci.runtimes.crun, path: 'crun', root: join(this.dir, 'state', 'crun') },
         },
       },
     };

@@ -131,6 +131,35 @@ describe('container requests and the host', () => {
     }
   });
 
+  test("annotations runc or crun act on (org.systemd.property.*, run.oci.*, ...) do not reach config.json unless the handler allows them", async () => {
+    const sandboxConfig = hostNetworkPod('annotations');
+    const podId = await runPod(sandboxConfig);
+    try {
+      const annotations = {
+        'org.systemd.property.CPUWeight': '10000',
+        'run.oci.keep_original_groups': '1',
+        'io.kubernetes.cri-o.Devices': '/dev/kmsg',
+        'io.kubernetes.cri.sandbox-id': 'spoofed',
+        'example.com/team': 'web',
+      };
+      const { container_id } = await berthd.client.call('CreateContainer', {
+        pod_sandbox_id: podId,
+        config: containerConfig('annotated', ['sleep', '600'], { annotations }),
+        sandbox_config: sandboxConfig,
+      } as never);
+      const spec = JSON.parse(readFileSync(join(berthd.root, 'containers', container_id, 'config.json'), 'utf8')) as { annotations: Record<string, string> };
+      assert.equal(spec.annotations['example.com/team'], 'web');
+      assert.equal(spec.annotations['io.kubernetes.cri.sandbox-id'], podId, "berth's own key is berth's");
+      for (const key of ['org.systemd.property.CPUWeight', 'run.oci.keep_original_groups', 'io.kubernetes.cri-o.Devices']) {
+        assert.equal(spec.annotations[key], undefined, `${key} is left out`);
+      }
+      const status = await berthd.client.call('ContainerStatus', { container_id });
+      assert.equal(status.status?.annotations['run.oci.keep_original_groups'], '1', 'the CRI status still reports what was asked');
+    } finally {
+      await removePod(podId);
+    }
+  });
+
   test('a create and a RemovePodSandbox started together never leave a container outliving its pod', async () => {
     for (let round = 0; round < 3; round++) {
       const sandboxConfig = hostNetworkPod(`race${round}`);

@@ -10,6 +10,7 @@ import { commandLine, mergeEnv, stopSignalOf } from '../../runtime/container/pro
 import { cgroupsPathFor, ociResources } from '../../runtime/container/spec-resources';
 import { confineLogPath, resolveInRoot } from '../../runtime/container/rootfs-path';
 import { defaultSeccompProfile } from '../../runtime/container/seccomp-profile';
+import { filterAnnotations } from '../../runtime/container/spec-annotations';
 import { resolveUserFrom } from '../../runtime/container/user-lookup';
 import { isBerthError } from '../../runtime/errors';
 
@@ -132,4 +133,23 @@ test('RuntimeDefault seccomp denies namespace and mount calls unless CAP_SYS_ADM
   for (const ok of ['read', 'execve', 'openat', 'futex']) assert.ok(allowed.has(ok), ok);
   const admin = defaultSeccompProfile([...DEFAULT_CAPABILITIES, 'CAP_SYS_ADMIN']);
   assert.ok(admin.syscalls.some((s) => s.action === 'SCMP_ACT_ALLOW' && s.names.includes('mount')));
+});
+
+describe('annotations in config.json', () => {
+  const requested = {
+    'org.systemd.property.CPUWeight': '10000',
+    'run.oci.keep_original_groups': '1',
+    'run.oci.handler': 'krun',
+    'io.kubernetes.cri.sandbox-id': 'spoofed',
+    'example.com/team': 'web',
+  };
+  test('runtime-acting and berth-reserved annotations are dropped by default; others pass', () => {
+    const { kept, dropped } = filterAnnotations(requested, []);
+    assert.deepEqual(kept, { 'example.com/team': 'web' });
+    assert.deepEqual(dropped.sort(), ['io.kubernetes.cri.sandbox-id', 'org.systemd.property.CPUWeight', 'run.oci.handler', 'run.oci.keep_original_groups']);
+  });
+  test("a handler's allowed_annotations lets exact keys and prefix* patterns through", () => {
+    const { kept } = filterAnnotations(requested, ['run.oci.keep_original_groups', 'org.systemd.property.*']);
+    assert.deepEqual(Object.keys(kept).sort(), ['example.com/team', 'org.systemd.property.CPUWeight', 'run.oci.keep_original_groups']);
+  });
 });
