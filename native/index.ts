@@ -94,6 +94,14 @@ export interface BerthNative {
    * the component-by-component resolution of kernels without openat2 (for its tests).
    */
   readFileBeneath(root: string, path: string, maxBytes: number, walk?: boolean): Promise<BeneathFile>;
+  /**
+   * Bind-mounts the PID namespace of process `pid` onto pinPath (made as an empty file), read with its start
+   * time (/proc/<pid>/stat field 22) while a pidfd shows the process alive, so both are that process's
+   * even if the pid is reused right after (native/src/pid_namespace.cc). ESRCH when it is gone.
+   */
+  pinPidNamespace(pid: number, pinPath: string): { inode: number; startTime: string };
+  /** The kind ("pid", "net", ... or "none" for a file that is no namespace) and inode of a namespace file. */
+  namespaceIdentity(path: string): { type: string; inode: number };
   /** One sd_notify datagram to a unix socket path or "@abstract" name (native/src/sd_notify.cc). */
   notifySend(socketName: string, message: string): void;
   /** A datagram socket bound to a path or "@abstract" name, for tests that play systemd. */

@@ -103,6 +103,7 @@ function verboseInfo(s: PodSandboxView, sandboxes: PodSandboxes): object {
     config: s.config,
     namespaces: { network: s.netnsPath, ipc: s.ipcnsPath, uts: s.utsnsPath, pid: s.pidnsPath, user: s.userNamespace?.path ?? '' },
     ...(s.userNamespace ? { userNamespace: { uids: s.userNamespace.uids, gids: s.userNamespace.gids } } : {}),
+    ...(s.pidNamespace ? { pidNamespace: { inode: s.pidNamespace.inode, holderPid: s.pidNamespace.holderPid } } : {}),
     cgroupParent: s.cgroupParent,
     files: { hosts: s.hostsPath, resolvConf: s.resolvConfPath, hostname: s.hostnamePath, shm: s.shmPath },
     hostname: s.hostname,

@@ -32,6 +32,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   berth::RegisterPreparedMounts(env, exports);
   berth::RegisterRootfsOpen(env, exports);
   berth::RegisterSdNotify(env, exports);
+  berth::RegisterPidNamespace(env, exports);
   return exports;
 }
 

@@ -21,5 +21,6 @@ void RegisterUserns(Napi::Env env, Napi::Object exports);
 void RegisterPreparedMounts(Napi::Env env, Napi::Object exports);
 void RegisterRootfsOpen(Napi::Env env, Napi::Object exports);
 void RegisterSdNotify(Napi::Env env, Napi::Object exports);
+void RegisterPidNamespace(Napi::Env env, Napi::Object exports);
 
 }  // namespace berth

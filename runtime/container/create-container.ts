@@ -20,6 +20,7 @@ import { viewOf } from './container-view';
 import { allowTraversal } from '../common/traversable';
 import { buildSpec } from './oci-spec';
 import { prepareMounts, releasePreparedMounts, validateMountRequests } from './prepared-mounts';
+import { checkPodPidNamespace, pinTargetPidNamespace, releaseTargetPin, targetPinPath, type PidNamespaceTarget } from './pid-namespace-join';
 import { undoContainer } from './remove-container';
 import { confineLogPath } from './rootfs-path';
 
@@ -36,7 +37,8 @@ export interface AdmittedContainer {
   /** The bundle directory. */
   dir: string;
   logPath: string;
-  /** PID-namespace file of the target container when pid mode is TARGET. */
+  /** The running container whose PID namespace pid mode TARGET joins, and where the create pins it. */
+  target: PidNamespaceTarget | undefined;
   targetPidNsPath: string | undefined;
 }
 
@@ -64,7 +66,8 @@ export function admitContainer(ctx: ContainerContext, config: ContainerConfig__O
   const id = randomBytes(32).toString('hex');
   const dir = join(ctx.dirs.containers, id);
   const logPath = logDirectory && config.log_path ? confineLogPath(logDirectory, config.log_path) : join(dir, 'console.log');
-  return { id, config, sandbox, name, attempt, handler, runtime, image, dir, logPath, targetPidNsPath: targetPidNamespace(ctx, config) };
+  const target = targetOf(ctx, config);
+  return { id, config, sandbox, name, attempt, handler, runtime, image, dir, logPath, target, targetPidNsPath: target ? targetPinPath(dir) : undefined };
 }
 
 /** crun refuses hybrid hosts while the cgroup2 side has controllers enabled; say so before creating anything. */
@@ -77,16 +80,16 @@ function refuseCrunOnHybridHost(ctx: ContainerContext, handler: string, runtime:
   }
 }
 
-/** The PID namespace of the running container pid mode TARGET names. */
-function targetPidNamespace(ctx: ContainerContext, config: ContainerConfig__Output): string | undefined {
+/** The running container pid mode TARGET names (its namespace is pinned and checked in makeContainer). */
+function targetOf(ctx: ContainerContext, config: ContainerConfig__Output): PidNamespaceTarget | undefined {
   const nsOptions = config.linux?.security_context?.namespace_options;
   if (nsOptions?.pid !== 'TARGET') return undefined;
   const target = ctx.records.find(nsOptions.target_id);
   const view = target ? viewOf(ctx.exits.refresh(target), ctx.runtimes) : undefined;
-  if (!view || view.state !== 'CONTAINER_RUNNING' || !view.pid) {
+  if (!target || !view || view.state !== 'CONTAINER_RUNNING' || !view.pid) {
     throw failedPrecondition(`config.linux.security_context.namespace_options.target_id: container "${nsOptions.target_id}" is not running`);
   }
-  return `/proc/${view.pid}/ns/pid`;
+  return { containerId: target.id, pid: view.pid, runtime: ctx.runtimes.require(target.runtimeHandler) };
 }
 
 /** The container's record, saved (phase creating) before the first host resource: a crash from here on is undone at the next start. */
@@ -138,16 +141,22 @@ export async function makeContainer(ctx: ContainerContext, admitted: AdmittedCon
       containerId: id, dir: admitted.dir, mounts: admitted.config.mounts ?? [], userNamespace: admitted.sandbox.userNamespace,
       native: ctx.native, images: ctx.images, holds: ctx.layerHolds,
     });
+    if (admitted.target && admitted.targetPidNsPath) pinTargetPidNamespace(ctx.native, admitted.target, admitted.targetPidNsPath);
     writeSpec(ctx, admitted, record, rootfs, preparedSources);
+    // Right before runc joins it: the pod's PID namespace is still the one pinned, its holder still in it.
+    if (joinsPodPidNamespace(admitted)) checkPodPidNamespace(ctx.native, admitted.sandbox);
     const starting = pending;
     pending = undefined;
-    const created = await starting.run();
+    const created = await starting.run().finally(() => {
+      if (admitted.targetPidNsPath) releaseTargetPin(ctx.native, admitted.targetPidNsPath);
+    });
     record.pid = created.pid;
     record.conmonPid = created.conmonPid;
     record.phase = 'created';
     ctx.records.save(record);
     dropPreparedMounts(ctx, admitted);
   } catch (err) {
+    if (admitted.targetPidNsPath) releaseTargetPin(ctx.native, admitted.targetPidNsPath);
     if (pending) {
       pending.abandon();
       // conmon opened (created) the log file before it was stopped; a container never created has no log.
@@ -160,6 +169,10 @@ export async function makeContainer(ctx: ContainerContext, admitted: AdmittedCon
   ctx.log.info({ id, pod: admitted.sandbox.id, name: admitted.name, handler: admitted.handler }, 'container created');
   ctx.records.publish('CONTAINER_CREATED_EVENT', record);
   return id;
+}
+
+function joinsPodPidNamespace(admitted: AdmittedContainer): boolean {
+  return (admitted.config.linux?.security_context?.namespace_options?.pid ?? 'CONTAINER') === 'POD' && Boolean(admitted.sandbox.pidnsPath);
 }
 
 /**

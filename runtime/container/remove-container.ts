@@ -9,6 +9,7 @@ import { killQuietly, tryReadPidFile } from '../oci/host-process';
 import type { ContainerContext } from './container-context';
 import type { ContainerRecord } from './container-store';
 import { releasePreparedMounts } from './prepared-mounts';
+import { releaseTargetPin, targetPinPath } from './pid-namespace-join';
 import { stopContainer } from './stop-container';
 
 /** Removes container `id` (a full id; the caller holds its lock). */
@@ -40,6 +41,8 @@ export async function undoContainer(ctx: ContainerContext, record: ContainerReco
   ctx.rootfs.unmount(join(record.dir, 'rootfs'));
   // Volumes bound under <dir>/mounts must be detached first: rm must never reach into a volume.
   releasePreparedMounts(ctx.native, record.dir);
+  // A target's PID namespace pinned by a create that a crash interrupted.
+  releaseTargetPin(ctx.native, targetPinPath(record.dir));
   // Retried: a conmon being killed may still be closing its files in the bundle.
   rmSync(record.dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 10 });
   rmSync(conmonFiles.attachLink(ctx.dirs.sockets, record.id), { force: true, recursive: true });

@@ -12,6 +12,8 @@ import type { PodSysctl } from './sysctls';
 import type { PodIdMappings } from './user-namespace-options';
 
 const KINDS = ['net', 'ipc', 'uts', 'user'] as const;
+/** Every pin directory: the kinds made with the pod, and its shared PID namespace (pinned from its holder). */
+const PIN_DIRS = [...KINDS, 'pid'] as const;
 
 /** Where a pod's namespaces are pinned; "" where the pod shares the host's. */
 export interface PodNamespacePaths {
@@ -31,7 +33,7 @@ export class NamespacePins {
   ) {}
 
   /** The pin path of a pod's namespace of this kind. */
-  pathOf(kind: (typeof KINDS)[number], podId: string): string {
+  pathOf(kind: (typeof PIN_DIRS)[number], podId: string): string {
     return join(this.dir, kind, podId);
   }
 
@@ -66,6 +68,31 @@ export class NamespacePins {
     }
   }
 
+  /**
+   * Pins the PID namespace of the pod's holder process at `path` and returns
+   * the namespace's inode (recorded, and compared before every use). The
+   * caller checks that `pid` is still its holder afterwards: then the pinned
+   * namespace is the holder's, not a stranger's that took a reused pid.
+   */
+  pinPid(holderPid: number, path: string): number {
+    this.ensureDir();
+    try {
+      return this.native.pinPidNamespace(holderPid, path).inode;
+    } catch (err) {
+      throw internal(`pinning the pod's PID namespace (holder ${holderPid}): ${describeError(err)}`);
+    }
+  }
+
+  /** Whether the pin at `path` holds the PID namespace of this inode. */
+  holdsPidNamespace(path: string, inode: number): boolean {
+    try {
+      const held = this.native.namespaceIdentity(path);
+      return held.type === 'pid' && held.inode === inode;
+    } catch {
+      return false;
+    }
+  }
+
   /** Unpins one namespace; a pin already gone is fine. */
   unpin(path: string): void {
     this.native.unpinNamespace(path);
@@ -85,7 +112,7 @@ export class NamespacePins {
     this.ensureDir();
     const unpinned: string[] = [];
     const failures: { path: string; error: string }[] = [];
-    for (const kind of KINDS) {
+    for (const kind of PIN_DIRS) {
       let names: string[];
       try {
         names = readdirSync(join(this.dir, kind));
@@ -108,7 +135,7 @@ export class NamespacePins {
 
   private ensureDir(): void {
     if (this.dirReady) return;
-    for (const kind of KINDS) mkdirSync(join(this.dir, kind), { recursive: true, mode: 0o700 });
+    for (const kind of PIN_DIRS) mkdirSync(join(this.dir, kind), { recursive: true, mode: 0o700 });
     try {
       this.native.makePrivateMount(this.dir);
     } catch (err) {

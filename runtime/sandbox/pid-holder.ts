@@ -28,7 +28,7 @@ export function startPidHolder(podId: string, usernsPath = ''): Promise<number> 
 }
 
 /** Whether `pid` is this pod's holder (and not a reused pid). */
-function isPidHolderOf(pid: number, podId: string): boolean {
+export function isPidHolderOf(pid: number, podId: string): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
   try {
     const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');

@@ -16,7 +16,7 @@ import type { SandboxRecord, SandboxRecords } from './sandbox-records';
 import { TEARDOWN_ORDER, type ResourceKind, type SandboxStore } from './sandbox-store';
 
 /** What stop undoes: the pod keeps its namespaces, files and cgroup until it is removed. */
-export const STOP_KINDS: readonly ResourceKind[] = ['cni', 'pidholder'];
+export const STOP_KINDS: readonly ResourceKind[] = ['cni', 'pidholder', 'pidns'];
 
 export interface JournalParts {
   records: SandboxRecords;
@@ -100,6 +100,10 @@ export class PodResourceJournal {
       }
       case 'shm':
         umountIfMounted(native, ref);
+        return;
+      case 'pidns':
+        this.parts.pins.unpin(ref);
+        if (record) this.parts.records.update(record, { pidns_path: '', pidns_inode: 0 });
         return;
       case 'netns':
       case 'ipcns':

@@ -12,7 +12,7 @@ import type { PodSandboxConfig__Output } from '../../cri-proto/generated/runtime
 import { nowUnixNanos } from '../common/clock';
 import { allowTraversal } from '../common/traversable';
 import { alreadyExists, asBerthError, describeError, internal } from '../errors';
-import { startPidHolder } from './pid-holder';
+import { isPidHolderOf, startPidHolder } from './pid-holder';
 import type { ValidatedRunPodSandbox } from './pod-config-validation';
 import { hostFile, renderPodHosts, renderResolvConf } from './pod-files';
 import type { SandboxParts } from './pod-sandboxes';
@@ -84,6 +84,8 @@ function newRecord(parts: SandboxParts, nameKey: string, v: ValidatedRunPodSandb
     utsns_path: hostNetwork ? '' : parts.pins.pathOf('uts', id),
     userns_path: v.userns ? parts.pins.pathOf('user', id) : '',
     pid_holder: 0,
+    pidns_path: '',
+    pidns_inode: 0,
     shm_path: hostIpc ? '' : join(stateDir, 'shm'),
     cni_result_json: '',
     last_error: '',
@@ -142,6 +144,13 @@ async function build(parts: SandboxParts, record: SandboxRecord, v: ValidatedRun
       throw internal(`starting the pod's PID namespace holder: ${describeError(err)}`);
     });
     parts.records.update(record, { pid_holder: pid });
+    // Pinned like net/ipc/uts: containers join the pin, never /proc/<pid>, whose pid may be reused.
+    const pidnsPath = parts.pins.pathOf('pid', row.id);
+    journal.record(row.id, 'pidns', pidnsPath);
+    const inode = parts.pins.pinPid(pid, pidnsPath);
+    // Still our holder once pinned: it had this pid all along, so the pin holds its namespace.
+    if (!isPidHolderOf(pid, row.id)) throw internal(`the pod's PID namespace holder (pid ${pid}) exited while its namespace was pinned`);
+    parts.records.update(record, { pidns_path: pidnsPath, pidns_inode: inode });
   }
 
   if (!hostNetwork) {

@@ -47,7 +47,7 @@ export async function recoverSandboxes(parts: SandboxParts): Promise<RecoveryRep
 
   const known = new Set<string>();
   for (const { row } of records.index.all()) {
-    for (const path of [row.netns_path, row.ipcns_path, row.utsns_path, row.userns_path]) if (path) known.add(path);
+    for (const path of [row.pidns_path, row.netns_path, row.ipcns_path, row.utsns_path, row.userns_path]) if (path) known.add(path);
   }
   const orphanPins = parts.pins.unpinOrphans(known);
   report.undone.push(...orphanPins.unpinned.map((path) => `orphan ${path}`));
@@ -64,5 +64,6 @@ function stillAlive(parts: SandboxParts, record: SandboxRecord): boolean {
   const { row } = record;
   if (!parts.pins.allPinned({ net: row.netns_path, ipc: row.ipcns_path, uts: row.utsns_path, user: row.userns_path })) return false;
   if (row.pid_holder > 0 && findPidHolders(row.id).length === 0) return false;
+  if (row.pidns_path && !parts.pins.holdsPidNamespace(row.pidns_path, row.pidns_inode)) return false;
   return true;
 }

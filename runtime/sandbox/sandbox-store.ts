@@ -6,8 +6,8 @@ import type { BerthDatabase } from '../store/database';
 export type SandboxPhase = 'creating' | 'ready' | 'stopped' | 'failed';
 
 /** Host resources a pod owns, in the order they are undone. */
-export type ResourceKind = 'cni' | 'pidholder' | 'shm' | 'netns' | 'ipcns' | 'utsns' | 'userns' | 'cgroup' | 'statedir';
-export const TEARDOWN_ORDER: readonly ResourceKind[] = ['cni', 'pidholder', 'shm', 'netns', 'ipcns', 'utsns', 'userns', 'cgroup', 'statedir'];
+export type ResourceKind = 'cni' | 'pidholder' | 'pidns' | 'shm' | 'netns' | 'ipcns' | 'utsns' | 'userns' | 'cgroup' | 'statedir';
+export const TEARDOWN_ORDER: readonly ResourceKind[] = ['cni', 'pidholder', 'pidns', 'shm', 'netns', 'ipcns', 'utsns', 'userns', 'cgroup', 'statedir'];
 
 export interface SandboxRow {
   id: string;
@@ -26,6 +26,9 @@ export interface SandboxRow {
   /** The pod's pinned user namespace; "" when it uses the host's. */
   userns_path: string;
   pid_holder: number;
+  /** The pin of the holder's PID namespace ("" without one) and that namespace's inode, checked before each use. */
+  pidns_path: string;
+  pidns_inode: number;
   shm_path: string;
   cni_result_json: string;
   last_error: string;
@@ -69,6 +72,12 @@ const MIGRATIONS = [
       );`,
   },
   { owner: 'sandboxes', version: 2, sql: `ALTER TABLE pod_sandboxes ADD COLUMN userns_path TEXT NOT NULL DEFAULT '';` },
+  {
+    owner: 'sandboxes',
+    version: 3,
+    sql: `ALTER TABLE pod_sandboxes ADD COLUMN pidns_path TEXT NOT NULL DEFAULT '';
+      ALTER TABLE pod_sandboxes ADD COLUMN pidns_inode INTEGER NOT NULL DEFAULT 0;`,
+  },
 ];
 
 export class SandboxStore {
@@ -88,9 +97,9 @@ export class SandboxStore {
     this.db
       .prepare(
         `INSERT INTO pod_sandboxes (id, name_key, config_json, runtime_handler, phase, created_at, ips_json, hostname, cgroup_parent,
-          state_dir, netns_path, ipcns_path, utsns_path, userns_path, pid_holder, shm_path, cni_result_json, last_error)
+          state_dir, netns_path, ipcns_path, utsns_path, userns_path, pid_holder, pidns_path, pidns_inode, shm_path, cni_result_json, last_error)
          VALUES (@id, @name_key, @config_json, @runtime_handler, @phase, @created_at, @ips_json, @hostname, @cgroup_parent,
-          @state_dir, @netns_path, @ipcns_path, @utsns_path, @userns_path, @pid_holder, @shm_path, @cni_result_json, @last_error)`,
+          @state_dir, @netns_path, @ipcns_path, @utsns_path, @userns_path, @pid_holder, @pidns_path, @pidns_inode, @shm_path, @cni_result_json, @last_error)`,
       )
       .run(row);
   }

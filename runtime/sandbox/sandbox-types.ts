@@ -26,8 +26,10 @@ export interface PodSandboxView {
   netnsPath: string;
   ipcnsPath: string;
   utsnsPath: string;
-  /** /proc/<pid>/ns/pid of the pod's PID-namespace holder when pid mode is POD; "" otherwise. */
+  /** The pin of the pod's shared PID namespace when pid mode is POD; "" otherwise. */
   pidnsPath: string;
+  /** That pin, the namespace's inode and its holder, for the check made right before a container joins it. */
+  pidNamespace?: PodPidNamespace;
   /** Cgroup parent for the pod's containers (cgroupfs path or systemd slice). */
   cgroupParent: string;
   /** Files bind-mounted into every container of the pod. */
@@ -49,6 +51,14 @@ export interface PodSandboxView {
 export interface PodUserNamespace extends PodIdMappings {
   /** The pinned user namespace the pod's containers join. */
   path: string;
+}
+
+/** A pod's pinned PID namespace: what must still be true when a container joins it. */
+export interface PodPidNamespace {
+  path: string;
+  inode: number;
+  /** The process that is the namespace's init: while it runs, /proc/<holderPid>/ns/pid has this inode. */
+  holderPid: number;
 }
 
 /** The sandbox side as the container model sees it. */

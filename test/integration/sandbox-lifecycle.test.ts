@@ -13,6 +13,7 @@ const NET = testNetwork({ name: 'bt-sbx-life', bridge: 'bt-sbx0', subnet: '10.86
 
 interface VerboseInfo {
   namespaces: { network: string; ipc: string; uts: string; pid: string };
+  pidNamespace: { inode: number; holderPid: number };
   files: { hosts: string; resolvConf: string; hostname: string; shm: string };
   cgroupParent: string;
 }
@@ -65,9 +66,9 @@ describe('pod sandbox lifecycle', () => {
     assert.equal(shm.length, 1);
     assert.match(shm[0], / - tmpfs shm .*size=65536k/);
 
-    // The PID namespace holder is PID 1 of a namespace of its own.
-    assert.match(v.namespaces.pid, /^\/proc\/\d+\/ns\/pid$/);
-    const holder = Number(v.namespaces.pid.split('/')[2]);
+    // The PID namespace holder is PID 1 of a namespace of its own, pinned like the others.
+    assert.equal(v.namespaces.pid, join(s.nsDir, 'pid', id));
+    const holder = v.pidNamespace.holderPid;
     assert.match(readFileSync(`/proc/${holder}/status`, 'utf8'), /^NSpid:\s+\d+\s+1$/m);
 
     await c.call('StopPodSandbox', { pod_sandbox_id: id });
@@ -75,7 +76,7 @@ describe('pod sandbox lifecycle', () => {
     assert.ok(processGone(holder), 'PID holder ended at stop');
     await c.call('StopPodSandbox', { pod_sandbox_id: id });
     await c.call('RemovePodSandbox', { pod_sandbox_id: id });
-    for (const path of [v.namespaces.network, v.namespaces.ipc, v.namespaces.uts, v.files.hosts]) assert.equal(existsSync(path), false, path);
+    for (const path of [v.namespaces.network, v.namespaces.ipc, v.namespaces.uts, v.namespaces.pid, v.files.hosts]) assert.equal(existsSync(path), false, path);
     assert.deepEqual(mountsUnder(v.files.shm), []);
     await assert.rejects(c.call('PodSandboxStatus', { pod_sandbox_id: id, verbose: false }), (e: unknown) => grpcCode(e) === 5);
   });
