@@ -205,9 +205,13 @@ export class Images implements ContainerImageSource, LayerHolds {
 
   /** Pulls an image (see image-pull.ts); resolves with it as recorded. */
   async pull(image: ImageReference, credentials?: RegistryCredentials): Promise<ImageRecord> {
-    const id = await this.puller.pull(image, credentials);
-    this.fsAccounting.invalidate();
-    return this.recordOf(this.rows.image(id)!);
+    try {
+      const id = await this.puller.pull(image, credentials);
+      return this.recordOf(this.rows.image(id)!);
+    } finally {
+      // A failed pull changes the figures too: the layers it unpacked are collected.
+      this.fsAccounting.invalidate();
+    }
   }
 
   /**
