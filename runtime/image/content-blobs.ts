@@ -3,7 +3,7 @@
 // come into being under content/tmp and are renamed into place whole, so a
 // blob under sha256/ is always complete.
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, createWriteStream, existsSync, mkdirSync, promises as fsp, readdirSync, rmSync } from 'node:fs';
+import { constants, createWriteStream, existsSync, mkdirSync, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -18,10 +18,18 @@ export class ContentBlobs {
     this.tempDir = join(root, 'content', 'tmp');
   }
 
-  /** Creates the directories and removes what an interrupted write left. */
+  /** Creates the directories; what an interrupted write left is collected in the background (LayerGc.collectStrays). */
   init(): void {
     for (const dir of [this.dir, this.tempDir]) mkdirSync(dir, { recursive: true, mode: 0o711 });
-    for (const name of readdirSync(this.tempDir)) rmSync(join(this.tempDir, name), { force: true });
+  }
+
+  /** Names in content/tmp: blobs being written, or left by a crash. */
+  tempEntries(): Promise<string[]> {
+    return fsp.readdir(this.tempDir);
+  }
+
+  async removeTemp(name: string): Promise<void> {
+    await fsp.rm(join(this.tempDir, name), { recursive: true, force: true });
   }
 
   pathOf(digest: string): string {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import type { RuntimeLog } from '../common/log';
 import type { BerthConfig } from '../config';
-import { failedPrecondition, invalidArgument, notFound } from '../errors';
+import { describeError, failedPrecondition, invalidArgument, notFound } from '../errors';
 import type { BerthDatabase } from '../store/database';
 import { ContentBlobs } from './content-blobs';
 import { ImageFsAccounting, type ImageFsUsage, type WritableLayerTotals } from './image-fs-usage';
@@ -55,6 +55,7 @@ export class Images implements ContainerImageSource, LayerHolds {
   private readonly puller: ImagePuller;
   private readonly importer: ImageImporter;
   private readonly exporter: ImageExporter;
+  private straysCollected: Promise<void> | undefined;
   private readonly fsAccounting: ImageFsAccounting;
 
   constructor(private readonly options: ImagesOptions) {
@@ -101,7 +102,10 @@ export class Images implements ContainerImageSource, LayerHolds {
     });
   }
 
-  /** Creates the directories, removes what an interrupted pull left, and forgets layers gone from disk. */
+  /**
+   * Creates the directories and forgets layers gone from disk; what interrupted pulls and
+   * collections left is collected in the background (LayerGc.collectStrays).
+   */
   init(): void {
     this.blobs.init();
     this.layers.init();
@@ -109,9 +113,13 @@ export class Images implements ContainerImageSource, LayerHolds {
     rmSync(join(this.options.config.root, 'import'), { recursive: true, force: true });
     // A layer removed by hand is fetched again by the next pull that needs it.
     for (const layer of this.rows.allLayers()) if (!this.layers.has(layer.dirId)) this.rows.deleteLayer(layer.diffId);
+    this.straysCollected = this.gc.collectStrays().catch((err: unknown) => {
+      this.options.log.warn({ err: describeError(err) }, 'collecting leftovers in the image store failed');
+    });
   }
 
   async close(): Promise<void> {
+    await this.straysCollected;
     await this.client.close();
     await this.workers.close();
   }

@@ -3,8 +3,9 @@
 // directory ids are short because overlay's option string has to fit many.
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, promises as fsp, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
+import { removeTreeUnlessMounted } from '../common/mount-table';
 
 const TEMP_PREFIX = 'tmp-';
 
@@ -32,12 +33,21 @@ export class LayerDirectories {
     this.dir = join(root, 'layers');
   }
 
-  /** Creates the directory and removes what an interrupted unpack left. */
+  /** Creates the directory; what interrupted work left in it is collected in the background (LayerGc.collectStrays). */
   init(): void {
     // 0700: a layer holds an image's setuid binaries and devices (runtime/store/store-permissions.ts).
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     spreadSubdirectories(this.dir);
-    for (const name of readdirSync(this.dir)) if (name.startsWith(TEMP_PREFIX)) rmSync(join(this.dir, name), { recursive: true, force: true });
+  }
+
+  /** Every name in layers/: layer directories, and temporary ones (isTemp). */
+  entries(): Promise<string[]> {
+    return fsp.readdir(this.dir);
+  }
+
+  /** A name an unpack is (or was, before a crash) writing under; never a layer's. */
+  isTemp(name: string): boolean {
+    return name.startsWith(TEMP_PREFIX);
   }
 
   /** The directory overlay mounts for a layer. */
@@ -77,7 +87,11 @@ export class LayerDirectories {
     await fsp.rename(tempRoot, finalDir);
   }
 
-  async remove(dirId: string): Promise<void> {
-    await removeQuietly(join(this.dir, dirId));
+  /**
+   * Removes a layer directory, or any name in layers/, unless something is mounted on or below it
+   * (a removal would reach into the mount); resolves with the mount points that kept it.
+   */
+  async remove(name: string): Promise<string[]> {
+    return removeTreeUnlessMounted(join(this.dir, name));
   }
 }

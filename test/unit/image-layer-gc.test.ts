@@ -2,7 +2,7 @@
 // database: what nothing keeps goes, what an image or a container keeps stays,
 // and nothing goes while a pull runs.
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, promises as fsp, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { silentLog } from '../../runtime/common/log';
@@ -35,7 +35,7 @@ async function setUp() {
   };
   const listImage = (id: string, diffIds: string[]): void =>
     rows.putImage({ id, manifestDigest: digest('f'), size: 1, configJson: '{}', annotations: {}, diffIds, blobs: [], names: [] });
-  return { rows, gc: new LayerGc(rows, layers, blobs, silentLog), addLayer, listImage };
+  return { rows, gc: new LayerGc(rows, layers, blobs, silentLog), addLayer, listImage, layers, blobs };
 }
 
 describe('layer collection', () => {
@@ -89,11 +89,46 @@ describe('layer directories', () => {
     assert.equal(layers.pickDirId(id, () => undefined), '0123456789abcdef', 'a directory no row owns is not taken over');
   });
 
-  test('what an interrupted unpack left is removed at start', () => {
-    const layers = new LayerDirectories(join(scratch, `root${roots++}`));
-    layers.init();
+});
+
+describe('leftovers of interrupted work', () => {
+  test('directories no layer row owns, temporary unpacks and temporary blobs go; owned layers and needed blobs stay', async () => {
+    const { rows, gc, addLayer, listImage, layers, blobs } = await setUp();
+    const owned = await addLayer('a');
+    listImage(digest('1'), [digest('a')]);
+    // A crash after an unpack's rename into place, before its row: a complete layer directory nobody owns.
+    const stray = join(layers.dir, 'bbbbbbbbbbbb');
+    mkdirSync(join(stray, 'diff', 'etc'), { recursive: true });
+    writeFileSync(join(stray, 'diff', 'etc', 'passwd'), 'x');
     mkdirSync(join(layers.tempRootFor('abc'), 'diff'), { recursive: true });
-    layers.init();
-    assert.ok(!existsSync(layers.tempRootFor('abc')));
+    writeFileSync(blobs.tempPathFor(digest('c')), 'partial');
+    // A blob adopted before its row existed.
+    await blobs.write(digest('d'), Buffer.from('d'));
+    await gc.collectStrays();
+    assert.ok(existsSync(owned.dir) && existsSync(owned.blob));
+    assert.ok(!existsSync(stray), 'the unowned layer directory');
+    assert.ok(!existsSync(layers.tempRootFor('abc')), 'the interrupted unpack');
+    assert.deepEqual(readdirSync(blobs.tempDir), [], 'the interrupted blob write');
+    assert.ok(!existsSync(blobs.pathOf(digest('d'))), 'the blob nothing needs');
+    assert.equal(rows.dirIdOwner('aaaaaaaaaaaa'), digest('a'));
+  });
+
+  test('leftovers are not listed while a pull runs: its files are not taken for them', async () => {
+    const { gc, layers } = await setUp();
+    const stray = join(layers.dir, 'cccccccccccc');
+    mkdirSync(stray);
+    let finishPull!: () => void;
+    const pull = gc.whilePulling(async () => {
+      const inFlight = layers.tempRootFor('pulling');
+      mkdirSync(inFlight);
+      await gc.collectStrays();
+      assert.ok(existsSync(inFlight) && existsSync(stray), 'nothing goes while the pull runs');
+      await new Promise<void>((r) => (finishPull = r));
+      await fsp.rm(inFlight, { recursive: true });
+    });
+    await new Promise((r) => setImmediate(r));
+    finishPull();
+    await pull;
+    assert.ok(!existsSync(stray), 'collected once the pull is over');
   });
 });

@@ -1,0 +1,85 @@
+// What a crash leaves in berth's root is collected at the next start, in the
+// background: layer directories no row owns, interrupted unpacks and blob
+// writes, blobs nothing needs. A leftover with something mounted in it is never
+// removed (a recursive removal would delete what the mount shows), and says so.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { loadNative } from '../../native';
+import { startBerthd, type BerthdProcess } from '../support/berthd-process';
+import { pushBusyboxImage, type PushedImage } from '../support/oci-image-builder';
+import { startRegistry, type TestRegistry } from '../support/registry';
+
+async function waitForLog(berthd: BerthdProcess, pattern: RegExp, limitMs = 60_000): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  while (!pattern.test(berthd.logs())) {
+    if (Date.now() > deadline) throw new Error(`berthd never logged ${pattern}:\n${berthd.logs()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('leftovers of a crash in the store', () => {
+  const native = loadNative();
+  let registry: TestRegistry;
+  let berthd: BerthdProcess;
+  let image: PushedImage;
+  const hostDir = mkdtempSync('/tmp/berth-leftover-host-');
+  const mounts: string[] = [];
+
+  before(async () => {
+    registry = await startRegistry();
+    image = await pushBusyboxImage(registry, 'leftovers/app:v1');
+    berthd = await startBerthd();
+    await berthd.client.call('PullImage', { image: { image: image.reference } });
+  });
+  after(async () => {
+    for (const target of mounts.reverse()) {
+      try {
+        native.umount2(target, native.mountFlags.MNT_DETACH);
+      } catch {
+        // not mounted
+      }
+    }
+    await berthd?.cleanup();
+    await registry?.stop();
+    rmSync(hostDir, { recursive: true, force: true });
+  });
+
+  test('at start, unowned layer directories, temporary files and unneeded blobs go; a mounted leftover stays and is logged', async () => {
+    await berthd.stop('SIGKILL');
+    const layers = join(berthd.root, 'layers');
+    const ownedLayers = readdirSync(layers).sort();
+    const orphan = join(layers, 'deadbeefdead');
+    mkdirSync(join(orphan, 'diff', 'etc'), { recursive: true });
+    writeFileSync(join(orphan, 'diff', 'etc', 'passwd'), 'root:x:0:0::/:/bin/sh\n');
+    const interrupted = join(layers, 'tmp-0123456789ab');
+    mkdirSync(join(interrupted, 'diff'), { recursive: true });
+    writeFileSync(join(berthd.root, 'content', 'tmp', `${'e'.repeat(64)}-0123456789ab`), 'partial');
+    const unneededBlob = join(berthd.root, 'content', 'sha256', randomBytes(32).toString('hex'));
+    writeFileSync(unneededBlob, 'nobody needs this');
+    // A leftover with a bind mount inside: removing it recursively would delete the host's files.
+    writeFileSync(join(hostDir, 'host-file'), 'keep me');
+    const mounted = join(layers, 'mountedabcde', 'diff');
+    mkdirSync(mounted, { recursive: true });
+    native.mount(hostDir, mounted, null, native.mountFlags.MS_BIND);
+    mounts.push(mounted);
+
+    await berthd.start();
+    // Served before the collection is over or not: it runs in the background.
+    await berthd.client.call('Version', { version: '0.1.0' });
+    await waitForLog(berthd, /collected leftovers of interrupted pulls and collections/);
+
+    assert.ok(!existsSync(orphan), 'the layer directory no row owns');
+    assert.ok(!existsSync(interrupted), 'the interrupted unpack');
+    assert.deepEqual(readdirSync(join(berthd.root, 'content', 'tmp')), [], 'the interrupted blob write');
+    assert.ok(!existsSync(unneededBlob), 'the blob nothing needs');
+    assert.ok(existsSync(join(mounted, 'host-file')), 'the mounted leftover and what its mount shows');
+    assert.equal(readdirSync(hostDir).length, 1);
+    assert.match(berthd.logs(), /mountedabcde[^\n]*something mounted in it|something mounted in it[^\n]*mountedabcde/);
+    for (const dir of ownedLayers) assert.ok(existsSync(join(layers, dir)), `the image's layer ${dir}`);
+    const status = await berthd.client.call('ImageStatus', { image: { image: image.reference } });
+    assert.equal(status.image?.id, image.imageId);
+  });
+});
