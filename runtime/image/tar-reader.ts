@@ -213,7 +213,13 @@ export class TarReader {
           if (dataSize > 1024 * 1024) throw invalidArgument('layer tar: PAX header larger than 1 MiB');
           const data = await this.readRecord(dataSize);
           if (header.typeflag === 'x') pax = parsePax(data);
-          else this.globalPax = new Map([...this.globalPax, ...parsePax(data)]);
+          else {
+            this.globalPax = new Map([...this.globalPax, ...parsePax(data)]);
+            // Global records add up over the archive (each header may bring new keys): bounded as one header is.
+            let total = 0;
+            for (const [key, value] of this.globalPax) total += key.length + value.length;
+            if (total > 1024 * 1024) throw invalidArgument('layer tar: global PAX records larger than 1 MiB in all');
+          }
           continue;
         }
         case 'L':

@@ -167,6 +167,23 @@ describe('layer unpacker', () => {
       isBerthError(err, 'ResourceExhausted') && /image\.max_image_unpacked_bytes/.test(err.message));
   });
 
+  test('global PAX records are bounded over the whole archive, not only per header', async () => {
+    // Entries whose PAX header is global ('g'): each adds its keys to every later entry.
+    const globalRecords = (i: number): Buffer => {
+      const tar = writeTar([{ path: `g${i}`, type: 'file', content: 'x', pax: { [`berth.test.key${i}`]: 'v'.repeat(600_000) } }]);
+      tar.write('g', 156, 1, 'ascii');
+      tar.fill(0x20, 148, 156);
+      let sum = 0;
+      for (const byte of tar.subarray(0, 512)) sum += byte;
+      tar.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8, 'ascii');
+      return tar.subarray(0, tar.length - 1024);
+    };
+    const end = Buffer.alloc(1024);
+    const one = await unpackLayer(chunked(Buffer.concat([globalRecords(0), end]), [1 << 30]), freshDir());
+    assert.equal(one.entries, 1);
+    await assert.rejects(unpackLayer(chunked(Buffer.concat([globalRecords(0), globalRecords(1), end]), [1 << 30]), freshDir()), /global PAX records larger than 1 MiB/);
+  });
+
   test('a layer root that is set-group-ID does not give its group to entries', async () => {
     const root = freshDir();
     chownSync(root, 0, 2222);
