@@ -22,6 +22,7 @@ import { buildSpec } from './oci-spec';
 import { prepareMounts, releasePreparedMounts, validateMountRequests } from './prepared-mounts';
 import { checkPodPidNamespace, pinTargetPidNamespace, releaseTargetPin, targetPinPath, type PidNamespaceTarget } from './pid-namespace-join';
 import { undoContainer } from './remove-container';
+import { readUserDatabase, type UserDatabase } from './user-lookup';
 import { confineLogPath } from './rootfs-path';
 
 /** A create request that passed every check made before the host is touched. */
@@ -137,12 +138,14 @@ export async function makeContainer(ctx: ContainerContext, admitted: AdmittedCon
     // Started first: conmon's own start-up runs while the rootfs and config.json are made.
     pending = startMonitor(ctx, admitted);
     const rootfs = mountRootfs(ctx, admitted);
+    // Image content, read on the thread pool before any namespace is pinned for runc.
+    const users = await readUserDatabase(rootfs);
     const preparedSources = prepareMounts({
       containerId: id, dir: admitted.dir, mounts: admitted.config.mounts ?? [], userNamespace: admitted.sandbox.userNamespace,
       native: ctx.native, images: ctx.images, holds: ctx.layerHolds,
     });
     if (admitted.target && admitted.targetPidNsPath) pinTargetPidNamespace(ctx.native, admitted.target, admitted.targetPidNsPath);
-    writeSpec(ctx, admitted, record, rootfs, preparedSources);
+    writeSpec(ctx, admitted, record, rootfs, preparedSources, users);
     // Right before runc joins it: the pod's PID namespace is still the one pinned, its holder still in it.
     if (joinsPodPidNamespace(admitted)) checkPodPidNamespace(ctx.native, admitted.sandbox);
     const starting = pending;
@@ -218,13 +221,16 @@ function mountRootfs(ctx: ContainerContext, admitted: AdmittedContainer): string
 }
 
 /** Builds the OCI spec, writes config.json and notes in the record what later calls read from it. */
-function writeSpec(ctx: ContainerContext, admitted: AdmittedContainer, record: ContainerRecord, rootfs: string, preparedSources: string[]): void {
+function writeSpec(
+  ctx: ContainerContext, admitted: AdmittedContainer, record: ContainerRecord, rootfs: string, preparedSources: string[], users: UserDatabase,
+): void {
   const built = buildSpec({
     id: admitted.id,
     config: admitted.config,
     sandbox: admitted.sandbox,
     image: admitted.image.image,
     rootfs,
+    users,
     host: ctx.host,
     cgroupDriver: ctx.config.cgroup.driver,
     targetPidNsPath: admitted.targetPidNsPath,

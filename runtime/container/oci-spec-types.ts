@@ -8,7 +8,7 @@ import type { ImageRecord } from '../image/image-types';
 import type { OciProcess } from '../oci/oci-runtime';
 import type { PodSandboxView } from '../sandbox/sandbox-types';
 import type { OciSeccomp } from './seccomp-profile';
-import type { ResolvedUser } from './user-lookup';
+import type { ResolvedUser, UserDatabase } from './user-lookup';
 
 /** The CRI's security context of a container (null when the request has none). */
 export type ContainerSecurityContext = NonNullable<ContainerConfig__Output['linux']>['security_context'] | null;
@@ -87,6 +87,8 @@ export interface SpecInput {
   image: ImageRecord;
   /** The mounted rootfs (overlay). */
   rootfs: string;
+  /** The rootfs' /etc/passwd and /etc/group, read beforehand (user-lookup.ts readUserDatabase). */
+  users: UserDatabase;
   host: Pick<HostFacts, 'minOomScoreAdj' | 'cgroup'>;
   cgroupDriver: CgroupDriver;
   /** PID-namespace file of the target container when pid mode is TARGET. */

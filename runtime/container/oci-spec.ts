@@ -2,8 +2,8 @@
 // ContainerConfig, the image's config and the pod: the process
 // (process-spec.ts), mounts (spec-mounts.ts), devices (spec-devices.ts),
 // namespaces (spec-namespaces.ts), resources (spec-resources.ts) and seccomp
-// (seccomp-profile.ts) put together. Pure apart from reading the rootfs' user
-// database, host device nodes and /proc/self/mountinfo, so it is unit-tested
+// (seccomp-profile.ts) put together. Pure apart from reading host device nodes
+// and /proc/self/mountinfo (the rootfs' user database is read before), so it is unit-tested
 // with plain objects. The request was validated before (container-request-validation.ts).
 import { invalidArgument } from '../errors';
 import type { BuiltSpec, OciSpec, SpecInput } from './oci-spec-types';

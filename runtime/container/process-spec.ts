@@ -62,7 +62,7 @@ export function stopSignalOf(config: ContainerConfig__Output, image: ImageRecord
 /** The container's init process: who it runs as, what it runs, with what it may do. */
 export function containerProcess(input: SpecInput, sc: ContainerSecurityContext, privileged: boolean): ContainerProcess {
   const { config, sandbox, image, host } = input;
-  const user = resolveUser(input.rootfs, {
+  const user = resolveUser(input.users, {
     runAsUser: sc?.run_as_user ? int64Field(sc.run_as_user.value, 'config.linux.security_context.run_as_user', 0, UID_MAX) : undefined,
     runAsUsername: sc?.run_as_username || undefined,
     runAsGroup: sc?.run_as_group ? int64Field(sc.run_as_group.value, 'config.linux.security_context.run_as_group', 0, UID_MAX) : undefined,

@@ -1,9 +1,9 @@
 // Who a container runs as: the CRI's run_as_user / run_as_username /
 // run_as_group / supplemental_groups, or the image's USER, resolved against the
-// rootfs' own /etc/passwd and /etc/group (never the host's).
-import { readFileSync } from 'node:fs';
+// rootfs' own /etc/passwd and /etc/group (never the host's). Those files are
+// image content: read through the one hostile-content reader, off the event loop.
+import { readRootfsFile } from '../common/rootfs-file-reader';
 import { invalidArgument } from '../errors';
-import { resolveInRoot } from './rootfs-path';
 
 export interface ResolvedUser {
   uid: number;
@@ -23,28 +23,32 @@ export interface UserRequest {
   imageUser: string;
 }
 
-interface PasswdEntry {
+export interface PasswdEntry {
   name: string;
   uid: number;
   gid: number;
   home: string;
 }
 
-interface GroupEntry {
+export interface GroupEntry {
   name: string;
   gid: number;
   members: string[];
 }
 
-const MAX_DB_BYTES = 4 * 1024 * 1024;
+/** The image's users and groups, as read from its rootfs before the spec is built. */
+export interface UserDatabase {
+  passwd: PasswdEntry[];
+  groups: GroupEntry[];
+}
 
-function readRootFile(rootfs: string, path: string): string {
-  try {
-    const text = readFileSync(resolveInRoot(rootfs, path), 'utf8');
-    return text.length > MAX_DB_BYTES ? text.slice(0, MAX_DB_BYTES) : text;
-  } catch {
-    return '';
-  }
+/**
+ * Reads /etc/passwd and /etc/group of a mounted rootfs (missing: empty). A FIFO, a device, a
+ * symlink or a file over 4 MiB there fails the create with INVALID_ARGUMENT naming the file.
+ */
+export async function readUserDatabase(rootfs: string): Promise<UserDatabase> {
+  const [passwd, group] = await Promise.all(['/etc/passwd', '/etc/group'].map((path) => readRootfsFile(rootfs, path)));
+  return { passwd: parsePasswd(passwd?.toString('utf8') ?? ''), groups: parseGroup(group?.toString('utf8') ?? '') };
 }
 
 /** The colon-separated entries of an /etc/passwd- or /etc/group-style file that have at least `fields` fields. */
@@ -77,10 +81,8 @@ export function parseGroup(text: string): GroupEntry[] {
 
 const isNumeric = (s: string): boolean => /^\d+$/.test(s);
 
-export function resolveUser(rootfs: string, request: UserRequest): ResolvedUser {
-  const passwd = parsePasswd(readRootFile(rootfs, '/etc/passwd'));
-  const groups = parseGroup(readRootFile(rootfs, '/etc/group'));
-  return resolveUserFrom(passwd, groups, request);
+export function resolveUser(users: UserDatabase, request: UserRequest): ResolvedUser {
+  return resolveUserFrom(users.passwd, users.groups, request);
 }
 
 export function resolveUserFrom(passwd: PasswdEntry[], groups: GroupEntry[], request: UserRequest): ResolvedUser {

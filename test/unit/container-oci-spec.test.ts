@@ -8,10 +8,10 @@ import { allCapabilities, containerCapabilities, DEFAULT_CAPABILITIES, hostCapab
 import { int64Field } from '../../runtime/container/cri-int64';
 import { commandLine, mergeEnv, stopSignalOf } from '../../runtime/container/process-spec';
 import { cgroupsPathFor, ociResources } from '../../runtime/container/spec-resources';
-import { confineLogPath, resolveInRoot } from '../../runtime/container/rootfs-path';
+import { confineLogPath } from '../../runtime/container/rootfs-path';
 import { defaultSeccompProfile } from '../../runtime/container/seccomp-profile';
 import { filterAnnotations } from '../../runtime/container/spec-annotations';
-import { resolveUserFrom } from '../../runtime/container/user-lookup';
+import { readUserDatabase, resolveUserFrom } from '../../runtime/container/user-lookup';
 import { isBerthError } from '../../runtime/errors';
 
 const hybrid = { cgroup: { mode: 'hybrid' as const, unifiedMount: '/sys/fs/cgroup/unified', v1Controllers: ['memory'], v2Controllers: ['hugetlb'] } };
@@ -106,13 +106,17 @@ describe('users', () => {
 });
 
 describe('path confinement', () => {
-  test('absolute symlinks in the rootfs resolve inside it', () => {
+  test('the user database is read from the rootfs itself: missing files are empty, a link is never followed', async () => {
     const root = join(tmp, 'root');
     mkdirSync(join(root, 'etc'), { recursive: true });
+    assert.deepEqual(await readUserDatabase(root), { passwd: [], groups: [] });
+    writeFileSync(join(root, 'etc', 'group'), 'app:x:1000:\n');
     symlinkSync('/etc/shadow', join(root, 'etc', 'passwd'));
-    symlinkSync('../../../../..', join(root, 'up'));
-    assert.equal(resolveInRoot(root, '/etc/passwd'), join(root, 'etc', 'shadow'));
-    assert.equal(resolveInRoot(root, '/up/etc'), join(root, 'etc'));
+    await assert.rejects(readUserDatabase(root), (e) => isBerthError(e, 'InvalidArgument') && /\/etc\/passwd.*symbolic link/.test(e.message));
+    rmSync(join(root, 'etc', 'passwd'));
+    writeFileSync(join(root, 'etc', 'passwd'), 'app:x:1000:1000::/home/app:/bin/sh\n');
+    const users = await readUserDatabase(root);
+    assert.deepEqual([users.passwd[0]?.name, users.groups[0]?.gid], ['app', 1000]);
   });
   test('log paths may not climb out or pass through a symlink', () => {
     const logs = join(tmp, 'logs');
