@@ -1,8 +1,9 @@
 // At berthd's start: finish or undo what a crash interrupted, pick up exits
 // that happened while berthd was down, kill conmons no record owns, then
 // watch conmon's exit directory so exits are noticed as they happen.
-import { readdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { promises as fsp, readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { removeTreeUnlessMounted } from '../common/mount-table';
 import { describeError } from '../errors';
 import { conmonTarget, isConmonOf } from '../oci/conmon';
 import { killQuietly } from '../oci/host-process';
@@ -30,6 +31,36 @@ export async function recoverContainers(ctx: ContainerContext): Promise<void> {
   }
   killOrphanConmons(ctx);
   ctx.exits.watch();
+  // In the background: a large writable layer takes a while to remove, and nothing waits on it.
+  void collectStrayBundles(ctx).catch((err: unknown) => ctx.log.warn({ err: describeError(err) }, 'collecting container directories no record owns failed'));
+}
+
+/**
+ * Bundles under containers/ that no record owns: a crash between a bundle's creation and its
+ * record, or between a removal's record and its directory. A directory with anything mounted on
+ * or below it (a rootfs still mounted) is never removed: a recursive removal would reach into the
+ * mount. A bundle whose create starts meanwhile has its record first, so it is not taken.
+ */
+export async function collectStrayBundles(ctx: ContainerContext): Promise<void> {
+  let names: string[];
+  try {
+    names = await fsp.readdir(ctx.dirs.containers);
+  } catch {
+    return;
+  }
+  const removed: string[] = [];
+  const kept: string[] = [];
+  for (const name of names) {
+    if (ctx.records.exact(name)) continue;
+    const mounted = await removeTreeUnlessMounted(join(ctx.dirs.containers, name));
+    if (mounted.length === 0) {
+      removed.push(name);
+    } else {
+      kept.push(name);
+      ctx.log.warn({ dir: join(ctx.dirs.containers, name), mounted }, 'a container directory no container owns has something mounted in it; left in place');
+    }
+  }
+  if (removed.length > 0 || kept.length > 0) ctx.log.info({ removed, keptMounted: kept }, 'collected container directories no container owns');
 }
 
 /** conmons monitoring a bundle of ours that no record owns (a create interrupted before its record was saved). */

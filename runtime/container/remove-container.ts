@@ -1,9 +1,10 @@
 // RemoveContainer and the teardown it shares with a failed create and with
 // recovery: kill what runs, then remove every host trace (runtime state,
 // conmon, rootfs mount, bundle, conmon's links, layer holds) and the record.
-import { rmSync } from 'node:fs';
+import { promises as fsp, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { describeError } from '../errors';
+import { mountPointsAtOrBelow } from '../common/mount-table';
+import { describeError, failedPrecondition } from '../errors';
 import { conmonFiles, isConmonOf, readExit } from '../oci/conmon';
 import { killQuietly, tryReadPidFile } from '../oci/host-process';
 import type { ContainerContext } from './container-context';
@@ -43,8 +44,14 @@ export async function undoContainer(ctx: ContainerContext, record: ContainerReco
   releasePreparedMounts(ctx.native, record.dir);
   // A target's PID namespace pinned by a create that a crash interrupted.
   releaseTargetPin(ctx.native, targetPinPath(record.dir));
-  // Retried: a conmon being killed may still be closing its files in the bundle.
-  rmSync(record.dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 10 });
+  // A removal crosses mount points: with anything still mounted in the bundle it would delete what that shows.
+  const mounted = await mountPointsAtOrBelow(record.dir);
+  if (mounted.length > 0) {
+    throw failedPrecondition(`container ${record.id}: ${mounted.join(', ')} still mounted in its bundle; not removed (removal is retried)`);
+  }
+  // Retried: a conmon being killed may still be closing its files in the bundle. Not on the event
+  // loop: the bundle holds the container's writable layer, which may be any size.
+  await fsp.rm(record.dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 10 });
   rmSync(conmonFiles.attachLink(ctx.dirs.sockets, record.id), { force: true, recursive: true });
   rmSync(conmonFiles.exitRecord(ctx.dirs.exits, record.id), { force: true });
   await ctx.layerHolds?.releaseLayers(record.id);

@@ -21,6 +21,8 @@ export const OVERLAY_SAFETY_OPTIONS: readonly [string, string][] = [
 ];
 const ENOENT = 2;
 const EINVAL = 22;
+/** Mounts stacked on one rootfs that unmount detaches before it gives up. */
+const MAX_STACKED_UNMOUNTS = 16;
 const ENOSYS = 38;
 
 export class OverlayRootfsMounter implements RootfsMounter {
@@ -84,9 +86,13 @@ export class OverlayRootfsMounter implements RootfsMounter {
     }
   }
 
+  /**
+   * Detaches every mount stacked at `target`; throws when mounts are still there after
+   * MAX_STACKED_UNMOUNTS, so that no caller goes on to remove a tree a mount still shows.
+   */
   unmount(target: string): void {
     // Lazy detach: a process still holding a file inside must not keep the rootfs busy.
-    for (let i = 0; i < 16; i++) {
+    for (let i = 0; i <= MAX_STACKED_UNMOUNTS; i++) {
       try {
         this.native.umount2(target, this.native.mountFlags.MNT_DETACH);
       } catch (err) {
@@ -95,6 +101,7 @@ export class OverlayRootfsMounter implements RootfsMounter {
         throw internal(`unmounting ${target} failed: ${describeError(err)}`, err);
       }
     }
+    throw internal(`${target} is still a mount point after ${MAX_STACKED_UNMOUNTS} unmounts; left in place`);
   }
 }
 

@@ -3,9 +3,10 @@
 // container drops runc's state and cgroups itself. Each must leave exactly
 // what `runc start` / `runc delete` would, and fall back to runc when it can't.
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { loadNative } from '../../native';
 import { isBerthError } from '../../runtime/errors';
 import { conmonFiles, isConmonOf, readExit } from '../../runtime/oci/conmon';
 import { tryReadPidFile } from '../../runtime/oci/host-process';
@@ -200,5 +201,29 @@ describe('runtime call observer', () => {
       ],
     );
     assert.ok(seen.every((s) => s.seconds >= 0 && s.seconds < 60));
+  });
+});
+
+describe('removal never reaches into a mount', () => {
+  test('a bundle with something still mounted in it is not removed: RemoveContainer fails clearly, and succeeds once the mount is gone', async () => {
+    const native = loadNative();
+    const id = await fx.run(containerConfig({ name: 'mounted', command: ['sleep', '600'] }));
+    const bundle = join(fx.config.root, 'containers', id);
+    const hostDir = mkdtempSync('/tmp/berth-bundle-bind-');
+    writeFileSync(join(hostDir, 'keep'), 'a host file');
+    const target = join(bundle, 'upper', 'bound');
+    mkdirSync(target);
+    native.mount(hostDir, target, null, native.mountFlags.MS_BIND);
+    try {
+      await assert.rejects(fx.containers.remove(id), (err) => isBerthError(err, 'FailedPrecondition') && err.message.includes(target) && /still mounted/.test(err.message));
+      assert.equal(readFileSync(join(hostDir, 'keep'), 'utf8'), 'a host file', 'nothing was removed through the mount');
+      assert.ok(existsSync(bundle));
+    } finally {
+      native.umount2(target, native.mountFlags.MNT_DETACH);
+    }
+    await fx.containers.remove(id);
+    assert.equal(existsSync(bundle), false, 'removed on the next try');
+    assert.equal(fx.containers.get(id), undefined);
+    rmSync(hostDir, { recursive: true, force: true });
   });
 });

@@ -43,6 +43,27 @@ describe('overlay root filesystems', () => {
     assert.equal(readFileSync(join(dir, 'upper', 'written'), 'utf8'), 'upper');
   });
 
+  test('unmount does not report success while mounts are still stacked on the target', () => {
+    const stacked = join(dir, 'stacked');
+    const source = join(dir, 'stack-source');
+    mkdirSync(stacked);
+    mkdirSync(source);
+    const native = loadNative();
+    for (let i = 0; i < 20; i++) native.mount(source, stacked, null, native.mountFlags.MS_BIND);
+    try {
+      assert.throws(() => mounter.unmount(stacked), /still a mount point/);
+    } finally {
+      for (let i = 0; i < 20; i++) {
+        try {
+          native.umount2(stacked, native.mountFlags.MNT_DETACH);
+        } catch {
+          break;
+        }
+      }
+    }
+    mounter.unmount(stacked);
+  });
+
   test('unmount is idempotent', () => {
     mounter.unmount(target);
     assert.ok(!existsSync(join(target, 'file-0')));

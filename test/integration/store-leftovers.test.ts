@@ -1,6 +1,6 @@
 // What a crash leaves in berth's root is collected at the next start, in the
 // background: layer directories no row owns, interrupted unpacks and blob
-// writes, blobs nothing needs. A leftover with something mounted in it is never
+// writes, blobs nothing needs, container bundles no record owns. A leftover with something mounted in it is never
 // removed (a recursive removal would delete what the mount shows), and says so.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -47,7 +47,7 @@ describe('leftovers of a crash in the store', () => {
     rmSync(hostDir, { recursive: true, force: true });
   });
 
-  test('at start, unowned layer directories, temporary files and unneeded blobs go; a mounted leftover stays and is logged', async () => {
+  test('at start, unowned layer and container directories, temporary files and unneeded blobs go; a mounted leftover stays and is logged', async () => {
     await berthd.stop('SIGKILL');
     const layers = join(berthd.root, 'layers');
     const ownedLayers = readdirSync(layers).sort();
@@ -66,17 +66,34 @@ describe('leftovers of a crash in the store', () => {
     native.mount(hostDir, mounted, null, native.mountFlags.MS_BIND);
     mounts.push(mounted);
 
+    // Container bundles no record owns: one plain, one whose rootfs is still a mount point.
+    const containers = join(berthd.root, 'containers');
+    const strayBundle = join(containers, 'a'.repeat(64));
+    mkdirSync(join(strayBundle, 'upper', 'var'), { recursive: true });
+    writeFileSync(join(strayBundle, 'config.json'), '{}');
+    writeFileSync(join(strayBundle, 'upper', 'var', 'data'), 'written by a container');
+    const mountedBundle = join(containers, 'b'.repeat(64));
+    const mountedRootfs = join(mountedBundle, 'rootfs');
+    mkdirSync(mountedRootfs, { recursive: true });
+    native.mount(hostDir, mountedRootfs, null, native.mountFlags.MS_BIND);
+    mounts.push(mountedRootfs);
+
     await berthd.start();
     // Served before the collection is over or not: it runs in the background.
     await berthd.client.call('Version', { version: '0.1.0' });
     await waitForLog(berthd, /collected leftovers of interrupted pulls and collections/);
+    await waitForLog(berthd, /collected container directories no container owns/);
+
+    assert.ok(!existsSync(strayBundle), 'the bundle no container record owns');
+    assert.ok(existsSync(join(mountedRootfs, 'host-file')), 'the bundle whose rootfs is mounted, and what the mount shows');
+    assert.match(berthd.logs(), /container directory no container owns has something mounted in it/);
 
     assert.ok(!existsSync(orphan), 'the layer directory no row owns');
     assert.ok(!existsSync(interrupted), 'the interrupted unpack');
     assert.deepEqual(readdirSync(join(berthd.root, 'content', 'tmp')), [], 'the interrupted blob write');
     assert.ok(!existsSync(unneededBlob), 'the blob nothing needs');
     assert.ok(existsSync(join(mounted, 'host-file')), 'the mounted leftover and what its mount shows');
-    assert.equal(readdirSync(hostDir).length, 1);
+    assert.deepEqual(readdirSync(hostDir), ['host-file'], 'nothing of the host directory was removed through either mount');
     assert.match(berthd.logs(), /mountedabcde[^\n]*something mounted in it|something mounted in it[^\n]*mountedabcde/);
     for (const dir of ownedLayers) assert.ok(existsSync(join(layers, dir)), `the image's layer ${dir}`);
     const status = await berthd.client.call('ImageStatus', { image: { image: image.reference } });
