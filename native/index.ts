@@ -102,6 +102,13 @@ export interface BerthNative {
   pinPidNamespace(pid: number, pinPath: string): { inode: number; startTime: string };
   /** The kind ("pid", "net", ... or "none" for a file that is no namespace) and inode of a namespace file. */
   namespaceIdentity(path: string): { type: string; inode: number };
+  /**
+   * The regular file dir/relPath (made 0600 when missing and create is set), every directory on the way
+   * opened relative to its parent with O_NOFOLLOW (made 0755 when missing), the file with
+   * O_CREAT|O_NOFOLLOW|O_NONBLOCK: ELOOP for a symlink anywhere below dir (and in dir itself unless
+   * dirMayFollow), EXDEV for "..", EINVAL for a file that is not regular (native/src/log_open.cc).
+   */
+  prepareLogFile(dir: string, relPath: string, options: { create: boolean; dirMayFollow: boolean }): { created: boolean; dev: number; ino: number };
   /** One sd_notify datagram to a unix socket path or "@abstract" name (native/src/sd_notify.cc). */
   notifySend(socketName: string, message: string): void;
   /** A datagram socket bound to a path or "@abstract" name, for tests that play systemd. */

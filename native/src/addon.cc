@@ -33,6 +33,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   berth::RegisterRootfsOpen(env, exports);
   berth::RegisterSdNotify(env, exports);
   berth::RegisterPidNamespace(env, exports);
+  berth::RegisterLogOpen(env, exports);
   return exports;
 }
 

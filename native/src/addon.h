@@ -22,5 +22,6 @@ void RegisterPreparedMounts(Napi::Env env, Napi::Object exports);
 void RegisterRootfsOpen(Napi::Env env, Napi::Object exports);
 void RegisterSdNotify(Napi::Env env, Napi::Object exports);
 void RegisterPidNamespace(Napi::Env env, Napi::Object exports);
+void RegisterLogOpen(Napi::Env env, Napi::Object exports);
 
 }  // namespace berth

@@ -39,6 +39,7 @@ export function validateCreateContainer(request: CreateContainerRequest, host: P
   if (!config.image.image) throw invalidArgument('config.image.image: is empty');
   const logDir = sandboxConfig.log_directory ?? '';
   if (logDir && !logDir.startsWith('/')) throw invalidArgument(`sandbox_config.log_directory: "${logDir}" must be absolute`);
+  if (logDir.split('/').includes('..')) throw invalidArgument(`sandbox_config.log_directory: "${logDir}" may not contain ".."`);
   if (config.log_path) logPathParts(config.log_path);
   // Absent linux means the defaults (crictl and critest send none), as containerd takes it.
   const linux = config.linux ?? { resources: null, security_context: null };

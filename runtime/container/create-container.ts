@@ -4,11 +4,11 @@
 // rootfs and write config.json while conmon starts up, and let conmon run
 // `runtime create`. A failure at any step undoes every step before it.
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { chmodSync, chownSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { ContainerConfig__Output } from '../../cri-proto/generated/runtime/v1/ContainerConfig';
 import { nowUnixNanos } from '../common/clock';
-import { alreadyExists, asBerthError, describeError, failedPrecondition, notFound } from '../errors';
+import { alreadyExists, asBerthError, describeError, failedPrecondition, internal, notFound } from '../errors';
 import type { ImageForContainer } from '../image/image-types';
 import type { PendingConmon } from '../oci/conmon';
 import type { OciRuntime } from '../oci/oci-runtime';
@@ -21,9 +21,9 @@ import { allowTraversal } from '../common/traversable';
 import { buildSpec } from './oci-spec';
 import { prepareMounts, releasePreparedMounts, validateMountRequests } from './prepared-mounts';
 import { checkPodPidNamespace, pinTargetPidNamespace, releaseTargetPin, targetPinPath, type PidNamespaceTarget } from './pid-namespace-join';
+import { logFilePath, logLocationOf, prepareLogFile, processHoldsFile, type LogLocation } from './container-log-file';
 import { undoContainer } from './remove-container';
 import { readUserDatabase, type UserDatabase } from './user-lookup';
-import { confineLogPath } from './rootfs-path';
 
 /** A create request that passed every check made before the host is touched. */
 export interface AdmittedContainer {
@@ -37,6 +37,8 @@ export interface AdmittedContainer {
   image: ImageForContainer;
   /** The bundle directory. */
   dir: string;
+  /** Where the log file is made (container-log-file.ts), and its full path. */
+  logLocation: LogLocation;
   logPath: string;
   /** The running container whose PID namespace pid mode TARGET joins, and where the create pins it. */
   target: PidNamespaceTarget | undefined;
@@ -66,9 +68,10 @@ export function admitContainer(ctx: ContainerContext, config: ContainerConfig__O
   const image = ctx.images.forContainer(config.image?.image ?? '');
   const id = randomBytes(32).toString('hex');
   const dir = join(ctx.dirs.containers, id);
-  const logPath = logDirectory && config.log_path ? confineLogPath(logDirectory, config.log_path) : join(dir, 'console.log');
+  const logLocation = logLocationOf(logDirectory, config.log_path, dir);
+  const logPath = logFilePath(logLocation);
   const target = targetOf(ctx, config);
-  return { id, config, sandbox, name, attempt, handler, runtime, image, dir, logPath, target, targetPidNsPath: target ? targetPinPath(dir) : undefined };
+  return { id, config, sandbox, name, attempt, handler, runtime, image, dir, logLocation, logPath, target, targetPidNsPath: target ? targetPinPath(dir) : undefined };
 }
 
 /** crun refuses hybrid hosts while the cgroup2 side has controllers enabled; say so before creating anything. */
@@ -129,12 +132,13 @@ export function recordContainer(ctx: ContainerContext, admitted: AdmittedContain
 export async function makeContainer(ctx: ContainerContext, admitted: AdmittedContainer, record: ContainerRecord): Promise<string> {
   const { id, logPath } = admitted;
   let pending: PendingConmon | undefined;
-  let logCreatedByConmon = false;
+  let logCreatedHere = false;
   try {
     mkdirSync(join(admitted.dir, 'rootfs'), { recursive: true, mode: 0o700 });
     if (admitted.sandbox.userNamespace) allowTraversal([ctx.config.root, ctx.dirs.containers, admitted.dir]);
-    mkdirSync(dirname(logPath), { recursive: true, mode: 0o755 });
-    logCreatedByConmon = !existsSync(logPath);
+    // Made by berth, no link followed: conmon then opens (and must hold) this very file.
+    const logFile = prepareLogFile(ctx.native, admitted.logLocation);
+    logCreatedHere = logFile.created;
     // Started first: conmon's own start-up runs while the rootfs and config.json are made.
     pending = startMonitor(ctx, admitted);
     const rootfs = mountRootfs(ctx, admitted);
@@ -153,6 +157,9 @@ export async function makeContainer(ctx: ContainerContext, admitted: AdmittedCon
     const created = await starting.run().finally(() => {
       if (admitted.targetPidNsPath) releaseTargetPin(ctx.native, admitted.targetPidNsPath);
     });
+    if (!processHoldsFile(created.conmonPid, logFile)) {
+      throw internal(`conmon did not open the log file berth made at ${logPath} (replaced while the container was created?)`);
+    }
     record.pid = created.pid;
     record.conmonPid = created.conmonPid;
     record.phase = 'created';
@@ -160,11 +167,9 @@ export async function makeContainer(ctx: ContainerContext, admitted: AdmittedCon
     dropPreparedMounts(ctx, admitted);
   } catch (err) {
     if (admitted.targetPidNsPath) releaseTargetPin(ctx.native, admitted.targetPidNsPath);
-    if (pending) {
-      pending.abandon();
-      // conmon opened (created) the log file before it was stopped; a container never created has no log.
-      if (logCreatedByConmon) rmSync(logPath, { force: true });
-    }
+    pending?.abandon();
+    // A container never created has no log (nor leaves one behind).
+    if (logCreatedHere) rmSync(logPath, { force: true });
     ctx.log.warn({ id, err: describeError(err) }, 'container create failed; undoing');
     await undoContainer(ctx, record).catch((undoErr) => ctx.log.error({ id, err: describeError(undoErr) }, 'undo of a failed create failed; retried at next start'));
     throw asBerthError(err, 'create container');

@@ -73,6 +73,7 @@ export function validatePodSandboxConfig(
   if (config.log_directory) {
     if (!isAbsolute(config.log_directory)) throw invalidArgument(`config.log_directory: ${JSON.stringify(config.log_directory)} must be an absolute path`);
     noControlChars('config.log_directory', config.log_directory);
+    if (config.log_directory.split('/').includes('..')) throw invalidArgument(`config.log_directory: ${JSON.stringify(config.log_directory)} may not contain ".."`);
   }
   const dns = config.dns_config;
   if (dns) {

@@ -11,13 +11,17 @@ import { join } from 'node:path';
 import type { PodSandboxConfig__Output } from '../../cri-proto/generated/runtime/v1/PodSandboxConfig';
 import { nowUnixNanos } from '../common/clock';
 import { allowTraversal } from '../common/traversable';
-import { alreadyExists, asBerthError, describeError, internal } from '../errors';
+import type { NativeError } from '../../native';
+import { alreadyExists, asBerthError, describeError, internal, invalidArgument } from '../errors';
 import { isPidHolderOf, startPidHolder } from './pid-holder';
 import type { ValidatedRunPodSandbox } from './pod-config-validation';
 import { hostFile, renderPodHosts, renderResolvConf } from './pod-files';
 import type { SandboxParts } from './pod-sandboxes';
 import type { SandboxRecord } from './sandbox-records';
 import type { SandboxRow } from './sandbox-store';
+
+const ELOOP = 40;
+const ENOTDIR = 20;
 
 /** containerd's default /dev/shm size for a pod. */
 const DEFAULT_SHM_BYTES = 64 * 1024 * 1024;
@@ -106,7 +110,7 @@ async function build(parts: SandboxParts, record: SandboxRecord, v: ValidatedRun
   writeFileSync(join(row.state_dir, 'hostname'), `${row.hostname}\n`, { mode: 0o644 });
   writeFileSync(join(row.state_dir, 'resolv.conf'), renderResolvConf(v.config.dns_config), { mode: 0o644 });
   writeFileSync(join(row.state_dir, 'hosts'), hostNetwork ? hostFile('/etc/hosts') : renderPodHosts(row.hostname, []), { mode: 0o644 });
-  if (v.config.log_directory) mkdirSync(v.config.log_directory, { recursive: true, mode: 0o755 });
+  if (v.config.log_directory) makeLogDirectory(parts, v.config.log_directory);
 
   // A cgroup parent that already exists (the kubelet's) is not berth's to remove.
   if (parts.config.cgroup.driver === 'cgroupfs' && row.cgroup_parent) {
@@ -159,6 +163,17 @@ async function build(parts: SandboxParts, record: SandboxRecord, v: ValidatedRun
     record.ips = attached.ips;
     parts.records.update(record, { ips_json: JSON.stringify(attached.ips), cni_result_json: JSON.stringify(attached.result) });
     writeFileSync(join(row.state_dir, 'hosts'), renderPodHosts(row.hostname, attached.ips), { mode: 0o644 });
+  }
+}
+
+/** The pod's log directory, made without following a link anywhere from "/" (its containers' logs are made below it the same way). */
+function makeLogDirectory(parts: SandboxParts, dir: string): void {
+  try {
+    parts.native.prepareLogFile(dir, '', { create: true, dirMayFollow: false });
+  } catch (err) {
+    const errno = (err as NativeError).errno;
+    if (errno === ELOOP || errno === ENOTDIR) throw invalidArgument(`config.log_directory: ${describeError(err)} (a symbolic link or a file on the way)`);
+    throw internal(`making the pod's log directory ${dir}: ${describeError(err)}`);
   }
 }
 

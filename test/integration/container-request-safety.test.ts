@@ -2,7 +2,7 @@
 // output that would not fit one gRPC answer, timeouts beyond what a Node
 // timer holds, a container create racing its pod's removal.
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, rmSync, mkdtempSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startBerthd, type BerthdProcess } from '../support/berthd-process';
@@ -11,6 +11,7 @@ import { pushBusyboxImage } from '../support/oci-image-builder';
 import { startRegistry, type TestRegistry } from '../support/registry';
 import { podConfig, processGone } from './sandbox-fixture';
 
+const INVALID_ARGUMENT = 3;
 const NOT_FOUND = 5;
 const FAILED_PRECONDITION = 9;
 
@@ -157,6 +158,70 @@ describe('container requests and the host', () => {
       assert.equal(status.status?.annotations['run.oci.keep_original_groups'], '1', 'the CRI status still reports what was asked');
     } finally {
       await removePod(podId);
+    }
+  });
+
+  test('a log_directory or log_path with a symbolic link on the way is refused, and nothing is made through the link', async () => {
+    const outside = mkdtempSync('/tmp/berth-reqsafety-outside-');
+    try {
+      symlinkSync(outside, join(logDir, 'linked'));
+      const viaLink = hostNetworkPod('loglink');
+      viaLink.log_directory = join(logDir, 'linked', 'pod');
+      const refused = await runPod(viaLink).then(() => undefined, (err: unknown) => err);
+      assert.equal(grpcCode(refused), INVALID_ARGUMENT, `RunPodSandbox: ${String(refused)}`);
+      assert.match(String(refused), /log_directory/);
+
+      const sandboxConfig = hostNetworkPod('loglink2');
+      const podId = await runPod(sandboxConfig);
+      try {
+        symlinkSync(outside, join(logDir, 'loglink2', 'evil'));
+        const create = await berthd.client
+          .call('CreateContainer', { pod_sandbox_id: podId, config: containerConfig('evil', ['true'], { log_path: 'evil/0.log' }), sandbox_config: sandboxConfig } as never)
+          .then(() => undefined, (err: unknown) => err);
+        assert.equal(grpcCode(create), INVALID_ARGUMENT, `CreateContainer: ${String(create)}`);
+        assert.match(String(create), /symbolic link/);
+        const { containers } = await berthd.client.call('ListContainers', { filter: { pod_sandbox_id: podId } } as never);
+        assert.deepEqual(containers, [], 'nothing was created');
+      } finally {
+        await removePod(podId);
+      }
+      assert.deepEqual(readdirSync(outside), [], 'nothing was made through the links');
+    } finally {
+      rmSync(outside, { recursive: true, force: true });
+    }
+  });
+
+  test('a log path that becomes a symbolic link between create and ReopenContainerLog is not reopened through it', async () => {
+    const outside = mkdtempSync('/tmp/berth-reqsafety-outside-');
+    const sandboxConfig = hostNetworkPod('reopen');
+    const podId = await runPod(sandboxConfig);
+    try {
+      const id = await runContainer(podId, sandboxConfig, 'rot', ['sh', '-c', 'while true; do echo tick; sleep 0.2; done'], { log_path: 'rot/0.log' });
+      const dir = join(logDir, 'reopen', 'rot');
+      // A normal rotation reopens.
+      renameSync(join(dir, '0.log'), join(dir, '0.log.1'));
+      await berthd.client.call('ReopenContainerLog', { container_id: id });
+      assert.ok(statSync(join(dir, '0.log')).isFile());
+
+      // The reopen's temporary file planted as a link to a host file conmon would truncate.
+      const victim = join(outside, 'victim');
+      writeFileSync(victim, 'precious\n');
+      renameSync(join(dir, '0.log'), join(dir, '0.log.2'));
+      symlinkSync(victim, join(dir, '0.log.tmp'));
+      const tmpLink = await berthd.client.call('ReopenContainerLog', { container_id: id }).then(() => undefined, (err: unknown) => err);
+      assert.equal(grpcCode(tmpLink), FAILED_PRECONDITION, `ReopenContainerLog: ${String(tmpLink)}`);
+      assert.equal(readFileSync(victim, 'utf8'), 'precious\n', 'the host file is untouched');
+      rmSync(join(dir, '0.log.tmp'));
+
+      // The container's log directory replaced by a link out of the log tree.
+      renameSync(dir, `${dir}.old`);
+      symlinkSync(outside, dir);
+      const dirLink = await berthd.client.call('ReopenContainerLog', { container_id: id }).then(() => undefined, (err: unknown) => err);
+      assert.equal(grpcCode(dirLink), FAILED_PRECONDITION, `ReopenContainerLog: ${String(dirLink)}`);
+      assert.deepEqual(readdirSync(outside), ['victim'], 'no log was made through the link');
+    } finally {
+      await removePod(podId);
+      rmSync(outside, { recursive: true, force: true });
     }
   });
 

@@ -8,7 +8,8 @@ import { allCapabilities, containerCapabilities, DEFAULT_CAPABILITIES, hostCapab
 import { int64Field } from '../../runtime/container/cri-int64';
 import { commandLine, mergeEnv, stopSignalOf } from '../../runtime/container/process-spec';
 import { cgroupsPathFor, ociResources } from '../../runtime/container/spec-resources';
-import { confineLogPath } from '../../runtime/container/rootfs-path';
+import { logLocationOf, prepareLogFile } from '../../runtime/container/container-log-file';
+import { loadNative } from '../../native';
 import { defaultSeccompProfile } from '../../runtime/container/seccomp-profile';
 import { filterAnnotations } from '../../runtime/container/spec-annotations';
 import { readUserDatabase, resolveUserFrom } from '../../runtime/container/user-lookup';
@@ -118,14 +119,21 @@ describe('path confinement', () => {
     const users = await readUserDatabase(root);
     assert.deepEqual([users.passwd[0]?.name, users.groups[0]?.gid], ['app', 1000]);
   });
-  test('log paths may not climb out or pass through a symlink', () => {
+  test('log files are made below their directory without climbing out or passing through a symlink', () => {
+    const native = loadNative();
     const logs = join(tmp, 'logs');
     mkdirSync(logs, { recursive: true });
     symlinkSync('/etc', join(logs, 'evil'));
-    writeFileSync(join(tmp, 'x'), '');
-    assert.equal(confineLogPath(logs, 'c/0.log'), join(logs, 'c', '0.log'));
-    assert.throws(() => confineLogPath(logs, '../x'), (e) => isBerthError(e, 'InvalidArgument'));
-    assert.throws(() => confineLogPath(logs, 'evil/passwd'), (e) => isBerthError(e, 'InvalidArgument') && /symbolic link/.test(e.message));
+    symlinkSync(logs, join(tmp, 'logs-link'));
+    mkdirSync(join(logs, 'fifo-dir'));
+    const made = prepareLogFile(native, logLocationOf(logs, 'c/0.log', '/unused'));
+    assert.ok(made.created);
+    assert.equal(prepareLogFile(native, logLocationOf(logs, 'c/0.log', '/unused')).created, false, 'found again, not made twice');
+    assert.throws(() => logLocationOf(logs, '../x', '/unused'), (e) => isBerthError(e, 'InvalidArgument'));
+    assert.throws(() => logLocationOf(`${logs}/../x`, 'c.log', '/unused'), (e) => isBerthError(e, 'InvalidArgument') && /\.\./.test(e.message));
+    assert.throws(() => prepareLogFile(native, logLocationOf(logs, 'evil/passwd', '/unused')), (e) => isBerthError(e, 'InvalidArgument') && /symbolic link/.test(e.message));
+    assert.throws(() => prepareLogFile(native, logLocationOf(join(tmp, 'logs-link'), 'c/1.log', '/unused')), (e) => isBerthError(e, 'InvalidArgument') && /symbolic link/.test(e.message));
+    assert.throws(() => prepareLogFile(native, logLocationOf(logs, 'fifo-dir', '/unused')), (e) => isBerthError(e, 'InvalidArgument') && /not a regular file/.test(e.message));
   });
 });
 
