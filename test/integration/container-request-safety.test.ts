@@ -122,7 +122,13 @@ describe('container requests and the host', () => {
       assert.equal(Buffer.from(res.stdout).toString(), 'finished\n');
       const huge = await berthd.client.call('ExecSync', { container_id: id, cmd: ['echo', 'ok'], timeout: '9223372036854775807' } as never);
       assert.equal(Buffer.from(huge.stdout).toString(), 'ok\n', 'the largest int64 is clamped, not refused');
-      const polite = await runContainer(podId, sandboxConfig, 'polite', ['sh', '-c', 'trap "exit 0" TERM; sleep 600 & wait']);
+      const polite = await runContainer(podId, sandboxConfig, 'polite', ['sh', '-c', 'trap "exit 0" TERM; touch /tmp/trapped; sleep 600 & wait']);
+      // A pid 1 ignores SIGTERM until its trap is set: stop only once it is.
+      for (let i = 0; i < 200; i++) {
+        const probe = await berthd.client.call('ExecSync', { container_id: polite, cmd: ['test', '-e', '/tmp/trapped'], timeout: '10' } as never);
+        if (probe.exit_code === 0) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
       await berthd.client.call('StopContainer', { container_id: polite, timeout: '9223372036854775807' } as never);
       const st = await berthd.client.call('ContainerStatus', { container_id: polite });
       assert.equal(st.status?.state, 'CONTAINER_EXITED');
