@@ -48,11 +48,16 @@ export const CONFIG_SCHEMA = section('berthd configuration', {
   oci: section('OCI runtimes, run under conmon.', {
     default_runtime: str('runc', 'Runtime handler used when a pod names none.'),
     conmon: str('conmon', 'The conmon binary (a name is looked up in PATH).'),
+    distribution_builds: oneOf('warn', ['warn', 'refuse'],
+      'A distribution build (Debian +deb, Ubuntu, RHEL .el...) of a runtime older than its minimum: warn (run it with a loud warning at start and in Status: distributions backport fixes without changing the version) or refuse (as an upstream build).'),
     oom_score_adj_restriction: oneOf('auto', ['auto', 'always', 'never'],
       'Clamp oom_score_adj to what berthd may set itself: auto = when it lacks CAP_SYS_RESOURCE.'),
     runtimes: mapOf('Runtime handlers by name (the CRI runtime_handler).', section('One runtime handler.', {
       path: str('', 'The runtime binary (a name is looked up in PATH).'),
       root: str('', 'The runtime\'s --root state directory.', absolutePath),
+      min_version: str('',
+        'Oldest version of this runtime berthd runs. Empty: berth\'s table of container-escape advisories decides (runc: 1.2.8, 1.3.3 or 1.4.0-rc.3 and later; see SECURITY.md).',
+        (v) => (v === '' || /^\d+\.\d+(\.\d+)?([-+~][0-9A-Za-z.+~-]*)?$/.test(v) ? undefined : 'must be empty or a version such as 1.2.8')),
       allowed_annotations: strings([],
         'Container annotations the runtime acts on (org.systemd.property.*, run.oci.*, io.kubernetes.cri-o.*, io.katacontainers.*, module.wasm.image/*, org.criu.*) that may still reach its config.json: exact keys or prefixes ending in *. Others of those are dropped.',
         annotationPattern),

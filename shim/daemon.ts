@@ -7,6 +7,7 @@ import type { BerthConfig } from '../runtime/config';
 import { AdminServer, adminSocketPath } from './admin-server';
 import { detectHost } from '../runtime/host/host-facts';
 import { checkHostAtStart } from '../runtime/host/doctor/doctor';
+import { judgeOciRuntimesAtStart } from '../runtime/host/runtime-versions';
 import { applyLiveConfig } from './config-reload';
 import { BerthDatabase } from '../runtime/store/database';
 import { enforceStorePermissions, storeDirRules } from '../runtime/store/store-permissions';
@@ -32,6 +33,7 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
 
   await checkHostAtStart(config, log);
   const host = detectHost(config);
+  judgeOciRuntimesAtStart(config, host, log);
   log.info(
     { cgroup: host.cgroup.mode, unified: host.cgroup.unifiedMount, v2Controllers: host.cgroup.v2Controllers, kernel: host.kernel },
     `cgroups: ${host.cgroup.mode}`,

@@ -46,6 +46,8 @@ export function runtimeInfoHandlers(ctx: Pick<ShimServices, 'config' | 'host' | 
         info.host = JSON.stringify(ctx.host);
         info.cgroupMode = JSON.stringify(ctx.host.cgroup.mode);
         info.ociRuntimes = JSON.stringify(ctx.host.ociRuntimes);
+        // Each handler's version against its minimum, and whether berth's runc fast paths are used for it.
+        info.ociRuntimeVersions = JSON.stringify(ctx.host.ociRuntimeVersions ?? {});
         info.podCidr = JSON.stringify(ctx.podCidr.value);
         info.cniNetwork = JSON.stringify(network.network ?? null);
         info.version = JSON.stringify({ runtime: RUNTIME_NAME, version: BERTH_VERSION, commit: buildInfo().commit, node: process.version });

@@ -7,7 +7,9 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
+#include <dirent.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <string>
@@ -43,6 +45,27 @@ int LiftFd(int fd, int floor) {
   errno = saved;
   return lifted;
 }
+
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+void CloseInheritedFds(posix_spawn_file_actions_t* actions, int keepBelow) {
+  posix_spawn_file_actions_addclosefrom_np(actions, keepBelow);
+}
+#else
+// Without closefrom in posix_spawn: every fd of berthd from keepBelow up is
+// made close-on-exec before the spawn (berthd hands fds on only this way).
+void CloseInheritedFds(posix_spawn_file_actions_t*, int keepBelow) {
+  DIR* dir = opendir("/proc/self/fd");
+  if (!dir) return;
+  int own = dirfd(dir);
+  while (struct dirent* entry = readdir(dir)) {
+    int fd = atoi(entry->d_name);
+    if (fd < keepBelow || fd == own || entry->d_name[0] == '.') continue;
+    int flags = fcntl(fd, F_GETFD);
+    if (flags >= 0 && !(flags & FD_CLOEXEC)) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+  }
+  closedir(dir);
+}
+#endif
 
 void CloseAll(const std::vector<int>& fds) {
   for (int fd : fds)
@@ -108,6 +131,10 @@ static Napi::Value SpawnDetached(const Napi::CallbackInfo& info) {
     else posix_spawn_file_actions_addopen(&actions, i, "/dev/null", O_RDWR, 0);
   }
   if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
+  // Only the fds asked for reach conmon (and through it runc and the container):
+  // whatever berthd inherited or opened without O_CLOEXEC (a socket from its
+  // service manager, an addon's fd) is closed in the child after the dup2s.
+  CloseInheritedFds(&actions, count);
   sigset_t empty;
   sigset_t all;
   sigemptyset(&empty);

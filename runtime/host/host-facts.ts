@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { CAP_SYS_ADMIN, CAP_SYS_RESOURCE, hasCapability, loadNative } from '../../native';
 import type { BerthConfig } from '../config';
 import { findBinarySync } from './binaries';
+import { judgeRuntimeVersion, type RuntimeVersionVerdict } from './runtime-versions';
 import { probeCheckpointSupport, type CheckpointSupport } from './checkpoint-support';
 import { probeMountFeatures, type MountFeatures } from './mount-features';
 
@@ -45,6 +46,8 @@ export interface HostFacts {
   mountFeatures: MountFeatures;
   /** Whether criu can checkpoint here (checkpoint-support.ts). */
   checkpoint: CheckpointSupport;
+  /** Each handler's runtime version judged against its minimum (runtime-versions.ts); absent for a missing binary. */
+  ociRuntimeVersions?: Record<string, RuntimeVersionVerdict>;
 }
 
 export function detectCgroups(root = '/sys/fs/cgroup'): CgroupFacts {
@@ -102,7 +105,12 @@ export function detectHost(config: BerthConfig): HostFacts {
   const policy = config.oci.oom_score_adj_restriction;
   const restrict = policy === 'always' || (policy === 'auto' && !sysResource);
   const ociRuntimes: HostFacts['ociRuntimes'] = {};
-  for (const [handler, runtime] of Object.entries(config.oci.runtimes)) ociRuntimes[handler] = probeBinary(handler, runtime.path);
+  const ociRuntimeVersions: Record<string, RuntimeVersionVerdict> = {};
+  for (const [handler, runtime] of Object.entries(config.oci.runtimes)) {
+    const facts = probeBinary(handler, runtime.path);
+    ociRuntimes[handler] = facts;
+    if ('path' in facts) ociRuntimeVersions[handler] = judgeRuntimeVersion(config, handler, facts.path, facts.version);
+  }
   return {
     kernel: uname.release,
     machine: uname.machine,
@@ -110,6 +118,7 @@ export function detectHost(config: BerthConfig): HostFacts {
     capabilities: { sysAdmin: hasCapability(caps, CAP_SYS_ADMIN), sysResource },
     minOomScoreAdj: restrict ? currentOomScoreAdj() : -1000,
     ociRuntimes,
+    ociRuntimeVersions,
     conmon: probeBinary('conmon', config.oci.conmon),
     mountFeatures: probeMountFeatures(native, config.state),
     checkpoint: probeCheckpointSupport(findBinarySync('criu'), uname.release),

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { closeSync, readdirSync, readFileSync, writeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { test } from 'node:test';
-import { loadNative } from '../../native';
+import { spawn } from 'node:child_process';
+import { ADDON_PATH, loadNative } from '../../native';
 
 const native = loadNative();
 
@@ -58,6 +59,29 @@ test('a binary that does not exist is an error naming it, with no pipes left ope
   const before = countFds();
   assert.throws(() => native.spawnDetached('/nonexistent/conmon', ['conmon'], [], '/', ['null', 'write']), /posix_spawn \/nonexistent\/conmon/);
   assert.equal(countFds(), before);
+});
+
+test('only the fds asked for reach the child: an fd berthd inherited without close-on-exec does not', async () => {
+  // A node process given an extra pipe as its fd 3 (inherited: no close-on-exec), as a service manager's socket would be.
+  const script = `
+    const native = require(${JSON.stringify(ADDON_PATH)});
+    const fs = require('fs');
+    const own = fs.readdirSync('/proc/self/fd');
+    const { pid } = native.spawnDetached('/bin/sleep', ['sleep', '30'], [], '/', ['null', 'null', 'null']);
+    const child = fs.readdirSync('/proc/' + pid + '/fd');
+    process.kill(pid, 'SIGKILL');
+    native.waitChild(pid).then(() => { process.stdout.write(JSON.stringify({ own, child })); });
+  `;
+  const out = await new Promise<string>((resolve, reject) => {
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit', 'pipe'] });
+    let text = '';
+    child.stdout!.on('data', (b: Buffer) => (text += b.toString()));
+    child.once('error', reject);
+    child.once('exit', () => resolve(text));
+  });
+  const { own, child } = JSON.parse(out) as { own: string[]; child: string[] };
+  assert.ok(own.includes('3'), 'the spawning process holds the inherited fd 3');
+  assert.deepEqual(child.sort(), ['0', '1', '2'], 'the child holds only its stdio');
 });
 
 function countFds(): number {
