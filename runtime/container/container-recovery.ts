@@ -1,7 +1,7 @@
 // At berthd's start: finish or undo what a crash interrupted, pick up exits
 // that happened while berthd was down, kill conmons no record owns, then
 // watch conmon's exit directory so exits are noticed as they happen.
-import { promises as fsp, readdirSync } from 'node:fs';
+import { existsSync, promises as fsp, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { removeTreeUnlessMounted } from '../common/mount-table';
 import { describeError } from '../errors';
@@ -9,6 +9,8 @@ import { conmonTarget, isConmonOf } from '../oci/conmon';
 import { killQuietly } from '../oci/host-process';
 import type { ContainerContext } from './container-context';
 import { stateOf } from './container-view';
+import { releaseTargetPin, targetPinPath } from './pid-namespace-join';
+import { releasePreparedMounts } from './prepared-mounts';
 import { undoContainer } from './remove-container';
 
 export async function recoverContainers(ctx: ContainerContext): Promise<void> {
@@ -29,7 +31,7 @@ export async function recoverContainers(ctx: ContainerContext): Promise<void> {
       ctx.log.error({ id: record.id, err: describeError(err) }, 'container recovery failed');
     }
   }
-  killOrphanConmons(ctx);
+  await removeOrphanContainers(ctx, killOrphanConmons(ctx));
   ctx.exits.watch();
   // In the background: a large writable layer takes a while to remove, and nothing waits on it.
   void collectStrayBundles(ctx).catch((err: unknown) => ctx.log.warn({ err: describeError(err) }, 'collecting container directories no record owns failed'));
@@ -63,19 +65,45 @@ export async function collectStrayBundles(ctx: ContainerContext): Promise<void> 
   if (removed.length > 0 || kept.length > 0) ctx.log.info({ removed, keptMounted: kept }, 'collected container directories no container owns');
 }
 
-/** conmons monitoring a bundle of ours that no record owns (a create interrupted before its record was saved). */
-function killOrphanConmons(ctx: ContainerContext): void {
+/** Kills conmons monitoring a bundle of ours that no record owns (a record lost while its monitor ran); their container ids. */
+function killOrphanConmons(ctx: ContainerContext): string[] {
   let pids: string[] = [];
   try {
     pids = readdirSync('/proc').filter((p) => /^\d+$/.test(p));
   } catch {
-    return;
+    return [];
   }
+  const ids: string[] = [];
   for (const p of pids) {
     const target = conmonTarget(Number(p));
     if (!target || dirname(target.bundle) !== ctx.dirs.containers) continue;
     if (ctx.records.exact(target.id)) continue;
     ctx.log.warn({ pid: Number(p), id: target.id }, 'killing a conmon no container record owns');
     killQuietly(Number(p), 'SIGKILL');
+    ids.push(target.id);
+  }
+  return ids;
+}
+
+/**
+ * What an orphaned conmon monitored goes too: the runtime's container (its
+ * processes, cgroups and state: `runtime delete --force` for each runtime that
+ * knows the id) and the bundle's mounts, so the bundle itself is collected
+ * with the other stray bundles.
+ */
+async function removeOrphanContainers(ctx: ContainerContext, ids: string[]): Promise<void> {
+  for (const id of ids) {
+    try {
+      for (const runtime of ctx.runtimes.all()) {
+        if (existsSync(join(runtime.root, id))) await runtime.delete(id, true);
+      }
+      const bundle = join(ctx.dirs.containers, id);
+      ctx.rootfs.unmount(join(bundle, 'rootfs'));
+      releasePreparedMounts(ctx.native, bundle);
+      releaseTargetPin(ctx.native, targetPinPath(bundle));
+      ctx.log.info({ id }, 'removed the container of an orphaned conmon');
+    } catch (err) {
+      ctx.log.error({ id, err: describeError(err) }, 'removing the container of an orphaned conmon failed');
+    }
   }
 }

@@ -29,6 +29,11 @@ export class OciRuntimes {
     return rt;
   }
 
+  /** Every configured handler's runtime (refused ones too: recovery still deletes what they ran). */
+  all(): OciRuntime[] {
+    return [...this.byHandler.values()];
+  }
+
   /** The runtime of a handler name, if configured (a record may name one since removed from the config). */
   find(handler: string): OciRuntime | undefined {
     return this.byHandler.get(handler);

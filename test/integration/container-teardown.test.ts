@@ -227,3 +227,23 @@ describe('removal never reaches into a mount', () => {
     rmSync(hostDir, { recursive: true, force: true });
   });
 });
+
+describe('recovery of a conmon no record owns', () => {
+  test("the orphaned conmon is killed and its runtime container deleted: process, runc state, rootfs mount, bundle", async () => {
+    const id = await fx.run(containerConfig({ name: 'lost-record', command: ['sleep', '600'] }));
+    const view = fx.containers.get(id);
+    assert.ok(view);
+    const conmonPid = tryReadPidFile(conmonFiles.conmonPid(view.bundleDir)) ?? 0;
+    assert.ok(conmonPid > 0 && isConmonOf(conmonPid, id));
+    // The record goes while the container and its monitor keep running (a lost row), then berthd starts again.
+    fx.containers.close();
+    fx.db.db.prepare('DELETE FROM containers WHERE id = ?').run(id);
+    fx.open();
+    await fx.containers.recover();
+    await until('conmon dying', () => !isConmonOf(conmonPid, id));
+    await until('the container process dying', () => !alive(view.pid));
+    assert.equal(existsSync(join(runcRoot(), id)), false, 'runc state dir');
+    assert.equal(readFileSync('/proc/self/mountinfo', 'utf8').includes(join(view.bundleDir, 'rootfs')), false, 'rootfs unmounted');
+    await until('the stray bundle collected', () => !existsSync(view.bundleDir));
+  });
+});
