@@ -11,6 +11,7 @@ import type { CallInfo, CriHandlers, CriMethod, ResponseSink } from './handler';
 import { statusName, toGrpcStatus } from './grpc-status';
 import type { Logger } from './logger';
 import type { BerthMetrics } from './metrics';
+import { tolerantDefinition, undecodableRequest } from './request-decoding';
 
 export interface CriServerOptions {
   socketPath: string;
@@ -57,10 +58,10 @@ function serviceImplementation(
         metrics.rpcTotal.inc({ method });
         log.debug({ rpc: method, call: id }, 'rpc start');
         const info: CallInfo = { id, method: method as CriMethod, cancelled: () => call.cancelled };
-        if (!handler) {
-          const err = unimplemented(`${method} is not implemented by berth`);
-          finish(id, started, err);
-          call.emit('error', Object.assign(new Error(err.message), toGrpcStatus(err)));
+        const refused = handler ? undecodableRequest(method, call.request) : unimplemented(`${method} is not implemented by berth`);
+        if (refused) {
+          finish(id, started, refused);
+          call.emit('error', Object.assign(new Error(refused.message), toGrpcStatus(refused)));
           return;
         }
         const sink: ResponseSink<unknown> = {
@@ -101,10 +102,10 @@ function serviceImplementation(
       const started = process.hrtime.bigint();
       metrics.rpcTotal.inc({ method });
       log.debug({ rpc: method, call: id }, 'rpc start');
-      if (!handler) {
-        const err = unimplemented(`${method} is not implemented by berth`);
-        finish(id, started, err);
-        callback(toGrpcStatus(err));
+      const refused = handler ? undecodableRequest(method, call.request) : unimplemented(`${method} is not implemented by berth`);
+      if (refused) {
+        finish(id, started, refused);
+        callback(toGrpcStatus(refused));
         return;
       }
       const info: CallInfo = { id, method: method as CriMethod, cancelled: () => call.cancelled };
@@ -154,8 +155,9 @@ export class CriServer {
       'grpc.keepalive_timeout_ms': 20 * 1000,
     });
     const cri = loadCriPackage().runtime.v1;
-    this.server.addService(cri.RuntimeService.service, serviceImplementation(cri.RuntimeService.service, options));
-    this.server.addService(cri.ImageService.service, serviceImplementation(cri.ImageService.service, options));
+    for (const service of [cri.RuntimeService.service, cri.ImageService.service]) {
+      this.server.addService(tolerantDefinition(service), serviceImplementation(service, options));
+    }
   }
 
   /** Binds the unix socket (mode 0660), refusing when a live server already owns it. */
