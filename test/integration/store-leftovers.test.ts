@@ -9,8 +9,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { loadNative } from '../../native';
 import { startBerthd, type BerthdProcess } from '../support/berthd-process';
+import { BerthDatabase } from '../../runtime/store/database';
 import { pushBusyboxImage, type PushedImage } from '../support/oci-image-builder';
 import { startRegistry, type TestRegistry } from '../support/registry';
+import { mountsUnder, podConfig, processGone, startContainerInPod } from './sandbox-fixture';
 
 async function waitForLog(berthd: BerthdProcess, pattern: RegExp, limitMs = 60_000): Promise<void> {
   const deadline = Date.now() + limitMs;
@@ -26,6 +28,7 @@ describe('leftovers of a crash in the store', () => {
   let berthd: BerthdProcess;
   let image: PushedImage;
   const hostDir = mkdtempSync('/tmp/berth-leftover-host-');
+  const logDir = mkdtempSync('/tmp/berth-leftover-logs-');
   const mounts: string[] = [];
 
   before(async () => {
@@ -45,6 +48,7 @@ describe('leftovers of a crash in the store', () => {
     await berthd?.cleanup();
     await registry?.stop();
     rmSync(hostDir, { recursive: true, force: true });
+    rmSync(logDir, { recursive: true, force: true });
   });
 
   test('at start, unowned layer and container directories, temporary files and unneeded blobs go; a mounted leftover stays and is logged', async () => {
@@ -98,5 +102,35 @@ describe('leftovers of a crash in the store', () => {
     for (const dir of ownedLayers) assert.ok(existsSync(join(layers, dir)), `the image's layer ${dir}`);
     const status = await berthd.client.call('ImageStatus', { image: { image: image.reference } });
     assert.equal(status.image?.id, image.imageId);
+  });
+
+  test('a container whose record a crash lost: its conmon is killed, its runtime container deleted, its rootfs unmounted and its bundle removed', async () => {
+    const sandboxConfig = podConfig('leftover', {
+      log_directory: logDir,
+      linux: { cgroup_parent: '', security_context: { namespace_options: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } }, sysctls: {} },
+    } as never);
+    const podId = (await berthd.client.call('RunPodSandbox', { config: sandboxConfig } as never)).pod_sandbox_id;
+    const id = await startContainerInPod(berthd, { podId, sandboxConfig, image: image.reference, name: 'lost', command: ['sleep', '600'] });
+    const bundle = join(berthd.root, 'containers', id);
+    const runcState = join(berthd.state, 'runc', id);
+    assert.ok(existsSync(runcState));
+
+    await berthd.stop('SIGKILL');
+    const db = new BerthDatabase(join(berthd.root, 'berth.db'));
+    const row = db.db.prepare('SELECT pid, conmon_pid FROM containers WHERE id = ?').get(id) as { pid: number; conmon_pid: number };
+    // As if berthd had died after runc created the container and before its record was saved.
+    db.db.prepare('DELETE FROM containers WHERE id = ?').run(id);
+    db.close();
+    assert.ok(!processGone(row.conmon_pid) && !processGone(row.pid), 'conmon and the container outlived berthd');
+
+    await berthd.start();
+    await waitForLog(berthd, new RegExp(`collected container directories no container owns[^\\n]*${id}|${id}[^\\n]*collected container directories no container owns`));
+    assert.ok(processGone(row.conmon_pid), 'the orphaned conmon');
+    assert.ok(processGone(row.pid), 'the container process, with its runtime container');
+    assert.ok(!existsSync(runcState), "runc's state of it");
+    assert.deepEqual(mountsUnder(bundle), [], 'its rootfs mount');
+    assert.ok(!existsSync(bundle), 'its bundle');
+    await berthd.client.call('StopPodSandbox', { pod_sandbox_id: podId });
+    await berthd.client.call('RemovePodSandbox', { pod_sandbox_id: podId });
   });
 });
