@@ -1,7 +1,7 @@
 // One cgroup path across every hierarchy of the host: which directory holds each
 // controller's files, creating and removing the cgroup, and writing the CRI's
 // LinuxContainerResources onto it (used for pod-level UpdatePodSandboxResources).
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LinuxContainerResources__Output } from '../../cri-proto/generated/runtime/v1/LinuxContainerResources';
 import type { CgroupDriver } from '../config';
@@ -111,15 +111,22 @@ export class CgroupHierarchy {
     }
   }
 
-  /** Removes the cgroup (and any empty children left behind) from every hierarchy; absent is fine. */
+  /**
+   * Removes this one cgroup from every hierarchy; absent is fine. Never
+   * recursive: a child cgroup is some other object's (a container's, another
+   * pod's), so a cgroup that still has one is refused (EBUSY) rather than emptied.
+   */
   remove(path: string): void {
     if (this.relativePath(path) === '/') throw invalidArgument('refusing to remove the root cgroup');
     const failures: string[] = [];
-    for (const dir of this.allDirs(path)) {
+    const rel = this.relativePath(path);
+    for (const dir of [...this.allDirs(path), ...this.layout.namedMounts.map((root) => join(root, rel))]) {
       try {
-        removeCgroupDir(dir);
+        rmdirSync(dir);
       } catch (err) {
-        failures.push(`${dir}: ${(err as Error).message}`);
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') continue;
+        failures.push(code === 'EBUSY' ? `${dir} still holds processes or child cgroups` : `${dir}: ${(err as Error).message}`);
       }
     }
     if (failures.length) throw internal(`cannot remove cgroup ${path}: ${failures.join('; ')}`);
@@ -255,22 +262,5 @@ function writeControlFile(file: string, value: string): void {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EINVAL' || code === 'ERANGE') throw invalidArgument(`${file}: the kernel rejected "${value}" (${code})`);
     throw internal(`cannot write "${value}" to ${file}: ${(err as Error).message}`, err);
-  }
-}
-
-/** rmdir depth-first: a cgroup with child cgroups cannot be removed, but files inside it need no unlinking. */
-function removeCgroupDir(dir: string): void {
-  let entries;
-  try {
-    entries = readdirSync(dir, { withFileTypes: true });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
-  }
-  for (const entry of entries) if (entry.isDirectory()) removeCgroupDir(join(dir, entry.name));
-  try {
-    rmdirSync(dir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 }

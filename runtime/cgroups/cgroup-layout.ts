@@ -14,21 +14,25 @@ export interface CgroupLayout {
   v1Mounts: Record<string, string>;
   /** Controllers the cgroup2 root offers (v2 and hybrid). */
   v2Controllers: string[];
+  /** v1 hierarchies with no controller (name=systemd): runc makes every cgroup there too, so removal must look there. */
+  namedMounts: string[];
 }
 
 /** Builds the layout from the mode detection in host-facts and the mount table. */
 export function cgroupLayoutFrom(facts: CgroupFacts, mountsText: string): CgroupLayout {
   const v1Mounts: Record<string, string> = {};
+  const namedMounts: string[] = [];
   if (facts.mode !== 'v2') {
     for (const line of mountsText.split('\n')) {
       const [, mountPoint, fsType, options] = line.split(' ');
       if (fsType !== 'cgroup' || !mountPoint) continue;
       for (const option of options.split(',')) {
         if (facts.v1Controllers.includes(option) && !v1Mounts[option]) v1Mounts[option] = mountPoint;
+        if (option.startsWith('name=') && !namedMounts.includes(mountPoint)) namedMounts.push(mountPoint);
       }
     }
   }
-  return { mode: facts.mode, unifiedMount: facts.unifiedMount, v1Mounts, v2Controllers: [...facts.v2Controllers] };
+  return { mode: facts.mode, unifiedMount: facts.unifiedMount, v1Mounts, v2Controllers: [...facts.v2Controllers], namedMounts };
 }
 
 export function detectCgroupLayout(root = '/sys/fs/cgroup'): CgroupLayout {

@@ -8,12 +8,21 @@ import { join } from 'node:path';
 import type { BerthNative, NativeError } from '../../native';
 import type { CgroupHierarchy } from '../cgroups/cgroup-hierarchy';
 import type { SystemdCgroups } from '../cgroups/systemd-cgroups';
+import type { CgroupDriver } from '../config';
 import { describeError, internal } from '../errors';
 import type { NamespacePins } from './namespace-pins';
 import { findPidHolders, stopPidHolder } from './pid-holder';
 import type { PodNetwork } from './pod-network';
 import type { SandboxRecord, SandboxRecords } from './sandbox-records';
 import { TEARDOWN_ORDER, type ResourceKind, type SandboxStore } from './sandbox-store';
+
+/**
+ * The cgroup parent berth names for a pod that was given none: the only pod
+ * cgroup that is berth's to remove, and only for that one pod.
+ */
+export function ownCgroupParent(driver: CgroupDriver, podId: string): string {
+  return driver === 'systemd' ? `berth-pod${podId.slice(0, 16)}.slice` : `/berth/pod-${podId.slice(0, 16)}`;
+}
 
 /** What stop undoes: the pod keeps its namespaces, files and cgroup until it is removed. */
 export const STOP_KINDS: readonly ResourceKind[] = ['cni', 'pidholder', 'pidns'];
@@ -52,7 +61,7 @@ export class PodResourceJournal {
     for (const kind of kinds) {
       for (const res of resources.filter((r) => r.kind === kind)) {
         try {
-          await this.undoResource(record, kind, res.ref);
+          await this.undoResource(record.row.id, record, kind, res.ref);
           this.store.forgetResource(record.row.id, kind, res.ref);
         } catch (err) {
           failures.push(`${kind} ${res.ref}: ${describeError(err)}`);
@@ -76,7 +85,7 @@ export class PodResourceJournal {
     const failures: { id: string; error: string }[] = [];
     for (const res of this.store.orphanResources()) {
       try {
-        await this.undoResource(undefined, res.kind, res.ref);
+        await this.undoResource(res.sandbox_id, undefined, res.kind, res.ref);
         this.store.forgetResource(res.sandbox_id, res.kind, res.ref);
       } catch (err) {
         failures.push({ id: res.sandbox_id, error: describeError(err) });
@@ -85,7 +94,7 @@ export class PodResourceJournal {
     return failures;
   }
 
-  private async undoResource(record: SandboxRecord | undefined, kind: ResourceKind, ref: string): Promise<void> {
+  private async undoResource(podId: string, record: SandboxRecord | undefined, kind: ResourceKind, ref: string): Promise<void> {
     const { native } = this.parts;
     switch (kind) {
       case 'cni':
@@ -112,8 +121,11 @@ export class PodResourceJournal {
         this.parts.pins.unpin(ref);
         return;
       case 'cgroup':
+        // An older berth recorded a parent the caller named: shared with other pods, never berth's.
+        if (ref !== ownCgroupParent('cgroupfs', podId) && ref !== ownCgroupParent('systemd', podId)) return;
         // A slice berth created is systemd's unit: stopping it removes the cgroup.
         if (this.parts.systemd && ref.endsWith('.slice')) await this.parts.systemd.remove(ref);
+        // Only the pod's own directory, once its containers' cgroups are gone (never recursive).
         else this.parts.cgroups.remove(ref);
         return;
       case 'statedir':

@@ -5,7 +5,7 @@
 // here, and what cannot be undone now is retried by the next run with the same
 // metadata and at the next start.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import type { PodSandboxConfig__Output } from '../../cri-proto/generated/runtime/v1/PodSandboxConfig';
@@ -14,6 +14,7 @@ import { allowTraversal } from '../common/traversable';
 import type { NativeError } from '../../native';
 import { alreadyExists, asBerthError, describeError, internal, invalidArgument } from '../errors';
 import { isPidHolderOf, startPidHolder } from './pid-holder';
+import { ownCgroupParent } from './pod-resource-journal';
 import type { ValidatedRunPodSandbox } from './pod-config-validation';
 import { hostFile, renderPodHosts, renderResolvConf } from './pod-files';
 import type { SandboxParts } from './pod-sandboxes';
@@ -112,15 +113,15 @@ async function build(parts: SandboxParts, record: SandboxRecord, v: ValidatedRun
   writeFileSync(join(row.state_dir, 'hosts'), hostNetwork ? hostFile('/etc/hosts') : renderPodHosts(row.hostname, []), { mode: 0o644 });
   if (v.config.log_directory) makeLogDirectory(parts, v.config.log_directory);
 
-  // A cgroup parent that already exists (the kubelet's) is not berth's to remove.
+  // Only the parent berth names for a pod that has none is the pod's own (removed with it).
+  // A parent the caller names may be shared by other pods or be the kubelet's: made when
+  // missing, never recorded, never removed (containerd never removes a cgroup_parent).
+  const own = row.cgroup_parent === ownCgroupParent(parts.config.cgroup.driver, row.id);
   if (parts.config.cgroup.driver === 'cgroupfs' && row.cgroup_parent) {
-    if (!parts.cgroups.allDirs(row.cgroup_parent).some((d) => existsSync(d))) {
-      journal.record(row.id, 'cgroup', row.cgroup_parent);
-      parts.cgroups.ensure(row.cgroup_parent);
-    }
+    if (own) journal.record(row.id, 'cgroup', row.cgroup_parent);
+    parts.cgroups.ensure(row.cgroup_parent);
   } else if (parts.systemd && row.cgroup_parent && !(await parts.systemd.exists(row.cgroup_parent))) {
-    // A slice systemd does not have yet becomes a transient slice of berth's, stopped at removal.
-    journal.record(row.id, 'cgroup', row.cgroup_parent);
+    if (own) journal.record(row.id, 'cgroup', row.cgroup_parent);
     await parts.systemd.ensureSlice(row.cgroup_parent);
   }
 
@@ -178,9 +179,7 @@ function makeLogDirectory(parts: SandboxParts, dir: string): void {
 }
 
 function cgroupParentFor(parts: SandboxParts, config: PodSandboxConfig__Output, id: string): string {
-  const given = config.linux?.cgroup_parent ?? '';
-  if (given) return given;
-  return parts.config.cgroup.driver === 'systemd' ? `berth-pod${id.slice(0, 16)}.slice` : `/berth/pod-${id.slice(0, 16)}`;
+  return config.linux?.cgroup_parent || ownCgroupParent(parts.config.cgroup.driver, id);
 }
 
 function describeMeta(config: PodSandboxConfig__Output): string {

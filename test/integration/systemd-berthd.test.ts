@@ -1,7 +1,8 @@
 // berthd with cgroup.driver = systemd against a real systemd (see
 // test/support/systemd-container.ts): pod slices made through systemd when the
 // kubelet's slice does not exist yet, pod resources set through
-// SetUnitProperties, the slice stopped at removal; and a clear refusal to start
+// SetUnitProperties, only berth's own slice (a pod given none) stopped at
+// removal, a named one left (it may be shared); and a clear refusal to start
 // when systemd cannot be reached. Pods use the host network (no CNI here).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -69,13 +70,26 @@ describe('berthd with cgroup.driver = systemd', { skip: systemdUnavailableReason
     assert.equal(await manager.unitProperty(slice, 'MemoryAccounting'), true);
   });
 
-  test('RemovePodSandbox stops the slice berth made; removing again succeeds', async () => {
-    const dir = hierarchy.dir(join(systemd.cgroupRoot, expandSlice(slice)), 'memory')!;
+  test('RemovePodSandbox leaves a slice the caller named even when berth had to make it (other pods may share it); removing again succeeds', async () => {
     await berthd.client.call('StopPodSandbox', { pod_sandbox_id: podId });
     await berthd.client.call('RemovePodSandbox', { pod_sandbox_id: podId });
-    assert.equal(await manager.unitPath(slice), undefined);
+    try {
+      assert.notEqual(await manager.unitPath(slice), undefined, 'a named slice is never berth\'s to stop');
+      await berthd.client.call('RemovePodSandbox', { pod_sandbox_id: podId });
+    } finally {
+      await manager.stopUnit(slice);
+    }
+  });
+
+  test('a pod given no cgroup parent gets berth\'s own slice, stopped at removal', async () => {
+    const { pod_sandbox_id: id } = await berthd.client.call('RunPodSandbox', { config: hostNetworkPod('sd-own', '') });
+    const own = `berth-pod${id.slice(0, 16)}.slice`;
+    assert.notEqual(await manager.unitPath(own), undefined, 'berth made the pod\'s own slice');
+    const dir = hierarchy.dir(join(systemd.cgroupRoot, expandSlice(own)), 'memory')!;
+    await berthd.client.call('StopPodSandbox', { pod_sandbox_id: id });
+    await berthd.client.call('RemovePodSandbox', { pod_sandbox_id: id });
+    assert.equal(await manager.unitPath(own), undefined);
     assert.ok(!existsSync(dir), 'the slice cgroup is gone');
-    await berthd.client.call('RemovePodSandbox', { pod_sandbox_id: podId });
   });
 
   test('a slice systemd already has (the kubelet made it) is used and left in place at removal', async () => {

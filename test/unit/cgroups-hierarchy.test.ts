@@ -47,6 +47,7 @@ describe('cgroup paths', () => {
     assert.equal(h.dir('/p/c', 'hugetlb'), '/sys/fs/cgroup/unified/p/c');
     assert.equal(h.dir('/p/c', 'pids'), undefined);
     assert.deepEqual(h.allDirs('/p'), ['/sys/fs/cgroup/cpu,cpuacct/p', '/sys/fs/cgroup/memory/p', '/sys/fs/cgroup/unified/p']);
+    assert.deepEqual(layout.namedMounts, ['/sys/fs/cgroup/systemd'], 'runc makes cgroups in name=systemd too: removal looks there');
   });
 
   test('on a cgroup2 host every controller lives in the one hierarchy', () => {

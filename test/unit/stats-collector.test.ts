@@ -101,15 +101,20 @@ describe('stats collector on a real cgroup and network namespace', () => {
       }
     }
     rmSync(upper, { recursive: true, force: true });
+    // A cgroup is removed alone, never with its children: the container's first.
+    const removeBoth = (): void => {
+      hierarchy.remove(containerPath);
+      hierarchy.remove(podPath);
+    };
     for (let attempt = 0; attempt < 50; attempt += 1) {
       try {
-        hierarchy.remove(podPath);
+        removeBoth();
         return;
       } catch {
         await new Promise((r) => setTimeout(r, 100));
       }
     }
-    hierarchy.remove(podPath);
+    removeBoth();
   });
 
   test('CPU rate, memory working set, layer bytes and network counters of a busy container', async () => {
