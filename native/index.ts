@@ -115,6 +115,14 @@ export interface BerthNative {
   notifyListen(socketName: string): number;
   /** The next datagram on a notifyListen socket, or null after timeoutMs. */
   notifyReceive(fd: number, timeoutMs: number): Promise<string | null>;
+  /**
+   * Calls onExit once when the process exits (a pidfd polled on the event loop:
+   * no thread, no timer; the process need not be berthd's child). Returns a
+   * watch id for unwatchProcessExit; throws ESRCH when it is gone already.
+   * The watch does not keep the event loop alive (native/src/pid_watch.cc).
+   */
+  watchProcessExit(pid: number, onExit: () => void): number;
+  unwatchProcessExit(watchId: number): void;
 }
 
 /** What readFileBeneath found: a regular file's bytes, or only the kind of what is there instead. */

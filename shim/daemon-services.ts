@@ -77,6 +77,7 @@ export async function buildDaemonParts(config: BerthConfig, log: Logger, host: H
     podCidr: () => podCidr.value,
     userNamespaces: host.mountFeatures.userNamespaces,
     observeCniCall: (operation, seconds, outcome) => runtimeMetrics.observeCniCall(operation, seconds, outcome),
+    events,
   });
   const stats = new StatsCollector({ cgroups, layerMountpoint: config.root, upperDirs: () => containers.list().map((c) => c.upperDir) });
   images.setWritableLayers(stats.layers);

@@ -34,6 +34,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   berth::RegisterSdNotify(env, exports);
   berth::RegisterPidNamespace(env, exports);
   berth::RegisterLogOpen(env, exports);
+  berth::RegisterPidWatch(env, exports);
   return exports;
 }
 

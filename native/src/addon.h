@@ -23,5 +23,6 @@ void RegisterRootfsOpen(Napi::Env env, Napi::Object exports);
 void RegisterSdNotify(Napi::Env env, Napi::Object exports);
 void RegisterPidNamespace(Napi::Env env, Napi::Object exports);
 void RegisterLogOpen(Napi::Env env, Napi::Object exports);
+void RegisterPidWatch(Napi::Env env, Napi::Object exports);
 
 }  // namespace berth

@@ -6,7 +6,9 @@
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { NATIVE_DIR, PAUSE_BINARY_NAME } from '../../native';
+import { NATIVE_DIR, PAUSE_BINARY_NAME, type BerthNative, type NativeError } from '../../native';
+
+const ESRCH = 3;
 
 function pauseBinaryPath(): string {
   return join(NATIVE_DIR, 'build', 'Release', PAUSE_BINARY_NAME);
@@ -66,4 +68,24 @@ export async function stopPidHolder(pid: number, podId: string): Promise<void> {
     throw err;
   }
   for (let i = 0; i < 200 && isPidHolderOf(pid, podId); i++) await new Promise((r) => setTimeout(r, 10));
+}
+
+/**
+ * Calls onExit once when the pod's holder exits: a pidfd on the event loop
+ * (native watchProcessExit), so a watch costs an fd, not a timer or a thread,
+ * however many pods there are. A holder already gone, or a pid that is no
+ * longer this pod's holder, is reported at once. Returns the cancel function.
+ */
+export function watchPidHolder(native: Pick<BerthNative, 'watchProcessExit' | 'unwatchProcessExit'>, pid: number, podId: string, onExit: () => void): () => void {
+  let watchId = 0;
+  try {
+    watchId = native.watchProcessExit(pid, onExit);
+  } catch (err) {
+    if ((err as NativeError).errno !== ESRCH) throw err;
+  }
+  // Checked once the pidfd pins the process: a holder that is still ours now stays ours until it exits.
+  if (watchId && isPidHolderOf(pid, podId)) return () => native.unwatchProcessExit(watchId);
+  if (watchId) native.unwatchProcessExit(watchId);
+  setImmediate(onExit);
+  return () => undefined;
 }

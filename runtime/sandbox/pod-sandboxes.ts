@@ -17,7 +17,10 @@ import { IdLocks } from '../common/id-locks';
 import type { RuntimeLog } from '../common/log';
 import type { BerthConfig } from '../config';
 import type { FeatureSupport } from '../host/mount-features';
-import { failedPrecondition } from '../errors';
+import { nowUnixNanos } from '../common/clock';
+import { describeError, failedPrecondition } from '../errors';
+import type { ContainerEventPublisher, ContainerEventType } from '../events/event-types';
+import { watchPidHolder } from './pid-holder';
 import { NamespacePins } from './namespace-pins';
 import { podNameKey, requirePodSandboxId, validateRunPodSandbox } from './pod-config-validation';
 import { PodNetwork, type CniCallObserver } from './pod-network';
@@ -46,6 +49,8 @@ export interface PodSandboxesOptions {
   systemd?: SystemdCgroups;
   /** Whether pods may have their own user namespace here (found at start); unsupported when not given. */
   userNamespaces?: FeatureSupport;
+  /** Where the pod's own lifecycle events go (GetContainerEvents carries them with the pod id as container id). */
+  events?: ContainerEventPublisher;
 }
 
 /** What the verb files share. */
@@ -62,6 +67,10 @@ export interface SandboxParts {
   /** One lock per pod id. */
   locks: IdLocks;
   containers: PodContainerHooks;
+  /** Publishes a lifecycle event of the pod itself, as containerd does for its sandboxes. */
+  publish(type: ContainerEventType, podId: string): void;
+  /** Watches a ready pod's PID-namespace holder: dying by itself makes the pod NOTREADY. */
+  watchPidHolder(record: SandboxRecord): void;
 }
 
 export class PodSandboxes implements SandboxLookup {
@@ -83,6 +92,14 @@ export class PodSandboxes implements SandboxLookup {
       config: o.config, records, journal, pins, network, cgroups: o.cgroups, systemd: o.systemd, native: o.native, log: o.log,
       locks: records.locks,
       containers: o.containers,
+      publish: (type, podId) => {
+        try {
+          o.events?.publish({ type, containerId: podId, podSandboxId: podId, createdAt: nowUnixNanos() });
+        } catch (err) {
+          o.log.warn({ pod: podId, err: describeError(err) }, 'pod event publish failed');
+        }
+      },
+      watchPidHolder: (record) => this.watchPidHolder(record),
     };
   }
 
@@ -160,9 +177,37 @@ export class PodSandboxes implements SandboxLookup {
     return cgroups.applyResources(view.cgroupParent, resources);
   }
 
-  /** At start, before serving: see sandbox-recovery.ts. */
-  recover(): Promise<RecoveryReport> {
-    return recoverSandboxes(this.parts);
+  /** At start, before serving: see sandbox-recovery.ts. Ready pods' PID holders are watched from here on. */
+  async recover(): Promise<RecoveryReport> {
+    const report = await recoverSandboxes(this.parts);
+    for (const record of this.records.index.all()) if (record.row.phase === 'ready') this.watchPidHolder(record);
+    return report;
+  }
+
+  /**
+   * The holder of a pod's PID namespace dying by itself (killed, OOM) ends
+   * every process of the pod: the pod is NOTREADY from then on and a stopped
+   * event tells the kubelet, which then stops and recreates it.
+   */
+  private watchPidHolder(record: SandboxRecord): void {
+    const { id } = record.row;
+    const pid = record.row.pid_holder;
+    if (pid <= 0) return;
+    const died = (): void => {
+      void this.parts.locks
+        .with(id, async () => {
+          if (!this.records.isCurrent(record) || record.row.phase !== 'ready' || record.row.pid_holder !== pid) return;
+          this.records.update(record, { phase: 'stopped' });
+          this.parts.log.warn({ pod: id, pid }, 'the pod\'s PID namespace holder exited by itself; the pod is NOTREADY');
+          this.parts.publish('CONTAINER_STOPPED_EVENT', id);
+        })
+        .catch((err: unknown) => this.parts.log.error({ pod: id, err: describeError(err) }, 'marking a pod whose PID holder died'));
+    };
+    try {
+      watchPidHolder(this.parts.native, pid, id, died);
+    } catch (err) {
+      this.parts.log.warn({ pod: id, pid, err: describeError(err) }, 'cannot watch the pod\'s PID namespace holder; its death is seen at the next restart');
+    }
   }
 
   /** Runs `fn` on the pod under its lock; an unknown id (or one removed while waiting for the lock) is done already. */

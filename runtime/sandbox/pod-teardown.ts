@@ -10,7 +10,10 @@ import type { SandboxRecord } from './sandbox-records';
 export async function stopPod(parts: SandboxParts, record: SandboxRecord): Promise<void> {
   await parts.containers.stopPodContainers(record.row.id, 0);
   const failures = await parts.journal.undo(record, STOP_KINDS);
-  if (record.row.phase === 'ready') parts.records.update(record, { phase: 'stopped' });
+  if (record.row.phase === 'ready') {
+    parts.records.update(record, { phase: 'stopped' });
+    parts.publish('CONTAINER_STOPPED_EVENT', record.row.id);
+  }
   if (failures.length > 0) {
     parts.records.update(record, { last_error: failures.join('; ') });
     throw internal(`stopping pod sandbox ${record.row.id}: ${failures.join('; ')}`);
@@ -22,5 +25,6 @@ export async function removePod(parts: SandboxParts, record: SandboxRecord): Pro
   await parts.containers.removePodContainers(record.row.id);
   await parts.journal.undoAll(record);
   parts.records.forget(record.row.id);
+  parts.publish('CONTAINER_DELETED_EVENT', record.row.id);
   parts.log.info({ pod: record.row.id }, 'pod sandbox removed');
 }

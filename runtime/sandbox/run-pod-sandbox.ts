@@ -52,6 +52,10 @@ export async function runPodSandbox(parts: SandboxParts, nameKey: string, v: Val
       await build(parts, record, v);
       parts.records.update(record, { phase: 'ready' });
       parts.log.info({ pod: id, name: describeMeta(v.config), ips: record.ips }, 'pod sandbox ready');
+      // As containerd: the pod itself is created and started, then the kubelet's evented PLEG sees it.
+      parts.publish('CONTAINER_CREATED_EVENT', id);
+      parts.publish('CONTAINER_STARTED_EVENT', id);
+      parts.watchPidHolder(record);
       return id;
     } catch (err) {
       parts.log.warn({ pod: id, err: describeError(err) }, 'pod sandbox failed to start; undoing');
