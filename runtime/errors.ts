@@ -10,6 +10,7 @@ export type BerthErrorKind =
   | 'ResourceExhausted'
   | 'Unimplemented'
   | 'Unavailable'
+  | 'Cancelled'
   | 'Internal';
 
 export class BerthError extends Error {
@@ -29,6 +30,8 @@ export const deadlineExceeded = (message: string): BerthError => new BerthError(
 export const resourceExhausted = (message: string): BerthError => new BerthError('ResourceExhausted', message);
 export const unimplemented = (message: string): BerthError => new BerthError('Unimplemented', message);
 export const unavailable = (message: string): BerthError => new BerthError('Unavailable', message);
+/** The caller gave up (cancelled, or its deadline passed) and the work it alone wanted stopped. */
+export const cancelled = (message: string): BerthError => new BerthError('Cancelled', message);
 export const internal = (message: string, cause?: unknown): BerthError =>
   new BerthError('Internal', message, { cause });
 

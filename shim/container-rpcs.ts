@@ -50,10 +50,11 @@ export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images
       return {};
     },
 
-    async StopContainer(request) {
+    async StopContainer(request, call) {
       const timeout = requestTimeoutSeconds(request.timeout, 'timeout');
       try {
-        await containers.stop(request.container_id, timeout);
+        // A caller that gives up stops the escalation: its container had its stop signal, the next StopContainer decides.
+        await containers.stop(request.container_id, timeout, call.signal);
       } catch (err) {
         // The CRI: stopping a container that is already gone succeeds (the kubelet retries stops).
         if (!isBerthError(err, 'NotFound')) throw err;

@@ -12,6 +12,7 @@ const CODE_OF_KIND: Record<BerthErrorKind, Status> = {
   ResourceExhausted: Status.RESOURCE_EXHAUSTED,
   Unimplemented: Status.UNIMPLEMENTED,
   Unavailable: Status.UNAVAILABLE,
+  Cancelled: Status.CANCELLED,
   Internal: Status.INTERNAL,
 };
 

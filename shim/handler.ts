@@ -35,6 +35,14 @@ export interface CallInfo {
   method: CriMethod;
   /** True once the client cancelled or the deadline passed. */
   cancelled(): boolean;
+  /** Aborted when the client cancels or the deadline passes: the model stops what only that caller wanted. */
+  signal: AbortSignal;
+  /**
+   * Unary calls: true once the answer was handed to the transport while the
+   * call was still live, false when the call ended first (cancelled, deadline
+   * passed) or failed. A result never delivered can be handed to a retry.
+   */
+  delivered: Promise<boolean>;
 }
 
 /** A server stream's output with backpressure: `write` resolves when the message may be followed by another. */

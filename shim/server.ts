@@ -57,7 +57,7 @@ function serviceImplementation(
         const started = process.hrtime.bigint();
         metrics.rpcTotal.inc({ method });
         log.debug({ rpc: method, call: id }, 'rpc start');
-        const info: CallInfo = { id, method: method as CriMethod, cancelled: () => call.cancelled };
+        const info: CallInfo = { id, method: method as CriMethod, cancelled: () => call.cancelled, signal: cancellationOf(call), delivered: Promise.resolve(false) };
         const refused = handler ? undecodableRequest(method, call.request) : unimplemented(`${method} is not implemented by berth`);
         if (refused) {
           finish(id, started, refused);
@@ -108,7 +108,9 @@ function serviceImplementation(
         callback(toGrpcStatus(refused));
         return;
       }
-      const info: CallInfo = { id, method: method as CriMethod, cancelled: () => call.cancelled };
+      let settleDelivered!: (delivered: boolean) => void;
+      const delivered = new Promise<boolean>((resolve) => (settleDelivered = resolve));
+      const info: CallInfo = { id, method: method as CriMethod, cancelled: () => call.cancelled, signal: cancellationOf(call), delivered };
       let result: Promise<unknown>;
       try {
         result = (handler as AnyUnary)(call.request, info);
@@ -118,16 +120,28 @@ function serviceImplementation(
       result.then(
         (response) => {
           finish(id, started, undefined);
+          // A cancelled call (deadline passed, client gone) sends nothing: grpc-js drops the answer.
+          const live = !call.cancelled;
           callback(null, response);
+          settleDelivered(live);
         },
         (err: unknown) => {
           finish(id, started, err);
           callback(toGrpcStatus(err));
+          settleDelivered(false);
         },
       );
     };
   }
   return impl;
+}
+
+/** An AbortSignal aborted when the call is cancelled (by the client, or its deadline passing). */
+function cancellationOf(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): AbortSignal {
+  const abort = new AbortController();
+  if (call.cancelled) abort.abort();
+  else call.once('cancelled', () => abort.abort());
+  return abort.signal;
 }
 
 /** Resolves true when something accepts connections on the socket. */

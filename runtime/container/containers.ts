@@ -119,10 +119,13 @@ export class Containers implements ContainerLookup, ContainerSessions, PodContai
     await this.locks.with(id, () => startContainer(this.ctx, id));
   }
 
-  /** NOT_FOUND when there is no such container (the shim answers success, as the CRI wants). */
-  async stop(idOrPrefix: string, timeoutSeconds: number): Promise<void> {
+  /**
+   * NOT_FOUND when there is no such container (the shim answers success, as
+   * the CRI wants). Once `cancelled` aborts, no SIGKILL follows the stop signal.
+   */
+  async stop(idOrPrefix: string, timeoutSeconds: number, cancelled?: AbortSignal): Promise<void> {
     const { id } = this.ctx.records.require(idOrPrefix);
-    await this.locks.with(id, () => stopContainer(this.ctx, id, timeoutSeconds));
+    await this.locks.with(id, () => stopContainer(this.ctx, id, timeoutSeconds, cancelled));
   }
 
   /** Removing a container that is gone succeeds. */

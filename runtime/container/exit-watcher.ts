@@ -64,7 +64,7 @@ export class ExitWatcher {
    * the exit directory's watch; the periodic look is only a safety net for a
    * monitor that died without writing one.
    */
-  async waitExit(record: ContainerRecord, timeoutMs: number): Promise<boolean> {
+  async waitExit(record: ContainerRecord, timeoutMs: number, cancelled?: AbortSignal): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       this.refresh(record);
@@ -72,8 +72,8 @@ export class ExitWatcher {
       // Without its monitor no exit file will come: a running container counts as exited once its process is gone.
       if (!isConmonOf(record.conmonPid, record.id) && (record.phase === 'created' || !processAlive(record.pid))) return this.markLost(record), true;
       const remaining = deadline - Date.now();
-      if (remaining <= 0) return false;
-      await this.nextExitEvent(record.id, Math.min(remaining, EXIT_SAFETY_NET_MS));
+      if (remaining <= 0 || cancelled?.aborted) return false;
+      await this.nextExitEvent(record.id, Math.min(remaining, EXIT_SAFETY_NET_MS), cancelled);
     }
   }
 
@@ -127,8 +127,8 @@ export class ExitWatcher {
     this.watcher = undefined;
   }
 
-  /** Resolves at the next exit-file event for `id`, or after `ms`. */
-  private nextExitEvent(id: string, ms: number): Promise<void> {
+  /** Resolves at the next exit-file event for `id`, after `ms`, or once `cancelled` aborts. */
+  private nextExitEvent(id: string, ms: number, cancelled?: AbortSignal): Promise<void> {
     this.watch();
     return new Promise((resolve) => {
       let wakers = this.wakers.get(id);
@@ -136,11 +136,13 @@ export class ExitWatcher {
       const set = wakers;
       const wake = (): void => {
         clearTimeout(timer);
+        cancelled?.removeEventListener('abort', wake);
         set.delete(wake);
         if (set.size === 0 && this.wakers.get(id) === set) this.wakers.delete(id);
         resolve();
       };
       const timer = setTimeout(wake, ms);
+      cancelled?.addEventListener('abort', wake, { once: true });
       set.add(wake);
     });
   }

@@ -1,14 +1,17 @@
 // StopContainer: the container's stop signal, SIGKILL to all its processes
 // once the timeout passes (or at once with no timeout), and a wait for conmon
-// to record the exit. Stopping a container that is not running is done.
-import { internal } from '../errors';
+// to record the exit. Stopping a container that is not running is done. A
+// caller that gives up during the grace period ends the stop there, as
+// containerd does: the container has had its signal, and the next
+// StopContainer decides whether to kill it.
+import { cancelled as cancelledError, internal } from '../errors';
 import type { ContainerContext } from './container-context';
 
 /** How long a SIGKILLed container may take to be reported exited before stop fails. */
 const KILL_GRACE_MS = 30_000;
 
 /** Stops container `id` (a full id; the caller holds its lock). */
-export async function stopContainer(ctx: ContainerContext, id: string, timeoutSeconds: number): Promise<void> {
+export async function stopContainer(ctx: ContainerContext, id: string, timeoutSeconds: number, cancelled?: AbortSignal): Promise<void> {
   const record = ctx.records.exact(id);
   if (!record) return;
   ctx.exits.refresh(record);
@@ -16,7 +19,11 @@ export async function stopContainer(ctx: ContainerContext, id: string, timeoutSe
   const runtime = ctx.runtimes.require(record.runtimeHandler);
   if (record.phase === 'running' && timeoutSeconds > 0) {
     await runtime.kill(id, record.stopSignal || 'SIGTERM');
-    if (await ctx.exits.waitExit(record, timeoutSeconds * 1000)) return;
+    if (await ctx.exits.waitExit(record, timeoutSeconds * 1000, cancelled)) return;
+    if (cancelled?.aborted) {
+      ctx.log.info({ id, signal: record.stopSignal }, 'StopContainer cancelled by its caller during the grace period; not killing');
+      throw cancelledError(`StopContainer of ${id} was cancelled by its caller before the container stopped`);
+    }
     ctx.log.info({ id, signal: record.stopSignal, timeoutSeconds }, 'container ignored its stop signal; killing it');
   }
   await runtime.kill(id, 'SIGKILL', true);

@@ -83,7 +83,7 @@ test("PodSandboxStatus answers the pod's container statuses whether or not verbo
   } as unknown as ShimServices;
   const handler = podSandboxHandlers(ctx).PodSandboxStatus!;
   for (const verbose of [false, true]) {
-    const response = (await handler({ pod_sandbox_id: 'pod1', verbose }, { id: 1, method: 'PodSandboxStatus', cancelled: () => false })) as {
+    const response = (await handler({ pod_sandbox_id: 'pod1', verbose }, { id: 1, method: 'PodSandboxStatus', cancelled: () => false, signal: new AbortController().signal, delivered: Promise.resolve(true) })) as {
       containers_statuses: { id: string; reason: string; image_ref: string }[];
       timestamp: string;
     };

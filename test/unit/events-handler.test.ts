@@ -33,7 +33,7 @@ function fakeContext(bus: ContainerEventBus): ShimServices {
   } as unknown as ShimServices;
 }
 
-const call: CallInfo = { id: 1, method: 'GetContainerEvents', cancelled: () => false };
+const call: CallInfo = { id: 1, method: 'GetContainerEvents', cancelled: () => false, signal: new AbortController().signal, delivered: Promise.resolve(false) };
 
 test('each event carries the pod status and its containers\' statuses', async () => {
   const bus = new ContainerEventBus();
