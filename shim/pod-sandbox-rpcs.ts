@@ -19,8 +19,8 @@ export const POD_SANDBOX_STREAM_CHUNK = 200;
 export function podSandboxHandlers(ctx: Pick<ShimServices, 'containers' | 'images' | 'log' | 'sandboxes' | 'host'>): CriHandlers {
   const sandboxes: PodSandboxes = ctx.sandboxes;
   return {
-    async RunPodSandbox(request) {
-      const id = await sandboxes.run(request.config, request.runtime_handler);
+    async RunPodSandbox(request, call) {
+      const id = await sandboxes.run(request.config, request.runtime_handler, call.delivered);
       return { pod_sandbox_id: id };
     },
 

@@ -80,6 +80,12 @@ export class PodSandboxes implements SandboxLookup {
   /** RunPodSandbox calls in flight by pod name: a retry joins the first call. */
   private readonly inflight = new Map<string, Promise<string>>();
   private readonly userNamespaces: FeatureSupport;
+  /**
+   * Pods whose RunPodSandbox answer reached no caller (the client timed out
+   * first), by pod name: a retry with the same metadata gets that pod instead
+   * of ALREADY_EXISTS, as CRI-O's resource store does. Kept in memory only.
+   */
+  private readonly undelivered = new Map<string, string>();
 
   constructor(o: PodSandboxesOptions) {
     const records = o.records;
@@ -129,24 +135,52 @@ export class PodSandboxes implements SandboxLookup {
   }
 
   /**
-   * RunPodSandbox: creates the pod and returns its id. A retry with the same
-   * metadata while the first call still runs, or after it finished, gets the same sandbox.
+   * RunPodSandbox: creates the pod and returns its id. A call with the same
+   * metadata while the first still runs joins it; one after a pod was
+   * delivered (its answer handed to a live caller) is ALREADY_EXISTS; one
+   * after a pod whose answer reached nobody gets that pod. `delivered`
+   * settles once this call's answer was handed over (true) or could not be.
    */
-  async run(config: PodSandboxConfig__Output | null, runtimeHandler: string): Promise<string> {
+  async run(config: PodSandboxConfig__Output | null, runtimeHandler: string, delivered: Promise<boolean> = Promise.resolve(true)): Promise<string> {
     const validated = validateRunPodSandbox(config, runtimeHandler, this.parts.config);
     if (validated.userns && !this.userNamespaces.supported) {
       throw failedPrecondition(`config.linux.security_context.namespace_options.userns_options: this host cannot give pods their own user namespace (${this.userNamespaces.reason})`);
     }
     const key = podNameKey(validated.config);
-    const pending = this.inflight.get(key);
-    if (pending) return pending;
-    const started = this.nameLocks.with(key, () => runPodSandbox(this.parts, key, validated));
-    this.inflight.set(key, started);
-    try {
-      return await started;
-    } finally {
-      if (this.inflight.get(key) === started) this.inflight.delete(key);
+    let started = this.inflight.get(key);
+    if (!started) {
+      const making = this.nameLocks.with(key, async () => {
+        const waiting = this.undeliveredPod(key);
+        if (waiting) return waiting;
+        const id = await runPodSandbox(this.parts, key, validated);
+        this.undelivered.set(key, id);
+        return id;
+      });
+      started = making;
+      this.inflight.set(key, making);
+      void making.then(
+        () => this.inflight.get(key) === making && this.inflight.delete(key),
+        () => this.inflight.get(key) === making && this.inflight.delete(key),
+      );
     }
+    const id = await started;
+    void delivered.then((ok) => {
+      if (ok && this.undelivered.get(key) === id) this.undelivered.delete(key);
+    });
+    return id;
+  }
+
+  /** The ready pod of this name whose RunPodSandbox answer reached no caller yet. */
+  private undeliveredPod(key: string): string | undefined {
+    const id = this.undelivered.get(key);
+    if (!id) return undefined;
+    const record = this.records.index.exact(id);
+    if (record && record.row.phase === 'ready') {
+      this.parts.log.info({ pod: id }, 'RunPodSandbox retried: handing over the pod whose first answer never reached its caller');
+      return id;
+    }
+    this.undelivered.delete(key);
+    return undefined;
   }
 
   /** StopPodSandbox: stops the pod's containers, detaches its network, ends its PID holder. Unknown ids succeed. */

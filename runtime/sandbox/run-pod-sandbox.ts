@@ -28,16 +28,17 @@ const ENOTDIR = 20;
 const DEFAULT_SHM_BYTES = 64 * 1024 * 1024;
 
 /**
- * Runs the pod named by `nameKey` (the caller holds that name's lock). A pod
- * already running with this metadata is answered as is; a failed run's
- * leftovers are undone first.
+ * Runs the pod named by `nameKey` (the caller holds that name's lock). The
+ * name of a pod that exists is reserved for it (ALREADY_EXISTS, naming it and
+ * its owner, as containerd and CRI-O answer); a failed run's leftovers are
+ * undone first.
  */
 export async function runPodSandbox(parts: SandboxParts, nameKey: string, v: ValidatedRunPodSandbox): Promise<string> {
   const existing = parts.records.withNameKey(nameKey);
   if (existing) {
-    if (existing.row.phase === 'ready') return existing.row.id;
-    if (existing.row.phase === 'stopped') {
-      throw alreadyExists(`pod sandbox ${existing.row.id} already has this metadata (${describeMeta(v.config)}); remove it first`);
+    if (existing.row.phase === 'ready' || existing.row.phase === 'stopped') {
+      const state = existing.row.phase === 'ready' ? 'ready' : 'stopped';
+      throw alreadyExists(`pod sandbox name "${reservedName(v.config)}" is reserved for pod sandbox ${existing.row.id} (${state}); remove it first or run with another attempt`);
     }
     // A failed run whose undo did not finish: finish it, then start afresh.
     await parts.locks.with(existing.row.id, () => parts.journal.undoAll(existing));
@@ -184,6 +185,12 @@ function makeLogDirectory(parts: SandboxParts, dir: string): void {
 
 function cgroupParentFor(parts: SandboxParts, config: PodSandboxConfig__Output, id: string): string {
   return config.linux?.cgroup_parent || ownCgroupParent(parts.config.cgroup.driver, id);
+}
+
+/** The name a pod's metadata reserves, in the form containerd and CRI-O print it. */
+function reservedName(config: PodSandboxConfig__Output): string {
+  const m = config.metadata!;
+  return `${m.name}_${m.namespace}_${m.uid}_${m.attempt}`;
 }
 
 function describeMeta(config: PodSandboxConfig__Output): string {

@@ -106,7 +106,7 @@ describe('pod sandbox lifecycle', () => {
     assert.deepEqual(readdirSync(join(s.cacheDir, 'attachments')), []);
   });
 
-  test('a retried RunPodSandbox with the same metadata gets the same sandbox; a stopped one refuses a twin', async () => {
+  test('RunPodSandbox calls with the same metadata in flight together share one sandbox; once it was delivered the name is reserved, ready or stopped', async () => {
     const c = s.berthd.client;
     const config = podConfig('retry');
     const [a, b] = await Promise.all([
@@ -114,8 +114,7 @@ describe('pod sandbox lifecycle', () => {
       c.call('RunPodSandbox', { config, runtime_handler: '' }),
     ]);
     assert.equal(a.pod_sandbox_id, b.pod_sandbox_id);
-    const again = await c.call('RunPodSandbox', { config, runtime_handler: '' });
-    assert.equal(again.pod_sandbox_id, a.pod_sandbox_id);
+    await assert.rejects(c.call('RunPodSandbox', { config, runtime_handler: '' }), (e: unknown) => grpcCode(e) === 6);
     await c.call('StopPodSandbox', { pod_sandbox_id: a.pod_sandbox_id });
     await assert.rejects(c.call('RunPodSandbox', { config, runtime_handler: '' }), (e: unknown) => grpcCode(e) === 6);
     await c.call('RemovePodSandbox', { pod_sandbox_id: a.pod_sandbox_id });
