@@ -70,7 +70,7 @@ export function runtimeInfoHandlers(ctx: Pick<ShimServices, 'config' | 'host' | 
               user_namespaces: ctx.host.mountFeatures.userNamespaces.supported,
             },
           })),
-        features: { supplemental_groups_policy: false, user_namespaces_host_network: false, mount_options: false },
+        features: { supplemental_groups_policy: true, user_namespaces_host_network: false, mount_options: false },
       };
     },
 

@@ -47,6 +47,10 @@ export function validateCreateContainer(request: CreateContainerRequest, host: P
   if (sc?.run_as_user) int64Field(sc.run_as_user.value, 'config.linux.security_context.run_as_user', 0, UID_MAX);
   if (sc?.run_as_group) int64Field(sc.run_as_group.value, 'config.linux.security_context.run_as_group', 0, UID_MAX);
   (sc?.supplemental_groups ?? []).forEach((g, i) => int64Field(g, `config.linux.security_context.supplemental_groups[${i}]`, 0, UID_MAX));
+  const groupsPolicy: unknown = sc?.supplemental_groups_policy ?? 'Merge';
+  if (groupsPolicy !== 'Merge' && groupsPolicy !== 'Strict') {
+    throw invalidArgument(`config.linux.security_context.supplemental_groups_policy: ${JSON.stringify(groupsPolicy)} is neither Merge nor Strict`);
+  }
   if (sc?.run_as_group && !sc.run_as_user && !sc.run_as_username) {
     throw invalidArgument('config.linux.security_context.run_as_group: is set without run_as_user or run_as_username');
   }

@@ -68,6 +68,7 @@ export function containerProcess(input: SpecInput, sc: ContainerSecurityContext,
     runAsGroup: sc?.run_as_group ? int64Field(sc.run_as_group.value, 'config.linux.security_context.run_as_group', 0, UID_MAX) : undefined,
     supplementalGroups: (sc?.supplemental_groups ?? []).map((g, i) => int64Field(g, `config.linux.security_context.supplemental_groups[${i}]`, 0, UID_MAX)),
     imageUser: image.config.User ?? '',
+    supplementalGroupsPolicy: sc?.supplemental_groups_policy === 'Strict' ? 'Strict' : 'Merge',
   });
 
   const workingDir = config.working_dir || image.config.WorkingDir || '/';

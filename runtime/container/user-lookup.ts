@@ -21,6 +21,8 @@ export interface UserRequest {
   supplementalGroups: number[];
   /** The image's USER ("name", "uid", "name:group", "uid:gid"), "" for root. */
   imageUser: string;
+  /** Merge (the default): the image's /etc/group memberships join the groups; Strict: only the request's. */
+  supplementalGroupsPolicy?: 'Merge' | 'Strict';
 }
 
 export interface PasswdEntry {
@@ -127,9 +129,10 @@ export function resolveUserFrom(passwd: PasswdEntry[], groups: GroupEntry[], req
   if (gid === undefined) gid = entry ? entry.gid : 0;
   void source;
 
-  const additional = new Set<number>();
-  if (entry) {
-    for (const g of groups) if (g.members.includes(entry.name) && g.gid !== gid) additional.add(g.gid);
+  // The primary gid is a supplementary group too, as containerd and CRI-O set it (`id -G` lists it).
+  const additional = new Set<number>([gid]);
+  if (entry && request.supplementalGroupsPolicy !== 'Strict') {
+    for (const g of groups) if (g.members.includes(entry.name)) additional.add(g.gid);
   }
   for (const g of request.supplementalGroups) additional.add(g);
   return { uid, gid, additionalGids: [...additional].sort((a, b) => a - b), name: entry?.name ?? '', home: entry?.home ?? '/' };

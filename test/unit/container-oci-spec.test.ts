@@ -97,11 +97,19 @@ describe('users', () => {
   const groups = [{ name: 'extra', gid: 2000, members: ['app'] }, { name: 'web', gid: 33, members: [] }];
   test('image USER name:group', () => {
     const u = resolveUserFrom(passwd, groups, { supplementalGroups: [], imageUser: 'app:web' });
-    assert.deepEqual([u.uid, u.gid, u.additionalGids], [1000, 33, [2000]]);
+    assert.deepEqual([u.uid, u.gid, u.additionalGids], [1000, 33, [33, 2000]]);
   });
   test('a numeric uid without an entry runs with gid 0', () => {
     const u = resolveUserFrom(passwd, groups, { runAsUser: 5, supplementalGroups: [7], imageUser: 'app' });
-    assert.deepEqual([u.uid, u.gid, u.additionalGids], [5, 0, [7]]);
+    assert.deepEqual([u.uid, u.gid, u.additionalGids], [5, 0, [0, 7]]);
+  });
+  test('Merge (the default): the primary gid, the image\'s /etc/group memberships and the request\'s groups', () => {
+    const u = resolveUserFrom(passwd, groups, { runAsUser: 1000, supplementalGroups: [1234], imageUser: '' });
+    assert.deepEqual([u.uid, u.gid, u.additionalGids], [1000, 1000, [1000, 1234, 2000]]);
+  });
+  test('Strict: the primary gid and the request\'s groups only', () => {
+    const u = resolveUserFrom(passwd, groups, { runAsUser: 1000, supplementalGroups: [1234], imageUser: '', supplementalGroupsPolicy: 'Strict' });
+    assert.deepEqual([u.uid, u.gid, u.additionalGids], [1000, 1000, [1000, 1234]]);
   });
   test('a missing user name is an error', () => assert.throws(() => resolveUserFrom(passwd, groups, { runAsUsername: 'nope', supplementalGroups: [], imageUser: '' }), /nope/));
 });
