@@ -113,6 +113,9 @@ export const CONFIG_SCHEMA = section('berthd configuration', {
   }),
   container: section('Containers.', {
     exec_sync_max_output_bytes: int(16 * 1024 * 1024, 'ExecSync captures at most this much of each of stdout and stderr.', 1024),
+    drain_exec_sync_io_timeout_ms: int(1000,
+      'Once an ExecSync process has exited, how long its output may still take to close (a background child keeps it open): then the call answers with the exit code and the output so far, and the container\'s processes still holding that output are killed. The call\'s own timeout always bounds it. 0: no limit of its own (containerd\'s drain_exec_sync_io_timeout = "0s").',
+      0, 3_600_000),
     seccomp_default_profile: str('', 'JSON seccomp profile for RuntimeDefault; empty: the profile built into berth.', optionalAbsolutePath),
   }),
 });

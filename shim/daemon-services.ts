@@ -70,6 +70,7 @@ export async function buildDaemonParts(config: BerthConfig, log: Logger, host: H
     rootfs: new OverlayRootfsMounter(),
     events,
     cgroupRelativePath: (p) => cgroups.relativePath(p),
+    cgroupProcesses: (p) => cgroups.processes(p),
     observeOciCall: (operation, seconds, runtime, outcome) => runtimeMetrics.observeOciCall(operation, seconds, runtime, outcome),
   });
   const sandboxes = new PodSandboxes({

@@ -35,6 +35,8 @@ export interface ContainersOptions {
   layerHolds?: LayerHolds;
   /** Cgroup path relative to the hierarchies' root for a spec's cgroupsPath (systemd slices expanded). */
   cgroupRelativePath?: (cgroupsPath: string) => string;
+  /** The pids in a container's cgroup (a spec's cgroupsPath), where ExecSync looks for what it left behind. */
+  cgroupProcesses?: (cgroupsPath: string) => number[];
   /** Latency of each OCI runtime and conmon call. */
   observeOciCall?: OciCallObserver;
   /** The addon, for the mounts prepared host-side (prepared-mounts.ts); loaded when not given. */
@@ -60,6 +62,7 @@ export interface ContainerContext {
   rootfs: RootfsMounter;
   layerHolds: LayerHolds | undefined;
   cgroupRelativePath: ((cgroupsPath: string) => string) | undefined;
+  cgroupProcesses: ((cgroupsPath: string) => number[]) | undefined;
   records: ContainerRecords;
   exits: ExitWatcher;
   runtimes: OciRuntimes;

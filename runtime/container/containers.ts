@@ -49,6 +49,7 @@ export class Containers implements ContainerLookup, ContainerSessions, PodContai
       rootfs: opts.rootfs,
       layerHolds: opts.layerHolds,
       cgroupRelativePath: opts.cgroupRelativePath,
+      cgroupProcesses: opts.cgroupProcesses,
       records,
       exits: new ExitWatcher(records, dirs.exits, log),
       runtimes: new OciRuntimes(config, host, opts.observeOciCall),

@@ -14,6 +14,7 @@ import type { ContainerContext } from './container-context';
 import type { ContainerRecord } from './container-store';
 import type { ExecTarget } from './container-types';
 import { specOf, stateOf } from './container-view';
+import { killOutputHolders, processExited } from './exec-leftovers';
 import { fitExecOutput } from './exec-output';
 import { execProcess } from './process-spec';
 import { waitForFile } from './wait-for-file';
@@ -24,7 +25,7 @@ export interface ExecSyncResult {
   exitCode: number;
 }
 
-/** How long a timed-out exec's pid file may take to appear, and its runtime to reap it once killed. */
+/** How long a timed-out exec's pid file may take to appear, and its runtime to exit once its command and leftovers were killed. */
 const PID_FILE_WAIT_MS = 2_000;
 const REAP_WAIT_MS = 5_000;
 
@@ -46,6 +47,14 @@ function execTargetOf(ctx: ContainerContext, record: ContainerRecord, cmd: strin
   return { id: record.id, runtime: ctx.runtimes.require(record.runtimeHandler), process: execProcess(spec.process, cmd, tty) };
 }
 
+/**
+ * Runs `cmd` in the container and answers with its exit code and output.
+ * The call's timeout bounds the whole call. Once the command has exited, its
+ * output may take at most container.drain_exec_sync_io_timeout_ms more (a
+ * background child can hold it open for a year); then the processes holding
+ * it are killed (exec-leftovers.ts) and the answer is the command's exit code
+ * with its output.
+ */
 export async function execSync(ctx: ContainerContext, idOrPrefix: string, cmd: string[], timeoutSeconds: number): Promise<ExecSyncResult> {
   const record = runningRecord(ctx, idOrPrefix);
   const target = execTargetOf(ctx, record, cmd, false);
@@ -55,23 +64,30 @@ export async function execSync(ctx: ContainerContext, idOrPrefix: string, cmd: s
   await writeFile(processPath, JSON.stringify(target.process));
   const max = ctx.config.container.exec_sync_max_output_bytes;
   const { runtime } = target;
+  const deadline = timeoutSeconds > 0 ? Date.now() + timeoutSeconds * 1000 : Infinity;
   try {
     const child = startExec(runtime.path, runtime.execArgs(target.id, processPath, { pidFile: pidPath }));
     const out = capture(child.stdout, max);
     const err = capture(child.stderr, max);
-    let timedOut = false;
-    const closed = child.exitCode;
-    const finished = closed.then(() => undefined, () => undefined);
-    const timer =
-      timeoutSeconds > 0
-        ? setTimeout(() => {
-            timedOut = true;
-            void killTimedOutExec(pidPath, child.pid, finished);
-          }, timeoutSeconds * 1000)
-        : undefined;
-    const exitCode = await runtime.timed('exec', () => closed);
-    if (timer) clearTimeout(timer);
-    if (timedOut) throw deadlineExceeded(`command ${JSON.stringify(cmd)} timed out after ${timeoutSeconds} s`);
+    // `runtime exec` copies the command's output through pipes of its own and exits, with the
+    // command's status, only once nothing holds them: the command's own exit comes first.
+    const runtimeExit = child.exitCode;
+    const ended = await runtime.timed('exec', () => settledBy(commandExit(pidPath, runtimeExit, deadline), deadline));
+    if (ended === PASSED) {
+      await endTimedOutExec(ctx, record, pidPath, child.pid, runtimeExit);
+      throw deadlineExceeded(`command ${JSON.stringify(cmd)} timed out after ${timeoutSeconds} s`);
+    }
+    const drainMs = ctx.config.container.drain_exec_sync_io_timeout_ms;
+    let exitCode = await settledBy(runtimeExit, Math.min(deadline, drainMs > 0 ? Date.now() + drainMs : Infinity));
+    if (exitCode === PASSED) {
+      const killed = await killLeftovers(ctx, record, child.pid);
+      exitCode = await settledBy(runtimeExit, Date.now() + REAP_WAIT_MS);
+      ctx.log.warn({ id: record.id, cmd, killed }, 'ExecSync: the command exited but left processes holding its output; they were killed');
+      if (exitCode === PASSED) {
+        killQuietly(child.pid, 'SIGKILL');
+        throw internal(`command ${JSON.stringify(cmd)} exited, but its output could not be drained: processes berth could not end still hold it`);
+      }
+    }
     const fitted = fitExecOutput(Buffer.concat(out), Buffer.concat(err), ctx.config.grpc.max_send_message_bytes);
     if (fitted.cut.stdout || fitted.cut.stderr) {
       ctx.log.warn({ id: record.id, cmd, cutBytes: fitted.cut }, 'ExecSync: output truncated to fit grpc.max_send_message_bytes');
@@ -79,6 +95,42 @@ export async function execSync(ctx: ContainerContext, idOrPrefix: string, cmd: s
     return { stdout: fitted.stdout, stderr: fitted.stderr, exitCode };
   } finally {
     await Promise.all([rm(processPath, { force: true }), rm(pidPath, { force: true })]);
+  }
+}
+
+/** Settles once the exec'd command itself has exited (its pid from `runtime exec`'s pid file), or `runtime exec` has. */
+async function commandExit(pidPath: string, runtimeExit: Promise<number>, deadline: number): Promise<void> {
+  const runtimeGone = runtimeExit.then(() => undefined, () => undefined);
+  if (!(await waitForFile(pidPath, Math.min(deadline - Date.now(), LONGEST_TIMER_MS), runtimeGone))) return runtimeGone;
+  const pid = tryReadPidFile(pidPath);
+  if (!pid) return runtimeGone;
+  await Promise.race([processExited(pid), runtimeGone]);
+}
+
+const PASSED = Symbol('deadline passed');
+/** setTimeout's longest delay. */
+const LONGEST_TIMER_MS = 2 ** 31 - 1;
+
+/** What `promise` settles with, or PASSED once `deadline` (ms since the epoch; Infinity: none) comes first. */
+async function settledBy<T>(promise: Promise<T>, deadline: number): Promise<T | typeof PASSED> {
+  if (deadline === Infinity) return promise;
+  let timer: NodeJS.Timeout | undefined;
+  const passed = new Promise<typeof PASSED>((resolve) => (timer = setTimeout(() => resolve(PASSED), Math.min(LONGEST_TIMER_MS, Math.max(0, deadline - Date.now())))));
+  try {
+    return await Promise.race([promise, passed]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Kills the container's processes that hold this exec's output (see exec-leftovers.ts); their pids. */
+async function killLeftovers(ctx: ContainerContext, record: ContainerRecord, runtimePid: number): Promise<number[]> {
+  if (!ctx.cgroupProcesses || !record.cgroupsPath || !runtimePid) return [];
+  try {
+    return await killOutputHolders(runtimePid, ctx.cgroupProcesses(record.cgroupsPath));
+  } catch (err) {
+    ctx.log.warn({ id: record.id, err: describeError(err) }, 'ExecSync: cannot look for the processes it left behind');
+    return [];
   }
 }
 
@@ -147,19 +199,18 @@ function capture(stream: Readable | null, max: number): Buffer[] {
 }
 
 /**
- * Kills a timed-out exec'd process by the pid `runtime exec` wrote, and
- * leaves `runtime exec` alive to reap it: killed itself first, it would
- * orphan the process to the container's init, which may never reap it
- * (a zombie `pgrep` still finds). `runtime exec` is killed only when the pid
- * never shows up or it does not finish after its process died.
+ * Ends a timed-out exec: its command by the pid `runtime exec` wrote, then
+ * what it left holding its output, and lets `runtime exec` reap the command:
+ * killed itself first, it would orphan the command to the container's init,
+ * which may never reap it (a zombie `pgrep` still finds). `runtime exec` is
+ * killed only when it does not exit after that.
  */
-async function killTimedOutExec(pidPath: string, runtimePid: number, finished: Promise<void>): Promise<void> {
-  if (await waitForFile(pidPath, PID_FILE_WAIT_MS, finished)) {
+async function endTimedOutExec(ctx: ContainerContext, record: ContainerRecord, pidPath: string, runtimePid: number, runtimeExit: Promise<number>): Promise<void> {
+  const runtimeGone = runtimeExit.then(() => undefined, () => undefined);
+  if (await waitForFile(pidPath, PID_FILE_WAIT_MS, runtimeGone)) {
     const pid = tryReadPidFile(pidPath);
     if (pid) killQuietly(pid, 'SIGKILL');
   }
-  let timer: NodeJS.Timeout | undefined;
-  const reaped = await Promise.race([finished.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), REAP_WAIT_MS)))]);
-  clearTimeout(timer);
-  if (!reaped) killQuietly(runtimePid, 'SIGKILL');
+  await killLeftovers(ctx, record, runtimePid);
+  if ((await settledBy(runtimeGone, Date.now() + REAP_WAIT_MS)) === PASSED) killQuietly(runtimePid, 'SIGKILL');
 }
