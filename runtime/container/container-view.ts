@@ -13,6 +13,7 @@ import type { OciSpec } from './oci-spec-types';
 export interface ContainerDetail extends ContainerView {
   reason: string;
   message: string;
+  /** The log path the caller asked for (the pod's log_directory joined with log_path), "" when it asked for none. */
   logPath: string;
   spec: OciSpec | undefined;
   /** uid/gid/supplemental groups the init process runs as. */
@@ -83,7 +84,8 @@ export function detailOf(record: ContainerRecord, view: ContainerView): Containe
     ...view,
     reason: record.reason,
     message: record.message,
-    logPath: record.logPath,
+    // Without a log path from the caller conmon still writes one, in the bundle: berth's own file, never reported.
+    logPath: record.logPath.startsWith(`${record.dir}/`) ? '' : record.logPath,
     spec,
     user: spec ? { uid: spec.process.user.uid, gid: spec.process.user.gid, additionalGids: spec.process.user.additionalGids ?? [] } : undefined,
     resources: record.resourcesJson ? (JSON.parse(record.resourcesJson) as LinuxContainerResources__Output) : null,

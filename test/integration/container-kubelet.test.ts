@@ -4,7 +4,8 @@
 // answers within its timeout when a leftover holds its output, and a
 // ContainerStatus log_path that is what the caller asked for.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startBerthd, type BerthdProcess } from '../support/berthd-process';
 import { grpcCode } from '../support/cri-client';
@@ -19,6 +20,8 @@ describe('containers as the kubelet drives them', () => {
   let registry: TestRegistry;
   let berthd: BerthdProcess;
   let image = '';
+  /** busybox with daemon (uid 1) and default-user (uid 1000, listed in group 50000 by /etc/group). */
+  let groupsImage = '';
   let podId = '';
   let sandboxConfig: ReturnType<typeof podConfig>;
   const logDir = mkdtempSync('/tmp/berth-kubelet-logs-');
@@ -43,6 +46,29 @@ describe('containers as the kubelet drives them', () => {
     return id;
   }
 
+  /** The container's first log line (CRI log format: time stream tag content), once written. */
+  async function firstLogLine(name: string): Promise<string> {
+    for (let i = 0; i < 200; i++) {
+      let text = '';
+      try {
+        text = readFileSync(join(logDir, `${name}.log`), 'utf8');
+      } catch {
+        // not yet created
+      }
+      const line = text.split('\n').find((l) => l.includes(' stdout F '));
+      if (line) return line.slice(line.indexOf(' stdout F ') + ' stdout F '.length);
+      await sleep(25);
+    }
+    throw new Error(`${name} logged nothing`);
+  }
+
+  const exec = async (id: string, cmd: string[]) => (await berthd.client.call('ExecSync', { container_id: id, cmd, timeout: '10' })).stdout.toString();
+
+  const userOf = async (id: string) => {
+    const linux = (await berthd.client.call('ContainerStatus', { container_id: id })).status!.user?.linux;
+    return linux && { uid: linux.uid, gid: linux.gid, supplemental_groups: [...linux.supplemental_groups].map(Number).sort((a, b) => a - b) };
+  };
+
   const state = async (id: string) => (await berthd.client.call('ContainerStatus', { container_id: id })).status!.state;
 
   before(async () => {
@@ -50,6 +76,13 @@ describe('containers as the kubelet drives them', () => {
     image = (await pushBusyboxImage(registry, 'test/kubelet:v1')).reference;
     berthd = await startBerthd();
     await berthd.client.call('PullImage', { image: { image } });
+    groupsImage = (
+      await pushBusyboxImage(registry, 'test/groups:v1', {
+        users: [{ name: 'daemon', uid: 1, gid: 1 }, { name: 'default-user', uid: 1000, gid: 1000 }],
+        groups: [{ name: 'group-defined-in-image', gid: 50000, members: ['default-user'] }],
+      })
+    ).reference;
+    await berthd.client.call('PullImage', { image: { image: groupsImage } });
     sandboxConfig = podConfig('kubelet', {
       log_directory: logDir,
       linux: { cgroup_parent: '', security_context: { namespace_options: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } }, sysctls: {} },
@@ -80,5 +113,81 @@ describe('containers as the kubelet drives them', () => {
     await berthd.client.call('StopContainer', { container_id: id, timeout: '0' });
     assert.equal(await state(id), 'CONTAINER_EXITED');
     await berthd.client.call('RemoveContainer', { container_id: id });
+  });
+
+  test('Status reports the SupplementalGroupsPolicy feature', async () => {
+    const status = await berthd.client.call('Status', { verbose: false });
+    assert.equal(status.features?.supplemental_groups_policy, true);
+  });
+
+  test('Merge (the default): busybox as daemon with supplemental group 1234 runs with its primary group too, init and exec alike', async () => {
+    const name = 'daemon-merge';
+    const id = await run(name, ['sh', '-c', 'id; sleep 600'], { image: { image: groupsImage }, linux: { security_context: { run_as_username: 'daemon', supplemental_groups: ['1234'] } } });
+    assert.equal(await firstLogLine(name), 'uid=1(daemon) gid=1(daemon) groups=1(daemon),1234');
+    assert.equal(await exec(id, ['id']), 'uid=1(daemon) gid=1(daemon) groups=1(daemon),1234\n');
+    assert.deepEqual(await userOf(id), { uid: '1', gid: '1', supplemental_groups: [1, 1234] });
+    await berthd.client.call('RemoveContainer', { container_id: id });
+  });
+
+  test('Merge adds the groups the image\'s /etc/group lists the user in; Strict keeps only the primary group and the request\'s', async () => {
+    const cases = [
+      { policy: 'Merge', groups: [1000, 1234, 50000] },
+      { policy: 'Strict', groups: [1000, 1234] },
+    ];
+    for (const { policy, groups } of cases) {
+      const name = `groups-${policy.toLowerCase()}`;
+      const id = await run(name, ['sh', '-c', 'id -G; sleep 600'], {
+        image: { image: groupsImage },
+        linux: { security_context: { run_as_user: { value: '1000' }, supplemental_groups: ['1234'], supplemental_groups_policy: policy } },
+      });
+      assert.equal(await firstLogLine(name), groups.join(' '), `${policy}: the first process`);
+      assert.equal(await exec(id, ['id', '-G']), `${groups.join(' ')}\n`, `${policy}: an exec'd process`);
+      assert.deepEqual(await userOf(id), { uid: '1000', gid: '1000', supplemental_groups: groups }, `${policy}: ContainerStatus.user`);
+      await berthd.client.call('RemoveContainer', { container_id: id });
+    }
+  });
+
+  describe('ExecSync whose command leaves a background child holding its output', () => {
+    let id = '';
+    const processes = async (): Promise<string> => exec(id, ['ps', '-o', 'args']);
+    before(async () => {
+      id = await run('drain', ['sleep', '600']);
+    });
+
+    test('answers with the exit code and the output so far well within its timeout, and kills the child', async () => {
+      // The kubelet waits the probe's timeout and a little more: an answer at twice the timeout is no answer.
+      const r = await berthd.client.call('ExecSync', { container_id: id, cmd: ['sh', '-c', 'echo before; sleep 365d &'], timeout: '5' }, { timeoutMs: 8000 });
+      assert.equal(r.exit_code, 0);
+      assert.equal(r.stdout.toString(), 'before\n');
+      assert.doesNotMatch(await processes(), /sleep 365d/, 'the child holding the output is gone');
+    });
+
+    test('a timed-out command is DEADLINE_EXCEEDED within its timeout, and what it started is gone too', async () => {
+      await assert.rejects(
+        berthd.client.call('ExecSync', { container_id: id, cmd: ['sh', '-c', 'sleep 366d & sleep 601'], timeout: '2' }, { timeoutMs: 5000 }),
+        (e: unknown) => grpcCode(e) === DEADLINE_EXCEEDED && /timed out after 2 s/.test(String(e)),
+      );
+      assert.doesNotMatch(await processes(), /sleep (366d|601)$/m);
+    });
+
+    test('a child that let go of the exec\'s output is no leftover: it keeps running', async () => {
+      const r = await berthd.client.call('ExecSync', { container_id: id, cmd: ['sh', '-c', 'sleep 367d >/dev/null 2>&1 &'], timeout: '5' }, { timeoutMs: 8000 });
+      assert.equal(r.exit_code, 0);
+      assert.match(await processes(), /sleep 367d/);
+    });
+  });
+
+  test('a container created with no log_path reports none: berth\'s own log file stays out of the API', async () => {
+    const id = await run('nolog', ['sh', '-c', 'echo hidden; sleep 600'], { log_path: '' });
+    const { status, info } = await berthd.client.call('ContainerStatus', { container_id: id });
+    assert.equal(status!.log_path, '');
+    assert.ok(!JSON.stringify(status).includes(berthd.root), 'no path of berth\'s in the status');
+    assert.deepEqual(info, {});
+    const listed = (await berthd.client.call('ListContainers', { filter: { id, label_selector: {} } })).containers;
+    assert.equal(listed.length, 1);
+    assert.ok(!JSON.stringify(listed).includes(berthd.root), 'no path of berth\'s in the list');
+    const named = await run('withlog', ['sleep', '600']);
+    assert.equal((await berthd.client.call('ContainerStatus', { container_id: named })).status!.log_path, join(logDir, 'withlog.log'));
+    for (const c of [id, named]) await berthd.client.call('RemoveContainer', { container_id: c });
   });
 });
