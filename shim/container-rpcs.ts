@@ -40,8 +40,8 @@ export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images
     }));
 
   return {
-    async CreateContainer(request) {
-      const id = await containers.create({ podSandboxId: request.pod_sandbox_id, config: request.config, sandboxConfig: request.sandbox_config });
+    async CreateContainer(request, call) {
+      const id = await containers.create({ podSandboxId: request.pod_sandbox_id, config: request.config, sandboxConfig: request.sandbox_config }, call.delivered);
       return { container_id: id };
     },
 

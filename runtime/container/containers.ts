@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { LinuxContainerResources__Output } from '../../cri-proto/generated/runtime/v1/LinuxContainerResources';
 import { loadNative } from '../../native';
 import { IdLocks } from '../common/id-locks';
+import { RetriableCreates } from '../common/retriable-creates';
 import { isBerthError } from '../errors';
 import { Conmon } from '../oci/conmon';
 import type { OciRuntime } from '../oci/oci-runtime';
@@ -34,6 +35,8 @@ import { updateContainerResources } from './update-container-resources';
 export class Containers implements ContainerLookup, ContainerSessions, PodContainerHooks {
   private readonly ctx: ContainerContext;
   private readonly locks = new IdLocks();
+  /** CreateContainer calls by pod, name and attempt (retries of a create whose answer reached nobody). */
+  private readonly creates = new RetriableCreates();
 
   constructor(opts: ContainersOptions) {
     const { config, host, log } = opts;
@@ -103,16 +106,32 @@ export class Containers implements ContainerLookup, ContainerSessions, PodContai
 
   // Lifecycle.
 
-  async create(request: CreateContainerRequest): Promise<string> {
+  /**
+   * CreateContainer. A name (and attempt) in a pod is taken once a container
+   * with it was delivered; a call while one with the same name is in flight
+   * joins it, and one after a create whose answer reached nobody gets that
+   * container (see RetriableCreates). `delivered` settles true once this
+   * caller got its answer.
+   */
+  async create(request: CreateContainerRequest, delivered: Promise<boolean> = Promise.resolve(true)): Promise<string> {
     const config = validateCreateContainer(request, this.ctx.host);
     // The pod is held shared through the whole create: its stop or removal waits for the
     // container to exist (and then stops or removes it), and a create after them is refused.
-    return this.ctx.sandboxes.whileReady(request.podSandboxId, (sandbox) => {
-      const admitted = admitContainer(this.ctx, config, sandbox);
-      // In flight from here: the record holds the name and is undone by recovery, but no lookup finds it yet.
-      const record = recordContainer(this.ctx, admitted);
-      return this.locks.with(record.id, () => makeContainer(this.ctx, admitted, record));
-    });
+    const make = (): Promise<string> =>
+      this.ctx.sandboxes.whileReady(request.podSandboxId, (sandbox) => {
+        const admitted = admitContainer(this.ctx, config, sandbox);
+        // In flight from here: the record holds the name and is undone by recovery, but no lookup finds it yet.
+        const record = recordContainer(this.ctx, admitted);
+        return this.locks.with(record.id, () => makeContainer(this.ctx, admitted, record));
+      });
+    const pod = this.ctx.sandboxes.get(request.podSandboxId);
+    if (!pod) return make();
+    const exists = (id: string): boolean => {
+      const phase = this.ctx.records.exact(id)?.phase;
+      return phase !== undefined && phase !== 'creating' && phase !== 'removing';
+    };
+    const { name, attempt } = config.metadata!;
+    return this.creates.run(JSON.stringify([pod.id, name, attempt]), make, exists, delivered);
   }
 
   async start(idOrPrefix: string): Promise<void> {

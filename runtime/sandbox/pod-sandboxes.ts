@@ -14,6 +14,7 @@ import type { BerthNative } from '../../native';
 import type { CgroupHierarchy } from '../cgroups/cgroup-hierarchy';
 import type { SystemdCgroups } from '../cgroups/systemd-cgroups';
 import { IdLocks } from '../common/id-locks';
+import { RetriableCreates } from '../common/retriable-creates';
 import type { RuntimeLog } from '../common/log';
 import type { BerthConfig } from '../config';
 import type { FeatureSupport } from '../host/mount-features';
@@ -77,15 +78,9 @@ export class PodSandboxes implements SandboxLookup {
   private readonly parts: SandboxParts;
   private readonly records: SandboxRecords;
   private readonly nameLocks = new IdLocks();
-  /** RunPodSandbox calls in flight by pod name: a retry joins the first call. */
-  private readonly inflight = new Map<string, Promise<string>>();
+  /** RunPodSandbox calls by pod name: a retry joins one in flight or gets the pod it made and delivered to nobody. */
+  private readonly creates = new RetriableCreates();
   private readonly userNamespaces: FeatureSupport;
-  /**
-   * Pods whose RunPodSandbox answer reached no caller (the client timed out
-   * first), by pod name: a retry with the same metadata gets that pod instead
-   * of ALREADY_EXISTS, as CRI-O's resource store does. Kept in memory only.
-   */
-  private readonly undelivered = new Map<string, string>();
 
   constructor(o: PodSandboxesOptions) {
     const records = o.records;
@@ -147,40 +142,8 @@ export class PodSandboxes implements SandboxLookup {
       throw failedPrecondition(`config.linux.security_context.namespace_options.userns_options: this host cannot give pods their own user namespace (${this.userNamespaces.reason})`);
     }
     const key = podNameKey(validated.config);
-    let started = this.inflight.get(key);
-    if (!started) {
-      const making = this.nameLocks.with(key, async () => {
-        const waiting = this.undeliveredPod(key);
-        if (waiting) return waiting;
-        const id = await runPodSandbox(this.parts, key, validated);
-        this.undelivered.set(key, id);
-        return id;
-      });
-      started = making;
-      this.inflight.set(key, making);
-      void making.then(
-        () => this.inflight.get(key) === making && this.inflight.delete(key),
-        () => this.inflight.get(key) === making && this.inflight.delete(key),
-      );
-    }
-    const id = await started;
-    void delivered.then((ok) => {
-      if (ok && this.undelivered.get(key) === id) this.undelivered.delete(key);
-    });
-    return id;
-  }
-
-  /** The ready pod of this name whose RunPodSandbox answer reached no caller yet. */
-  private undeliveredPod(key: string): string | undefined {
-    const id = this.undelivered.get(key);
-    if (!id) return undefined;
-    const record = this.records.index.exact(id);
-    if (record && record.row.phase === 'ready') {
-      this.parts.log.info({ pod: id }, 'RunPodSandbox retried: handing over the pod whose first answer never reached its caller');
-      return id;
-    }
-    this.undelivered.delete(key);
-    return undefined;
+    const ready = (id: string): boolean => this.records.index.exact(id)?.row.phase === 'ready';
+    return this.creates.run(key, () => this.nameLocks.with(key, () => runPodSandbox(this.parts, key, validated)), ready, delivered);
   }
 
   /** StopPodSandbox: stops the pod's containers, detaches its network, ends its PID holder. Unknown ids succeed. */

@@ -4,7 +4,7 @@
 // answers within its timeout when a leftover holds its output, and a
 // ContainerStatus log_path that is what the caller asked for.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startBerthd, type BerthdProcess } from '../support/berthd-process';
@@ -14,6 +14,10 @@ import { startRegistry, type TestRegistry } from '../support/registry';
 import { podConfig } from './sandbox-fixture';
 
 const DEADLINE_EXCEEDED = 4;
+const ALREADY_EXISTS = 6;
+/** What the slow runtime handler waits before each `create`, and a client deadline sure to pass first. */
+const SLOW_CREATE_S = 1.5;
+const SHORT_DEADLINE_MS = 300;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('containers as the kubelet drives them', () => {
@@ -74,7 +78,11 @@ describe('containers as the kubelet drives them', () => {
   before(async () => {
     registry = await startRegistry();
     image = (await pushBusyboxImage(registry, 'test/kubelet:v1')).reference;
-    berthd = await startBerthd();
+    // A runtime handler whose `create` takes a while: "the caller timed out first" is then certain.
+    const wrapper = join(logDir, 'slowrunc');
+    writeFileSync(wrapper, `#!/bin/sh\nfor a in "$@"; do [ "$a" = create ] && sleep ${SLOW_CREATE_S} && break; done\nexec runc "$@"\n`);
+    chmodSync(wrapper, 0o755);
+    berthd = await startBerthd({ extraToml: `[oci.runtimes.slowrunc]\npath = ${JSON.stringify(wrapper)}\nroot = ${JSON.stringify(join(logDir, 'slowrunc-root'))}\n` });
     await berthd.client.call('PullImage', { image: { image } });
     groupsImage = (
       await pushBusyboxImage(registry, 'test/groups:v1', {
@@ -189,5 +197,59 @@ describe('containers as the kubelet drives them', () => {
     const named = await run('withlog', ['sleep', '600']);
     assert.equal((await berthd.client.call('ContainerStatus', { container_id: named })).status!.log_path, join(logDir, 'withlog.log'));
     for (const c of [id, named]) await berthd.client.call('RemoveContainer', { container_id: c });
+  });
+
+  describe('duplicate container names in a pod', () => {
+    let slowPod = '';
+    let slowConfig: ReturnType<typeof podConfig>;
+    before(async () => {
+      slowConfig = podConfig('slowpod', {
+        log_directory: logDir,
+        linux: { cgroup_parent: '', security_context: { namespace_options: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } }, sysctls: {} },
+      });
+      slowPod = (await berthd.client.call('RunPodSandbox', { config: slowConfig, runtime_handler: 'slowrunc' })).pod_sandbox_id;
+    });
+    after(async () => {
+      await berthd.client.call('StopPodSandbox', { pod_sandbox_id: slowPod }).catch(() => undefined);
+      await berthd.client.call('RemovePodSandbox', { pod_sandbox_id: slowPod }).catch(() => undefined);
+    });
+
+    const createIn = (name: string, timeoutMs?: number) =>
+      berthd.client.call('CreateContainer', { pod_sandbox_id: slowPod, config: containerConfig(name, ['sleep', '600']), sandbox_config: slowConfig }, { timeoutMs });
+    const inPod = async () => (await berthd.client.call('ListContainers', { filter: { pod_sandbox_id: slowPod, label_selector: {} } })).containers.map((c) => c.id);
+    const isCode = (code: number, ...words: string[]) => (e: unknown): boolean => {
+      assert.equal(grpcCode(e), code, String(e));
+      for (const w of words) assert.ok(String(e).includes(w), `"${String(e)}" names ${w}`);
+      return true;
+    };
+
+    test('a second CreateContainer of a delivered name and attempt is ALREADY_EXISTS naming the container that holds it', async () => {
+      const { container_id: id } = await createIn('twice');
+      await assert.rejects(createIn('twice'), isCode(ALREADY_EXISTS, '"twice"', id));
+      assert.deepEqual(await inPod(), [id]);
+      await berthd.client.call('RemoveContainer', { container_id: id });
+    });
+
+    test('a retry after CreateContainer timed out on the client gets the container the first call made, once', async () => {
+      await assert.rejects(createIn('timedout', SHORT_DEADLINE_MS), isCode(DEADLINE_EXCEEDED));
+      let made: string[] = [];
+      for (let i = 0; i < 200 && made.length === 0; i++) {
+        made = await inPod();
+        if (made.length === 0) await sleep(50);
+      }
+      assert.equal(made.length, 1, 'the first call made its container');
+      const retry = await createIn('timedout');
+      assert.equal(retry.container_id, made[0], 'the retry gets the undelivered container');
+      await assert.rejects(createIn('timedout'), isCode(ALREADY_EXISTS, made[0]));
+      await berthd.client.call('RemoveContainer', { container_id: made[0] });
+    });
+
+    test('a retry while the timed-out first CreateContainer still runs joins it', async () => {
+      await assert.rejects(createIn('inflight', SHORT_DEADLINE_MS), isCode(DEADLINE_EXCEEDED));
+      const retry = await createIn('inflight');
+      assert.deepEqual(await inPod(), [retry.container_id], 'one container, the one the retry got');
+      await assert.rejects(createIn('inflight'), isCode(ALREADY_EXISTS, retry.container_id));
+      await berthd.client.call('RemoveContainer', { container_id: retry.container_id });
+    });
   });
 });
