@@ -27,12 +27,59 @@ export function checkContainerId(idOrPrefix: string): void {
   if (!idOrPrefix) throw invalidArgument('container_id: is empty');
 }
 
+/** Longest file name and path the kernel takes (bytes): longer ones fail deep in a mkdir or an open. */
+const NAME_MAX = 255;
+const PATH_MAX = 4096;
+
+/**
+ * The first string in `value` (its fields, items and map keys, walked)
+ * holding a NUL byte, as a dotted field path: no path, argument or
+ * environment variable can carry one (Node refuses it, execve cuts it).
+ */
+function fieldWithNul(value: unknown, field: string): string | undefined {
+  if (typeof value === 'string') return value.includes('\0') ? field : undefined;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = fieldWithNul(value[i], `${field}[${i}]`);
+      if (found) return found;
+    }
+    return undefined;
+  }
+  if (Buffer.isBuffer(value)) return value.includes(0) ? field : undefined;
+  if (value === null || typeof value !== 'object') return undefined;
+  for (const [key, item] of Object.entries(value)) {
+    if (key.includes('\0')) return `${field} key ${JSON.stringify(key)}`;
+    const found = fieldWithNul(item, `${field}.${key}`);
+    if (found) return found;
+  }
+  return undefined;
+}
+
+/** A path berth or the runtime will make or open on the host: every name within NAME_MAX bytes, the whole within PATH_MAX. */
+export function checkPathLengths(path: string, field: string): void {
+  if (Buffer.byteLength(path) >= PATH_MAX) throw invalidArgument(`${field}: is ${Buffer.byteLength(path)} bytes long; a path may have at most ${PATH_MAX - 1}`);
+  const long = path.split('/').find((part) => Buffer.byteLength(part) > NAME_MAX);
+  if (long !== undefined) throw invalidArgument(`${field}: the name "${long.slice(0, 32)}..." is ${Buffer.byteLength(long)} bytes long; a file name may have at most ${NAME_MAX}`);
+}
+
+/**
+ * A path the caller will look for where berth writes it: U+FFFD stands for
+ * bytes that were not UTF-8 on the wire, so the file would not be where the
+ * caller thinks.
+ */
+function checkWrittenPath(path: string, field: string): void {
+  checkPathLengths(path, field);
+  if (path.includes('\uFFFD')) throw invalidArgument(`${field}: is not valid UTF-8`);
+}
+
 /** Everything CreateContainer refuses before anything exists on the host; the config to create. */
 export function validateCreateContainer(request: CreateContainerRequest, host: Pick<HostFacts, 'cgroup'>): ContainerConfig__Output {
   const { config, sandboxConfig } = request;
   if (!request.podSandboxId) throw invalidArgument('pod_sandbox_id: is empty');
   if (!config) throw invalidArgument('config: is missing');
   if (!sandboxConfig) throw invalidArgument('sandbox_config: is missing');
+  const withNul = fieldWithNul(config, 'config') ?? fieldWithNul(sandboxConfig, 'sandbox_config');
+  if (withNul) throw invalidArgument(`${withNul}: contains a NUL byte`);
   if (!config.metadata) throw invalidArgument('config.metadata: is missing');
   if (!config.metadata.name) throw invalidArgument('config.metadata.name: is empty');
   if (!config.image) throw invalidArgument('config.image: is missing');
@@ -40,7 +87,20 @@ export function validateCreateContainer(request: CreateContainerRequest, host: P
   const logDir = sandboxConfig.log_directory ?? '';
   if (logDir && !logDir.startsWith('/')) throw invalidArgument(`sandbox_config.log_directory: "${logDir}" must be absolute`);
   if (logDir.split('/').includes('..')) throw invalidArgument(`sandbox_config.log_directory: "${logDir}" may not contain ".."`);
-  if (config.log_path) logPathParts(config.log_path);
+  checkWrittenPath(logDir, 'sandbox_config.log_directory');
+  if (config.log_path) {
+    logPathParts(config.log_path);
+    checkWrittenPath(config.log_path, 'config.log_path');
+    if (logDir) checkPathLengths(`${logDir}/${config.log_path}`, 'sandbox_config.log_directory joined with config.log_path');
+  }
+  (config.envs ?? []).forEach((e, i) => {
+    if (!e.key) throw invalidArgument(`config.envs[${i}].key: is empty`);
+    if (e.key.includes('=')) throw invalidArgument(`config.envs[${i}].key: "${e.key}" contains "="`);
+  });
+  if (config.working_dir) {
+    if (!config.working_dir.startsWith('/')) throw invalidArgument(`config.working_dir: "${config.working_dir}" must be absolute`);
+    checkPathLengths(config.working_dir, 'config.working_dir');
+  }
   // Absent linux means the defaults (crictl and critest send none), as containerd takes it.
   const linux = config.linux ?? { resources: null, security_context: null };
   const sc = linux.security_context;
@@ -59,9 +119,13 @@ export function validateCreateContainer(request: CreateContainerRequest, host: P
   (config.mounts ?? []).forEach((m, i) => {
     if (!m.container_path.startsWith('/')) throw invalidArgument(`config.mounts[${i}].container_path: "${m.container_path}" must be absolute`);
     if (!m.host_path && !m.image?.image) throw invalidArgument(`config.mounts[${i}].host_path: is empty`);
+    checkPathLengths(m.container_path, `config.mounts[${i}].container_path`);
+    checkPathLengths(m.host_path, `config.mounts[${i}].host_path`);
   });
   (config.devices ?? []).forEach((d, i) => {
     if (!d.host_path) throw invalidArgument(`config.devices[${i}].host_path: is empty`);
+    checkPathLengths(d.host_path, `config.devices[${i}].host_path`);
+    checkPathLengths(d.container_path, `config.devices[${i}].container_path`);
     if (d.permissions && !/^[rwm]+$/.test(d.permissions)) throw invalidArgument(`config.devices[${i}].permissions: "${d.permissions}" must be made of r, w and m`);
   });
   if (sc?.namespace_options?.pid === 'TARGET' && !sc.namespace_options.target_id) {

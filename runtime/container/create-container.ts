@@ -19,6 +19,7 @@ import type { ContainerRecord } from './container-store';
 import { viewOf } from './container-view';
 import { allowTraversal } from '../common/traversable';
 import { buildSpec } from './oci-spec';
+import { commandLine } from './process-spec';
 import { prepareMounts, releasePreparedMounts, validateMountRequests } from './prepared-mounts';
 import { checkPodPidNamespace, pinTargetPidNamespace, releaseTargetPin, targetPinPath, type PidNamespaceTarget } from './pid-namespace-join';
 import { logFilePath, logLocationOf, prepareLogFile, processHoldsFile, type LogLocation } from './container-log-file';
@@ -66,6 +67,8 @@ export function admitContainer(ctx: ContainerContext, config: ContainerConfig__O
   refuseCrunOnHybridHost(ctx, handler, runtime);
   const logDirectory = sandbox.logDirectory || sandbox.config.log_directory || '';
   const image = ctx.images.forContainer(config.image?.image ?? '');
+  // What runs must be known now: runc would only say `exec: "": executable file not found` at start.
+  commandLine(config, image.image);
   const id = randomBytes(32).toString('hex');
   const dir = join(ctx.dirs.containers, id);
   const logLocation = logLocationOf(logDirectory, config.log_path, dir);

@@ -33,6 +33,10 @@ export function commandLine(config: Pick<ContainerConfig__Output, 'command' | 'a
   if (config.command.length > 0) argv = [...config.command, ...config.args];
   else argv = [...entrypoint, ...(config.args.length > 0 ? config.args : cmd)];
   if (argv.length === 0) throw invalidArgument('config.command: neither the request nor the image names a command to run');
+  if (!argv[0]) {
+    const from = config.command.length > 0 ? 'config.command[0]' : entrypoint.length > 0 ? 'the image\'s Entrypoint[0]' : 'the image\'s Cmd[0]';
+    throw invalidArgument(`${from}: the program to run is empty`);
+  }
   return argv;
 }
 

@@ -28,7 +28,9 @@ export interface LaunchedMonitor {
 
 /** Starts conmon at `path` with `args` in `bundle`; it waits on its start pipe until release(). */
 export function launchConmon(path: string, args: string[], bundle: string): LaunchedMonitor {
-  const env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', _OCI_SYNCPIPE: '3', _OCI_STARTPIPE: '4' };
+  // conmon's option parser converts its arguments from the locale's charset: under the C locale a
+  // log path with any byte above 0x7f fails ("Invalid byte sequence in conversion input").
+  const env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C.UTF-8', _OCI_SYNCPIPE: '3', _OCI_STARTPIPE: '4' };
   const native = isAbsolute(path) ? nativeSpawner() : undefined;
   if (native) return launchNative(native, path, args, bundle, env);
   const child = spawn(path, args, { cwd: bundle, detached: true, stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'], env });

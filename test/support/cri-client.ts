@@ -57,6 +57,28 @@ export class CriClient {
     });
   }
 
+  /** A request as it goes on the wire (for tests that then change its bytes, e.g. to invalid UTF-8). */
+  encode<M extends ClientMethod>(method: M, request: ClientRequest<M>): Buffer {
+    return (this.clientFor(method).definition.requestSerialize as (value: unknown) => Buffer)(request);
+  }
+
+  /** One unary call with the request's bytes given as they are. */
+  callEncoded<M extends ClientMethod>(method: M, bytes: Buffer, options: CallOptions = {}): Promise<ClientResponse<M>> {
+    const { client, definition } = this.clientFor(method);
+    const deadline = new Date(Date.now() + (options.timeoutMs ?? 60_000));
+    return new Promise((resolve, reject) => {
+      client.makeUnaryRequest(
+        definition.path,
+        (value: Buffer) => value,
+        definition.responseDeserialize as (value: Buffer) => unknown,
+        bytes,
+        new grpc.Metadata(),
+        { deadline },
+        (err, value) => (err ? reject(err) : resolve(value as ClientResponse<M>)),
+      );
+    });
+  }
+
   /** A server-streaming call as an async iterator of messages. */
   stream<M extends ClientMethod>(method: M, request: ClientRequest<M>, options: CallOptions = {}): grpc.ClientReadableStream<ClientResponse<M>> {
     const { client, definition } = this.clientFor(method);
