@@ -1,9 +1,9 @@
 // Runs one CNI plugin binary the way the spec says: the command and its
 // parameters in CNI_* environment variables, the network config on stdin, a
 // result (or an error JSON) on stdout.
-import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
+import { runCommand, type CommandResult } from '../native/run-command';
 import { CniPluginError } from './cni-error';
 import type { CniErrorBody } from './cni-types';
 
@@ -59,52 +59,34 @@ export function execPlugin(binDirs: readonly string[], type: string, call: Plugi
   if (call.ifName !== undefined) env.CNI_IFNAME = call.ifName;
   if (call.args && call.args.length > 0) env.CNI_ARGS = formatCniArgs(call.args);
 
-  return new Promise((resolve, reject) => {
-    const child = spawn(path, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    let outBytes = 0;
-    const timer = setTimeout(() => child.kill('SIGKILL'), PLUGIN_TIMEOUT_MS);
-    child.stdout.on('data', (b: Buffer) => {
-      outBytes += b.length;
-      if (outBytes <= MAX_OUTPUT_BYTES) out.push(b);
-    });
-    child.stderr.on('data', (b: Buffer) => {
-      if (err.length < 64) err.push(b);
-    });
-    child.stdin.on('error', () => undefined);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(new CniPluginError(type, call.command, { code: 0, msg: `cannot run ${path}: ${e.message}` }));
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      const stdout = Buffer.concat(out).toString('utf8').trim();
-      const stderr = Buffer.concat(err).toString('utf8').trim();
-      let parsed: unknown;
-      if (stdout) {
-        try {
-          parsed = JSON.parse(stdout);
-        } catch {
-          parsed = undefined;
-        }
-      }
-      if (code === 0) {
-        if (stdout && parsed === undefined) {
-          reject(new CniPluginError(type, call.command, { code: 0, msg: `unparsable output: ${stdout.slice(0, 200)}` }));
-        } else resolve(parsed);
-        return;
-      }
-      if (isErrorBody(parsed)) {
-        reject(new CniPluginError(type, call.command, parsed));
-        return;
-      }
-      const why = signal ? `killed by ${signal}` : `exit status ${code}`;
-      const text = stdout || stderr;
-      reject(new CniPluginError(type, call.command, { code: 0, msg: why, details: text ? text.slice(0, 500) : undefined }));
-    });
-    child.stdin.end(JSON.stringify(call.stdin));
-  });
+  return runPlugin(path, type, call, env);
+}
+
+async function runPlugin(path: string, type: string, call: PluginCall, env: Record<string, string>): Promise<unknown> {
+  let result: CommandResult;
+  try {
+    result = await runCommand(path, [], { env, input: JSON.stringify(call.stdin), timeoutMs: PLUGIN_TIMEOUT_MS, maxOutputBytes: MAX_OUTPUT_BYTES });
+  } catch (e) {
+    throw new CniPluginError(type, call.command, { code: 0, msg: e instanceof Error ? e.message : String(e) });
+  }
+  const stdout = result.stdout.toString('utf8').trim();
+  const stderr = result.stderr.toString('utf8').trim();
+  let parsed: unknown;
+  if (stdout) {
+    try {
+      parsed = JSON.parse(stdout);
+    } catch {
+      parsed = undefined;
+    }
+  }
+  if (result.code === 0) {
+    if (stdout && parsed === undefined) throw new CniPluginError(type, call.command, { code: 0, msg: `unparsable output: ${stdout.slice(0, 200)}` });
+    return parsed;
+  }
+  if (isErrorBody(parsed)) throw new CniPluginError(type, call.command, parsed);
+  const why = result.signal ? `killed by ${result.signal}` : `exit status ${result.code}`;
+  const text = stdout || stderr;
+  throw new CniPluginError(type, call.command, { code: 0, msg: why, details: text ? text.slice(0, 500) : undefined });
 }
 
 function isErrorBody(value: unknown): value is CniErrorBody {

@@ -80,12 +80,12 @@ export interface BerthNative {
   /** A connected non-blocking TCP socket opened inside the network namespace at netnsPath. */
   connectInNetns(netnsPath: string, host: string, port: number, timeoutMs: number): Promise<number>;
   /**
-   * posix_spawn (no fork of berthd's heap) of a process in a new session;
+   * posix_spawn (no fork of berthd's heap) on a pool thread of a process in a new session;
    * childFds[i] is the child's fd i: "null", "read" (child reads a pipe) or
    * "write" (child writes one). fds[i] is berthd's end (close-on-exec) or -1.
    * The child must be reaped with waitChild (native/src/monitor_spawn.cc).
    */
-  spawnDetached(file: string, argv: string[], env: string[], cwd: string, childFds: ('null' | 'read' | 'write')[]): { pid: number; fds: number[] };
+  spawnDetached(file: string, argv: string[], env: string[], cwd: string, childFds: ('null' | 'read' | 'write')[]): Promise<{ pid: number; fds: number[] }>;
   waitChild(pid: number): Promise<{ code: number | null; signal: number | null }>;
   /**
    * Reads `path` below `root` on a pool thread, following no symlink on the way and opening only a

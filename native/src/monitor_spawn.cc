@@ -2,7 +2,8 @@
 // runs as clone(CLONE_VM|CLONE_VFORK): the child shares berthd's address
 // space until it execs. libuv's spawn forks instead, copying the page tables
 // of berthd's whole heap and tearing them down again at exec, which blocks
-// the event loop ~8 ms per container create at berthd's usual size.
+// the event loop ~8 ms per container create at berthd's usual size. The spawn
+// itself runs on a pool thread (vfork suspends only the calling thread).
 #include "addon.h"
 
 #include <cerrno>
@@ -74,94 +75,144 @@ void CloseAll(const std::vector<int>& fds) {
 
 }  // namespace
 
-// spawnDetached(file, argv, env, cwd, childFds): childFds[i] says what the
-// child's fd i is: "null" (/dev/null), "read" (a pipe the child reads; the
-// parent gets its write end) or "write" (a pipe the child writes; the parent
-// gets its read end). The child starts a new session with default signal
-// dispositions and an empty mask. Returns { pid, fds } where fds[i] is the
-// parent's pipe end (close-on-exec) or -1. The child must be reaped with
-// waitChild(pid).
+namespace {
+
+// The pipes and the posix_spawn of one spawnDetached, on a libuv pool thread:
+// posix_spawn's vfork suspends the calling thread until the child execs, which
+// under load (a busy 2-core node) took ~20 ms per conmon or `runc exec`; the
+// event loop goes on meanwhile. Everything it reads was copied from JS first.
+class SpawnWorker : public Napi::AsyncWorker {
+ public:
+  SpawnWorker(Napi::Env env, std::string file, std::vector<std::string> argv, std::vector<std::string> envp, std::string cwd, std::vector<std::string> kinds)
+      : Napi::AsyncWorker(env),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        file_(std::move(file)),
+        argv_(std::move(argv)),
+        envp_(std::move(envp)),
+        cwd_(std::move(cwd)),
+        kinds_(std::move(kinds)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    const int count = static_cast<int>(kinds_.size());
+    parentEnds_.assign(count, -1);
+    std::vector<int> childEnds(count, -1);
+    for (int i = 0; i < count; i++) {
+      if (kinds_[i] == "null") continue;
+      int p[2];
+      if (pipe2(p, O_CLOEXEC) != 0) return Fail(errno, "pipe2", childEnds);
+      const bool childReads = kinds_[i] == "read";
+      parentEnds_[i] = LiftFd(childReads ? p[1] : p[0], count);
+      childEnds[i] = LiftFd(childReads ? p[0] : p[1], count);
+      if (parentEnds_[i] < 0 || childEnds[i] < 0) return Fail(errno, "fcntl(F_DUPFD_CLOEXEC)", childEnds);
+    }
+
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawnattr_init(&attr);
+    for (int i = 0; i < count; i++) {
+      if (childEnds[i] >= 0) posix_spawn_file_actions_adddup2(&actions, childEnds[i], i);
+      else posix_spawn_file_actions_addopen(&actions, i, "/dev/null", O_RDWR, 0);
+    }
+    if (!cwd_.empty()) posix_spawn_file_actions_addchdir_np(&actions, cwd_.c_str());
+    // Only the fds asked for reach conmon (and through it runc and the container):
+    // whatever berthd inherited or opened without O_CLOEXEC (a socket from its
+    // service manager, an addon's fd) is closed in the child after the dup2s.
+    CloseInheritedFds(&actions, count);
+    sigset_t empty;
+    sigset_t all;
+    sigemptyset(&empty);
+    sigfillset(&all);
+    // The pool thread's own mask is not the child's: it starts with none blocked.
+    posix_spawnattr_setsigmask(&attr, &empty);
+    // Node ignores SIGPIPE; an ignored disposition would survive exec.
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+    std::vector<char*> argvPtrs = CPointers(argv_);
+    std::vector<char*> envPtrs = CPointers(envp_);
+    int err = posix_spawn(&pid_, file_.c_str(), &actions, &attr, argvPtrs.data(), envPtrs.data());
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    if (err != 0) {
+      Fail(err, "posix_spawn", childEnds, file_);
+      return;
+    }
+    CloseAll(childEnds);
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    if (err_ != 0) {
+      std::string message = syscall_;
+      if (!path_.empty()) message += " " + path_;
+      message += ": ";
+      message += std::strerror(err_);
+      Napi::Error error = Napi::Error::New(env, message);
+      error.Set("errno", Napi::Number::New(env, err_));
+      error.Set("syscall", Napi::String::New(env, syscall_));
+      if (!path_.empty()) error.Set("path", Napi::String::New(env, path_));
+      deferred_.Reject(error.Value());
+      return;
+    }
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("pid", Napi::Number::New(env, pid_));
+    Napi::Array fds = Napi::Array::New(env, parentEnds_.size());
+    for (size_t i = 0; i < parentEnds_.size(); i++) fds.Set(static_cast<uint32_t>(i), Napi::Number::New(env, parentEnds_[i]));
+    result.Set("fds", fds);
+    deferred_.Resolve(result);
+  }
+
+ private:
+  void Fail(int err, const char* syscall, std::vector<int>& childEnds, const std::string& path = "") {
+    err_ = err;
+    syscall_ = syscall;
+    path_ = path;
+    CloseAll(parentEnds_);
+    CloseAll(childEnds);
+    parentEnds_.assign(parentEnds_.size(), -1);
+  }
+
+  Napi::Promise::Deferred deferred_;
+  std::string file_;
+  std::vector<std::string> argv_;
+  std::vector<std::string> envp_;
+  std::string cwd_;
+  std::vector<std::string> kinds_;
+  std::vector<int> parentEnds_;
+  pid_t pid_ = 0;
+  int err_ = 0;
+  std::string syscall_;
+  std::string path_;
+};
+
+}  // namespace
+
+// spawnDetached(file, argv, env, cwd, childFds): Promise<{ pid, fds }>.
+// childFds[i] says what the child's fd i is: "null" (/dev/null), "read" (a
+// pipe the child reads; the parent gets its write end) or "write" (a pipe the
+// child writes; the parent gets its read end). The child starts a new session
+// with default signal dispositions and an empty mask. fds[i] is the parent's
+// pipe end (close-on-exec) or -1. The child must be reaped with waitChild(pid).
 static Napi::Value SpawnDetached(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 5 || !info[0].IsString() || !info[1].IsArray() || !info[2].IsArray() || !info[3].IsString() || !info[4].IsArray()) {
     Napi::TypeError::New(env, "spawnDetached(file, argv, env, cwd, childFds)").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  std::string file = info[0].As<Napi::String>().Utf8Value();
-  std::vector<std::string> argv = StringArray(info[1].As<Napi::Array>());
-  std::vector<std::string> envp = StringArray(info[2].As<Napi::Array>());
-  std::string cwd = info[3].As<Napi::String>().Utf8Value();
   std::vector<std::string> kinds = StringArray(info[4].As<Napi::Array>());
-  const int count = static_cast<int>(kinds.size());
-
-  std::vector<int> parentEnds(count, -1);
-  std::vector<int> childEnds(count, -1);
-  for (int i = 0; i < count; i++) {
-    if (kinds[i] == "null") continue;
-    if (kinds[i] != "read" && kinds[i] != "write") {
-      CloseAll(parentEnds);
-      CloseAll(childEnds);
+  for (const auto& kind : kinds) {
+    if (kind != "null" && kind != "read" && kind != "write") {
       Napi::TypeError::New(env, "spawnDetached: childFds entries are \"null\", \"read\" or \"write\"").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0) {
-      int err = errno;
-      CloseAll(parentEnds);
-      CloseAll(childEnds);
-      return ThrowErrno(env, err, "pipe2");
-    }
-    const bool childReads = kinds[i] == "read";
-    parentEnds[i] = LiftFd(childReads ? p[1] : p[0], count);
-    childEnds[i] = LiftFd(childReads ? p[0] : p[1], count);
-    if (parentEnds[i] < 0 || childEnds[i] < 0) {
-      int err = errno;
-      CloseAll(parentEnds);
-      CloseAll(childEnds);
-      return ThrowErrno(env, err, "fcntl(F_DUPFD_CLOEXEC)");
-    }
   }
-
-  posix_spawn_file_actions_t actions;
-  posix_spawnattr_t attr;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawnattr_init(&attr);
-  for (int i = 0; i < count; i++) {
-    if (childEnds[i] >= 0) posix_spawn_file_actions_adddup2(&actions, childEnds[i], i);
-    else posix_spawn_file_actions_addopen(&actions, i, "/dev/null", O_RDWR, 0);
-  }
-  if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
-  // Only the fds asked for reach conmon (and through it runc and the container):
-  // whatever berthd inherited or opened without O_CLOEXEC (a socket from its
-  // service manager, an addon's fd) is closed in the child after the dup2s.
-  CloseInheritedFds(&actions, count);
-  sigset_t empty;
-  sigset_t all;
-  sigemptyset(&empty);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attr, &empty);
-  // Node ignores SIGPIPE; an ignored disposition would survive exec.
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-
-  std::vector<char*> argvPtrs = CPointers(argv);
-  std::vector<char*> envPtrs = CPointers(envp);
-  pid_t pid = 0;
-  int err = posix_spawn(&pid, file.c_str(), &actions, &attr, argvPtrs.data(), envPtrs.data());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  CloseAll(childEnds);
-  if (err != 0) {
-    CloseAll(parentEnds);
-    return ThrowErrno(env, err, "posix_spawn", file);
-  }
-
-  Napi::Object result = Napi::Object::New(env);
-  result.Set("pid", Napi::Number::New(env, pid));
-  Napi::Array fds = Napi::Array::New(env, count);
-  for (int i = 0; i < count; i++) fds.Set(static_cast<uint32_t>(i), Napi::Number::New(env, parentEnds[i]));
-  result.Set("fds", fds);
-  return result;
+  auto* worker = new SpawnWorker(env, info[0].As<Napi::String>().Utf8Value(), StringArray(info[1].As<Napi::Array>()), StringArray(info[2].As<Napi::Array>()),
+                                 info[3].As<Napi::String>().Utf8Value(), std::move(kinds));
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
 }
 
 namespace {

@@ -66,7 +66,7 @@ export async function execSync(ctx: ContainerContext, idOrPrefix: string, cmd: s
   const { runtime } = target;
   const deadline = timeoutSeconds > 0 ? Date.now() + timeoutSeconds * 1000 : Infinity;
   try {
-    const child = startExec(runtime.path, runtime.execArgs(target.id, processPath, { pidFile: pidPath }));
+    const child = await startExec(runtime.path, runtime.execArgs(target.id, processPath, { pidFile: pidPath }));
     const out = capture(child.stdout, max);
     const err = capture(child.stderr, max);
     // `runtime exec` copies the command's output through pipes of its own and exits, with the
@@ -149,15 +149,16 @@ interface StartedExec {
  * heap on the event loop, which at a kubelet's probe rate on a full node was
  * most of the time the loop was blocked. Output is read through non-blocking
  * pipe handles; the runtime is reaped once both pipes closed, so reaping holds
- * a pool thread only for the moment between its exit and its reaping.
+ * a pool thread only for the moment between its exit and its reaping. The
+ * spawn itself runs on a pool thread too (vfork waits there for the exec).
  */
-function startExec(path: string, args: string[]): StartedExec {
+async function startExec(path: string, args: string[]): Promise<StartedExec> {
   const native = nativeSpawner();
   if (!native) return startExecWithLibuv(path, args);
   let spawned: { pid: number; fds: number[] };
   try {
     const env = Object.entries(process.env).map(([k, v]) => `${k}=${v ?? ''}`);
-    spawned = native.spawnDetached(path, [path, ...args], env, '', ['null', 'write', 'write']);
+    spawned = await native.spawnDetached(path, [path, ...args], env, '', ['null', 'write', 'write']);
   } catch (err) {
     throw internal(`cannot run ${path} exec: ${describeError(err)}`, err);
   }

@@ -26,8 +26,11 @@ export interface LaunchedMonitor {
 }
 
 
-/** Starts conmon at `path` with `args` in `bundle`; it waits on its start pipe until release(). */
-export function launchConmon(path: string, args: string[], bundle: string): LaunchedMonitor {
+/**
+ * Starts conmon at `path` with `args` in `bundle`; it waits on its start pipe until release().
+ * Rejects when conmon cannot be started (the addon's spawn runs on a pool thread).
+ */
+export async function launchConmon(path: string, args: string[], bundle: string): Promise<LaunchedMonitor> {
   // conmon's option parser converts its arguments from the locale's charset: under the C locale a
   // log path with any byte above 0x7f fails ("Invalid byte sequence in conversion input").
   const env = { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LC_ALL: 'C.UTF-8', _OCI_SYNCPIPE: '3', _OCI_STARTPIPE: '4' };
@@ -49,10 +52,10 @@ export function launchConmon(path: string, args: string[], bundle: string): Laun
   };
 }
 
-function launchNative(native: BerthNative, path: string, args: string[], bundle: string, env: Record<string, string>): LaunchedMonitor {
+async function launchNative(native: BerthNative, path: string, args: string[], bundle: string, env: Record<string, string>): Promise<LaunchedMonitor> {
   let spawned: { pid: number; fds: number[] };
   try {
-    spawned = native.spawnDetached(path, [path, ...args], Object.entries(env).map(([k, v]) => `${k}=${v}`), bundle, ['null', 'write', 'write', 'write', 'read']);
+    spawned = await native.spawnDetached(path, [path, ...args], Object.entries(env).map(([k, v]) => `${k}=${v}`), bundle, ['null', 'write', 'write', 'write', 'read']);
   } catch (err) {
     throw internal(`cannot run conmon (${path}): ${describeError(err)}`, err);
   }

@@ -78,19 +78,22 @@ export class Conmon {
    */
   prepare(options: ConmonCreateOptions): PendingConmon {
     const { bundleDir: bundle, runtime } = options;
-    const monitor = launchConmon(this.path, conmonArgs(options), bundle);
+    const launched = launchConmon(this.path, conmonArgs(options), bundle);
     const earlyOutput: Buffer[] = [];
-    for (const out of monitor.output) out.on('data', (b: Buffer) => earlyOutput.push(b));
-    const report = readSyncReport(monitor.syncPipe, earlyOutput);
+    const report = launched.then((monitor) => {
+      monitor.failed.catch(() => undefined);
+      for (const out of monitor.output) out.on('data', (b: Buffer) => earlyOutput.push(b));
+      return readSyncReport(monitor.syncPipe, earlyOutput);
+    });
     // Settled by run() through the race below; a conmon abandoned before then must not leave an unhandled rejection.
     report.catch(() => undefined);
-    monitor.failed.catch(() => undefined);
 
     let settled = false;
     const timeoutMs = options.timeoutMs ?? 120_000;
     const run = async (): Promise<ConmonCreated> => {
       if (settled) throw internal(`conmon for container ${options.id} was already run or abandoned`);
       settled = true;
+      const monitor = await launched;
       monitor.release();
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<never>((_, reject) => {
@@ -120,8 +123,13 @@ export class Conmon {
         if (settled) return;
         settled = true;
         // Killed while it waits on the start pipe: closing the pipe alone would let it go on and create.
-        monitor.kill();
-        monitor.dispose();
+        launched.then(
+          (monitor) => {
+            monitor.kill();
+            monitor.dispose();
+          },
+          () => undefined,
+        );
       },
     };
   }

@@ -2,12 +2,13 @@
 // `create`, which conmon runs so that the container outlives berthd. Each call
 // runs the binary with the handler's --root, so two berthds (tests) never see
 // each other's containers.
-import { execFile } from 'node:child_process';
 import { closeSync, constants as fsConstants, lstatSync, openSync, readFileSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
 import { open as openFile } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
 import { basename, join } from 'node:path';
+import { runCommand, type CommandResult } from '../../native/run-command';
 import { timeCall, type CallOutcome } from '../common/call-timing';
-import { internal, notFound } from '../errors';
+import { describeError, internal, notFound } from '../errors';
 
 /** Receives the latency of each runtime call (berth_oci_runtime_call_duration_seconds). */
 export type OciCallObserver = (operation: string, seconds: number, runtime: string, outcome: CallOutcome) => void;
@@ -98,23 +99,15 @@ export class OciRuntime {
   }
 
   /** Runs the runtime with the global flags; never throws on a non-zero exit. */
-  run(args: string[], options: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
-    return new Promise((resolve, reject) => {
-      const child = execFile(
-        this.path,
-        [...this.globalArgs(), ...args],
-        { timeout: options.timeoutMs ?? 60_000, maxBuffer: 4 * 1024 * 1024, encoding: 'utf8' },
-        (err, stdout, stderr) => {
-          if (err && typeof (err as NodeJS.ErrnoException).code === 'string') {
-            reject(internal(`${this.handler}: cannot run ${this.path}: ${err.message}`, err));
-            return;
-          }
-          const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
-          resolve({ code, stdout, stderr });
-        },
-      );
-      if (options.input !== undefined) child.stdin?.end(options.input);
-    });
+  async run(args: string[], options: { input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+    let result: CommandResult;
+    try {
+      result = await runCommand(this.path, [...this.globalArgs(), ...args], { input: options.input, timeoutMs: options.timeoutMs ?? 60_000 });
+    } catch (err) {
+      throw internal(`${this.handler}: ${describeError(err)}`, err);
+    }
+    const code = result.code ?? (result.signal ? 128 + (osConstants.signals[result.signal] ?? 0) : 1);
+    return { code: code === 0 && result.timedOut ? 1 : code, stdout: result.stdout.toString('utf8'), stderr: result.stderr.toString('utf8') };
   }
 
   private async must(args: string[], what: string, input?: string): Promise<RunResult> {

@@ -3,9 +3,9 @@
 // namespace and exits, so the holder is not berthd's child and outlives it.
 // The pod id is on its command line so a crash between start and record, or a
 // reused pid after a reboot, is recognised.
-import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { runCommand } from '../../native/run-command';
 import { NATIVE_DIR, PAUSE_BINARY_NAME, type BerthNative, type NativeError } from '../../native';
 
 const ESRCH = 3;
@@ -19,14 +19,18 @@ export function startPidHolder(podId: string, usernsPath = ''): Promise<number> 
   const binary = pauseBinaryPath();
   if (!existsSync(binary)) return Promise.reject(new Error(`${binary} is missing; run "npm run build:native"`));
   const args = ['--new-pid-ns', podId, ...(usernsPath ? ['--userns', usernsPath] : [])];
-  return new Promise((resolve, reject) => {
-    execFile(binary, args, { timeout: 10_000 }, (err, stdout, stderr) => {
-      if (err) return reject(new Error(`${PAUSE_BINARY_NAME}: ${stderr.trim() || err.message}`));
+  return runCommand(binary, args, { timeoutMs: 10_000 }).then(
+    (result) => {
+      const stdout = result.stdout.toString('utf8');
+      if (result.code !== 0) throw new Error(`${PAUSE_BINARY_NAME}: ${result.stderr.toString('utf8').trim() || (result.signal ? `killed by ${result.signal}` : `exit status ${result.code}`)}`);
       const pid = Number(stdout.trim());
-      if (!Number.isInteger(pid) || pid <= 0) return reject(new Error(`${PAUSE_BINARY_NAME} printed no pid: ${JSON.stringify(stdout)}`));
-      resolve(pid);
-    });
-  });
+      if (!Number.isInteger(pid) || pid <= 0) throw new Error(`${PAUSE_BINARY_NAME} printed no pid: ${JSON.stringify(stdout)}`);
+      return pid;
+    },
+    (err: Error) => {
+      throw new Error(`${PAUSE_BINARY_NAME}: ${err.message}`);
+    },
+  );
 }
 
 /** Whether `pid` is this pod's holder (and not a reused pid). */

@@ -32,7 +32,7 @@ function procStatus(pid: number): Record<string, string> {
 
 test('pipes reach the child on the fds asked for, in a new session with default signals, and the child is reaped', async () => {
   const script = 'echo "out $X"; echo err >&2; echo "sync $(pwd)" >&3; read line <&4; echo "got $line" >&3; exit 7';
-  const { pid, fds } = native.spawnDetached('/bin/sh', ['sh', '-c', script], ['X=from-env', 'PATH=/usr/bin:/bin'], '/tmp', ['null', 'write', 'write', 'write', 'read']);
+  const { pid, fds } = await native.spawnDetached('/bin/sh', ['sh', '-c', script], ['X=from-env', 'PATH=/usr/bin:/bin'], '/tmp', ['null', 'write', 'write', 'write', 'read']);
   assert.ok(pid > 0);
   assert.equal(fds[0], -1);
   const [out, err, sync] = [readAll(fds[1]), readAll(fds[2]), readAll(fds[3])];
@@ -55,9 +55,9 @@ test('pipes reach the child on the fds asked for, in a new session with default 
   assert.throws(() => readFileSync(`/proc/${pid}/stat`), 'no zombie left');
 });
 
-test('a binary that does not exist is an error naming it, with no pipes left open', () => {
+test('a binary that does not exist is an error naming it, with no pipes left open', async () => {
   const before = countFds();
-  assert.throws(() => native.spawnDetached('/nonexistent/conmon', ['conmon'], [], '/', ['null', 'write']), /posix_spawn \/nonexistent\/conmon/);
+  await assert.rejects(native.spawnDetached('/nonexistent/conmon', ['conmon'], [], '/', ['null', 'write']), /posix_spawn \/nonexistent\/conmon/);
   assert.equal(countFds(), before);
 });
 
@@ -67,10 +67,11 @@ test('only the fds asked for reach the child: an fd berthd inherited without clo
     const native = require(${JSON.stringify(ADDON_PATH)});
     const fs = require('fs');
     const own = fs.readdirSync('/proc/self/fd');
-    const { pid } = native.spawnDetached('/bin/sleep', ['sleep', '30'], [], '/', ['null', 'null', 'null']);
-    const child = fs.readdirSync('/proc/' + pid + '/fd');
-    process.kill(pid, 'SIGKILL');
-    native.waitChild(pid).then(() => { process.stdout.write(JSON.stringify({ own, child })); });
+    native.spawnDetached('/bin/sleep', ['sleep', '30'], [], '/', ['null', 'null', 'null']).then(({ pid }) => {
+      const child = fs.readdirSync('/proc/' + pid + '/fd');
+      process.kill(pid, 'SIGKILL');
+      return native.waitChild(pid).then(() => { process.stdout.write(JSON.stringify({ own, child })); });
+    });
   `;
   const out = await new Promise<string>((resolve, reject) => {
     const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit', 'pipe'] });
