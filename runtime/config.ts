@@ -48,6 +48,7 @@ export const CONFIG_SCHEMA = section('berthd configuration', {
   oci: section('OCI runtimes, run under conmon.', {
     default_runtime: str('runc', 'Runtime handler used when a pod names none.'),
     conmon: str('conmon', 'The conmon binary (a name is looked up in PATH).'),
+    criu: str('criu', 'The criu binary runc checkpoints and restores containers with (runc --criu; a name is looked up in PATH). criu 4.1 or later for Linux 6.13+.'),
     distribution_builds: oneOf('warn', ['warn', 'refuse'],
       'A distribution build (Debian +deb, Ubuntu, RHEL .el...) of a runtime older than its minimum: warn (run it with a loud warning at start and in Status: distributions backport fixes without changing the version) or refuse (as an upstream build).'),
     oom_score_adj_restriction: oneOf('auto', ['auto', 'always', 'never'],

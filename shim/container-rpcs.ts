@@ -6,7 +6,7 @@
 import type { ContainerState } from '../runtime/container/container-types';
 import type { ContainerFilterOptions } from '../runtime/container/container-view';
 import { requestTimeoutSeconds } from '../runtime/common/request-timeout';
-import { invalidArgument, isBerthError, unimplemented } from '../runtime/errors';
+import { invalidArgument, isBerthError } from '../runtime/errors';
 import type { ShimServices } from './services';
 import type { CriHandlers } from './handler';
 import { streamInChunks } from './stream-chunks';
@@ -22,7 +22,7 @@ function filterOf(filter: { id: string; state: { state: string } | null; pod_san
   return { id: filter.id || undefined, state, podSandboxId: filter.pod_sandbox_id || undefined, labelSelector: filter.label_selector ?? {} };
 }
 
-export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images' | 'host'>): CriHandlers {
+export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images'>): CriHandlers {
   const { containers, images } = ctx;
 
   const listed = (filter: ContainerFilterOptions) =>
@@ -113,11 +113,9 @@ export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images
     },
 
     async CheckpointContainer(request) {
-      requestTimeoutSeconds(request.timeout, 'timeout');
-      containers.require(request.container_id);
-      const criu = ctx.host.checkpoint.criu;
-      if (!criu.supported) throw unimplemented(`CheckpointContainer: checkpointing is not available on this host: ${criu.reason}`);
-      throw unimplemented(`CheckpointContainer: berth does not write checkpoint archives yet (criu ${criu.version} works on this host)`);
+      const timeout = requestTimeoutSeconds(request.timeout, 'timeout');
+      await containers.checkpoint(request.container_id, request.location, timeout);
+      return {};
     },
   };
 }

@@ -57,7 +57,8 @@ export function podSandboxHandlers(ctx: Pick<ShimServices, 'containers' | 'image
       return {};
     },
 
-    // A pod checkpoint is its containers' checkpoints: none until CheckpointContainer writes archives.
+    // A pod checkpoint is its containers' checkpoints plus the pod's own state (pod.options, pod.dump) in one
+    // archive, restored as a whole into a new pod: berth checkpoints and restores single containers only so far.
     async CheckpointPod() {
       throw unimplemented(`CheckpointPod: berth does not checkpoint pods; ${checkpointState(ctx)}`);
     },
@@ -70,7 +71,9 @@ export function podSandboxHandlers(ctx: Pick<ShimServices, 'containers' | 'image
 
 function checkpointState(ctx: Pick<ShimServices, 'host'>): string {
   const criu = ctx.host.checkpoint.criu;
-  return criu.supported ? `criu ${criu.version} works on this host, but berth writes no checkpoint archives yet` : `checkpointing is not available on this host: ${criu.reason}`;
+  return criu.supported
+    ? `containers are checkpointed one at a time (CheckpointContainer, criu ${criu.version}) and restored by a CreateContainer whose image is the archive`
+    : `checkpointing is not available on this host: ${criu.reason}`;
 }
 
 /** The CRI's filter: id (full or prefix), state, and every label of the selector. */

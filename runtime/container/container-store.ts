@@ -33,6 +33,16 @@ export interface ContainerRecord {
   cgroupsPath: string;
   /** Resources as last applied (CRI LinuxContainerResources JSON). */
   resourcesJson: string;
+  /**
+   * A container created from a checkpoint: criu's images, restored by
+   * StartContainer ("" for every other container, and once restored).
+   */
+  restoreImages: string;
+}
+
+/** A created container still to be restored: its criu images wait in the bundle, no monitor runs yet. */
+export function awaitsRestore(record: ContainerRecord): boolean {
+  return record.phase === 'created' && record.restoreImages !== '' && record.conmonPid === 0;
 }
 
 interface Row {
@@ -59,6 +69,7 @@ interface Row {
   stop_signal: string;
   cgroups_path: string;
   resources_json: string;
+  restore_images: string;
 }
 
 const COLUMNS: [keyof ContainerRecord, keyof Row][] = [
@@ -67,7 +78,7 @@ const COLUMNS: [keyof ContainerRecord, keyof Row][] = [
   ['dir', 'dir'], ['logPath', 'log_path'], ['createdAt', 'created_at'], ['startedAt', 'started_at'],
   ['finishedAt', 'finished_at'], ['exitCode', 'exit_code'], ['reason', 'reason'], ['message', 'message'], ['pid', 'pid'],
   ['conmonPid', 'conmon_pid'], ['specJson', 'spec_json'], ['stopSignal', 'stop_signal'], ['cgroupsPath', 'cgroups_path'],
-  ['resourcesJson', 'resources_json'],
+  ['resourcesJson', 'resources_json'], ['restoreImages', 'restore_images'],
 ];
 
 type Statement = ReturnType<BerthDatabase['db']['prepare']>;
@@ -90,6 +101,7 @@ export class ContainerStore {
           stop_signal TEXT NOT NULL, cgroups_path TEXT NOT NULL, resources_json TEXT NOT NULL);
           CREATE INDEX containers_by_pod ON containers (pod_sandbox_id);`,
       },
+      { owner: 'containers', version: 2, sql: "ALTER TABLE containers ADD COLUMN restore_images TEXT NOT NULL DEFAULT ''" },
     ]);
     // Prepared once: preparing costs more than the write itself.
     const cols = COLUMNS.map(([, c]) => c);

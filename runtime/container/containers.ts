@@ -1,7 +1,8 @@
 // The container model's front door: every container call comes here, is
 // looked up (id or unique prefix), takes the container's lock when it changes
 // the container, and is done by the file named after it (create-container.ts,
-// start-container.ts, stop-container.ts, remove-container.ts, exec-sync.ts,
+// restore-container.ts, start-container.ts, stop-container.ts,
+// remove-container.ts, exec-sync.ts, checkpoint-container.ts,
 // update-container-resources.ts, reopen-container-log.ts,
 // container-recovery.ts). One lock per container id; nothing global around
 // slow work.
@@ -11,7 +12,11 @@ import type { LinuxContainerResources__Output } from '../../cri-proto/generated/
 import { loadNative } from '../../native';
 import { IdLocks } from '../common/id-locks';
 import { RetriableCreates } from '../common/retriable-creates';
-import { isBerthError } from '../errors';
+import type { ContainerConfig__Output } from '../../cri-proto/generated/runtime/v1/ContainerConfig';
+import type { StagedCheckpoint } from '../checkpoint/checkpoint-archive-reader';
+import { isBerthError, notFound } from '../errors';
+import { checkCheckpointLocation, checkpointContainer } from './checkpoint-container';
+import { checkpointArchiveOf, collectRestoreStaging, withStagedCheckpoint } from './restore-container';
 import { Conmon } from '../oci/conmon';
 import type { OciRuntime } from '../oci/oci-runtime';
 import { OciRuntimes } from '../oci/oci-runtimes';
@@ -60,6 +65,7 @@ export class Containers implements ContainerLookup, ContainerSessions, PodContai
       dirs,
       native: opts.native ?? loadNative(),
     };
+    collectRestoreStaging(this.ctx);
   }
 
   // Lookups (the CRI's status and list calls, streaming, stats, events).
@@ -117,13 +123,21 @@ export class Containers implements ContainerLookup, ContainerSessions, PodContai
     const config = validateCreateContainer(request, this.ctx.host);
     // The pod is held shared through the whole create: its stop or removal waits for the
     // container to exist (and then stops or removes it), and a create after them is refused.
-    const make = (): Promise<string> =>
+    const makeFrom = (made: ContainerConfig__Output, restore?: StagedCheckpoint): Promise<string> =>
       this.ctx.sandboxes.whileReady(request.podSandboxId, (sandbox) => {
-        const admitted = admitContainer(this.ctx, config, sandbox);
+        const admitted = admitContainer(this.ctx, made, sandbox, restore);
         // In flight from here: the record holds the name and is undone by recovery, but no lookup finds it yet.
         const record = recordContainer(this.ctx, admitted);
         return this.locks.with(record.id, () => makeContainer(this.ctx, admitted, record));
       });
+    // An image that is a checkpoint archive's path: the container is made from the checkpoint (restore-container.ts).
+    const archive = checkpointArchiveOf(config);
+    const make = async (): Promise<string> => {
+      if (!archive) return makeFrom(config);
+      if (!this.ctx.sandboxes.get(request.podSandboxId)) throw notFound(`pod sandbox ${request.podSandboxId} not found`);
+      return withStagedCheckpoint(this.ctx, config, archive, (restored, staged) =>
+        makeFrom(validateCreateContainer({ ...request, config: restored }, this.ctx.host), staged));
+    };
     const pod = this.ctx.sandboxes.get(request.podSandboxId);
     if (!pod) return make();
     const exists = (id: string): boolean => {
@@ -132,6 +146,14 @@ export class Containers implements ContainerLookup, ContainerSessions, PodContai
     };
     const { name, attempt } = config.metadata!;
     return this.creates.run(JSON.stringify([pod.id, name, attempt]), make, exists, delivered);
+  }
+
+  /** CheckpointContainer: an archive of the running container at `location` (checkpoint-container.ts). */
+  async checkpoint(idOrPrefix: string, location: string, timeoutSeconds: number): Promise<void> {
+    checkContainerId(idOrPrefix);
+    await checkCheckpointLocation(location);
+    const { id } = this.ctx.records.require(idOrPrefix);
+    await this.locks.with(id, () => checkpointContainer(this.ctx, id, location, timeoutSeconds));
   }
 
   async start(idOrPrefix: string): Promise<void> {

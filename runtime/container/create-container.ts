@@ -25,6 +25,8 @@ import { checkPodPidNamespace, pinTargetPidNamespace, releaseTargetPin, targetPi
 import { logFilePath, logLocationOf, prepareLogFile, processHoldsFile, type LogLocation } from './container-log-file';
 import { undoContainer } from './remove-container';
 import { readUserDatabase, type UserDatabase } from './user-lookup';
+import type { StagedCheckpoint } from '../checkpoint/checkpoint-archive-reader';
+import { applyCheckpointDiff, keepCheckpointImages, removeCheckpointDeletions } from './restore-container';
 
 /** A create request that passed every check made before the host is touched. */
 export interface AdmittedContainer {
@@ -44,11 +46,14 @@ export interface AdmittedContainer {
   /** The running container whose PID namespace pid mode TARGET joins, and where the create pins it. */
   target: PidNamespaceTarget | undefined;
   targetPidNsPath: string | undefined;
+  /** A checkpoint archive staged for this container to be restored from (restore-container.ts); undefined for a plain create. */
+  restore: StagedCheckpoint | undefined;
 }
 
 /** Admits a validated request into its pod (found and READY: the caller holds it, see Containers.create). */
-export function admitContainer(ctx: ContainerContext, config: ContainerConfig__Output, sandbox: PodSandboxView): AdmittedContainer {
+export function admitContainer(ctx: ContainerContext, config: ContainerConfig__Output, sandbox: PodSandboxView, restore?: StagedCheckpoint): AdmittedContainer {
   if (sandbox.state !== 'SANDBOX_READY') throw failedPrecondition(`pod sandbox ${sandbox.id} is not ready`);
+  if (restore && sandbox.userNamespace) throw failedPrecondition(`config.image.image: pod ${sandbox.id} has a user namespace (hostUsers: false), into which berth does not restore checkpoints yet`);
   checkContainerUserns(config, sandbox.userNamespace);
   validateMountRequests(config.mounts ?? [], ctx.host.mountFeatures, sandbox.userNamespace);
   (config.mounts ?? []).forEach((m, i) => {
@@ -74,7 +79,7 @@ export function admitContainer(ctx: ContainerContext, config: ContainerConfig__O
   const logLocation = logLocationOf(logDirectory, config.log_path, dir);
   const logPath = logFilePath(logLocation);
   const target = targetOf(ctx, config);
-  return { id, config, sandbox, name, attempt, handler, runtime, image, dir, logLocation, logPath, target, targetPidNsPath: target ? targetPinPath(dir) : undefined };
+  return { id, config, sandbox, name, attempt, handler, runtime, image, dir, logLocation, logPath, target, targetPidNsPath: target ? targetPinPath(dir) : undefined, restore };
 }
 
 /** crun refuses hybrid hosts while the cgroup2 side has controllers enabled; say so before creating anything. */
@@ -126,6 +131,7 @@ export function recordContainer(ctx: ContainerContext, admitted: AdmittedContain
     stopSignal: 'SIGTERM',
     cgroupsPath: '',
     resourcesJson: JSON.stringify(config.linux?.resources ?? null),
+    restoreImages: '',
   };
   ctx.records.add(record);
   return record;
@@ -142,9 +148,9 @@ export async function makeContainer(ctx: ContainerContext, admitted: AdmittedCon
     // Made by berth, no link followed: conmon then opens (and must hold) this very file.
     const logFile = prepareLogFile(ctx.native, admitted.logLocation);
     logCreatedHere = logFile.created;
-    // Started first: conmon's own start-up runs while the rootfs and config.json are made.
-    pending = startMonitor(ctx, admitted);
-    const rootfs = mountRootfs(ctx, admitted);
+    // Started first: conmon's own start-up runs while the rootfs and config.json are made. A restore's starts at StartContainer.
+    if (!admitted.restore) pending = startMonitor(ctx, admitted);
+    const rootfs = await mountRootfs(ctx, admitted);
     // Image content, read on the thread pool before any namespace is pinned for runc.
     const users = await readUserDatabase(rootfs);
     const preparedSources = prepareMounts({
@@ -155,7 +161,16 @@ export async function makeContainer(ctx: ContainerContext, admitted: AdmittedCon
     writeSpec(ctx, admitted, record, rootfs, preparedSources, users);
     // Right before runc joins it: the pod's PID namespace is still the one pinned, its holder still in it.
     if (joinsPodPidNamespace(admitted)) checkPodPidNamespace(ctx.native, admitted.sandbox);
-    const starting = pending;
+    if (admitted.restore) {
+      // Created, not yet restored: criu's images wait in the bundle, the prepared mounts stay for runc's restore.
+      record.restoreImages = await keepCheckpointImages(admitted.restore, admitted.dir);
+      record.phase = 'created';
+      ctx.records.save(record);
+      ctx.log.info({ id, pod: admitted.sandbox.id, name: admitted.name, archive: admitted.config.image?.user_specified_image }, 'container created from a checkpoint; restored at start');
+      ctx.records.publish('CONTAINER_CREATED_EVENT', record);
+      return id;
+    }
+    const starting = pending!;
     pending = undefined;
     const created = await starting.run().finally(() => {
       if (admitted.targetPidNsPath) releaseTargetPin(ctx.native, admitted.targetPidNsPath);
@@ -215,16 +230,21 @@ function startMonitor(ctx: ContainerContext, admitted: AdmittedContainer): Pendi
   });
 }
 
-/** Holds the image's layers and mounts overlay(layers + upper) at <bundle>/rootfs; the mount point. */
-function mountRootfs(ctx: ContainerContext, admitted: AdmittedContainer): string {
-  const { dir, image } = admitted;
+/**
+ * Holds the image's layers and mounts overlay(layers + upper) at <bundle>/rootfs; the mount point.
+ * A restore's upper dir starts as the checkpointed container's changes, and what it deleted is removed.
+ */
+async function mountRootfs(ctx: ContainerContext, admitted: AdmittedContainer): Promise<string> {
+  const { dir, image, restore } = admitted;
   ctx.layerHolds?.holdLayers(admitted.id, image.image.id);
   for (const sub of ['upper', 'work']) mkdirSync(join(dir, sub), { mode: 0o700 });
   shapeUpperLikeImageRoot(join(dir, 'upper'), image.layerDirs);
+  if (restore) await applyCheckpointDiff(ctx, restore, join(dir, 'upper'));
   const rootfs = join(dir, 'rootfs');
   const userns = admitted.sandbox.userNamespace;
   const idmap = userns ? { usernsPath: userns.path, uids: userns.uids, gids: userns.gids } : undefined;
   ctx.rootfs.mount({ layerDirs: image.layerDirs, upperDir: join(dir, 'upper'), workDir: join(dir, 'work'), target: rootfs, idmap });
+  if (restore) await removeCheckpointDeletions(restore, rootfs);
   return rootfs;
 }
 

@@ -8,7 +8,7 @@ import type { RuntimeLog } from '../common/log';
 import { describeError } from '../errors';
 import { isConmonOf, readExit } from '../oci/conmon';
 import { processAlive } from '../oci/host-process';
-import type { ContainerRecord } from './container-store';
+import { awaitsRestore, type ContainerRecord } from './container-store';
 import type { ContainerRecords } from './container-records';
 
 /** How often a waiter looks for itself, should a monitor die without an exit file (no event comes then). */
@@ -50,11 +50,14 @@ export class ExitWatcher {
   markLost(record: ContainerRecord): void {
     if (readExit(record.dir)) return void this.refresh(record);
     const wasRunning = record.phase === 'running';
+    const unrestored = awaitsRestore(record);
     record.phase = 'exited';
     record.exitCode = 255;
     record.finishedAt = nowUnixNanos();
     record.reason = 'Error';
-    record.message = 'the container monitor (conmon) exited without recording an exit code';
+    record.message = unrestored
+      ? 'stopped before it was restored from its checkpoint'
+      : 'the container monitor (conmon) exited without recording an exit code';
     this.records.save(record);
     if (wasRunning) this.records.publish('CONTAINER_STOPPED_EVENT', record);
   }

@@ -1,10 +1,13 @@
-// StartContainer: lets a created container's init process exec its command.
+// StartContainer: lets a created container's init process exec its command,
+// or restores a container created from a checkpoint (restore-container.ts).
 // A start that fails leaves the container exited with StartError, as the
 // kubelet expects, and kills whatever of it is left.
 import { nowUnixNanos } from '../common/clock';
 import { describeError, failedPrecondition } from '../errors';
 import type { ContainerContext } from './container-context';
 import { stateOf } from './container-view';
+import { awaitsRestore } from './container-store';
+import { restoreContainer } from './restore-container';
 
 /** Starts container `id` (a full id; the caller holds its lock). */
 export async function startContainer(ctx: ContainerContext, id: string): Promise<void> {
@@ -14,7 +17,8 @@ export async function startContainer(ctx: ContainerContext, id: string): Promise
   await ctx.exits.holdExitWhile(id, async () => {
     const exit = ctx.exits.exitWatch(record);
     try {
-      await runtime.start(id, exit.exited);
+      if (awaitsRestore(record)) await restoreContainer(ctx, record, runtime);
+      else await runtime.start(id, exit.exited);
     } catch (err) {
       record.phase = 'exited';
       record.finishedAt = nowUnixNanos();

@@ -121,7 +121,7 @@ export function detectHost(config: BerthConfig): HostFacts {
     ociRuntimeVersions,
     conmon: probeBinary('conmon', config.oci.conmon),
     mountFeatures: probeMountFeatures(native, config.state),
-    checkpoint: probeCheckpointSupport(findBinarySync('criu'), uname.release),
+    checkpoint: probeCheckpointSupport(findBinarySync(config.oci.criu), uname.release, config.oci.criu),
   };
 }
 

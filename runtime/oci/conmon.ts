@@ -27,6 +27,12 @@ export interface ConmonCreateOptions {
   stdinOnce: boolean;
   /** How long to wait for the runtime to create the container. */
   timeoutMs?: number;
+  /**
+   * Restore from a checkpoint instead of creating: conmon runs `runtime
+   * restore --detach --image-path <imagesDir> --work-path <bundle>` (criu's
+   * restore.log lands in the bundle) and reports the restored init's pid.
+   */
+  restore?: { imagesDir: string; runtimeArgs: string[] };
 }
 
 /** A conmon started and waiting on its start pipe. */
@@ -102,7 +108,7 @@ export class Conmon {
       try {
         const message = await Promise.race([report, monitor.failed, timeout]);
         if (message.data <= 0) {
-          throw internal(`${runtime.handler} create failed: ${(message.message ?? 'no message').trim()}`);
+          throw internal(`${runtime.handler} ${options.restore ? 'restore' : 'create'} failed: ${(message.message ?? 'no message').trim()}`);
         }
         const conmonPid = tryReadPidFile(conmonFiles.conmonPid(bundle));
         if (conmonPid === undefined) throw internal(`conmon did not write its pid file ${conmonFiles.conmonPid(bundle)}`);
@@ -118,7 +124,7 @@ export class Conmon {
       }
     };
     return {
-      run: () => runtime.timed('create', run),
+      run: () => runtime.timed(options.restore ? 'restore' : 'create', run),
       abandon: () => {
         if (settled) return;
         settled = true;
@@ -152,7 +158,8 @@ function conmonArgs(options: ConmonCreateOptions): string[] {
     '--socket-dir-path', options.socketDir,
     '--log-level', 'info',
   ];
-  for (const arg of runtime.globalArgs()) args.push('--runtime-arg', arg);
+  for (const arg of [...runtime.globalArgs(), ...(options.restore?.runtimeArgs ?? [])]) args.push('--runtime-arg', arg);
+  if (options.restore) args.push('--restore', options.restore.imagesDir);
   if (runtime.systemdCgroup) args.push('--systemd-cgroup');
   if (options.terminal) args.push('--terminal');
   if (options.stdin) {

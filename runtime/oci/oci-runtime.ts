@@ -285,6 +285,36 @@ export class OciRuntime {
     throw internal(`${this.handler} update ${id}: ${runtimeMessage(result.stderr)}`);
   }
 
+  /** Freezes every process of the container (cgroup freezer). */
+  async pause(id: string): Promise<void> {
+    await this.timed('pause', () => this.must(['pause', id], `pause ${id}`));
+  }
+
+  async resume(id: string): Promise<void> {
+    await this.timed('resume', () => this.must(['resume', id], `resume ${id}`));
+  }
+
+  /**
+   * Global flags naming the criu binary: runc takes `--criu PATH`; crun links
+   * libcriu and has no such flag.
+   */
+  criuArgs(criuPath: string): string[] {
+    return basename(this.path) === 'runc' ? [`--criu=${criuPath}`] : [];
+  }
+
+  /**
+   * `runtime checkpoint --leave-running`: criu writes the container's images
+   * to imagesDir and its log (dump.log) to workDir; the container goes on
+   * running. Never throws on a failed dump: the caller reads criu's log.
+   */
+  async checkpoint(id: string, options: { imagesDir: string; workDir: string; criuPath: string; timeoutMs: number }): Promise<RunResult> {
+    return this.timed('checkpoint', () =>
+      this.run([...this.criuArgs(options.criuPath), 'checkpoint', '--leave-running', '--image-path', options.imagesDir, '--work-path', options.workDir, id], {
+        timeoutMs: options.timeoutMs,
+      }),
+    );
+  }
+
   /**
    * Arguments for `runtime exec` of a process spec file (see
    * container/process-spec.ts execProcess), for ExecSync and interactive exec.

@@ -4,7 +4,6 @@
 // cannot be written; an image volume with a sub path that keeps its image from
 // removal. Each test skips on a host whose kernel cannot, saying why.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -22,7 +21,6 @@ const MAPPING = { container_id: 0, host_id: HOST_ID, length: 65536 };
 const FAILED_PRECONDITION = 9;
 const NOT_FOUND = 5;
 const INVALID_ARGUMENT = 3;
-const UNIMPLEMENTED = 12;
 
 interface HostSupport {
   mountFeatures: { userNamespaces: { supported: boolean; reason?: string }; recursiveReadOnly: { supported: boolean; reason?: string } };
@@ -121,25 +119,6 @@ describe('user namespaces, recursive read-only and image volumes over CRI', () =
     await call('RemovePodSandbox', { pod_sandbox_id: podId });
     assert.equal(readFileSync(join(volume, 'from-host'), 'utf8'), 'host\n', 'the volume is intact after removal');
     assert.deepEqual(readdirSync(join(s.nsDir, 'user')), []);
-  });
-
-  test("checkpoint calls say why this host cannot checkpoint, in criu's own words", async () => {
-    const { podId, sandboxConfig } = await pod('ckpt-pod', false);
-    const id = await startContainerInPod(s.berthd, { podId, sandboxConfig, image, name: 'ckpt-ctr', command: ['sh', '-c', 'exec sleep 600'], extra: { linux: { resources: {}, security_context: {} } } });
-    const check = spawnSync('criu', ['check'], { encoding: 'utf8' });
-    const firstError = `${check.stdout}${check.stderr}`.split('\n').find((l) => /Error/.test(l))?.trim();
-    const err = await call('CheckpointContainer', { container_id: id, location: join(scratch, 'ckpt.tar'), timeout: '10' }).then(() => assert.fail('checkpointed'), (e: Error) => e);
-    assert.equal(grpcCode(err), UNIMPLEMENTED);
-    if (check.error || check.status !== 0) {
-      assert.match(err.message, /checkpointing is not available on this host/);
-      if (firstError) assert.ok(err.message.includes(firstError), `${err.message} names criu's error ${firstError}`);
-    } else {
-      assert.match(err.message, /berth does not write checkpoint archives yet/);
-    }
-    const pods = await call('CheckpointPod', { pod_sandbox_id: podId, output_path: join(scratch, 'pod.tar') }).then(() => assert.fail('checkpointed'), (e: Error) => e);
-    assert.equal(grpcCode(pods), UNIMPLEMENTED);
-    assert.match(pods.message, /^12 UNIMPLEMENTED: CheckpointPod: berth does not checkpoint pods; /);
-    await call('RemoveContainer', { container_id: id });
   });
 
   test('a container whose user namespace options differ from its pod is INVALID_ARGUMENT', async (t) => {

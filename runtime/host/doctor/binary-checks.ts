@@ -2,7 +2,7 @@
 // container-escape advisories), and criu for checkpoints.
 import { release } from 'node:os';
 import { type BinaryProbe, compareVersions, probeBinary, runVersion } from '../binaries';
-import { probeCheckpointSupport } from '../checkpoint-support';
+import { probeCheckpointSupportAsync } from '../checkpoint-support';
 import { cgroupLayout } from './cgroup-checks';
 import { type CheckResult, type DoctorContext, fail, ok, warn } from './doctor-types';
 import { looksLikeDistributionBuild, openAdvisories, SUGGESTED_RELEASES } from './runtime-advisories';
@@ -71,14 +71,16 @@ export async function checkOciRuntimes(ctx: DoctorContext): Promise<CheckResult[
 }
 
 export async function checkCriu(ctx: DoctorContext): Promise<CheckResult[]> {
-  const found = await probe(ctx, 'criu', 'criu');
-  const fix = 'apt-get install criu';
-  if (!found.found) return [warn('binary.criu', 'criu not found: CheckpointContainer (kubelet checkpoint API) is unavailable', fix)];
+  const found = await probe(ctx, 'criu', ctx.config.oci.criu);
+  const fix = 'apt-get install criu (or set oci.criu in /etc/berth/berth.toml to a criu that knows this kernel)';
+  if (!found.found) return [warn('binary.criu', `criu (${ctx.config.oci.criu}) not found: CheckpointContainer (kubelet checkpoint API) is unavailable`, fix)];
   if (!found.usable) return [warn('binary.criu', `criu at ${found.path} does not run (${found.problem}): checkpoints are unavailable`, fix)];
-  if (ctx.host.dir === '/') {
-    // criu's own test of this kernel: Debian 12's criu 3.17 installs and runs --version, yet cannot start on Linux 6.13+.
-    const support = probeCheckpointSupport(found.path, release());
-    if (!support.criu.supported) return [warn('binary.criu', `${support.criu.reason.replace(/\n/g, ' | ')}: CheckpointContainer is unavailable`, 'a criu that knows this kernel (4.1 or later for Linux 6.13+)')];
+  const shown = `criu ${found.version || found.versionText} at ${found.path}`;
+  if (ctx.host.dir !== '/') return [ok('binary.criu', shown)];
+  // criu's own test of this kernel: Debian 12's criu 3.17 installs and runs --version, yet cannot start on Linux 6.13+.
+  const support = await probeCheckpointSupportAsync(found.path, release(), ctx.config.oci.criu);
+  if (!support.criu.supported) {
+    return [warn('binary.criu', `${support.criu.reason.replace(/\n/g, ' | ')}: CheckpointContainer and restores are unavailable`, 'a criu that knows this kernel (4.1 or later for Linux 6.13+), named by oci.criu')];
   }
-  return [ok('binary.criu', `criu ${found.version || found.versionText} at ${found.path}`)];
+  return [ok('binary.criu', `${shown}: criu check passes, containers can be checkpointed and restored`)];
 }
