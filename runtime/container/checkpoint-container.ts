@@ -28,6 +28,30 @@ const PATH_MAX = 4096;
 /** How much of criu's log is read for an error's excerpt (its tail holds the errors). */
 const LOG_TAIL_BYTES = 256 * 1024;
 
+const ARCHIVE_TEMP_NOTE = 'archive-in-progress';
+
+/** Where a checkpoint works (criu's images and log, the dumps): in the container's bundle, removed when done. */
+export function checkpointWorkDir(bundle: string): string {
+  return join(bundle, 'checkpoint-work');
+}
+
+/**
+ * At start: a checkpoint that berthd's death interrupted left its container
+ * frozen, a half-written archive and its work directory. The container is
+ * thawed (it was running; a container not frozen is left as it is) and both
+ * are removed.
+ */
+export async function finishInterruptedCheckpoint(ctx: ContainerContext, record: ContainerRecord): Promise<void> {
+  const work = checkpointWorkDir(record.dir);
+  const temp = await fsp.readFile(join(work, ARCHIVE_TEMP_NOTE), 'utf8').catch(() => undefined);
+  if (temp === undefined && !(await fsp.stat(work).catch(() => undefined))) return;
+  const runtime = ctx.runtimes.find(record.runtimeHandler);
+  if (runtime && (await runtime.state(record.id).catch(() => undefined))?.status === 'paused') await runtime.resume(record.id);
+  if (temp) await fsp.rm(temp, { force: true });
+  await fsp.rm(work, { recursive: true, force: true });
+  ctx.log.warn({ id: record.id }, 'a checkpoint interrupted by berthd\'s end was undone (container thawed, partial archive removed)');
+}
+
 /** INVALID_ARGUMENT naming `location` unless it is an absolute path in an existing directory, and not a directory itself. */
 export async function checkCheckpointLocation(location: string): Promise<void> {
   if (!location) throw invalidArgument('location: is empty');
@@ -90,13 +114,15 @@ export async function checkpointContainer(ctx: ContainerContext, id: string, loc
   const deadline = Date.now() + seconds * 1000;
   const runtime = ctx.runtimes.require(record.runtimeHandler);
   const spec = JSON.parse(record.specJson) as OciSpec;
-  const work = join(record.dir, 'checkpoint-work');
+  const work = checkpointWorkDir(record.dir);
   const imagesDir = join(work, 'images');
   const criuWork = join(work, 'criu');
   const archiveTemp = join(dirname(location), `.${basename(location)}.berth-${randomBytes(6).toString('hex')}`);
   await fsp.rm(work, { recursive: true, force: true });
   await fsp.mkdir(imagesDir, { recursive: true, mode: 0o700 });
   await fsp.mkdir(criuWork, { mode: 0o700 });
+  // For recovery, should berthd die before the end: the container to thaw and this file to remove.
+  await fsp.writeFile(join(work, ARCHIVE_TEMP_NOTE), archiveTemp, { mode: 0o600 });
   let paused = false;
   try {
     await fsp.writeFile(join(work, ARCHIVE.specDump), record.specJson, { mode: 0o600 });

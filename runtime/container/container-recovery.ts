@@ -8,6 +8,7 @@ import { describeError } from '../errors';
 import { conmonTarget, isConmonOf } from '../oci/conmon';
 import { killQuietly } from '../oci/host-process';
 import type { ContainerContext } from './container-context';
+import { finishInterruptedCheckpoint } from './checkpoint-container';
 import { awaitsRestore } from './container-store';
 import { stateOf } from './container-view';
 import { releaseTargetPin, targetPinPath } from './pid-namespace-join';
@@ -24,6 +25,7 @@ export async function recoverContainers(ctx: ContainerContext): Promise<void> {
         continue;
       }
       ctx.exits.refresh(record);
+      if (record.phase === 'running') await finishInterruptedCheckpoint(ctx, record);
       // A container created from a checkpoint has no monitor until StartContainer restores it.
       if ((record.phase === 'running' || record.phase === 'created') && !awaitsRestore(record) && !isConmonOf(record.conmonPid, record.id)) {
         ctx.exits.markLost(record);

@@ -185,7 +185,8 @@ export async function makeContainer(ctx: ContainerContext, admitted: AdmittedCon
     dropPreparedMounts(ctx, admitted);
   } catch (err) {
     if (admitted.targetPidNsPath) releaseTargetPin(ctx.native, admitted.targetPidNsPath);
-    pending?.abandon();
+    // Awaited: a conmon still being spawned would open (and create) the log file after it was removed.
+    await pending?.abandon();
     // A container never created has no log (nor leaves one behind).
     if (logCreatedHere) rmSync(logPath, { force: true });
     ctx.log.warn({ id, err: describeError(err) }, 'container create failed; undoing');

@@ -39,8 +39,8 @@ export interface ConmonCreateOptions {
 export interface PendingConmon {
   /** Lets it run `runtime create`; resolves once the container exists. */
   run(): Promise<ConmonCreated>;
-  /** Kills it unused; nothing of it is left but the log file it opened. */
-  abandon(): void;
+  /** Kills it unused (settles once it is killed); nothing of it is left but the log file it opened. */
+  abandon(): Promise<void>;
 }
 
 export interface ConmonCreated {
@@ -125,11 +125,12 @@ export class Conmon {
     };
     return {
       run: () => runtime.timed(options.restore ? 'restore' : 'create', run),
-      abandon: () => {
+      abandon: async () => {
         if (settled) return;
         settled = true;
         // Killed while it waits on the start pipe: closing the pipe alone would let it go on and create.
-        launched.then(
+        // Settled once it is killed: its spawn may still be under way when this is called.
+        await launched.then(
           (monitor) => {
             monitor.kill();
             monitor.dispose();

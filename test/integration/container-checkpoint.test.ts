@@ -9,7 +9,7 @@
 // CheckpointContainer fails with criu's reason, which is tested on any host.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { grpcCode } from '../support/cri-client';
@@ -27,7 +27,8 @@ const UNIMPLEMENTED = 12;
 const CRIU = process.env.BERTH_TEST_CRIU || 'criu';
 /** Debian's criu: where it fails `criu check` here, it is the criu that "does not work". */
 const DEBIAN_CRIU = '/usr/sbin/criu';
-const COUNTER = 'echo made > /made-here; rm /data/doomed; i=0; while true; do i=$((i+1)); echo $i > /count; echo $i; sleep 0.1; done';
+// /count is replaced by a rename: a checkpoint between a truncation and its write would find it empty.
+const COUNTER = 'echo made > /made-here; rm /data/doomed; i=0; while true; do i=$((i+1)); echo $i > /count.new; mv /count.new /count; echo $i; sleep 0.1; done';
 
 interface CriuSupport {
   supported: boolean;
@@ -168,7 +169,7 @@ describe('checkpoint and restore over CRI', () => {
         return undefined;
       }
     });
-    // Frozen between the increment and the file write, or after it: the next value printed is the file's or one more.
+    // Frozen before /count had the new value, or after: the next value printed is the file's or one more.
     assert.ok(counted[0] === countAtCheckpoint || counted[0] === countAtCheckpoint + 1, `restored counter went on from ${counted[0]}, the checkpoint's file said ${countAtCheckpoint}`);
     assert.deepEqual(counted.slice(0, 3), [counted[0], counted[0] + 1, counted[0] + 2]);
 
@@ -211,6 +212,25 @@ describe('checkpoint and restore over CRI', () => {
       assert.equal(grpcCode(err), INVALID_ARGUMENT);
       assert.match(err.message, /holds no criu images .*not a container checkpoint/);
     }
+    await call('RemoveContainer', { container_id: id });
+  });
+
+  test("a checkpoint cut short by berthd's end is undone at the next start: the container thawed, the partial archive removed", async () => {
+    const a = await pod('ckpt-interrupted');
+    const id = await startContainerInPod(s.berthd, { podId: a.podId, sandboxConfig: a.sandboxConfig, image, name: 'frozen', command: ['sleep', '600'], extra: { linux: { resources: {}, security_context: {} } } });
+    const info = JSON.parse(((await call('ContainerStatus', { container_id: id, verbose: true })) as { info: { info: string } }).info.info) as { bundle: string; runtimeRoot: string };
+    const runc = (...args: string[]) => execFileSync('runc', ['--root', info.runtimeRoot, ...args], { encoding: 'utf8' });
+    // What a checkpoint leaves while it runs: the container frozen, its work dir, a partial archive beside the location.
+    runc('pause', id);
+    const partial = join(scratch, '.interrupted.tar.berth-0');
+    writeFileSync(partial, 'half');
+    mkdirSync(join(info.bundle, 'checkpoint-work', 'images'), { recursive: true });
+    writeFileSync(join(info.bundle, 'checkpoint-work', 'archive-in-progress'), partial);
+    await s.berthd.stop('SIGKILL');
+    await s.berthd.start();
+    assert.equal((JSON.parse(runc('state', id)) as { status: string }).status, 'running');
+    assert.ok(!existsSync(partial), 'partial archive removed');
+    assert.ok(!existsSync(join(info.bundle, 'checkpoint-work')), 'work dir removed');
     await call('RemoveContainer', { container_id: id });
   });
 
