@@ -48,6 +48,8 @@ export function runtimeInfoHandlers(ctx: Pick<ShimServices, 'config' | 'host' | 
         info.ociRuntimes = JSON.stringify(ctx.host.ociRuntimes);
         // Each handler's version against its minimum, and whether berth's runc fast paths are used for it.
         info.ociRuntimeVersions = JSON.stringify(ctx.host.ociRuntimeVersions ?? {});
+        // Whether CheckpointContainer and restores work here (criu check at start), and why not in criu's words.
+        info.checkpoint = JSON.stringify(ctx.host.checkpoint.criu);
         info.podCidr = JSON.stringify(ctx.podCidr.value);
         info.cniNetwork = JSON.stringify(network.network ?? null);
         info.version = JSON.stringify({ runtime: RUNTIME_NAME, version: BERTH_VERSION, commit: buildInfo().commit, node: process.version });

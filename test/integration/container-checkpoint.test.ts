@@ -12,6 +12,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { BERTHD_ENTRY } from '../support/berthd-process';
 import { grpcCode } from '../support/cri-client';
 import { pushBusyboxImage } from '../support/oci-image-builder';
 import { startRegistry, type TestRegistry } from '../support/registry';
@@ -44,7 +45,14 @@ function caller(s: SandboxBerthd): Call {
 
 async function criuOf(call: Call): Promise<CriuSupport> {
   const info = (await call('Status', { verbose: true })) as { info: Record<string, string> };
-  return (JSON.parse(info.info.host) as { checkpoint: { criu: CriuSupport } }).checkpoint.criu;
+  return JSON.parse(info.info.checkpoint) as CriuSupport;
+}
+
+/** berthd doctor's finding on criu, with berthd's config. */
+function doctorOnCriu(configPath: string): { status: string; found: string } {
+  const out = spawnSync(process.execPath, [BERTHD_ENTRY, 'doctor', '--json', '--config', configPath], { encoding: 'utf8' });
+  const report = JSON.parse(out.stdout) as { results: { id: string; status: string; found: string }[] };
+  return report.results.find((r) => r.id === 'binary.criu')!;
 }
 
 function logValues(path: string): number[] {
@@ -104,6 +112,17 @@ describe('checkpoint and restore over CRI', () => {
       await s?.cleanup();
       await registry?.stop();
       rmSync(scratch, { recursive: true, force: true });
+    }
+  });
+
+  test('Status and berthd doctor say whether the configured criu can checkpoint here', () => {
+    const finding = doctorOnCriu(s.berthd.configPath);
+    if (criu.supported) {
+      assert.equal(finding.status, 'ok');
+      assert.match(finding.found, new RegExp(`criu ${criu.version}.* criu check passes`));
+    } else {
+      assert.equal(finding.status, 'warn');
+      assert.ok(finding.found.includes(criu.reason!.split('\n')[0]), `${finding.found} says ${criu.reason}`);
     }
   });
 
@@ -244,6 +263,9 @@ describe('checkpoint and restore over CRI', () => {
     try {
       const support = await criuOf(otherCall);
       assert.equal(support.supported, false);
+      const finding = doctorOnCriu(other.berthd.configPath);
+      assert.equal(finding.status, 'warn');
+      assert.match(finding.found, /CheckpointContainer and restores are unavailable/);
       const config = podConfig('nocriu', { log_directory: join(scratch, 'nocriu-logs') });
       const { pod_sandbox_id: podId } = (await otherCall('RunPodSandbox', { config })) as { pod_sandbox_id: string };
       await otherCall('PullImage', { image: { image } });

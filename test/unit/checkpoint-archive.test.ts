@@ -10,6 +10,7 @@ import { after, describe, test } from 'node:test';
 import type { ContainerConfig__Output } from '../../cri-proto/generated/runtime/v1/ContainerConfig';
 import { loadNative } from '../../native';
 import { stageCheckpointArchive } from '../../runtime/checkpoint/checkpoint-archive-reader';
+import { runCheckpointJob } from '../../runtime/checkpoint/checkpoint-jobs';
 import { rfc3339Nanos } from '../../runtime/checkpoint/checkpoint-layout';
 import { restoredContainerConfig } from '../../runtime/checkpoint/restored-config';
 import { applyRootfsDiff, diffBudget, removeDeletedPaths, writeRootfsDiff } from '../../runtime/checkpoint/rootfs-diff';
@@ -196,5 +197,24 @@ describe("a restored container's config", () => {
     assert.equal(rfc3339Nanos('0'), '0001-01-01T00:00:00Z');
     assert.equal(rfc3339Nanos('1700000000123456789'), '2023-11-14T22:13:20.123456789Z');
     assert.equal(rfc3339Nanos('1700000000000000000'), '2023-11-14T22:13:20Z');
+  });
+});
+
+describe('checkpoint jobs', () => {
+  test('a job whose deadline passes is ended with DEADLINE_EXCEEDED, its thread terminated', async () => {
+    const upper = fresh();
+    writeFileSync(join(upper, 'f'), 'x');
+    const job = runCheckpointJob({ op: 'remove-deleted', rootfs: upper, deleted: ['/f'] }, Date.now() - 1);
+    const err = await rejection(job);
+    assert.ok(isBerthError(err, 'DeadlineExceeded'), err.message);
+  });
+
+  test('a job runs on its worker thread and answers; its errors keep their kind', async () => {
+    const root = fresh();
+    writeFileSync(join(root, 'gone'), 'x');
+    assert.deepEqual(await runCheckpointJob({ op: 'remove-deleted', rootfs: root, deleted: ['/gone'] }), { removed: 1 });
+    assert.ok(!existsSync(join(root, 'gone')));
+    const err = await rejection(runCheckpointJob({ op: 'remove-deleted', rootfs: root, deleted: ['/../x'] }));
+    assert.ok(isBerthError(err, 'InvalidArgument'), err.message);
   });
 });
