@@ -12,7 +12,8 @@ import { TarReader } from '../image/tar-reader';
 import { ARCHIVE, CRIU_INVENTORY, type CheckpointedContainer } from './checkpoint-layout';
 import type { CheckpointedSpec } from './restored-config';
 
-const MAX_METADATA_BYTES = 16 * 1024 * 1024;
+/** config.dump, spec.dump and deleted.files are read whole: larger is no checkpoint's. */
+export const MAX_METADATA_BYTES = 16 * 1024 * 1024;
 const MAX_ENTRIES = 100_000;
 
 export interface StagedCheckpoint {
@@ -86,6 +87,15 @@ export async function stageCheckpointArchive(archivePath: string, dir: string): 
   } finally {
     await handle.close();
   }
+  return checkpointStaged(dir, metadata, rootfsDiff, what);
+}
+
+/**
+ * What was staged, checked: criu's images are there (inventory.img), the
+ * metadata parses. `metadata` holds config.dump, spec.dump and deleted.files
+ * as read; `what` names the source in messages.
+ */
+export async function checkpointStaged(dir: string, metadata: Map<string, Buffer>, rootfsDiff: string | undefined, what: string): Promise<StagedCheckpoint> {
   const imagesDir = join(dir, ARCHIVE.images);
   try {
     await fsp.access(join(imagesDir, CRIU_INVENTORY));

@@ -16,7 +16,7 @@ import type { ContainerConfig__Output } from '../../cri-proto/generated/runtime/
 import type { StagedCheckpoint } from '../checkpoint/checkpoint-archive-reader';
 import { isBerthError, notFound } from '../errors';
 import { checkCheckpointLocation, checkpointContainer } from './checkpoint-container';
-import { checkpointArchiveOf, collectRestoreStaging, withStagedCheckpoint } from './restore-container';
+import { checkpointSourceOf, collectRestoreStaging, withStagedCheckpoint } from './restore-container';
 import { Conmon } from '../oci/conmon';
 import type { OciRuntime } from '../oci/oci-runtime';
 import { OciRuntimes } from '../oci/oci-runtimes';
@@ -130,12 +130,12 @@ export class Containers implements ContainerLookup, ContainerSessions, PodContai
         const record = recordContainer(this.ctx, admitted);
         return this.locks.with(record.id, () => makeContainer(this.ctx, admitted, record));
       });
-    // An image that is a checkpoint archive's path: the container is made from the checkpoint (restore-container.ts).
-    const archive = checkpointArchiveOf(config);
+    // An image that is a checkpoint (an archive's path, or a checkpoint image): the container is made from it (restore-container.ts).
     const make = async (): Promise<string> => {
-      if (!archive) return makeFrom(config);
+      const source = checkpointSourceOf(this.ctx, config);
+      if (!source) return makeFrom(config);
       if (!this.ctx.sandboxes.get(request.podSandboxId)) throw notFound(`pod sandbox ${request.podSandboxId} not found`);
-      return withStagedCheckpoint(this.ctx, config, archive, (restored, staged) =>
+      return withStagedCheckpoint(this.ctx, config, source, (restored, staged) =>
         makeFrom(validateCreateContainer({ ...request, config: restored }, this.ctx.host), staged));
     };
     const pod = this.ctx.sandboxes.get(request.podSandboxId);

@@ -1,5 +1,6 @@
 // A container restored from a checkpoint archive, as CRI-O does it: a
-// CreateContainer whose image is the archive's path stages the archive
+// CreateContainer whose image is the archive's path, or an image made of one
+// (checkpoint-image-reader.ts), stages the checkpoint
 // (checkpoint-archive-reader.ts), creates the container from the image the
 // checkpoint was taken of with the checkpoint's process (restored-config.ts),
 // its writable layer rebuilt from rootfs-diff.tar and deleted.files, and
@@ -13,6 +14,7 @@ import { join } from 'node:path';
 import type { ContainerConfig__Output } from '../../cri-proto/generated/runtime/v1/ContainerConfig';
 import { nowUnixNanos } from '../common/clock';
 import { stageCheckpointArchive, type StagedCheckpoint } from '../checkpoint/checkpoint-archive-reader';
+import { CHECKPOINT_IMAGE_ANNOTATION, stageCheckpointImage } from '../checkpoint/checkpoint-image-reader';
 import { runCheckpointJob } from '../checkpoint/checkpoint-jobs';
 import { restoredContainerConfig } from '../checkpoint/restored-config';
 import { describeError, failedPrecondition, internal } from '../errors';
@@ -23,10 +25,16 @@ import { logLocationOf, prepareLogFile, processHoldsFile } from './container-log
 import { type ContainerRecord } from './container-store';
 import { releasePreparedMounts } from './prepared-mounts';
 
-/** The image field of a CreateContainer that restores: a path to a checkpoint archive (no image reference starts with "/"). */
-export function checkpointArchiveOf(config: ContainerConfig__Output): string | undefined {
+/** Where a restore's checkpoint comes from: an archive's path (no image reference starts with "/") or a checkpoint image. */
+export type CheckpointSource = { archive: string } | { image: string; layersTopFirst: string[] };
+
+/** The checkpoint a CreateContainer names as its image; undefined for an ordinary image. */
+export function checkpointSourceOf(ctx: ContainerContext, config: ContainerConfig__Output): CheckpointSource | undefined {
   const image = config.image?.image ?? '';
-  return image.startsWith('/') ? image : undefined;
+  if (image.startsWith('/')) return { archive: image };
+  const record = image ? ctx.images.resolve(image) : undefined;
+  if (!record || !(CHECKPOINT_IMAGE_ANNOTATION in record.annotations)) return undefined;
+  return { image, layersTopFirst: [...ctx.images.forContainer(image).layerDirs].reverse() };
 }
 
 /** Where archives are staged: under berth's root (beside the bundles, so criu's images move into one by rename). */
@@ -40,7 +48,7 @@ export function restoreStagingDir(ctx: Pick<ContainerContext, 'config'>): string
  * removed afterwards whatever happens (what the container keeps was moved out).
  */
 export async function withStagedCheckpoint<T>(
-  ctx: ContainerContext, config: ContainerConfig__Output, archive: string, create: (restored: ContainerConfig__Output, staged: StagedCheckpoint) => Promise<T>,
+  ctx: ContainerContext, config: ContainerConfig__Output, source: CheckpointSource, create: (restored: ContainerConfig__Output, staged: StagedCheckpoint) => Promise<T>,
 ): Promise<T> {
   workingCriu(ctx, 'CreateContainer from a checkpoint');
   const root = restoreStagingDir(ctx);
@@ -48,8 +56,11 @@ export async function withStagedCheckpoint<T>(
   const dir = join(root, randomBytes(8).toString('hex'));
   await fsp.mkdir(dir, { mode: 0o700 });
   try {
-    const staged = await stageCheckpointArchive(archive, dir);
-    return await create(restoredContainerConfig(config, staged.container, staged.spec, archive), staged);
+    const staged = 'archive' in source
+      ? await stageCheckpointArchive(source.archive, dir)
+      : await stageCheckpointImage(ctx.native, source.image, source.layersTopFirst, dir);
+    const name = 'archive' in source ? source.archive : source.image;
+    return await create(restoredContainerConfig(config, staged.container, staged.spec, name), staged);
   } finally {
     await fsp.rm(dir, { recursive: true, force: true }).catch((err: unknown) => ctx.log.warn({ dir, err: describeError(err) }, 'removing a staged checkpoint failed'));
   }

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BERTHD_ENTRY } from '../support/berthd-process';
 import { grpcCode } from '../support/cri-client';
-import { pushBusyboxImage } from '../support/oci-image-builder';
+import { buildImage, layerFromTar, pushBusyboxImage, pushImage } from '../support/oci-image-builder';
 import { startRegistry, type TestRegistry } from '../support/registry';
 import { testNetwork } from '../support/test-network';
 import { podConfig, startContainerInPod, startSandboxBerthd, type SandboxBerthd } from './sandbox-fixture';
@@ -68,6 +68,20 @@ async function until<T>(what: string, probe: () => T | undefined | Promise<T | u
   throw new Error(`never: ${what}`);
 }
 
+/** The restored counter's first values: on from the checkpoint's count (frozen before /count had the new value, or after: that value or one more). */
+async function countsOnFrom(log: string, countAtCheckpoint: number): Promise<void> {
+  const counted = await until('the restored counter printed three values', () => {
+    try {
+      const values = logValues(log);
+      return values.length >= 3 ? values : undefined;
+    } catch {
+      return undefined;
+    }
+  });
+  assert.ok(counted[0] === countAtCheckpoint || counted[0] === countAtCheckpoint + 1, `restored counter went on from ${counted[0]}, the checkpoint's file said ${countAtCheckpoint}`);
+  assert.deepEqual(counted.slice(0, 3), [counted[0], counted[0] + 1, counted[0] + 2]);
+}
+
 function tarNames(archive: string, member?: string): string[] {
   const listing = member ? execFileSync('sh', ['-c', 'tar -xOf "$1" "$2" | tar -t', 'sh', archive, member], { encoding: 'utf8' }) : execFileSync('tar', ['-tf', archive], { encoding: 'utf8' });
   return listing.split('\n').filter(Boolean);
@@ -85,6 +99,8 @@ describe('checkpoint and restore over CRI', () => {
   let call: Call;
   let image = '';
   let criu: CriuSupport;
+  /** The counter's archive and the count its rootfs diff holds, for the restores that follow. */
+  let checkpointed: { archive: string; count: number } | undefined;
   const scratch = mkdtempSync('/tmp/berth-ckpt-');
 
   async function pod(name: string) {
@@ -165,6 +181,7 @@ describe('checkpoint and restore over CRI', () => {
     assert.ok(!diff.includes('etc/hosts') && !diff.includes('etc/resolv.conf'), `mount points are the pod's, not the container's changes: ${diff.join(' ')}`);
     const countAtCheckpoint = Number(tarMember(archive, 'rootfs-diff.tar', 'count'));
     assert.ok(countAtCheckpoint >= 5, `count ${countAtCheckpoint}`);
+    checkpointed = { archive, count: countAtCheckpoint };
 
     // The restore: a new pod, a container whose image is the archive, no command of its own.
     const b = await pod('ckpt-target');
@@ -179,18 +196,7 @@ describe('checkpoint and restore over CRI', () => {
     const running = (await call('ContainerStatus', { container_id: restored, verbose: true })) as { status: { state: string }; info: { info: string } };
     assert.equal(running.status.state, 'CONTAINER_RUNNING');
 
-    const restoredLog = join(scratch, 'ckpt-target-logs', 'restored.log');
-    const counted = await until('the restored counter printed three values', () => {
-      try {
-        const values = logValues(restoredLog);
-        return values.length >= 3 ? values : undefined;
-      } catch {
-        return undefined;
-      }
-    });
-    // Frozen before /count had the new value, or after: the next value printed is the file's or one more.
-    assert.ok(counted[0] === countAtCheckpoint || counted[0] === countAtCheckpoint + 1, `restored counter went on from ${counted[0]}, the checkpoint's file said ${countAtCheckpoint}`);
-    assert.deepEqual(counted.slice(0, 3), [counted[0], counted[0] + 1, counted[0] + 2]);
+    await countsOnFrom(join(scratch, 'ckpt-target-logs', 'restored.log'), countAtCheckpoint);
 
     const inside = (await call('ExecSync', { container_id: restored, cmd: ['sh', '-c', 'cat /made-here /data/keep; test -e /data/doomed && echo doomed-is-back'], timeout: '20' })) as { stdout: Buffer; exit_code: number };
     assert.equal(inside.stdout.toString(), 'made\nkept\n', 'the checkpoint\'s added file is there, its deleted one is not, the image\'s others are');
@@ -202,6 +208,24 @@ describe('checkpoint and restore over CRI', () => {
       await call('StopPodSandbox', { pod_sandbox_id: p });
       await call('RemovePodSandbox', { pod_sandbox_id: p });
     }
+  });
+
+  test('a checkpoint image (an OCI image of the archive, annotated as CRI-O reads it) restores the same way', async (t) => {
+    if (!checkpointed) return t.skip('no checkpoint was made (criu cannot checkpoint here)');
+    const layer = layerFromTar(readFileSync(checkpointed.archive), 'gzip');
+    const pushed = await pushImage(registry, 'test/counter-checkpoint:v1', buildImage({ layers: [layer], annotations: { 'org.criu.checkpoint.container.name': 'counter' } }));
+    await call('PullImage', { image: { image: pushed.reference } });
+    const c = await pod('ckpt-from-image');
+    const { container_id: restored } = (await call('CreateContainer', {
+      pod_sandbox_id: c.podId,
+      config: { metadata: { name: 'counter-from-image', attempt: 0 }, image: { image: pushed.reference }, log_path: 'restored.log', linux: { resources: {}, security_context: {} } },
+      sandbox_config: c.sandboxConfig,
+    })) as { container_id: string };
+    await call('StartContainer', { container_id: restored });
+    await countsOnFrom(join(scratch, 'ckpt-from-image-logs', 'restored.log'), checkpointed.count);
+    const inside = (await call('ExecSync', { container_id: restored, cmd: ['cat', '/made-here'], timeout: '20' })) as { stdout: Buffer };
+    assert.equal(inside.stdout.toString(), 'made\n');
+    await call('RemoveContainer', { container_id: restored });
   });
 
   test('CheckpointContainer and a restore refuse bad requests with the field named', async () => {
