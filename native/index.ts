@@ -88,6 +88,11 @@ export interface BerthNative {
   spawnDetached(file: string, argv: string[], env: string[], cwd: string, childFds: ('null' | 'read' | 'write')[]): Promise<{ pid: number; fds: number[] }>;
   waitChild(pid: number): Promise<{ code: number | null; signal: number | null }>;
   /**
+   * Each regular file's first maxBytes as UTF-8 (null: missing, unreadable or not a regular file),
+   * all read on one pool thread, opened O_NONBLOCK (native/src/small_files.cc).
+   */
+  readSmallFiles(paths: string[], maxBytes: number): Promise<(string | null)[]>;
+  /**
    * Reads `path` below `root` on a pool thread, following no symlink on the way and opening only a
    * regular file (O_NONBLOCK), at most maxBytes of it (native/src/rootfs_open.cc). Rejects with a
    * NativeError (ENOENT, ENOTDIR, ELOOP for a symlink on the way, EXDEV for "..", ...). `walk` picks

@@ -35,6 +35,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   berth::RegisterPidNamespace(env, exports);
   berth::RegisterLogOpen(env, exports);
   berth::RegisterPidWatch(env, exports);
+  berth::RegisterSmallFiles(env, exports);
   return exports;
 }
 

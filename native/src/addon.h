@@ -24,5 +24,6 @@ void RegisterSdNotify(Napi::Env env, Napi::Object exports);
 void RegisterPidNamespace(Napi::Env env, Napi::Object exports);
 void RegisterLogOpen(Napi::Env env, Napi::Object exports);
 void RegisterPidWatch(Napi::Env env, Napi::Object exports);
+void RegisterSmallFiles(Napi::Env env, Napi::Object exports);
 
 }  // namespace berth

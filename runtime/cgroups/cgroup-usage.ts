@@ -1,12 +1,14 @@
 // Reading a cgroup's resource usage: cumulative CPU time, memory (usage, working
 // set, RSS, faults, limit), swap and process count, from v1 or cgroup2 files as
 // the hierarchy says. A missing file reads as absent, never as zero usage.
-// Every read is asynchronous: stats calls read these for every pod and
-// container while the daemon serves, so none may hold the event loop.
-import { constants } from 'node:fs';
-import { open } from 'node:fs/promises';
+// Every read is asynchronous (control-file-reader.ts): stats calls read these
+// for every pod and container while the daemon serves, so none may hold the
+// event loop.
 import { join } from 'node:path';
 import type { CgroupHierarchy } from './cgroup-hierarchy';
+import { readControlFile, type ControlFileReader } from './control-file-reader';
+
+export { readControlFile, type ControlFileReader } from './control-file-reader';
 
 /** v1 reports "no limit" as the largest page-aligned signed 64-bit value; anything this large is unlimited. */
 const UNLIMITED_THRESHOLD = 2 ** 60;
@@ -32,36 +34,6 @@ export interface SwapSample {
   /** undefined when unlimited or swap accounting is off. */
   limitBytes: number | undefined;
 }
-
-/** Reads one control file's text; undefined when it is absent or unreadable. */
-export type ControlFileReader = (file: string) => Promise<string | undefined>;
-
-/** Control files are a few KiB; a larger one is cut here rather than read on and on. */
-const MAX_CONTROL_FILE_BYTES = 256 * 1024;
-const CONTROL_FILE_CHUNK_BYTES = 64 * 1024;
-
-export const readControlFile: ControlFileReader = async (file) => {
-  let handle;
-  try {
-    handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for (;;) {
-      const buffer = Buffer.allocUnsafe(CONTROL_FILE_CHUNK_BYTES);
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
-      chunks.push(buffer.subarray(0, bytesRead));
-      total += bytesRead;
-      // Kernel control files hand over everything that fits in one read: a short read is
-      // the end, which saves the round trip through the thread pool a read of 0 bytes costs.
-      if (bytesRead < buffer.length || total >= MAX_CONTROL_FILE_BYTES) break;
-    }
-    return Buffer.concat(chunks).toString('utf8');
-  } catch {
-    return undefined;
-  } finally {
-    await handle?.close().catch(() => undefined);
-  }
-};
 
 /** A reader that reads each file once however many figures of one sample need it. */
 export function onceEach(read: ControlFileReader = readControlFile): ControlFileReader {

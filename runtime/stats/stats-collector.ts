@@ -73,7 +73,7 @@ export interface StatsCollectorOptions {
   layerRefreshMs?: number;
   /** Reads younger than this are answered again (default 500 ms; 0 reads every time). */
   reuseMs?: number;
-  /** Control files read at once, over all stats calls (default 8). */
+  /** Pod network reads at once, over all stats calls (default 8); control files are batched (control-file-reader.ts). */
   maxConcurrentReads?: number;
 }
 
@@ -209,7 +209,7 @@ export class StatsCollector {
   }
 
   private async readCgroupFigures(cgroupPath: string, detail: boolean): Promise<CgroupFigures> {
-    const sample = await readCgroupUsage(this.options.cgroups, cgroupPath, (file) => this.reads.run(() => readControlFile(file)), detail);
+    const sample = await readCgroupUsage(this.options.cgroups, cgroupPath, readControlFile, detail);
     const out: CgroupFigures = { timestampNs: unixNanos() };
     if (sample.cpu) {
       const { usageCoreNanoSeconds, ...detail } = sample.cpu;
