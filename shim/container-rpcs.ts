@@ -25,19 +25,28 @@ function filterOf(filter: { id: string; state: { state: string } | null; pod_san
 export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images'>): CriHandlers {
   const { containers, images } = ctx;
 
-  const listed = (filter: ContainerFilterOptions) =>
-    containers.filter(filter).map((c) => ({
+  const listed = (filter: ContainerFilterOptions) => {
+    // Containers share a few images: each is looked up in the store once per list.
+    const refs = new Map<string, string>();
+    const refOf = (imageId: string, imageRef: string): string => {
+      const key = `${imageId}\0${imageRef}`;
+      let ref = refs.get(key);
+      if (ref === undefined) refs.set(key, (ref = imageRefOf(images, imageId, imageRef)));
+      return ref;
+    };
+    return containers.filter(filter).map((c) => ({
       id: c.id,
       pod_sandbox_id: c.podSandboxId,
       metadata: c.config.metadata,
       image: { ...(c.config.image ?? {}), image: c.imageId || c.imageRef },
-      image_ref: imageRefOf(images, c.imageId, c.imageRef),
+      image_ref: refOf(c.imageId, c.imageRef),
       state: c.state,
       created_at: c.createdAt,
       labels: c.config.labels ?? {},
       annotations: c.config.annotations ?? {},
       image_id: c.imageId,
     }));
+  };
 
   return {
     async CreateContainer(request, call) {

@@ -42,6 +42,18 @@ export function stateOf(record: ContainerRecord): ContainerState {
   }
 }
 
+/** A record's ContainerConfig never changes after it is made: parsed once (lists ask every second). */
+const parsedConfigs = new WeakMap<ContainerRecord, ContainerConfig__Output>();
+
+function configOf(record: ContainerRecord): ContainerConfig__Output {
+  let config = parsedConfigs.get(record);
+  if (!config) {
+    config = JSON.parse(record.configJson) as ContainerConfig__Output;
+    parsedConfigs.set(record, config);
+  }
+  return config;
+}
+
 export function viewOf(record: ContainerRecord, runtimes: OciRuntimes, cgroupRelativePath?: (cgroupsPath: string) => string): ContainerView {
   const runtime = runtimes.find(record.runtimeHandler);
   let cgroupPath = record.cgroupsPath;
@@ -55,7 +67,7 @@ export function viewOf(record: ContainerRecord, runtimes: OciRuntimes, cgroupRel
   return {
     id: record.id,
     podSandboxId: record.podSandboxId,
-    config: JSON.parse(record.configJson) as ContainerConfig__Output,
+    config: configOf(record),
     state: stateOf(record),
     createdAt: record.createdAt,
     startedAt: record.startedAt,

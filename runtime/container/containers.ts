@@ -86,10 +86,12 @@ export class Containers implements ContainerLookup, ContainerSessions, PodContai
   }
 
   list(): ContainerView[] {
+    // While the exit directory is watched every exit is applied as it happens: no bundle is read per listed container.
+    const current = this.ctx.exits.watching;
     return this.ctx.records
       .all()
       .filter((r) => r.phase !== 'creating' && r.phase !== 'removing')
-      .map((r) => this.view(r));
+      .map((r) => (current ? viewOf(r, this.ctx.runtimes, this.ctx.cgroupRelativePath) : this.view(r)));
   }
 
   filter(filter: ContainerFilterOptions): ContainerView[] {

@@ -106,6 +106,15 @@ export class ExitWatcher {
     return { exited, cancel: () => void (cancelled = true) };
   }
 
+  /**
+   * Whether exits are applied as they happen: conmon writes the bundle's exit
+   * file before the exit directory's record, so every exit the watch sees is
+   * applied then, and a list need not read every bundle.
+   */
+  get watching(): boolean {
+    return this.watcher !== undefined;
+  }
+
   /** Watches the exit directory, so exits are noticed (and published) as they happen. */
   watch(): void {
     if (this.watcher || this.closed) return;
@@ -118,7 +127,11 @@ export class ExitWatcher {
         if (record) this.refresh(record);
         for (const wake of [...(this.wakers.get(id) ?? [])]) wake();
       });
-      this.watcher.on('error', () => undefined);
+      this.watcher.on('error', (err) => {
+        this.log.warn({ err: describeError(err) }, 'the exit directory\'s watch failed; exits are noticed on the next call');
+        this.watcher?.close();
+        this.watcher = undefined;
+      });
     } catch (err) {
       this.log.warn({ err: describeError(err) }, 'cannot watch the exit directory; exits are noticed on the next call');
     }

@@ -161,6 +161,23 @@ describe('containers over CRI', () => {
     await berthd.client.call('RemoveContainer', { container_id: id });
   });
 
+  test('a container that exits by itself is listed exited with its exit code, with no status call in between', async () => {
+    const id = await create('exits-alone', ['sh', '-c', 'exit 3']);
+    await berthd.client.call('StartContainer', { container_id: id });
+    let listed;
+    for (let i = 0; i < 600; i++) {
+      const { containers } = await berthd.client.call('ListContainers', { filter: { id } } as never);
+      listed = containers[0];
+      if (listed?.state === 'CONTAINER_EXITED') break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(listed?.state, 'CONTAINER_EXITED');
+    const st = await status(id);
+    assert.equal(st.exit_code, 3);
+    assert.equal(st.reason, 'Error');
+    await berthd.client.call('RemoveContainer', { container_id: id });
+  });
+
   test('stopping or removing a container that does not exist succeeds', async () => {
     const unknown = '01b0e81c-f72a-4784-8063-f265879ab4b6';
     await berthd.client.call('StopContainer', { container_id: unknown, timeout: '0' } as never);
