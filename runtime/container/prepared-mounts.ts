@@ -12,7 +12,7 @@
 // runc has created the container, its mount namespace holds its own copies and
 // berthd's are released (create-container.ts): a host mount namespace copy
 // would keep a volume's submount point busy (EBUSY) for the host.
-import { closeSync, lstatSync, mkdirSync, openSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { IDMapping__Output } from '../../cri-proto/generated/runtime/v1/IDMapping';
 import type { Mount__Output } from '../../cri-proto/generated/runtime/v1/Mount';
@@ -175,6 +175,9 @@ export function subPathOf(root: string, subPath: string, field: string): string 
  */
 export function releasePreparedMounts(native: BerthNative, dir: string, mountInfo = '/proc/self/mountinfo'): void {
   const prefix = `${join(dir, 'mounts')}/`;
+  // The mounts directory is made with the first prepared mount: without it nothing can be mounted there,
+  // and the mount table (hundreds of lines on a full node) is not read for every container.
+  if (!existsSync(join(dir, 'mounts'))) return;
   const under = (): string[] =>
     readFileSync(mountInfo, 'utf8')
       .split('\n')

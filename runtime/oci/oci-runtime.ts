@@ -2,8 +2,8 @@
 // `create`, which conmon runs so that the container outlives berthd. Each call
 // runs the binary with the handler's --root, so two berthds (tests) never see
 // each other's containers.
-import { closeSync, constants as fsConstants, lstatSync, openSync, readFileSync, rmdirSync, rmSync, unlinkSync } from 'node:fs';
-import { open as openFile } from 'node:fs/promises';
+import { closeSync, constants as fsConstants, lstatSync, openSync, unlinkSync } from 'node:fs';
+import { open as openFile, readFile as readFileAsync, rm as rmAsync, rmdir as rmdirAsync } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { basename, join } from 'node:path';
 import { runCommand, type CommandResult } from '../../native/run-command';
@@ -227,16 +227,17 @@ export class OciRuntime {
    */
   async deleteExited(id: string): Promise<void> {
     await this.timed('delete', async () => {
-      if (this.fastPaths && !this.systemdCgroup && this.removeStoppedState(id)) return;
+      if (this.fastPaths && !this.systemdCgroup && (await this.removeStoppedState(id))) return;
       await this.deleteUntimed(id, true);
     });
   }
 
-  private removeStoppedState(id: string): boolean {
+  /** Asynchronous throughout: cgroup rmdirs and the state dir's removal can take milliseconds each on a busy node. */
+  private async removeStoppedState(id: string): Promise<boolean> {
     const dir = join(this.root, id);
     let state: { cgroup_paths?: Record<string, string>; config?: { Hooks?: Record<string, unknown[] | null> | null } };
     try {
-      state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as typeof state;
+      state = JSON.parse(await readFileAsync(join(dir, 'state.json'), 'utf8')) as typeof state;
     } catch (err) {
       // Never created or already deleted: nothing of runc's is left.
       return (err as NodeJS.ErrnoException).code === 'ENOENT' && !existsDir(dir);
@@ -245,24 +246,19 @@ export class OciRuntime {
     const paths = [...new Set(Object.values(state.cgroup_paths ?? {}))];
     if (paths.some((p) => typeof p !== 'string' || !p.startsWith('/sys/fs/cgroup/'))) return false;
     // Processes left (a shared PID namespace's): runc kills them; leave every cgroup for it to find.
-    for (const path of paths) {
-      let procs = '';
-      try {
-        procs = readFileSync(join(path, 'cgroup.procs'), 'utf8');
-      } catch {
-        // already removed
-      }
-      if (procs.trim()) return false;
-    }
-    for (const path of paths) {
-      try {
-        rmdirSync(path);
-      } catch (err) {
-        // EBUSY: processes (a shared PID namespace's) or child cgroups remain.
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return false;
-      }
-    }
-    rmSync(dir, { recursive: true, force: true });
+    const procs = await Promise.all(paths.map((path) => readFileAsync(join(path, 'cgroup.procs'), 'utf8').catch(() => '')));
+    if (procs.some((text) => text.trim())) return false;
+    const removed = await Promise.all(
+      paths.map((path) =>
+        rmdirAsync(path).then(
+          () => true,
+          // EBUSY: processes (a shared PID namespace's) or child cgroups remain.
+          (err: NodeJS.ErrnoException) => err.code === 'ENOENT',
+        ),
+      ),
+    );
+    if (removed.includes(false)) return false;
+    await rmAsync(dir, { recursive: true, force: true });
     return true;
   }
 

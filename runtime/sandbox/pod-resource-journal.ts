@@ -3,7 +3,7 @@
 // the store before it is made and struck off once it is undone. Whoever undoes
 // a pod (a failed RunPodSandbox, stop, remove, recovery at start) replays the
 // journal, so a crash at any step leaves a record of exactly what to undo.
-import { rmSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BerthNative, NativeError } from '../../native';
 import type { CgroupHierarchy } from '../cgroups/cgroup-hierarchy';
@@ -131,7 +131,7 @@ export class PodResourceJournal {
       case 'statedir':
         // A mount left under it (shm) must never be descended into by rm.
         umountIfMounted(native, join(ref, 'shm'));
-        rmSync(ref, { recursive: true, force: true });
+        await rm(ref, { recursive: true, force: true });
         return;
     }
   }
