@@ -42,6 +42,10 @@ export interface BenchRuntime {
   helperPids(processes: readonly ProcessInfo[]): number[];
   /** berthd's /metrics, when found. */
   metricsUrl?: string;
+  /** Stops the daemon (its containers keep running). */
+  stop(): Promise<void>;
+  /** Starts it again; resolves once it answers (asked every `pollMs`). */
+  start(pollMs: number): Promise<void>;
 }
 
 /** CPU time (user + system, plus reaped children) the process used so far, in ms. */
@@ -165,13 +169,19 @@ export async function runScenario(spec: ScenarioSpec, book: SampleBook): Promise
         await ctrd.start();
         runtimes.push({
           name,
-          client: ctrd.client,
+          get client() {
+            return ctrd.client;
+          },
           logRoot: `${ctrd.dir}/pod-logs`,
           cgroupParent: `/${CGROUP_ROOT}/containerd`,
           blobGone: (digest) => !existsSync(ctrd.contentBlobPath(digest)),
           unpackedLayerCount: () => entriesIn(ctrd.snapshotsDir()),
-          daemonPid: ctrd.pid!,
+          get daemonPid() {
+            return ctrd.pid!;
+          },
           helperPids: (processes) => containerdHelperPids(processes, ctrd.socket),
+          stop: () => ctrd.stop(),
+          start: (pollMs) => ctrd.start(60_000, pollMs),
         });
       } else {
         const berth = new BenchBerthd({ pauseImage: pause.reference, plainHttpRegistries: [registry.host] });
@@ -179,13 +189,19 @@ export async function runScenario(spec: ScenarioSpec, book: SampleBook): Promise
         await berth.start();
         runtimes.push({
           name,
-          client: berth.berthd.client,
+          get client() {
+            return berth.berthd.client;
+          },
           logRoot: `${berth.extraDir}/pod-logs`,
           cgroupParent: `/${CGROUP_ROOT}/berth`,
           blobGone: (digest) => !existsSync(`${berth.root}/content/${digest.replace(':', '/')}`),
           unpackedLayerCount: () => entriesIn(`${berth.root}/layers`),
-          daemonPid: berth.berthd.pid!,
+          get daemonPid() {
+            return berth.berthd.pid!;
+          },
           helperPids: (processes) => berthHelperPids(processes, berth.root),
+          stop: async () => void (await berth.berthd.stop()),
+          start: (pollMs) => berth.berthd.start(60_000, pollMs),
         });
       }
     }
