@@ -2,7 +2,8 @@
 // process's uid, method calls matched to their replies by serial, and signals
 // handed to listeners. It speaks either to a bus (dbus-daemon: Hello first) or
 // directly to one peer, as to systemd's private socket, which root may use
-// without any bus daemon (runc and go-systemd do the same).
+// without any bus daemon (runc and go-systemd do the same). Every call has a
+// deadline: a server that never answers fails the call, never hangs its caller.
 import { createConnection, type Socket } from 'node:net';
 import { decodeMessage, encodeMessage, messageLength, MessageType, type DbusMessage, type DbusValue } from './dbus-wire';
 
@@ -31,19 +32,28 @@ export interface DbusConnectOptions {
   bus: boolean;
   /** Give up connecting and authenticating after this long. */
   timeoutMs?: number;
+  /** How long a method call may wait for its reply (default DEFAULT_CALL_TIMEOUT_MS). */
+  callTimeoutMs?: number;
 }
+
+/** libdbus's and sd-bus's default reply timeout. */
+export const DEFAULT_CALL_TIMEOUT_MS = 25_000;
 
 type SignalListener = (message: DbusMessage) => void;
 
 export class DbusConnection {
   private serial = 0;
-  private readonly pending = new Map<number, { resolve: (m: DbusMessage) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<number, { resolve: (m: DbusMessage) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   private readonly signalListeners = new Set<SignalListener>();
   private readonly closeListeners = new Set<(err: Error) => void>();
   private inbox: Buffer = Buffer.alloc(0);
   private closedError: Error | undefined;
 
-  private constructor(private readonly socket: Socket) {}
+  private constructor(
+    private readonly socket: Socket,
+    private readonly path: string,
+    private readonly callTimeoutMs: number,
+  ) {}
 
   static async connect(options: DbusConnectOptions): Promise<DbusConnection> {
     const socket = createConnection(options.path);
@@ -55,7 +65,7 @@ export class DbusConnection {
         socket.once('error', reject);
       });
       const leftover = await authenticate(socket);
-      const connection = new DbusConnection(socket);
+      const connection = new DbusConnection(socket, options.path, options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS);
       connection.start(leftover);
       if (options.bus) {
         await connection.call({ destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member: 'Hello' });
@@ -102,6 +112,7 @@ export class DbusConnection {
     const waiter = this.pending.get(message.replySerial);
     if (!waiter) return;
     this.pending.delete(message.replySerial);
+    clearTimeout(waiter.timer);
     if (message.type === MessageType.Error) {
       waiter.reject(new DbusError(message.errorName ?? 'org.freedesktop.DBus.Error.Failed', typeof message.body[0] === 'string' ? message.body[0] : ''));
     } else {
@@ -112,7 +123,10 @@ export class DbusConnection {
   private fail(err: Error): void {
     if (this.closedError) return;
     this.closedError = err;
-    for (const waiter of this.pending.values()) waiter.reject(err);
+    for (const waiter of this.pending.values()) {
+      clearTimeout(waiter.timer);
+      waiter.reject(err);
+    }
     this.pending.clear();
     for (const listener of this.closeListeners) listener(err);
   }
@@ -121,8 +135,8 @@ export class DbusConnection {
     return this.closedError !== undefined;
   }
 
-  /** Calls a method and resolves with the reply's body. */
-  call(call: DbusCall): Promise<DbusValue[]> {
+  /** Calls a method and resolves with the reply's body; rejects when no reply came within timeoutMs. */
+  call(call: DbusCall, timeoutMs = this.callTimeoutMs): Promise<DbusValue[]> {
     if (this.closedError) return Promise.reject(this.closedError);
     this.serial = (this.serial % 0xffffffff) + 1;
     const serial = this.serial;
@@ -138,7 +152,12 @@ export class DbusConnection {
       body: call.body ?? [],
     });
     return new Promise<DbusMessage>((resolve, reject) => {
-      this.pending.set(serial, { resolve, reject });
+      const timer = setTimeout(() => {
+        // A late reply finds no waiter and is dropped.
+        this.pending.delete(serial);
+        reject(new DbusError('org.freedesktop.DBus.Error.NoReply', `${call.interface}.${call.member} on ${this.path}: no reply within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(serial, { resolve, reject, timer });
       this.socket.write(bytes);
     }).then((reply) => reply.body);
   }
@@ -162,10 +181,19 @@ export class DbusConnection {
 /**
  * SASL EXTERNAL: the server checks our uid through SO_PEERCRED; we only name it, hex-encoded.
  * Resolves with any bytes the server sent after OK that belong to the message stream.
+ *
+ * AUTH and BEGIN go out in one write, before the server's OK, as sd-bus's own clients
+ * send them: the server reads BEGIN with AUTH, and our first message, sent only once
+ * OK is back, always reaches a connection that is already running. systemd 252's
+ * sd-bus server loses a message that arrives in the same read as BEGIN: it leaves the
+ * bytes behind BEGIN in its buffer and only looks at them when the socket is readable
+ * again, so a client that then waits for the reply waits forever. A loaded machine
+ * makes that read likely (BEGIN written after OK, the call right behind it): berthd's
+ * first call to systemd, Subscribe, then never returned.
  */
 async function authenticate(socket: Socket): Promise<Buffer> {
   const uid = String(process.getuid?.() ?? 0);
-  socket.write(`\0AUTH EXTERNAL ${Buffer.from(uid, 'ascii').toString('hex')}\r\n`);
+  socket.write(`\0AUTH EXTERNAL ${Buffer.from(uid, 'ascii').toString('hex')}\r\nBEGIN\r\n`);
   const line = await new Promise<{ text: string; rest: Buffer }>((resolve, reject) => {
     let buf = Buffer.alloc(0);
     const onData = (chunk: Buffer): void => {
@@ -191,6 +219,5 @@ async function authenticate(socket: Socket): Promise<Buffer> {
     socket.once('close', onClose);
   });
   if (!line.text.startsWith('OK ')) throw new Error(`authentication as uid ${uid} refused: ${line.text}`);
-  socket.write('BEGIN\r\n');
   return line.rest;
 }

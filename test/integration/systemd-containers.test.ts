@@ -52,13 +52,7 @@ function busyboxLayoutTar(): Buffer {
   return writeTar(entries);
 }
 
-// Skipped for now, with its reason: in a fresh clone, berthd started inside the
-// nspawn'd systemd stops logging right after its start-up criu check and never
-// serves within 120 s (seen twice in clean-clone CI runs; it passed when run
-// alone in a developer's tree). Under investigation; the unit test and the
-// systemd-cgroups tests still run a real systemd.
-const BERTHD_IN_NSPAWN_HANGS = 'berthd inside the nspawn container hangs at start after the criu check in a fresh clone (open: see the closing note)';
-describe('containers under runc\'s systemd driver, berthd inside a real systemd', { skip: systemdUnavailableReason() ?? BERTHD_IN_NSPAWN_HANGS }, () => {
+describe('containers under runc\'s systemd driver, berthd inside a real systemd', { skip: systemdUnavailableReason() }, () => {
   let dir: string;
   let systemd: BootedSystemd;
   let berthd: { hostPid: number; kill(): void } | undefined;
@@ -89,6 +83,7 @@ describe('containers under runc\'s systemd driver, berthd inside a real systemd'
         await client.call('Version', { version: '0.1.0' }, { timeoutMs: 2000 });
         break;
       } catch (err) {
+        if (!existsSync(`/proc/${berthd.hostPid}`)) throw new Error(`berthd inside the systemd container exited before serving\n${logs()}`);
         if (Date.now() > deadline) throw new Error(`berthd inside the systemd container did not answer: ${(err as Error).message}\n${logs()}`);
         await new Promise((r) => setTimeout(r, 100));
       }

@@ -180,7 +180,7 @@ export async function bootSystemd(options: BootOptions = {}): Promise<BootedSyst
     // See the header: make the v1 controllers writable for the container, then let systemd notice.
     for (const { mountPoint, v1 } of hierarchyMounts(readText(`/proc/${pid}/mounts`))) {
       if (!v1) continue;
-      const r = spawnSync('nsenter', ['-t', String(pid), '-m', 'mount', '-o', 'remount,bind,rw', mountPoint], { encoding: 'utf8' });
+      const r = spawnSync('nsenter', ['-t', String(pid), '-m', 'mount', '-o', 'remount,bind,rw', mountPoint], { encoding: 'utf8', timeout: 30_000 });
       if (r.status !== 0) throw new Error(`cannot remount ${mountPoint} read-write in the container: ${r.stderr.trim()}`);
     }
     const reexec = spawnSync('nsenter', ['-t', String(pid), '-a', 'systemctl', 'daemon-reexec'], { encoding: 'utf8', timeout: 60_000 });
