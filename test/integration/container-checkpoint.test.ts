@@ -9,7 +9,7 @@
 // CheckpointContainer fails with criu's reason, which is tested on any host.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BERTHD_ENTRY } from '../support/berthd-process';
@@ -200,7 +200,11 @@ describe('checkpoint and restore over CRI', () => {
 
     const inside = (await call('ExecSync', { container_id: restored, cmd: ['sh', '-c', 'cat /made-here /data/keep; test -e /data/doomed && echo doomed-is-back'], timeout: '20' })) as { stdout: Buffer; exit_code: number };
     assert.equal(inside.stdout.toString(), 'made\nkept\n', 'the checkpoint\'s added file is there, its deleted one is not, the image\'s others are');
-    assert.notEqual(JSON.parse(running.info.info).pid, 0);
+    const restoredPid = (JSON.parse(running.info.info) as { pid: number }).pid;
+    for (const type of ['net', 'ipc', 'uts']) {
+      const inode = Number(/\[(\d+)\]/.exec(readlinkSync(`/proc/${restoredPid}/ns/${type}`))![1]);
+      assert.equal(inode, statSync(join(s.nsDir, type, b.podId)).ino, `the restored process is in the new pod's ${type} namespace`);
+    }
 
     await call('RemoveContainer', { container_id: restored });
     await call('RemoveContainer', { container_id: id });
