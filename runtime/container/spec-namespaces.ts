@@ -4,7 +4,7 @@
 // the container gets are created inside the pod's user namespace, so they
 // belong to it.
 import { invalidArgument } from '../errors';
-import type { OciNamespace, SpecInput } from './oci-spec-types';
+import type { OciNamespace, OciSpec, SpecInput } from './oci-spec-types';
 
 export function specNamespaces(input: Pick<SpecInput, 'sandbox' | 'config' | 'targetPidNsPath' | 'host'>): OciNamespace[] {
   const { sandbox, config } = input;
@@ -31,4 +31,14 @@ export function specNamespaces(input: Pick<SpecInput, 'sandbox' | 'config' | 'ta
   }
   if (input.host.cgroup.mode === 'v2') out.push({ type: 'cgroup' });
   return out;
+}
+
+/**
+ * Whether the container has a PID namespace of its own (mode CONTAINER): its init is
+ * that namespace's pid 1, and the kernel kills every other process in it when that
+ * init dies. A pod's, a target's or the host's namespace is shared: it outlives the
+ * container's init. A spec not built yet counts as shared.
+ */
+export function ownsPidNamespace(spec: Pick<OciSpec, 'linux'> | undefined): boolean {
+  return spec?.linux.namespaces.some((ns) => ns.type === 'pid' && !ns.path) ?? false;
 }

@@ -8,6 +8,7 @@ import type { ContainerContext } from './container-context';
 import { stateOf } from './container-view';
 import { awaitsRestore } from './container-store';
 import { restoreContainer } from './restore-container';
+import { killContainer } from './stop-container';
 
 /** Starts container `id` (a full id; the caller holds its lock). */
 export async function startContainer(ctx: ContainerContext, id: string): Promise<void> {
@@ -26,7 +27,7 @@ export async function startContainer(ctx: ContainerContext, id: string): Promise
       record.reason = 'StartError';
       record.message = describeError(err);
       ctx.records.save(record);
-      await runtime.kill(id, 'SIGKILL', true).catch(() => undefined);
+      await killContainer(runtime, record).catch(() => undefined);
       throw err;
     } finally {
       exit.cancel();

@@ -1,11 +1,16 @@
 // StopContainer: the container's stop signal, SIGKILL to all its processes
 // once the timeout passes (or at once with no timeout), and a wait for conmon
-// to record the exit. Stopping a container that is not running is done. A
+// to record the exit. How "all its processes" is reached depends on its PID
+// namespace (killContainer). Stopping a container that is not running is done. A
 // caller that gives up during the grace period ends the stop there, as
 // containerd does: the container has had its signal, and the next
 // StopContainer decides whether to kill it.
 import { cancelled as cancelledError, internal } from '../errors';
+import type { OciRuntime } from '../oci/oci-runtime';
 import type { ContainerContext } from './container-context';
+import type { ContainerRecord } from './container-store';
+import { specOf } from './container-view';
+import { ownsPidNamespace } from './spec-namespaces';
 
 /** How long a SIGKILLed container may take to be reported exited before stop fails. */
 const KILL_GRACE_MS = 30_000;
@@ -26,8 +31,21 @@ export async function stopContainer(ctx: ContainerContext, id: string, timeoutSe
     }
     ctx.log.info({ id, signal: record.stopSignal, timeoutSeconds }, 'container ignored its stop signal; killing it');
   }
-  await runtime.kill(id, 'SIGKILL', true);
+  await killContainer(runtime, record);
   if (!(await ctx.exits.waitExit(record, KILL_GRACE_MS))) {
     throw internal(`container ${id} did not exit within ${KILL_GRACE_MS / 1000} s of SIGKILL`);
   }
+}
+
+/**
+ * SIGKILL to every process of the container. In a PID namespace of its own, SIGKILL
+ * to its init is enough: the kernel then kills the rest of the namespace, with no
+ * process list to trust. `runc kill --all` lists the processes from the container's
+ * cgroup, and that list can be empty while they run: runc 1.1 under the systemd
+ * driver on cgroup v1 reads the scope's devices cgroup, which a nested systemd
+ * leaves empty, and then signals nothing. A container in the pod's, a target's or
+ * the host's PID namespace needs --all: its init's death ends nothing else.
+ */
+export async function killContainer(runtime: OciRuntime, record: ContainerRecord): Promise<void> {
+  await runtime.kill(record.id, 'SIGKILL', !ownsPidNamespace(specOf(record)));
 }

@@ -3,7 +3,7 @@
 // a pod's pinned network namespace.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { after, afterEach, before } from 'node:test';
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PodSandboxConfig } from '../../cri-proto/generated/runtime/v1/PodSandboxConfig';
 import { startBerthd, type BerthdProcess } from '../support/berthd-process';
@@ -228,6 +228,21 @@ export async function startContainerInPod(berthd: BerthdProcess, spec: StartedCo
     await new Promise((r) => setTimeout(r, 25));
   }
   throw new Error(`${spec.name} never ran`);
+}
+
+/** Host pids of live (not zombie) processes whose command line is exactly argv: a container's process found from the host. */
+export function hostPidsRunning(argv: string[]): number[] {
+  const wanted = `${argv.join('\0')}\0`;
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/cmdline`, 'latin1') === wanted) pids.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
 }
 
 /** True once the process is gone (or a zombie waiting for init to reap it). */

@@ -6,24 +6,26 @@
 // container scopes from it, stats come from those scopes, and removal stops
 // them. The test drives berthd over its CRI socket from outside.
 //
-// Seen here and left out: under this nested systemd, `runc kill --all` (berth's
-// SIGKILL after a stop timeout) signals nothing. runc 1.1 lists a container's
-// processes from its devices cgroup, and the scope's devices cgroup stays empty
-// while its cpu, memory, pids and freezer cgroups hold the processes. The
-// container here therefore ends on its stop signal.
+// Seen here: under this nested systemd, `runc kill --all` signals nothing. runc
+// 1.1 lists a container's processes from its devices cgroup, and the scope's
+// devices cgroup stays empty while its cpu, memory, pids and freezer cgroups
+// hold the processes. berth's SIGKILL after a stop timeout therefore goes to the
+// init of a container with a PID namespace of its own (the kernel then kills
+// the namespace), which the last test checks; --all is left for containers in a
+// shared PID namespace, which this nested setup still cannot kill that way.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import { SystemdManager } from '../../runtime/cgroups/systemd-manager';
 import { BERTHD_ENTRY, REPO_ROOT } from '../support/berthd-process';
 import { CriClient } from '../support/cri-client';
 import { buildBusyboxImage } from '../support/oci-image-builder';
 import { bootSystemd, systemdUnavailableReason, type BootedSystemd } from '../support/systemd-container';
 import { writeTar, type TarEntry } from '../support/tar-writer';
-import { podConfig, startContainerInPod } from './sandbox-fixture';
+import { hostPidsRunning, podConfig, startContainerInPod } from './sandbox-fixture';
 
 const IMAGE = 'example.test/systemd/busybox:1';
 
@@ -126,7 +128,6 @@ describe('containers under runc\'s systemd driver, berthd inside a real systemd'
 
   test('removing the container stops its scope; removing the pod leaves the slice it named (other pods may share it)', async () => {
     const scope = `berth-${containerId}.scope`;
-    // The container ends on SIGTERM: see the header for why SIGKILL through `runc kill --all` is not used here.
     await client.call('StopContainer', { container_id: containerId, timeout: '10' }).catch((err: Error) => assert.fail(`${err.message}\n${logs()}`));
     const status = await client.call('ContainerStatus', { container_id: containerId });
     assert.equal(status.status?.state, 'CONTAINER_EXITED');
@@ -138,6 +139,35 @@ describe('containers under runc\'s systemd driver, berthd inside a real systemd'
     try {
       assert.notEqual(await manager.unitPath(slice), undefined, 'a slice the pod named is never berth\'s to stop');
     } finally {
+      await manager.stopUnit(slice);
+    }
+  });
+
+  test('a container that ignores SIGTERM is killed after the grace period, with its child, through its own PID namespace', async () => {
+    const namespaceOptions = { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } as const;
+    const sandboxConfig = podConfig('sd-stubborn', {
+      linux: { cgroup_parent: slice, security_context: { namespace_options: namespaceOptions }, sysctls: {} },
+    });
+    const { pod_sandbox_id: stubbornPod } = await client.call('RunPodSandbox', { config: sandboxConfig });
+    try {
+      const child = ['sleep', String(900_000_000 + randomInt(99_999_999))];
+      const id = await startContainerInPod({ client } as never, {
+        podId: stubbornPod, sandboxConfig, image: IMAGE, name: 'stubborn',
+        command: ['sh', '-c', `trap "" TERM; ${child.join(' ')} & while :; do sleep 1; done`],
+        extra: { linux: { security_context: { namespace_options: namespaceOptions } } },
+      }).catch((err: Error) => assert.fail(`${err.message}\n${logs()}`));
+      for (let i = 0; i < 200 && hostPidsRunning(child).length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      assert.notDeepEqual(hostPidsRunning(child), [], 'the child runs');
+      await client.call('StopContainer', { container_id: id, timeout: '1' }).catch((err: Error) => assert.fail(`${err.message}\n${logs()}`));
+      const { status } = await client.call('ContainerStatus', { container_id: id });
+      assert.equal(status?.state, 'CONTAINER_EXITED');
+      assert.equal(status?.exit_code, 137, 'the init died of SIGKILL');
+      assert.deepEqual(hostPidsRunning(child), [], 'the child went with the PID namespace');
+      await client.call('RemoveContainer', { container_id: id });
+      assert.equal(await manager.unitPath(`berth-${id}.scope`), undefined, 'the scope is gone');
+    } finally {
+      await client.call('StopPodSandbox', { pod_sandbox_id: stubbornPod });
+      await client.call('RemovePodSandbox', { pod_sandbox_id: stubbornPod });
       await manager.stopUnit(slice);
     }
   });

@@ -13,6 +13,7 @@ import { loadNative } from '../../native';
 import { defaultSeccompProfile } from '../../runtime/container/seccomp-profile';
 import { filterAnnotations } from '../../runtime/container/spec-annotations';
 import { readUserDatabase, resolveUserFrom } from '../../runtime/container/user-lookup';
+import { ownsPidNamespace, specNamespaces } from '../../runtime/container/spec-namespaces';
 import { isBerthError } from '../../runtime/errors';
 
 const hybrid = { cgroup: { mode: 'hybrid' as const, unifiedMount: '/sys/fs/cgroup/unified', v1Controllers: ['memory'], v2Controllers: ['hugetlb'] } };
@@ -172,4 +173,17 @@ describe('annotations in config.json', () => {
     const { kept } = filterAnnotations(requested, ['run.oci.keep_original_groups', 'org.systemd.property.*']);
     assert.deepEqual(Object.keys(kept).sort(), ['example.com/team', 'org.systemd.property.CPUWeight', 'run.oci.keep_original_groups']);
   });
+});
+
+test('a container owns its PID namespace only in CONTAINER mode; POD, TARGET and NODE share one', () => {
+  const sandbox = { pidnsPath: '/run/berth-test/ns/pid/pod1' } as Parameters<typeof specNamespaces>[0]['sandbox'];
+  const owns = (pid: string): boolean => {
+    const config = { linux: { security_context: { namespace_options: { pid } } } } as Parameters<typeof specNamespaces>[0]['config'];
+    return ownsPidNamespace({ linux: { namespaces: specNamespaces({ sandbox, config, targetPidNsPath: '/proc/self/fd/9', host: { ...hybrid, minOomScoreAdj: 0 } }) } } as never);
+  };
+  assert.equal(owns('CONTAINER'), true);
+  assert.equal(owns('POD'), false);
+  assert.equal(owns('TARGET'), false);
+  assert.equal(owns('NODE'), false);
+  assert.equal(ownsPidNamespace(undefined), false, 'a container whose spec was never built gets --all');
 });
