@@ -81,11 +81,13 @@ export interface BerthNative {
   connectInNetns(netnsPath: string, host: string, port: number, timeoutMs: number): Promise<number>;
   /**
    * posix_spawn (no fork of berthd's heap) on a pool thread of a process in a new session;
-   * childFds[i] is the child's fd i: "null", "read" (child reads a pipe) or
-   * "write" (child writes one). fds[i] is berthd's end (close-on-exec) or -1.
+   * childFds[i] is the child's fd i: "null", "read" (child reads a pipe),
+   * "write" (child writes one) or a number (that fd of berthd's). fds[i] is berthd's end (close-on-exec) or -1.
    * The child must be reaped with waitChild (native/src/monitor_spawn.cc).
    */
-  spawnDetached(file: string, argv: string[], env: string[], cwd: string, childFds: ('null' | 'read' | 'write')[]): Promise<{ pid: number; fds: number[] }>;
+  spawnDetached(file: string, argv: string[], env: string[], cwd: string, childFds: ('null' | 'read' | 'write' | number)[]): Promise<{ pid: number; fds: number[] }>;
+  /** A sealed memfd copy of an executable (close-on-exec), run through /proc/self/fd (native/src/sealed_copy.cc). */
+  sealedCopy(path: string): number;
   waitChild(pid: number): Promise<{ code: number | null; signal: number | null }>;
   /**
    * Each regular file's first maxBytes as UTF-8 (null: missing, unreadable or not a regular file),
@@ -172,6 +174,9 @@ export interface BindMountTreeOptions {
 
 /** The pod PID-namespace holder built with the addon (native/pause). */
 export const PAUSE_BINARY_NAME = 'berth-pause';
+
+/** What ExecSync runs in place of `runc exec` where it can (native/exec). */
+export const EXEC_HELPER_NAME = 'berth-exec';
 
 export interface MountFlags {
   MS_RDONLY: number;

@@ -68,7 +68,7 @@ elif ((!skip_packages)); then
   berth_install_debian_packages "${BERTH_RUNTIME_PACKAGES[@]}"
   berth_require_node
 fi
-for needed in dist/shim/berthd.js native/build/Release/berth_native.node native/build/Release/berth-pause node_modules; do
+for needed in dist/shim/berthd.js native/build/Release/berth_native.node native/build/Release/berth-pause native/build/Release/berth-exec node_modules; do
   [ -e "$src/$needed" ] || { echo "install.sh: $src/$needed is missing: build first (run without --skip-build)" >&2; exit 1; }
 done
 node_bin="$(command -v node)" || { echo "install.sh: node is not on PATH" >&2; exit 1; }
@@ -83,7 +83,7 @@ for part in cni cri-proto native runtime shim; do cp -a "$src/dist/$part" "$stag
 cp -a "$src/package.json" "$src/package-lock.json" "$src/README.md" "$stage/"
 cp -a "$src/cri-proto/api.proto" "$stage/cri-proto/"
 cp -a "$src/native/binding.gyp" "$stage/native/"
-cp -a "$src/native/build/Release/berth_native.node" "$src/native/build/Release/berth-pause" "$stage/native/build/Release/"
+cp -a "$src/native/build/Release/berth_native.node" "$src/native/build/Release/berth-pause" "$src/native/build/Release/berth-exec" "$stage/native/build/Release/"
 # The production subset of the tree's node_modules (already built for this Node.js):
 # pruning a copy needs no registry and no second compile of better-sqlite3.
 cp -a "$src/node_modules/." "$stage/node_modules/"
@@ -95,10 +95,12 @@ rm -rf "$target.old"
 trap - EXIT
 
 mkdir -p "$destdir$bindir"
+# The V8 flags berthd is measured with (shim/node-flags.ts), each quoted for the shell.
+node_flags="$("$node_bin" -e 'for (const f of require(process.argv[1]).BERTHD_NODE_FLAGS) process.stdout.write(f + "\n")' "$src/dist/shim/node-flags.js" | while IFS= read -r flag; do printf '%q ' "$flag"; done)"
 cat >"$destdir$bindir/berthd.new" <<EOF
 #!/bin/sh
 # berthd launcher written by berth's scripts/install.sh
-exec $(printf '%q' "$node_bin") $(printf '%q' "$libdir/dist/shim/berthd.js") "\$@"
+exec $(printf '%q' "$node_bin") $node_flags $(printf '%q' "$libdir/dist/shim/berthd.js") "\$@"
 EOF
 chmod 0755 "$destdir$bindir/berthd.new"
 mv "$destdir$bindir/berthd.new" "$destdir$bindir/berthd"

@@ -108,9 +108,27 @@ function serviceImplementation(
         callback(toGrpcStatus(refused));
         return;
       }
-      let settleDelivered!: (delivered: boolean) => void;
-      const delivered = new Promise<boolean>((resolve) => (settleDelivered = resolve));
-      const info: CallInfo = { id, method: method as CriMethod, cancelled: () => call.cancelled, signal: cancellationOf(call), delivered };
+      // The signal and the delivery promise are made only for the handlers that ask (most never do):
+      // an AbortController and a listener per call were a visible share of a Version call's cost.
+      let signal: AbortSignal | undefined;
+      let delivered: Promise<boolean> | undefined;
+      let deliveredValue: boolean | undefined;
+      let settleDelivered: ((value: boolean) => void) | undefined;
+      const settle = (value: boolean): void => {
+        deliveredValue = value;
+        settleDelivered?.(value);
+      };
+      const info: CallInfo = {
+        id,
+        method: method as CriMethod,
+        cancelled: () => call.cancelled,
+        get signal() {
+          return (signal ??= cancellationOf(call));
+        },
+        get delivered() {
+          return (delivered ??= deliveredValue !== undefined ? Promise.resolve(deliveredValue) : new Promise<boolean>((resolve) => (settleDelivered = resolve)));
+        },
+      };
       let result: Promise<unknown>;
       try {
         result = (handler as AnyUnary)(call.request, info);
@@ -123,12 +141,12 @@ function serviceImplementation(
           // A cancelled call (deadline passed, client gone) sends nothing: grpc-js drops the answer.
           const live = !call.cancelled;
           callback(null, response);
-          settleDelivered(live);
+          settle(live);
         },
         (err: unknown) => {
           finish(id, started, err);
           callback(toGrpcStatus(err));
-          settleDelivered(false);
+          settle(false);
         },
       );
     };
@@ -167,6 +185,8 @@ export class CriServer {
       // so a half-dead peer is noticed instead of holding streams forever.
       'grpc.keepalive_time_ms': 2 * 60 * 1000,
       'grpc.keepalive_timeout_ms': 20 * 1000,
+      // Channelz bookkeeping runs on every call and nothing reads it.
+      'grpc.enable_channelz': 0,
     });
     const cri = loadCriPackage().runtime.v1;
     for (const service of [cri.RuntimeService.service, cri.ImageService.service]) {

@@ -36,6 +36,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   berth::RegisterLogOpen(env, exports);
   berth::RegisterPidWatch(env, exports);
   berth::RegisterSmallFiles(env, exports);
+  berth::RegisterSealedCopy(env, exports);
   return exports;
 }
 

@@ -25,5 +25,6 @@ void RegisterPidNamespace(Napi::Env env, Napi::Object exports);
 void RegisterLogOpen(Napi::Env env, Napi::Object exports);
 void RegisterPidWatch(Napi::Env env, Napi::Object exports);
 void RegisterSmallFiles(Napi::Env env, Napi::Object exports);
+void RegisterSealedCopy(Napi::Env env, Napi::Object exports);
 
 }  // namespace berth

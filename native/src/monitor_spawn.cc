@@ -83,14 +83,16 @@ namespace {
 // event loop goes on meanwhile. Everything it reads was copied from JS first.
 class SpawnWorker : public Napi::AsyncWorker {
  public:
-  SpawnWorker(Napi::Env env, std::string file, std::vector<std::string> argv, std::vector<std::string> envp, std::string cwd, std::vector<std::string> kinds)
+  SpawnWorker(Napi::Env env, std::string file, std::vector<std::string> argv, std::vector<std::string> envp, std::string cwd, std::vector<std::string> kinds,
+              std::vector<int> inherit)
       : Napi::AsyncWorker(env),
         deferred_(Napi::Promise::Deferred::New(env)),
         file_(std::move(file)),
         argv_(std::move(argv)),
         envp_(std::move(envp)),
         cwd_(std::move(cwd)),
-        kinds_(std::move(kinds)) {}
+        kinds_(std::move(kinds)),
+        inherit_(std::move(inherit)) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
@@ -99,6 +101,12 @@ class SpawnWorker : public Napi::AsyncWorker {
     std::vector<int> childEnds(count, -1);
     for (int i = 0; i < count; i++) {
       if (kinds_[i] == "null") continue;
+      if (kinds_[i] == "fd") {
+        // One of berthd's own fds, handed on as child fd i (lifted above the child's fds first).
+        childEnds[i] = fcntl(inherit_[i], F_DUPFD_CLOEXEC, count);
+        if (childEnds[i] < 0) return Fail(errno, "fcntl(F_DUPFD_CLOEXEC)", childEnds);
+        continue;
+      }
       int p[2];
       if (pipe2(p, O_CLOEXEC) != 0) return Fail(errno, "pipe2", childEnds);
       const bool childReads = kinds_[i] == "read";
@@ -180,6 +188,7 @@ class SpawnWorker : public Napi::AsyncWorker {
   std::vector<std::string> envp_;
   std::string cwd_;
   std::vector<std::string> kinds_;
+  std::vector<int> inherit_;
   std::vector<int> parentEnds_;
   pid_t pid_ = 0;
   int err_ = 0;
@@ -192,7 +201,8 @@ class SpawnWorker : public Napi::AsyncWorker {
 // spawnDetached(file, argv, env, cwd, childFds): Promise<{ pid, fds }>.
 // childFds[i] says what the child's fd i is: "null" (/dev/null), "read" (a
 // pipe the child reads; the parent gets its write end) or "write" (a pipe the
-// child writes; the parent gets its read end). The child starts a new session
+// child writes; the parent gets its read end) or a number (that fd of
+// berthd's, e.g. a sealed executable). The child starts a new session
 // with default signal dispositions and an empty mask. fds[i] is the parent's
 // pipe end (close-on-exec) or -1. The child must be reaped with waitChild(pid).
 static Napi::Value SpawnDetached(const Napi::CallbackInfo& info) {
@@ -201,15 +211,26 @@ static Napi::Value SpawnDetached(const Napi::CallbackInfo& info) {
     Napi::TypeError::New(env, "spawnDetached(file, argv, env, cwd, childFds)").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  std::vector<std::string> kinds = StringArray(info[4].As<Napi::Array>());
-  for (const auto& kind : kinds) {
+  Napi::Array childFds = info[4].As<Napi::Array>();
+  std::vector<std::string> kinds;
+  std::vector<int> inherit;
+  for (uint32_t i = 0; i < childFds.Length(); i++) {
+    Napi::Value entry = childFds.Get(i);
+    if (entry.IsNumber() && entry.As<Napi::Number>().Int32Value() >= 0) {
+      kinds.push_back("fd");
+      inherit.push_back(entry.As<Napi::Number>().Int32Value());
+      continue;
+    }
+    std::string kind = entry.IsString() ? entry.As<Napi::String>().Utf8Value() : "";
     if (kind != "null" && kind != "read" && kind != "write") {
-      Napi::TypeError::New(env, "spawnDetached: childFds entries are \"null\", \"read\" or \"write\"").ThrowAsJavaScriptException();
+      Napi::TypeError::New(env, "spawnDetached: childFds entries are \"null\", \"read\", \"write\" or an fd").ThrowAsJavaScriptException();
       return env.Undefined();
     }
+    kinds.push_back(kind);
+    inherit.push_back(-1);
   }
   auto* worker = new SpawnWorker(env, info[0].As<Napi::String>().Utf8Value(), StringArray(info[1].As<Napi::Array>()), StringArray(info[2].As<Napi::Array>()),
-                                 info[3].As<Napi::String>().Utf8Value(), std::move(kinds));
+                                 info[3].As<Napi::String>().Utf8Value(), std::move(kinds), std::move(inherit));
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;

@@ -15,6 +15,12 @@ const CAPABILITY_NAMES = [
   'CAP_PERFMON', 'CAP_BPF', 'CAP_CHECKPOINT_RESTORE',
 ];
 
+/** A capability's number; undefined for a name this table does not know. */
+export function capabilityNumber(name: string): number | undefined {
+  const at = CAPABILITY_NAMES.indexOf(name);
+  return at < 0 ? undefined : at;
+}
+
 export const DEFAULT_CAPABILITIES = [
   'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID', 'CAP_SETUID',
   'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE',

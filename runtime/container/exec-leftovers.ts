@@ -39,13 +39,16 @@ async function fdTargets(pid: number): Promise<string[]> {
   return targets.filter(Boolean);
 }
 
+/** The pipes `pid` holds ("pipe:[123]"): those `runtime exec` reads the command's output from. */
+export async function pipesHeldBy(pid: number): Promise<Set<string>> {
+  return new Set((await fdTargets(pid)).filter((t) => t.startsWith('pipe:')));
+}
+
 /**
  * Kills (SIGKILL) the processes among `candidates` (the container's) that
- * hold one of the pipes `runtime exec` (runtimePid) reads the command's
- * output from; their pids.
+ * hold one of `pipes`, the exec's output pipes; their pids.
  */
-export async function killOutputHolders(runtimePid: number, candidates: number[]): Promise<number[]> {
-  const pipes = new Set((await fdTargets(runtimePid)).filter((t) => t.startsWith('pipe:')));
+export async function killOutputHolders(pipes: ReadonlySet<string>, candidates: number[]): Promise<number[]> {
   if (pipes.size === 0) return [];
   const killed: number[] = [];
   for (const pid of candidates) {

@@ -1,20 +1,24 @@
 // ExecSync, and the exec'd process every exec runs (ExecSync here, the
 // interactive exec of the streaming server through execTarget): the
 // container's own process with the command swapped in, run by the
-// container's OCI runtime.
+// container's OCI runtime, or for ExecSync by berth-exec where it can
+// (direct-exec.ts).
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { rm, writeFile } from 'node:fs/promises';
+import { readlink, rm, writeFile } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { describeError, deadlineExceeded, failedPrecondition, internal } from '../errors';
+import { EXEC_HELPER_NAME, type BerthNative } from '../../native';
 import { exitStatusOf, killQuietly, nativeSpawner, tryReadPidFile } from '../oci/host-process';
+import type { OciProcess } from '../oci/oci-runtime';
 import type { ContainerContext } from './container-context';
 import type { ContainerRecord } from './container-store';
 import type { ExecTarget } from './container-types';
 import { specOf, stateOf } from './container-view';
-import { killOutputHolders, processExited } from './exec-leftovers';
+import { directExecRequest, execHelperFd, HELPER_PATH } from './direct-exec';
+import { killOutputHolders, pipesHeldBy, processExited } from './exec-leftovers';
 import { fitExecOutput } from './exec-output';
 import { execProcess } from './process-spec';
 import { waitForFile } from './wait-for-file';
@@ -61,12 +65,15 @@ export async function execSync(ctx: ContainerContext, idOrPrefix: string, cmd: s
   const token = randomBytes(6).toString('hex');
   const processPath = join(record.dir, `exec-${token}.json`);
   const pidPath = join(record.dir, `exec-${token}.pid`);
-  await writeFile(processPath, JSON.stringify(target.process));
   const max = ctx.config.container.exec_sync_max_output_bytes;
   const { runtime } = target;
   const deadline = timeoutSeconds > 0 ? Date.now() + timeoutSeconds * 1000 : Infinity;
+  const spec = specOf(record);
+  const direct = spec ? await directExecRequest(runtime, target.id, spec, target.process, pidPath) : undefined;
   try {
-    const child = await startExec(runtime.path, runtime.execArgs(target.id, processPath, { pidFile: pidPath }));
+    const helped = direct ? await startDirectExec(direct) : undefined;
+    if (helped) ctx.log.debug({ id: record.id }, 'ExecSync through berth-exec');
+    const child = helped ?? (await startRuntimeExec(runtime.path, runtime.execArgs(target.id, processPath, { pidFile: pidPath }), processPath, target.process));
     const out = capture(child.stdout, max);
     const err = capture(child.stderr, max);
     // `runtime exec` copies the command's output through pipes of its own and exits, with the
@@ -74,13 +81,13 @@ export async function execSync(ctx: ContainerContext, idOrPrefix: string, cmd: s
     const runtimeExit = child.exitCode;
     const ended = await runtime.timed('exec', () => settledBy(commandExit(pidPath, runtimeExit, deadline), deadline));
     if (ended === PASSED) {
-      await endTimedOutExec(ctx, record, pidPath, child.pid, runtimeExit);
+      await endTimedOutExec(ctx, record, pidPath, child, runtimeExit);
       throw deadlineExceeded(`command ${JSON.stringify(cmd)} timed out after ${timeoutSeconds} s`);
     }
     const drainMs = ctx.config.container.drain_exec_sync_io_timeout_ms;
     let exitCode = await settledBy(runtimeExit, Math.min(deadline, drainMs > 0 ? Date.now() + drainMs : Infinity));
     if (exitCode === PASSED) {
-      const killed = await killLeftovers(ctx, record, child.pid);
+      const killed = await killLeftovers(ctx, record, child);
       exitCode = await settledBy(runtimeExit, Date.now() + REAP_WAIT_MS);
       ctx.log.warn({ id: record.id, cmd, killed }, 'ExecSync: the command exited but left processes holding its output; they were killed');
       if (exitCode === PASSED) {
@@ -124,10 +131,10 @@ async function settledBy<T>(promise: Promise<T>, deadline: number): Promise<T | 
 }
 
 /** Kills the container's processes that hold this exec's output (see exec-leftovers.ts); their pids. */
-async function killLeftovers(ctx: ContainerContext, record: ContainerRecord, runtimePid: number): Promise<number[]> {
-  if (!ctx.cgroupProcesses || !record.cgroupsPath || !runtimePid) return [];
+async function killLeftovers(ctx: ContainerContext, record: ContainerRecord, child: StartedExec): Promise<number[]> {
+  if (!ctx.cgroupProcesses || !record.cgroupsPath || !child.pid) return [];
   try {
-    return await killOutputHolders(runtimePid, ctx.cgroupProcesses(record.cgroupsPath));
+    return await killOutputHolders(await child.outputPipes(), ctx.cgroupProcesses(record.cgroupsPath));
   } catch (err) {
     ctx.log.warn({ id: record.id, err: describeError(err) }, 'ExecSync: cannot look for the processes it left behind');
     return [];
@@ -140,6 +147,8 @@ interface StartedExec {
   stderr: Readable;
   /** The runtime's exit status once it exited and its stdout and stderr were closed (128+n for signal n). */
   exitCode: Promise<number>;
+  /** The pipes the command writes its output into ("pipe:[inode]"): what a leftover holds. */
+  outputPipes(): Promise<Set<string>>;
 }
 
 
@@ -152,7 +161,8 @@ interface StartedExec {
  * a pool thread only for the moment between its exit and its reaping. The
  * spawn itself runs on a pool thread too (vfork waits there for the exec).
  */
-async function startExec(path: string, args: string[]): Promise<StartedExec> {
+async function startRuntimeExec(path: string, args: string[], processPath: string, processSpec: OciProcess): Promise<StartedExec> {
+  await writeFile(processPath, JSON.stringify(processSpec));
   const native = nativeSpawner();
   if (!native) return startExecWithLibuv(path, args);
   let spawned: { pid: number; fds: number[] };
@@ -162,7 +172,34 @@ async function startExec(path: string, args: string[]): Promise<StartedExec> {
   } catch (err) {
     throw internal(`cannot run ${path} exec: ${describeError(err)}`, err);
   }
+  return startedOf(native, spawned, false);
+}
+
+/** berth-exec from its sealed copy, its request written on its fd 3; undefined when the helper is not built. */
+async function startDirectExec(request: Buffer): Promise<StartedExec | undefined> {
+  const native = nativeSpawner();
+  const helper = native ? execHelperFd(native) : undefined;
+  if (!native || helper === undefined) return undefined;
+  let spawned: { pid: number; fds: number[] };
+  try {
+    spawned = await native.spawnDetached(HELPER_PATH, [EXEC_HELPER_NAME], [], '', ['null', 'write', 'write', 'read', helper]);
+  } catch (err) {
+    throw internal(`cannot run ${EXEC_HELPER_NAME}: ${describeError(err)}`, err);
+  }
+  const requestPipe = new Socket({ fd: spawned.fds[3], readable: false, writable: true });
+  requestPipe.on('error', () => undefined);
+  requestPipe.end(request);
+  return startedOf(native, spawned, true);
+}
+
+/**
+ * passedThrough: the command writes into berthd's pipes itself (berth-exec hands them on), so
+ * those are what a leftover holds; `runtime exec` copies from pipes of its own instead.
+ */
+function startedOf(native: BerthNative, spawned: { pid: number; fds: number[] }, passedThrough: boolean): StartedExec {
   const [, outFd, errFd] = spawned.fds;
+  // Read now, while berthd's ends are certainly open.
+  const ownPipes = passedThrough ? Promise.all([outFd, errFd].map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => ''))) : undefined;
   const stdout = new Socket({ fd: outFd, readable: true, writable: false });
   const stderr = new Socket({ fd: errFd, readable: true, writable: false });
   const closedStream = (stream: Socket): Promise<void> =>
@@ -174,7 +211,8 @@ async function startExec(path: string, args: string[]): Promise<StartedExec> {
   const exitCode = Promise.all([closedStream(stdout), closedStream(stderr)])
     .then(() => native.waitChild(spawned.pid))
     .then(({ code, signal }) => (code !== null ? code : signal !== null ? 128 + signal : 255));
-  return { pid: spawned.pid, stdout, stderr, exitCode };
+  const outputPipes = async (): Promise<Set<string>> => (ownPipes ? new Set((await ownPipes).filter((t) => t.startsWith('pipe:'))) : pipesHeldBy(spawned.pid));
+  return { pid: spawned.pid, stdout, stderr, exitCode, outputPipes };
 }
 
 function startExecWithLibuv(path: string, args: string[]): StartedExec {
@@ -183,7 +221,7 @@ function startExecWithLibuv(path: string, args: string[]): StartedExec {
     child.once('error', (e) => reject(internal(`cannot run ${path} exec: ${e.message}`, e)));
     child.once('close', (code, signal) => resolve(exitStatusOf(code, signal)));
   });
-  return { pid: child.pid ?? 0, stdout: child.stdout!, stderr: child.stderr!, exitCode };
+  return { pid: child.pid ?? 0, stdout: child.stdout!, stderr: child.stderr!, exitCode, outputPipes: () => pipesHeldBy(child.pid ?? 0) };
 }
 
 /** The first `max` bytes of a stream, as chunks filled in while it flows. */
@@ -206,12 +244,12 @@ function capture(stream: Readable | null, max: number): Buffer[] {
  * which may never reap it (a zombie `pgrep` still finds). `runtime exec` is
  * killed only when it does not exit after that.
  */
-async function endTimedOutExec(ctx: ContainerContext, record: ContainerRecord, pidPath: string, runtimePid: number, runtimeExit: Promise<number>): Promise<void> {
+async function endTimedOutExec(ctx: ContainerContext, record: ContainerRecord, pidPath: string, child: StartedExec, runtimeExit: Promise<number>): Promise<void> {
   const runtimeGone = runtimeExit.then(() => undefined, () => undefined);
   if (await waitForFile(pidPath, PID_FILE_WAIT_MS, runtimeGone)) {
     const pid = tryReadPidFile(pidPath);
     if (pid) killQuietly(pid, 'SIGKILL');
   }
-  await killLeftovers(ctx, record, runtimePid);
-  if ((await settledBy(runtimeGone, Date.now() + REAP_WAIT_MS)) === PASSED) killQuietly(runtimePid, 'SIGKILL');
+  await killLeftovers(ctx, record, child);
+  if ((await settledBy(runtimeGone, Date.now() + REAP_WAIT_MS)) === PASSED) killQuietly(child.pid, 'SIGKILL');
 }

@@ -16,7 +16,7 @@ import type { LayerGc } from './layer-gc';
 import type { LayerWorkerPool } from './layer-workers';
 import { PullProgress } from './pull-progress';
 import type { RegistryCredentials } from './registry-auth';
-import type { RegistryClient } from './registry-client';
+import type { RegistryAccess } from './registry-client-on-demand';
 
 /** berth_image_pull_duration_seconds / berth_image_pull_bytes_total, registered by runtime/stats. */
 export interface ImagePullMetrics {
@@ -26,7 +26,7 @@ export interface ImagePullMetrics {
 export interface ImagePullerOptions {
   rows: ImageRows;
   blobs: ContentBlobs;
-  client: RegistryClient;
+  client: RegistryAccess;
   downloads: LayerDownloads;
   workers: LayerWorkerPool;
   gc: LayerGc;

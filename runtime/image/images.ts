@@ -26,7 +26,7 @@ import { LayerDownloads } from './layer-download';
 import { LayerGc, type LayerHolds } from './layer-gc';
 import { LayerWorkerPool } from './layer-workers';
 import type { RegistryCredentials } from './registry-auth';
-import { RegistryClient } from './registry-client';
+import { RegistryClientOnDemand } from './registry-client-on-demand';
 
 export interface ImagesOptions {
   config: BerthConfig;
@@ -49,7 +49,7 @@ export class Images implements ContainerImageSource, LayerHolds {
   private readonly rows: ImageRows;
   private readonly blobs: ContentBlobs;
   private readonly layers: LayerDirectories;
-  private readonly client: RegistryClient;
+  private readonly client: RegistryClientOnDemand;
   private readonly workers: LayerWorkerPool;
   private readonly gc: LayerGc;
   private readonly puller: ImagePuller;
@@ -65,7 +65,7 @@ export class Images implements ContainerImageSource, LayerHolds {
     this.blobs = new ContentBlobs(config.root);
     this.layers = new LayerDirectories(config.root);
     this.workers = new LayerWorkerPool(Math.min(image.max_concurrent_downloads, availableParallelism()));
-    this.client = new RegistryClient({
+    this.client = new RegistryClientOnDemand({
       registries: image.registries,
       log,
       headersTimeoutMs: Math.min(30_000, image.pull_progress_timeout_seconds * 1000),

@@ -20,7 +20,7 @@ import type { ImageReference } from './image-reference';
 import type { ImageRows, LayerRow } from './image-rows';
 import { removeQuietly, type LayerDirectories } from './layer-directories';
 import type { LayerLimits, LayerWorkerPool } from './layer-workers';
-import type { RegistryClient } from './registry-client';
+import type { RegistryAccess } from './registry-client-on-demand';
 import type { RegistryCredentials } from './registry-auth';
 import type { RegistryEndpoint } from './registry-endpoints';
 
@@ -40,7 +40,7 @@ export interface LayerDownloadsOptions {
   rows: ImageRows;
   blobs: ContentBlobs;
   layers: LayerDirectories;
-  client: RegistryClient;
+  client: RegistryAccess;
   workers: LayerWorkerPool;
   limits: LayerLimits;
   /** Layers downloaded at once, over every pull. */

@@ -65,8 +65,9 @@ const MAX_SPARE_BATCHES = 80;
  * images peaks far below them (see SECURITY.md).
  */
 export const LAYER_WORKER_RESOURCE_LIMITS = { maxOldGenerationSizeMb: 1024, maxYoungGenerationSizeMb: 64, stackSizeMb: 4 } as const;
-// Idle workers (and spare batches) are let go after this long without a layer to unpack.
-const IDLE_MS = 120_000;
+// Idle workers (and spare batches) are let go after this long without a layer to unpack: a
+// kubelet pulls in bursts, and each idle worker is a V8 isolate of ~10 MiB.
+const IDLE_MS = 15_000;
 // In flight (posted, not yet taken by the decompressor): pause the body above HIGH, resume below LOW.
 const HIGH_WATER = 4 * 1024 * 1024;
 const LOW_WATER = 1024 * 1024;
