@@ -130,6 +130,20 @@ export interface BerthNative {
    */
   watchProcessExit(pid: number, onExit: () => void): number;
   unwatchProcessExit(watchId: number): void;
+  /**
+   * Sends `signal` once to every process listed in one cgroup's cgroup.procs files (one per hierarchy), on
+   * a pool thread: each pid opened as a pidfd, signalled only if still listed after that (pid reuse cannot
+   * redirect it), in rounds until no new pid shows up or maxRounds ran (native/src/cgroup_signal.cc).
+   */
+  signalCgroupProcesses(procsFiles: string[], signal: number, maxRounds: number): Promise<CgroupSignalResult>;
+}
+
+/** What signalCgroupProcesses did: pids signalled, pids still listed unsignalled, and the first failure. */
+export interface CgroupSignalResult {
+  signalled: number[];
+  left: number[];
+  rounds: number;
+  error?: string;
 }
 
 /** What readFileBeneath found: a regular file's bytes, or only the kind of what is there instead. */

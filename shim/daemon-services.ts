@@ -71,6 +71,7 @@ export async function buildDaemonParts(config: BerthConfig, log: Logger, host: H
     events,
     cgroupRelativePath: (p) => cgroups.relativePath(p),
     cgroupProcesses: (p) => cgroups.processes(p),
+    cgroupProcsFiles: (p) => cgroups.procsFiles(p),
     observeOciCall: (operation, seconds, runtime, outcome) => runtimeMetrics.observeOciCall(operation, seconds, runtime, outcome),
   });
   const sandboxes = new PodSandboxes({

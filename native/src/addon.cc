@@ -37,6 +37,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   berth::RegisterPidWatch(env, exports);
   berth::RegisterSmallFiles(env, exports);
   berth::RegisterSealedCopy(env, exports);
+  berth::RegisterCgroupSignal(env, exports);
   return exports;
 }
 

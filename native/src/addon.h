@@ -26,5 +26,6 @@ void RegisterLogOpen(Napi::Env env, Napi::Object exports);
 void RegisterPidWatch(Napi::Env env, Napi::Object exports);
 void RegisterSmallFiles(Napi::Env env, Napi::Object exports);
 void RegisterSealedCopy(Napi::Env env, Napi::Object exports);
+void RegisterCgroupSignal(Napi::Env env, Napi::Object exports);
 
 }  // namespace berth

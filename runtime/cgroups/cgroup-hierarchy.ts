@@ -137,6 +137,18 @@ export class CgroupHierarchy {
     for (const dir of this.allDirs(path)) writeControlFile(join(dir, 'cgroup.procs'), String(pid));
   }
 
+  /**
+   * The cgroup's cgroup.procs file in every hierarchy, named (name=systemd) ones included: where a
+   * process of it is listed depends on the driver (a nested systemd fills some controllers only).
+   * Never the root cgroup's.
+   */
+  procsFiles(path: string): string[] {
+    const rel = this.relativePath(path);
+    if (rel === '/') throw invalidArgument('refusing to list the root cgroup\'s processes');
+    const dirs = new Set([...this.allDirs(path), ...this.layout.namedMounts.map((root) => join(root, rel))]);
+    return [...dirs].map((dir) => join(dir, 'cgroup.procs'));
+  }
+
   /** Pids of the processes in the cgroup (not its children). */
   processes(path: string): number[] {
     const dir = this.dir(path, 'pids') ?? this.dir(path, 'memory') ?? this.allDirs(path)[0];

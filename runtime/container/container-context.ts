@@ -37,6 +37,8 @@ export interface ContainersOptions {
   cgroupRelativePath?: (cgroupsPath: string) => string;
   /** The pids in a container's cgroup (a spec's cgroupsPath), where ExecSync looks for what it left behind. */
   cgroupProcesses?: (cgroupsPath: string) => number[];
+  /** The cgroup.procs file of a container's cgroup (a spec's cgroupsPath) in every hierarchy, for its SIGKILL. */
+  cgroupProcsFiles?: (cgroupsPath: string) => string[];
   /** Latency of each OCI runtime and conmon call. */
   observeOciCall?: OciCallObserver;
   /** The addon, for the mounts prepared host-side (prepared-mounts.ts); loaded when not given. */
@@ -63,6 +65,7 @@ export interface ContainerContext {
   layerHolds: LayerHolds | undefined;
   cgroupRelativePath: ((cgroupsPath: string) => string) | undefined;
   cgroupProcesses: ((cgroupsPath: string) => number[]) | undefined;
+  cgroupProcsFiles: ((cgroupsPath: string) => string[]) | undefined;
   records: ContainerRecords;
   exits: ExitWatcher;
   runtimes: OciRuntimes;

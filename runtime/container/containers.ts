@@ -58,6 +58,7 @@ export class Containers implements ContainerLookup, ContainerSessions, PodContai
       layerHolds: opts.layerHolds,
       cgroupRelativePath: opts.cgroupRelativePath,
       cgroupProcesses: opts.cgroupProcesses,
+      cgroupProcsFiles: opts.cgroupProcsFiles,
       records,
       exits: new ExitWatcher(records, dirs.exits, log),
       runtimes: new OciRuntimes(config, host, opts.observeOciCall),

@@ -27,7 +27,7 @@ export async function startContainer(ctx: ContainerContext, id: string): Promise
       record.reason = 'StartError';
       record.message = describeError(err);
       ctx.records.save(record);
-      await killContainer(runtime, record).catch(() => undefined);
+      await killContainer(ctx, runtime, record).catch(() => undefined);
       throw err;
     } finally {
       exit.cancel();

@@ -7,6 +7,7 @@
 // StopContainer decides whether to kill it.
 import { cancelled as cancelledError, internal } from '../errors';
 import type { OciRuntime } from '../oci/oci-runtime';
+import { killCgroupProcesses } from './cgroup-kill';
 import type { ContainerContext } from './container-context';
 import type { ContainerRecord } from './container-store';
 import { specOf } from './container-view';
@@ -31,7 +32,7 @@ export async function stopContainer(ctx: ContainerContext, id: string, timeoutSe
     }
     ctx.log.info({ id, signal: record.stopSignal, timeoutSeconds }, 'container ignored its stop signal; killing it');
   }
-  await killContainer(runtime, record);
+  await killContainer(ctx, runtime, record);
   if (!(await ctx.exits.waitExit(record, KILL_GRACE_MS))) {
     throw internal(`container ${id} did not exit within ${KILL_GRACE_MS / 1000} s of SIGKILL`);
   }
@@ -40,12 +41,19 @@ export async function stopContainer(ctx: ContainerContext, id: string, timeoutSe
 /**
  * SIGKILL to every process of the container. In a PID namespace of its own, SIGKILL
  * to its init is enough: the kernel then kills the rest of the namespace, with no
- * process list to trust. `runc kill --all` lists the processes from the container's
- * cgroup, and that list can be empty while they run: runc 1.1 under the systemd
- * driver on cgroup v1 reads the scope's devices cgroup, which a nested systemd
- * leaves empty, and then signals nothing. A container in the pod's, a target's or
- * the host's PID namespace needs --all: its init's death ends nothing else.
+ * process list to trust. In the pod's, a target's or the host's PID namespace its
+ * init's death ends nothing else: the runtime's kill --all, then berth's own pass
+ * over the container's cgroup (cgroup-kill.ts), since runc 1.1's --all can find
+ * nothing there (under a nested systemd it reads an empty devices cgroup). The
+ * runtime's failure counts only when berth's pass found nothing to kill either.
  */
-export async function killContainer(runtime: OciRuntime, record: ContainerRecord): Promise<void> {
-  await runtime.kill(record.id, 'SIGKILL', !ownsPidNamespace(specOf(record)));
+export async function killContainer(ctx: Pick<ContainerContext, 'cgroupProcsFiles' | 'native' | 'log'>, runtime: OciRuntime, record: ContainerRecord): Promise<void> {
+  if (ownsPidNamespace(specOf(record))) {
+    await runtime.kill(record.id, 'SIGKILL');
+    return;
+  }
+  let runtimeFailure: unknown;
+  await runtime.kill(record.id, 'SIGKILL', true).catch((err: unknown) => (runtimeFailure = err));
+  const killed = await killCgroupProcesses(ctx, record);
+  if (runtimeFailure !== undefined && killed === 0) throw runtimeFailure;
 }

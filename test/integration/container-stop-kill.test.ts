@@ -1,8 +1,8 @@
 // StopContainer's SIGKILL over CRI (cgroupfs driver), for each PID namespace a
 // container can have: with its own, SIGKILL to its init ends the namespace and
 // every process in it; in the pod's or the host's, every process of the
-// container is signalled (runc kill --all), since its init's death ends nothing
-// else. Each container ignores SIGTERM and leaves a child that ignores it too.
+// container is signalled (runc kill --all, then berth's own pass over the
+// container's cgroup), since its init's death ends nothing else. Each container ignores SIGTERM and leaves a child that ignores it too.
 // The same stop under the systemd driver is in systemd-containers.test.ts.
 import assert from 'node:assert/strict';
 import { randomInt } from 'node:crypto';

@@ -9,10 +9,10 @@
 // Seen here: under this nested systemd, `runc kill --all` signals nothing. runc
 // 1.1 lists a container's processes from its devices cgroup, and the scope's
 // devices cgroup stays empty while its cpu, memory, pids and freezer cgroups
-// hold the processes. berth's SIGKILL after a stop timeout therefore goes to the
-// init of a container with a PID namespace of its own (the kernel then kills
-// the namespace), which the last test checks; --all is left for containers in a
-// shared PID namespace, which this nested setup still cannot kill that way.
+// hold the processes. berth's SIGKILL therefore goes to the init of a container
+// with a PID namespace of its own (the kernel then kills the namespace), and to
+// every process berth itself finds in the scope for a container in the pod's or
+// the host's PID namespace; the last tests check each mode.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -143,32 +143,43 @@ describe('containers under runc\'s systemd driver, berthd inside a real systemd'
     }
   });
 
-  test('a container that ignores SIGTERM is killed after the grace period, with its child, through its own PID namespace', async () => {
-    const namespaceOptions = { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } as const;
-    const sandboxConfig = podConfig('sd-stubborn', {
-      linux: { cgroup_parent: slice, security_context: { namespace_options: namespaceOptions }, sysctls: {} },
+  // Each container ignores SIGTERM and leaves a child that ignores it too. With a PID namespace of its
+  // own its init is killed after a grace period; in the pod's or the host's, StopContainer with no
+  // timeout must reach every process of the scope itself, since runc kill --all signals nothing here.
+  const stops = [
+    { pid: 'CONTAINER', timeout: '1', how: 'after the grace period, with its child, through its own PID namespace' },
+    { pid: 'POD', timeout: '0', how: 'at once in the pod\'s PID namespace, with its child, from its scope\'s processes' },
+    { pid: 'NODE', timeout: '0', how: 'at once in the host\'s PID namespace, with its child, from its scope\'s processes' },
+  ] as const;
+  for (const { pid, timeout, how } of stops) {
+    test(`a container that ignores SIGTERM is killed ${how}`, async () => {
+      const namespaceOptions = { network: 'NODE', pid, ipc: 'POD' } as const;
+      const sandboxConfig = podConfig(`sd-stubborn-${pid.toLowerCase()}`, {
+        linux: { cgroup_parent: slice, security_context: { namespace_options: namespaceOptions }, sysctls: {} },
+      });
+      const { pod_sandbox_id: stubbornPod } = await client.call('RunPodSandbox', { config: sandboxConfig });
+      try {
+        const child = ['sleep', String(900_000_000 + randomInt(99_999_999))];
+        const id = await startContainerInPod({ client } as never, {
+          podId: stubbornPod, sandboxConfig, image: IMAGE, name: 'stubborn',
+          command: ['sh', '-c', `trap "" TERM; ${child.join(' ')} & while :; do sleep 1; done`],
+          extra: { linux: { security_context: { namespace_options: namespaceOptions } } },
+        }).catch((err: Error) => assert.fail(`${err.message}\n${logs()}`));
+        for (let i = 0; i < 200 && hostPidsRunning(child).length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+        assert.notDeepEqual(hostPidsRunning(child), [], 'the child runs');
+        await client.call('StopContainer', { container_id: id, timeout }).catch((err: Error) => assert.fail(`${err.message}\n${logs()}`));
+        const { status } = await client.call('ContainerStatus', { container_id: id });
+        assert.equal(status?.state, 'CONTAINER_EXITED');
+        assert.equal(status?.exit_code, 137, 'the init died of SIGKILL');
+        for (let i = 0; i < 200 && hostPidsRunning(child).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+        assert.deepEqual(hostPidsRunning(child), [], 'the child was killed too');
+        await client.call('RemoveContainer', { container_id: id });
+        assert.equal(await manager.unitPath(`berth-${id}.scope`), undefined, 'the scope is gone');
+      } finally {
+        await client.call('StopPodSandbox', { pod_sandbox_id: stubbornPod });
+        await client.call('RemovePodSandbox', { pod_sandbox_id: stubbornPod });
+        await manager.stopUnit(slice);
+      }
     });
-    const { pod_sandbox_id: stubbornPod } = await client.call('RunPodSandbox', { config: sandboxConfig });
-    try {
-      const child = ['sleep', String(900_000_000 + randomInt(99_999_999))];
-      const id = await startContainerInPod({ client } as never, {
-        podId: stubbornPod, sandboxConfig, image: IMAGE, name: 'stubborn',
-        command: ['sh', '-c', `trap "" TERM; ${child.join(' ')} & while :; do sleep 1; done`],
-        extra: { linux: { security_context: { namespace_options: namespaceOptions } } },
-      }).catch((err: Error) => assert.fail(`${err.message}\n${logs()}`));
-      for (let i = 0; i < 200 && hostPidsRunning(child).length === 0; i++) await new Promise((r) => setTimeout(r, 50));
-      assert.notDeepEqual(hostPidsRunning(child), [], 'the child runs');
-      await client.call('StopContainer', { container_id: id, timeout: '1' }).catch((err: Error) => assert.fail(`${err.message}\n${logs()}`));
-      const { status } = await client.call('ContainerStatus', { container_id: id });
-      assert.equal(status?.state, 'CONTAINER_EXITED');
-      assert.equal(status?.exit_code, 137, 'the init died of SIGKILL');
-      assert.deepEqual(hostPidsRunning(child), [], 'the child went with the PID namespace');
-      await client.call('RemoveContainer', { container_id: id });
-      assert.equal(await manager.unitPath(`berth-${id}.scope`), undefined, 'the scope is gone');
-    } finally {
-      await client.call('StopPodSandbox', { pod_sandbox_id: stubbornPod });
-      await client.call('RemovePodSandbox', { pod_sandbox_id: stubbornPod });
-      await manager.stopUnit(slice);
-    }
-  });
+  }
 });

@@ -50,6 +50,21 @@ describe('cgroup paths', () => {
     assert.deepEqual(layout.namedMounts, ['/sys/fs/cgroup/systemd'], 'runc makes cgroups in name=systemd too: removal looks there');
   });
 
+  test('a cgroup\'s process lists are its cgroup.procs in every hierarchy, the named one included; the root cgroup\'s are refused', () => {
+    const layout = cgroupLayoutFrom(
+      { mode: 'hybrid', unifiedMount: '/sys/fs/cgroup/unified', v1Controllers: ['cpu', 'cpuacct', 'memory'], v2Controllers: ['hugetlb'] },
+      HYBRID_MOUNTS,
+    );
+    const h = new CgroupHierarchy(layout, 'systemd');
+    assert.deepEqual(h.procsFiles('kubepods-pod1.slice:berth:abc'), [
+      '/sys/fs/cgroup/cpu,cpuacct/kubepods.slice/kubepods-pod1.slice/berth-abc.scope/cgroup.procs',
+      '/sys/fs/cgroup/memory/kubepods.slice/kubepods-pod1.slice/berth-abc.scope/cgroup.procs',
+      '/sys/fs/cgroup/unified/kubepods.slice/kubepods-pod1.slice/berth-abc.scope/cgroup.procs',
+      '/sys/fs/cgroup/systemd/kubepods.slice/kubepods-pod1.slice/berth-abc.scope/cgroup.procs',
+    ]);
+    assert.throws(() => h.procsFiles('/'), (err: unknown) => isBerthError(err) && /root cgroup/.test(err.message));
+  });
+
   test('on a cgroup2 host every controller lives in the one hierarchy', () => {
     const h = new CgroupHierarchy(cgroupLayoutFrom({ mode: 'v2', unifiedMount: '/sys/fs/cgroup', v1Controllers: [], v2Controllers: ['cpu', 'memory', 'pids'] }, ''));
     assert.equal(h.dir('kubepods.slice', 'memory'), '/sys/fs/cgroup/kubepods.slice');
