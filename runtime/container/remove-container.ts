@@ -1,7 +1,8 @@
 // RemoveContainer and the teardown it shares with a failed create and with
 // recovery: kill what runs, then remove every host trace (runtime state,
 // conmon, rootfs mount, bundle, conmon's links, layer holds) and the record.
-import { promises as fsp, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import { mountPointsAtOrBelow } from '../common/mount-table';
 import { describeError, failedPrecondition } from '../errors';
@@ -49,11 +50,27 @@ export async function undoContainer(ctx: ContainerContext, record: ContainerReco
   if (mounted.length > 0) {
     throw failedPrecondition(`container ${record.id}: ${mounted.join(', ')} still mounted in its bundle; not removed (removal is retried)`);
   }
-  // Retried: a conmon being killed may still be closing its files in the bundle. Not on the event
-  // loop: the bundle holds the container's writable layer, which may be any size.
-  await fsp.rm(record.dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 10 });
-  rmSync(conmonFiles.attachLink(ctx.dirs.sockets, record.id), { force: true, recursive: true });
-  rmSync(conmonFiles.exitRecord(ctx.dirs.exits, record.id), { force: true });
+  // The bundle holds the container's writable layer, which may be any size: it is renamed out of
+  // the way (one call) and removed in the background, as containerd removes a snapshot after the
+  // call. A crash meanwhile leaves a directory no record owns, which the next start collects.
+  const doomed = join(ctx.dirs.containers, `.removed-${record.id}-${randomBytes(4).toString('hex')}`);
+  const renamed = await fsp.rename(record.dir, doomed).then(
+    () => true,
+    (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return false;
+      throw err;
+    },
+  );
+  if (renamed) {
+    // Retried: a conmon being killed may still be closing its files in the bundle.
+    void fsp.rm(doomed, { recursive: true, force: true, maxRetries: 3, retryDelay: 10 }).catch((err: unknown) => {
+      ctx.log.warn({ id: record.id, dir: doomed, err: describeError(err) }, 'removing a removed container\'s directory failed; the next start collects it');
+    });
+  }
+  await Promise.all([
+    fsp.rm(conmonFiles.attachLink(ctx.dirs.sockets, record.id), { force: true, recursive: true }),
+    fsp.rm(conmonFiles.exitRecord(ctx.dirs.exits, record.id), { force: true }),
+  ]);
   await ctx.layerHolds?.releaseLayers(record.id);
   ctx.records.forget(record.id);
 }

@@ -5,7 +5,9 @@
 // caller that gives up during the grace period ends the stop there, as
 // containerd does: the container has had its signal, and the next
 // StopContainer decides whether to kill it.
-import { cancelled as cancelledError, internal } from '../errors';
+import { join } from 'node:path';
+import { cancelled as cancelledError, describeError, internal } from '../errors';
+import { readExit } from '../oci/conmon';
 import type { OciRuntime } from '../oci/oci-runtime';
 import { killCgroupProcesses } from './cgroup-kill';
 import type { ContainerContext } from './container-context';
@@ -25,7 +27,7 @@ export async function stopContainer(ctx: ContainerContext, id: string, timeoutSe
   const runtime = ctx.runtimes.require(record.runtimeHandler);
   if (record.phase === 'running' && timeoutSeconds > 0) {
     await runtime.kill(id, record.stopSignal || 'SIGTERM');
-    if (await ctx.exits.waitExit(record, timeoutSeconds * 1000, cancelled)) return;
+    if (await ctx.exits.waitExit(record, timeoutSeconds * 1000, cancelled)) return releaseExited(ctx, record, runtime);
     if (cancelled?.aborted) {
       ctx.log.info({ id, signal: record.stopSignal }, 'StopContainer cancelled by its caller during the grace period; not killing');
       throw cancelledError(`StopContainer of ${id} was cancelled by its caller before the container stopped`);
@@ -35,6 +37,24 @@ export async function stopContainer(ctx: ContainerContext, id: string, timeoutSe
   await killContainer(ctx, runtime, record);
   if (!(await ctx.exits.waitExit(record, KILL_GRACE_MS))) {
     throw internal(`container ${id} did not exit within ${KILL_GRACE_MS / 1000} s of SIGKILL`);
+  }
+  await releaseExited(ctx, record, runtime);
+}
+
+/**
+ * What containerd's shim does when a container exits, done once it was stopped:
+ * the runtime's state and cgroups go and the rootfs is unmounted (the writable
+ * layer stays), so RemoveContainer has only the bundle and the record left.
+ * Nothing here is needed again; a failure is left to RemoveContainer, which
+ * does all of it again.
+ */
+async function releaseExited(ctx: ContainerContext, record: ContainerRecord, runtime: OciRuntime): Promise<void> {
+  if (record.phase !== 'exited' || !readExit(record.dir)) return;
+  try {
+    await runtime.deleteExited(record.id);
+    ctx.rootfs.unmount(join(record.dir, 'rootfs'));
+  } catch (err) {
+    ctx.log.debug({ id: record.id, err: describeError(err) }, 'releasing a stopped container\'s runtime state: left to its removal');
   }
 }
 
