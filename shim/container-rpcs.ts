@@ -3,12 +3,14 @@
 // model (runtime/container/containers.ts), which validates it, looks the
 // container up by id or unique prefix and raises the errors the shim turns
 // into gRPC codes; the handlers map the answers.
-import type { ContainerState } from '../runtime/container/container-types';
+import { loadCriPackage } from '../cri-proto';
+import type { ContainerState, ContainerView } from '../runtime/container/container-types';
 import type { ContainerFilterOptions } from '../runtime/container/container-view';
 import { requestTimeoutSeconds } from '../runtime/common/request-timeout';
 import { invalidArgument, isBerthError } from '../runtime/errors';
 import type { ShimServices } from './services';
 import type { CriHandlers } from './handler';
+import { ListEncoder, responseSerializer } from './list-encoding';
 import { streamInChunks } from './stream-chunks';
 import { containerStatusOf, imageRefOf } from './status-builders';
 
@@ -25,28 +27,34 @@ function filterOf(filter: { id: string; state: { state: string } | null; pod_san
 export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images'>): CriHandlers {
   const { containers, images } = ctx;
 
-  const listed = (filter: ContainerFilterOptions) => {
-    // Containers share a few images: each is looked up in the store once per list.
+  /** Containers share a few images: each is looked up in the store once per list. */
+  const imageRefs = (): ((c: ContainerView) => string) => {
     const refs = new Map<string, string>();
-    const refOf = (imageId: string, imageRef: string): string => {
-      const key = `${imageId}\0${imageRef}`;
+    return (c) => {
+      const key = `${c.imageId}\0${c.imageRef}`;
       let ref = refs.get(key);
-      if (ref === undefined) refs.set(key, (ref = imageRefOf(images, imageId, imageRef)));
+      if (ref === undefined) refs.set(key, (ref = imageRefOf(images, c.imageId, c.imageRef)));
       return ref;
     };
-    return containers.filter(filter).map((c) => ({
-      id: c.id,
-      pod_sandbox_id: c.podSandboxId,
-      metadata: c.config.metadata,
-      image: { ...(c.config.image ?? {}), image: c.imageId || c.imageRef },
-      image_ref: refOf(c.imageId, c.imageRef),
-      state: c.state,
-      created_at: c.createdAt,
-      labels: c.config.labels ?? {},
-      annotations: c.config.annotations ?? {},
-      image_id: c.imageId,
-    }));
   };
+  const listItem = (c: ContainerView, imageRef: string) => ({
+    id: c.id,
+    pod_sandbox_id: c.podSandboxId,
+    metadata: c.config.metadata,
+    image: { ...(c.config.image ?? {}), image: c.imageId || c.imageRef },
+    image_ref: imageRef,
+    state: c.state,
+    created_at: c.createdAt,
+    labels: c.config.labels ?? {},
+    annotations: c.config.annotations ?? {},
+    image_id: c.imageId,
+  });
+  const listed = (filter: ContainerFilterOptions) => {
+    const refOf = imageRefs();
+    return containers.filter(filter).map((c) => listItem(c, refOf(c)));
+  };
+  // Of a listed container only its state and its image's name change after it is made.
+  const listEncoder = new ListEncoder<ReturnType<typeof listItem>>('containers', responseSerializer(loadCriPackage().runtime.v1.RuntimeService.service, 'ListContainers'));
 
   return {
     async CreateContainer(request, call) {
@@ -77,7 +85,14 @@ export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images
     },
 
     async ListContainers(request) {
-      return { containers: listed(filterOf(request.filter)) };
+      const filter = filterOf(request.filter);
+      const refOf = imageRefs();
+      const items = containers.filter(filter).map((c) => {
+        const imageRef = refOf(c);
+        return { key: c.id, version: `${c.state}\0${imageRef}`, item: () => listItem(c, imageRef) };
+      });
+      const complete = !filter.id && !filter.state && !filter.podSandboxId && Object.keys(filter.labelSelector ?? {}).length === 0;
+      return listEncoder.encode(items, complete);
     },
 
     async StreamContainers(request, sink) {

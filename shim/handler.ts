@@ -3,6 +3,7 @@
 // model errors to gRPC status codes, so each handler stays a few lines.
 import type * as grpc from '@grpc/grpc-js';
 import type { ImageServiceHandlers, RuntimeServiceHandlers } from '../cri-proto';
+import type { PreEncodedResponse } from './list-encoding';
 
 // The generated handler interfaces extend an index signature; keep only the named RPCs.
 type WithoutIndexSignature<T> = { [K in keyof T as string extends K ? never : K]: T[K] };
@@ -51,7 +52,8 @@ export interface ResponseSink<R> {
   cancelled(): boolean;
 }
 
-export type UnaryHandler<M extends CriUnaryMethod> = (request: RequestOf<M>, call: CallInfo) => Promise<ResponseOf<M>>;
+/** A handler may answer bytes it encoded itself (list-encoding.ts). */
+export type UnaryHandler<M extends CriUnaryMethod> = (request: RequestOf<M>, call: CallInfo) => Promise<ResponseOf<M> | PreEncodedResponse>;
 export type StreamingHandler<M extends CriStreamingMethod> = (
   request: RequestOf<M>,
   sink: ResponseSink<ResponseOf<M>>,

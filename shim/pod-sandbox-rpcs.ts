@@ -2,6 +2,7 @@
 // ListPodSandbox, StreamPodSandboxes, UpdatePodSandboxResources: call
 // runtime/sandbox (which validates the request and looks the pod up by id or
 // unique prefix) and shape the answer.
+import { loadCriPackage } from '../cri-proto';
 import type { PodSandbox } from '../cri-proto/generated/runtime/v1/PodSandbox';
 import type { PodSandboxFilter__Output } from '../cri-proto/generated/runtime/v1/PodSandboxFilter';
 import { nowUnixNanos } from '../runtime/common/clock';
@@ -10,6 +11,7 @@ import type { PodSandboxes } from '../runtime/sandbox/pod-sandboxes';
 import type { PodSandboxView } from '../runtime/sandbox/sandbox-types';
 import type { ShimServices } from './services';
 import type { CriHandlers } from './handler';
+import { ListEncoder, responseSerializer } from './list-encoding';
 import { streamInChunks } from './stream-chunks';
 import { podContainerStatuses, podSandboxStatusOf } from './status-builders';
 
@@ -18,6 +20,8 @@ export const POD_SANDBOX_STREAM_CHUNK = 200;
 
 export function podSandboxHandlers(ctx: Pick<ShimServices, 'containers' | 'images' | 'log' | 'sandboxes' | 'host'>): CriHandlers {
   const sandboxes: PodSandboxes = ctx.sandboxes;
+  // Of a listed pod only its state changes after it is made.
+  const listEncoder = new ListEncoder<PodSandbox>('items', responseSerializer(loadCriPackage().runtime.v1.RuntimeService.service, 'ListPodSandbox'));
   return {
     async RunPodSandbox(request, call) {
       const id = await sandboxes.run(request.config, request.runtime_handler, call.delivered);
@@ -43,7 +47,9 @@ export function podSandboxHandlers(ctx: Pick<ShimServices, 'containers' | 'image
     },
 
     async ListPodSandbox(request) {
-      return { items: filterSandboxes(sandboxes.list(), request.filter).map(toListItem) };
+      const items = filterSandboxes(sandboxes.list(), request.filter).map((s) => ({ key: s.id, version: s.state, item: () => toListItem(s) }));
+      const f = request.filter;
+      return listEncoder.encode(items, !f || (!f.id && !f.state && Object.keys(f.label_selector ?? {}).length === 0));
     },
 
     async StreamPodSandboxes(request, sink) {

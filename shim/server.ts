@@ -11,6 +11,7 @@ import type { CallInfo, CriHandlers, CriMethod, ResponseSink } from './handler';
 import { statusName, toGrpcStatus } from './grpc-status';
 import type { Logger } from './logger';
 import type { BerthMetrics } from './metrics';
+import { withPreEncodedResponses } from './list-encoding';
 import { tolerantDefinition, undecodableRequest } from './request-decoding';
 
 export interface CriServerOptions {
@@ -190,7 +191,7 @@ export class CriServer {
     });
     const cri = loadCriPackage().runtime.v1;
     for (const service of [cri.RuntimeService.service, cri.ImageService.service]) {
-      this.server.addService(tolerantDefinition(service), serviceImplementation(service, options));
+      this.server.addService(withPreEncodedResponses(tolerantDefinition(service)), serviceImplementation(service, options));
     }
   }
 

@@ -54,8 +54,12 @@ function configOf(record: ContainerRecord): ContainerConfig__Output {
   return config;
 }
 
-export function viewOf(record: ContainerRecord, runtimes: OciRuntimes, cgroupRelativePath?: (cgroupsPath: string) => string): ContainerView {
-  const runtime = runtimes.find(record.runtimeHandler);
+/** Paths derived from a record, kept with the cgroups path they came from (set once the spec is built). */
+const derivedPaths = new WeakMap<ContainerRecord, { from: string; cgroupPath: string; upperDir: string }>();
+
+function pathsOf(record: ContainerRecord, cgroupRelativePath?: (cgroupsPath: string) => string): { cgroupPath: string; upperDir: string } {
+  const known = cgroupRelativePath ? derivedPaths.get(record) : undefined;
+  if (known && known.from === record.cgroupsPath) return known;
   let cgroupPath = record.cgroupsPath;
   if (cgroupRelativePath && cgroupPath) {
     try {
@@ -64,6 +68,14 @@ export function viewOf(record: ContainerRecord, runtimes: OciRuntimes, cgroupRel
       // leave as written in the spec
     }
   }
+  const derived = { from: record.cgroupsPath, cgroupPath, upperDir: join(record.dir, 'upper') };
+  if (cgroupRelativePath) derivedPaths.set(record, derived);
+  return derived;
+}
+
+export function viewOf(record: ContainerRecord, runtimes: OciRuntimes, cgroupRelativePath?: (cgroupsPath: string) => string): ContainerView {
+  const runtime = runtimes.find(record.runtimeHandler);
+  const { cgroupPath, upperDir } = pathsOf(record, cgroupRelativePath);
   return {
     id: record.id,
     podSandboxId: record.podSandboxId,
@@ -77,7 +89,7 @@ export function viewOf(record: ContainerRecord, runtimes: OciRuntimes, cgroupRel
     imageId: record.imageId,
     pid: record.phase === 'running' || record.phase === 'created' ? record.pid : 0,
     cgroupPath,
-    upperDir: join(record.dir, 'upper'),
+    upperDir,
     runtimeHandler: record.runtimeHandler,
     runtimePath: runtime?.path ?? '',
     runtimeRoot: runtime?.root ?? '',
