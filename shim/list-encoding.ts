@@ -71,3 +71,17 @@ export function responseSerializer(definition: grpc.ServiceDefinition, method: s
   if (!spec) throw new Error(`no method ${method} in the service definition`);
   return (response) => spec.responseSerialize(response);
 }
+
+/**
+ * Encodes `{ [field]: items }` a slice at a time, letting the event loop
+ * serve other calls between slices: a stats answer for 110 pods encoded in
+ * one go held every call that arrived with it (ImageFsInfo, Version).
+ */
+export async function encodeInSlices(field: string, serialize: (response: unknown) => Buffer, items: readonly unknown[], sliceSize = 16): Promise<PreEncodedResponse> {
+  const parts: Buffer[] = [];
+  for (let at = 0; at < items.length; at += sliceSize) {
+    if (at > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    parts.push(serialize({ [field]: items.slice(at, at + sliceSize) }));
+  }
+  return { [PRE_ENCODED]: Buffer.concat(parts) };
+}

@@ -1,6 +1,7 @@
 // Stats and metrics RPCs: ContainerStats, PodSandboxStats, their List and Stream
 // twins, ListMetricDescriptors, ListPodSandboxMetrics and StreamPodSandboxMetrics.
 // The numbers come from runtime/stats; this file filters, maps and chunks.
+import { loadCriPackage } from '../cri-proto';
 import type { ContainerStats } from '../cri-proto/generated/runtime/v1/ContainerStats';
 import type { ContainerStatsFilter__Output } from '../cri-proto/generated/runtime/v1/ContainerStatsFilter';
 import type { PodSandboxMetrics } from '../cri-proto/generated/runtime/v1/PodSandboxMetrics';
@@ -16,6 +17,7 @@ import { METRIC_DESCRIPTORS, containerMetricPoints, podMetricPoints, type Metric
 import type { ContainerUsage, PodUsage } from '../runtime/stats/stats-collector';
 import type { ShimServices } from './services';
 import type { CriHandlers, ResponseSink } from './handler';
+import { encodeInSlices, responseSerializer } from './list-encoding';
 import { streamInChunks } from './stream-chunks';
 
 /** Items per message of a Stream* RPC: bounded messages however many pods the node runs. */
@@ -134,6 +136,9 @@ function containersByPod(all: ContainerView[]): (podId: string) => ContainerView
 }
 
 export function statsHandlers(ctx: Pick<ShimServices, 'containers' | 'sandboxes' | 'stats'>): CriHandlers {
+  const service = loadCriPackage().runtime.v1.RuntimeService.service;
+  const containerStatsEncoding = responseSerializer(service, 'ListContainerStats');
+  const podStatsEncoding = responseSerializer(service, 'ListPodSandboxStats');
   const containerStats = async (c: ContainerView): Promise<ContainerStats> => toContainerStats(c, await ctx.stats.containerUsage(c));
 
   const podStats = (containersOf: (podId: string) => ContainerView[]) => async (pod: PodSandboxView): Promise<PodSandboxStats> => {
@@ -171,7 +176,7 @@ export function statsHandlers(ctx: Pick<ShimServices, 'containers' | 'sandboxes'
       const containers = filterContainers(containerLookup(ctx).list(), request.filter);
       const stats = await Promise.all(containers.map(containerStats));
       prune();
-      return { stats };
+      return encodeInSlices('stats', containerStatsEncoding, stats);
     },
 
     async StreamContainerStats(request, sink) {
@@ -188,7 +193,7 @@ export function statsHandlers(ctx: Pick<ShimServices, 'containers' | 'sandboxes'
       const pods = filterPods(ctx.sandboxes.list(), request.filter);
       const stats = await Promise.all(pods.map(podStats(containersByPod(containerLookup(ctx).list()))));
       prune();
-      return { stats };
+      return encodeInSlices('stats', podStatsEncoding, stats);
     },
 
     async StreamPodSandboxStats(request, sink) {
