@@ -94,7 +94,8 @@ export function selectedRuntimes(): RuntimeName[] {
 }
 
 const CGROUP_ROOT = 'berth-bench';
-const BERTH_LATENCY_METRICS = ['berth_oci_runtime_call_duration_seconds', 'berth_cni_call_duration_seconds', 'berth_image_pull_duration_seconds'];
+// berth_cri_request_duration_seconds is berthd's own time per call: set beside the client's figure, the rest is transport and the client.
+const BERTH_LATENCY_METRICS = ['berth_oci_runtime_call_duration_seconds', 'berth_cni_call_duration_seconds', 'berth_image_pull_duration_seconds', 'berth_cri_request_duration_seconds'];
 
 function hostFacts(): Record<string, string | number> {
   const version = (cmd: string, args: string[]): string => {
