@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import { posix } from 'node:path';
 import type { BerthNative } from '../../native';
-import { tarEnd, tarEntryHeader, tarPadding } from '../image/archive-writer';
+import { tarEnd, tarEntryHeader, writeTarFileBody } from '../image/archive-writer';
 import { ARCHIVE } from './checkpoint-layout';
 import { writeRootfsDiff, type RootfsDiffOptions } from './rootfs-diff';
 
@@ -58,15 +58,7 @@ export function exportCheckpoint(native: BerthNative, job: CheckpointExport): Ch
       const st = fs.fstatSync(fd);
       if (!st.isFile()) return false;
       write(tarEntryHeader({ name, type: 'file', mode: 0o600, uid: 0, gid: 0, size: st.size, mtime }));
-      let left = st.size;
-      while (left > 0) {
-        const n = fs.readSync(fd, buffer, 0, Math.min(buffer.length, left), null);
-        if (n === 0) break;
-        write(buffer.subarray(0, n));
-        left -= n;
-      }
-      if (left > 0) write(Buffer.alloc(left));
-      write(tarPadding(st.size));
+      writeTarFileBody(fd, st.size, buffer, write);
       return true;
     } finally {
       fs.closeSync(fd);

@@ -12,7 +12,7 @@
 import * as fs from 'node:fs';
 import { posix } from 'node:path';
 import type { BerthNative } from '../../native';
-import { tarEnd, tarEntryHeader, tarPadding, type TarEntryMeta } from '../image/archive-writer';
+import { tarEnd, tarEntryHeader, writeTarFileBody, type TarEntryMeta } from '../image/archive-writer';
 import { safeRelativePath, unpackLayer, type UnpackBudget } from '../image/layer-unpacker';
 import { invalidArgument } from '../errors';
 
@@ -152,15 +152,7 @@ function copyFile(
     if (!st.isFile()) return;
     const size = st.size;
     header({ ...common, type: 'file', size });
-    let left = size;
-    while (left > 0) {
-      const n = fs.readSync(fd, buffer, 0, Math.min(buffer.length, left), null);
-      if (n === 0) break;
-      write(buffer.subarray(0, n));
-      left -= n;
-    }
-    if (left > 0) write(Buffer.alloc(left));
-    write(tarPadding(size));
+    writeTarFileBody(fd, size, buffer, write);
     result.fileBytes += size;
   } finally {
     fs.closeSync(fd);

@@ -6,6 +6,8 @@
 // layer, with its owner, mode and time, and a PAX record for what ustar cannot
 // hold (long or non-ASCII names and link targets, large ids).
 
+import { readSync } from 'node:fs';
+
 const BLOCK = 512;
 /** 2000-01-01: a fixed time, so the same images export to the same bytes. */
 const MTIME = 946684800;
@@ -132,6 +134,22 @@ function checksum(h: Buffer): void {
 /** Zero bytes that complete a file's last block. */
 export function tarPadding(size: number): Buffer {
   return Buffer.alloc((BLOCK - (size % BLOCK)) % BLOCK);
+}
+
+/**
+ * A regular file's body from an open fd: exactly `size` bytes, the size its header
+ * already announced (zeros make up for a file that shrank meanwhile), then the padding.
+ */
+export function writeTarFileBody(fd: number, size: number, buffer: Buffer, write: (data: Buffer) => void): void {
+  let left = size;
+  while (left > 0) {
+    const n = readSync(fd, buffer, 0, Math.min(buffer.length, left), null);
+    if (n === 0) break;
+    write(buffer.subarray(0, n));
+    left -= n;
+  }
+  if (left > 0) write(Buffer.alloc(left));
+  write(tarPadding(size));
 }
 
 /** The two zero blocks that end an archive. */
