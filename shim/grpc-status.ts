@@ -1,6 +1,6 @@
 // Maps model errors to the gRPC status codes the CRI expects. Anything that is
 // not a BerthError becomes INTERNAL with its message only: never a stack trace.
-import { status as Status, type StatusObject, Metadata } from '@grpc/grpc-js';
+import { status as Status } from '@grpc/grpc-js';
 import { BerthError, type BerthErrorKind } from '../runtime/errors';
 
 const CODE_OF_KIND: Record<BerthErrorKind, Status> = {
@@ -16,10 +16,10 @@ const CODE_OF_KIND: Record<BerthErrorKind, Status> = {
   Internal: Status.INTERNAL,
 };
 
-export function toGrpcStatus(err: unknown): Pick<StatusObject, 'code' | 'details' | 'metadata'> {
-  if (err instanceof BerthError) return { code: CODE_OF_KIND[err.kind], details: err.message, metadata: new Metadata() };
+export function toGrpcStatus(err: unknown): { code: Status; details: string } {
+  if (err instanceof BerthError) return { code: CODE_OF_KIND[err.kind], details: err.message };
   const details = err instanceof Error ? err.message : String(err);
-  return { code: Status.INTERNAL, details: details || 'internal error', metadata: new Metadata() };
+  return { code: Status.INTERNAL, details: details || 'internal error' };
 }
 
 export function statusName(code: Status): string {

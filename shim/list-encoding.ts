@@ -13,17 +13,9 @@ export interface PreEncodedResponse {
   [PRE_ENCODED]: Buffer;
 }
 
-/** The service definition with each response serializer taking PreEncodedResponse as is. */
-export function withPreEncodedResponses(definition: grpc.ServiceDefinition): grpc.ServiceDefinition {
-  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
-  for (const [method, spec] of Object.entries(definition)) {
-    out[method] = {
-      ...spec,
-      responseSerialize: (value: unknown): Buffer =>
-        value && typeof value === 'object' && PRE_ENCODED in value ? (value as PreEncodedResponse)[PRE_ENCODED] : spec.responseSerialize(value),
-    };
-  }
-  return out;
+/** The bytes of a response: a pre-encoded one as it is, any other through `serialize` (the method's own). */
+export function responseBytes(value: unknown, serialize: (value: unknown) => Buffer): Buffer {
+  return value !== null && typeof value === 'object' && PRE_ENCODED in value ? (value as PreEncodedResponse)[PRE_ENCODED] : serialize(value);
 }
 
 export interface ListedItem<T> {

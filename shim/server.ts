@@ -1,18 +1,22 @@
-// The CRI gRPC server: registers every RuntimeService and ImageService method,
-// wraps the handlers a group provides, and answers UNIMPLEMENTED (naming the
-// method) for the rest. Socket ownership is checked before binding.
-import * as grpc from '@grpc/grpc-js';
+// The CRI gRPC server: registers every RuntimeService and ImageService method
+// on berth's own gRPC server (grpc-wire/), wraps the handlers a group
+// provides (request decoding, metrics, logging, the mapping of model errors to
+// gRPC codes), and answers UNIMPLEMENTED (naming the method) for the rest.
+// Socket ownership is checked before binding.
+import type * as grpc from '@grpc/grpc-js';
 import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { loadCriPackage } from '../cri-proto';
-import { describeError, unimplemented } from '../runtime/errors';
+import { describeError, invalidArgument, unimplemented } from '../runtime/errors';
 import type { CallInfo, CriHandlers, CriMethod, ResponseSink } from './handler';
 import { statusName, toGrpcStatus } from './grpc-status';
 import type { Logger } from './logger';
 import type { BerthMetrics } from './metrics';
-import { withPreEncodedResponses } from './list-encoding';
-import { tolerantDefinition, undecodableRequest } from './request-decoding';
+import { responseBytes } from './list-encoding';
+import { GrpcServer } from './grpc-wire/grpc-server';
+import type { ServerCall } from './grpc-wire/server-call';
+import { GrpcCode } from './grpc-wire/status-codes';
 
 export interface CriServerOptions {
   socketPath: string;
@@ -26,141 +30,112 @@ export interface CriServerOptions {
 type AnyUnary = (request: unknown, call: CallInfo) => Promise<unknown>;
 type AnyStreaming = (request: unknown, sink: ResponseSink<unknown>, call: CallInfo) => Promise<void>;
 
+const OK = { code: GrpcCode.OK, details: '' };
+
 let callSequence = 0;
 
-function serviceImplementation(
-  definition: grpc.ServiceDefinition,
-  options: CriServerOptions,
-): grpc.UntypedServiceImplementation {
+/** What a handler sees of its call: the wire call behind CallInfo, with the delivery promise made only when asked. */
+class HandlerCall implements CallInfo {
+  readonly id = ++callSequence;
+  private deliveredValue?: boolean;
+  private deliveredPromise?: Promise<boolean>;
+  private settleDelivered?: (value: boolean) => void;
+
+  constructor(
+    readonly method: CriMethod,
+    private readonly wire: ServerCall,
+  ) {}
+
+  cancelled(): boolean {
+    return this.wire.cancelled;
+  }
+
+  get signal(): AbortSignal {
+    return this.wire.signal;
+  }
+
+  get delivered(): Promise<boolean> {
+    return (this.deliveredPromise ??=
+      this.deliveredValue !== undefined ? Promise.resolve(this.deliveredValue) : new Promise<boolean>((resolve) => (this.settleDelivered = resolve)));
+  }
+
+  settle(value: boolean): void {
+    this.deliveredValue = value;
+    this.settleDelivered?.(value);
+  }
+}
+
+/** Per-method accounting: a call's count, duration, failure code and log lines. */
+function accounting(method: string, options: CriServerOptions): (call: HandlerCall, started: bigint, err: unknown) => void {
   const { log, metrics } = options;
-  const handlers = options.handlers as Record<string, AnyUnary | AnyStreaming | undefined>;
-  const impl: grpc.UntypedServiceImplementation = {};
-
-  for (const [method, spec] of Object.entries(definition)) {
-    const handler = handlers[method];
-    const finish = (id: number, started: bigint, err: unknown): void => {
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      metrics.rpcSeconds.observe({ method }, seconds);
-      if (err === undefined) {
-        log.debug({ rpc: method, call: id, ms: +(seconds * 1000).toFixed(3) }, 'rpc done');
-        return;
-      }
-      const st = toGrpcStatus(err);
-      const code = statusName(st.code);
-      metrics.rpcErrors.inc({ method, code });
-      const level = st.code === grpc.status.INTERNAL || st.code === grpc.status.UNKNOWN ? 'error' : 'warn';
-      log[level]({ rpc: method, call: id, code, ms: +(seconds * 1000).toFixed(3), err: st.details }, 'rpc failed');
-    };
-
-    if (spec.responseStream) {
-      impl[method] = (call: grpc.ServerWritableStream<unknown, unknown>) => {
-        const id = ++callSequence;
-        const started = process.hrtime.bigint();
-        metrics.rpcTotal.inc({ method });
-        log.debug({ rpc: method, call: id }, 'rpc start');
-        const info: CallInfo = { id, method: method as CriMethod, cancelled: () => call.cancelled, signal: cancellationOf(call), delivered: Promise.resolve(false) };
-        const refused = handler ? undecodableRequest(method, call.request) : unimplemented(`${method} is not implemented by berth`);
-        if (refused) {
-          finish(id, started, refused);
-          call.emit('error', Object.assign(new Error(refused.message), toGrpcStatus(refused)));
-          return;
-        }
-        const sink: ResponseSink<unknown> = {
-          cancelled: () => call.cancelled,
-          write: (message) =>
-            new Promise<void>((resolve) => {
-              if (call.cancelled || call.destroyed) return resolve();
-              if (call.write(message)) return resolve();
-              // A client that goes away never drains: stop waiting then too.
-              const done = (): void => {
-                call.off('drain', done);
-                call.off('cancelled', done);
-                call.off('close', done);
-                resolve();
-              };
-              call.once('drain', done);
-              call.once('cancelled', done);
-              call.once('close', done);
-            }),
-        };
-        (handler as AnyStreaming)(call.request, sink, info).then(
-          () => {
-            finish(id, started, undefined);
-            if (!call.cancelled) call.end();
-          },
-          (err: unknown) => {
-            finish(id, started, err);
-            const st = toGrpcStatus(err);
-            if (!call.cancelled) call.emit('error', Object.assign(new Error(st.details), st));
-          },
-        );
-      };
-      continue;
+  // Label children made once: prom-client validates and copies labels on every unlabelled observe.
+  const seconds = metrics.rpcSeconds.labels({ method });
+  return (call, started, err) => {
+    const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
+    seconds.observe(elapsed);
+    if (err === undefined) {
+      if (log.isLevelEnabled('debug')) log.debug({ rpc: method, call: call.id, ms: +(elapsed * 1000).toFixed(3) }, 'rpc done');
+      return;
     }
+    const st = toGrpcStatus(err);
+    const code = statusName(st.code);
+    metrics.rpcErrors.inc({ method, code });
+    const level = st.code === GrpcCode.INTERNAL || st.code === GrpcCode.UNKNOWN ? 'error' : 'warn';
+    log[level]({ rpc: method, call: call.id, code, ms: +(elapsed * 1000).toFixed(3), err: st.details }, 'rpc failed');
+  };
+}
 
-    impl[method] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-      const id = ++callSequence;
-      const started = process.hrtime.bigint();
-      metrics.rpcTotal.inc({ method });
-      log.debug({ rpc: method, call: id }, 'rpc start');
-      const refused = handler ? undecodableRequest(method, call.request) : unimplemented(`${method} is not implemented by berth`);
-      if (refused) {
-        finish(id, started, refused);
-        callback(toGrpcStatus(refused));
-        return;
+/** Registers `service`'s methods on `server`, each wrapped around its handler (or UNIMPLEMENTED). */
+function serveService(server: GrpcServer, service: grpc.ServiceDefinition, options: CriServerOptions): void {
+  const handlers = options.handlers as Record<string, AnyUnary | AnyStreaming | undefined>;
+  const { log, metrics } = options;
+  for (const [method, spec] of Object.entries(service)) {
+    const handler = handlers[method];
+    const finish = accounting(method, options);
+    const count = metrics.rpcTotal.labels({ method });
+    const decode = (bytes: Buffer): unknown => {
+      if (!handler) throw unimplemented(`${method} is not implemented by berth`);
+      try {
+        return spec.requestDeserialize(bytes);
+      } catch (err) {
+        throw invalidArgument(`request: not a valid ${method} request message (${describeError(err)})`);
       }
-      // The signal and the delivery promise are made only for the handlers that ask (most never do):
-      // an AbortController and a listener per call were a visible share of a Version call's cost.
-      let signal: AbortSignal | undefined;
-      let delivered: Promise<boolean> | undefined;
-      let deliveredValue: boolean | undefined;
-      let settleDelivered: ((value: boolean) => void) | undefined;
-      const settle = (value: boolean): void => {
-        deliveredValue = value;
-        settleDelivered?.(value);
-      };
-      const info: CallInfo = {
-        id,
-        method: method as CriMethod,
-        cancelled: () => call.cancelled,
-        get signal() {
-          return (signal ??= cancellationOf(call));
-        },
-        get delivered() {
-          return (delivered ??= deliveredValue !== undefined ? Promise.resolve(deliveredValue) : new Promise<boolean>((resolve) => (settleDelivered = resolve)));
-        },
+    };
+    const encode = (response: unknown): Buffer => responseBytes(response, spec.responseSerialize as (value: unknown) => Buffer);
+
+    server.handle(spec.path, (wire, bytes) => {
+      const started = process.hrtime.bigint();
+      const call = new HandlerCall(method as CriMethod, wire);
+      count.inc();
+      if (log.isLevelEnabled('debug')) log.debug({ rpc: method, call: call.id }, 'rpc start');
+      const fail = (err: unknown): void => {
+        finish(call, started, err);
+        const st = toGrpcStatus(err);
+        wire.end({ code: st.code, details: st.details });
+        call.settle(false);
       };
       let result: Promise<unknown>;
       try {
-        result = (handler as AnyUnary)(call.request, info);
+        const request = decode(bytes);
+        result = spec.responseStream
+          ? (handler as AnyStreaming)(request, { cancelled: () => wire.cancelled, write: async (message) => void (await wire.send(encode(message))) }, call)
+          : (handler as AnyUnary)(request, call);
       } catch (err) {
-        result = Promise.reject(err);
+        return fail(err);
       }
-      result.then(
-        (response) => {
-          finish(id, started, undefined);
-          // A cancelled call (deadline passed, client gone) sends nothing: grpc-js drops the answer.
-          const live = !call.cancelled;
-          callback(null, response);
-          settle(live);
-        },
-        (err: unknown) => {
-          finish(id, started, err);
-          callback(toGrpcStatus(err));
-          settle(false);
-        },
-      );
-    };
+      result.then((response) => {
+        let bytes: Buffer | undefined;
+        try {
+          bytes = spec.responseStream ? undefined : encode(response);
+        } catch (err) {
+          return fail(err);
+        }
+        finish(call, started, undefined);
+        // A cancelled call (deadline passed, client gone) sends nothing.
+        call.settle(wire.end(OK, bytes));
+      }, fail);
+    });
   }
-  return impl;
-}
-
-/** An AbortSignal aborted when the call is cancelled (by the client, or its deadline passing). */
-function cancellationOf(call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>): AbortSignal {
-  const abort = new AbortController();
-  if (call.cancelled) abort.abort();
-  else call.once('cancelled', () => abort.abort());
-  return abort.signal;
 }
 
 /** Resolves true when something accepts connections on the socket. */
@@ -176,23 +151,20 @@ function socketIsLive(path: string): Promise<boolean> {
 }
 
 export class CriServer {
-  readonly server: grpc.Server;
+  private readonly server: GrpcServer;
 
   constructor(private readonly options: CriServerOptions) {
-    this.server = new grpc.Server({
-      'grpc.max_receive_message_length': options.maxRecvMessageBytes,
-      'grpc.max_send_message_length': options.maxSendMessageBytes,
+    this.server = new GrpcServer({
+      maxRecvMessageBytes: options.maxRecvMessageBytes,
+      maxSendMessageBytes: options.maxSendMessageBytes,
       // The kubelet keeps one connection open for the life of the node; ping it
       // so a half-dead peer is noticed instead of holding streams forever.
-      'grpc.keepalive_time_ms': 2 * 60 * 1000,
-      'grpc.keepalive_timeout_ms': 20 * 1000,
-      // Channelz bookkeeping runs on every call and nothing reads it.
-      'grpc.enable_channelz': 0,
+      keepaliveTimeMs: 2 * 60 * 1000,
+      keepaliveTimeoutMs: 20 * 1000,
+      onSessionError: (err) => options.log.warn({ err: describeError(err) }, 'CRI connection failed'),
     });
     const cri = loadCriPackage().runtime.v1;
-    for (const service of [cri.RuntimeService.service, cri.ImageService.service]) {
-      this.server.addService(withPreEncodedResponses(tolerantDefinition(service)), serviceImplementation(service, options));
-    }
+    for (const service of [cri.RuntimeService.service, cri.ImageService.service]) serveService(this.server, service, options);
   }
 
   /** Binds the unix socket (mode 0660), refusing when a live server already owns it. */
@@ -208,24 +180,13 @@ export class CriServer {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot remove stale socket ${path}: ${describeError(err)}`);
     }
-    await new Promise<void>((resolve, reject) => {
-      this.server.bindAsync(`unix:${path}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
-    });
+    await this.server.listen(path);
     chmodSync(path, 0o660);
   }
 
   /** Stops accepting calls and lets in-flight ones finish (bounded), then closes the socket. */
   async shutdown(graceMs = 10_000): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.server.forceShutdown();
-        resolve();
-      }, graceMs);
-      this.server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    await this.server.close(graceMs);
     try {
       unlinkSync(this.options.socketPath);
     } catch {

@@ -17,10 +17,19 @@ describe('CriServer', () => {
   const socketPath = join(dir, 'cri.sock');
   let server: CriServer;
   let client: CriClient;
+  let lateCall: Promise<{ aborted: boolean; delivered: boolean }> | undefined;
   const handlers: CriHandlers = {
     async ContainerStatus(request) {
       if (!request.container_id) throw invalidArgument('container_id: must not be empty');
       throw notFound(`container "${request.container_id}" not found`);
+    },
+    async ImageFsInfo(_request, call) {
+      // Answers only after its deadline passed: the answer must be reported undelivered.
+      let report!: (r: { aborted: boolean; delivered: boolean }) => void;
+      lateCall = new Promise((resolve) => (report = resolve));
+      await new Promise<void>((resolve) => call.signal.addEventListener('abort', () => resolve()));
+      void call.delivered.then((delivered) => report({ aborted: call.signal.aborted && call.cancelled(), delivered }));
+      return { image_filesystems: [], container_filesystems: [] };
     },
     async PodSandboxStatus() {
       throw new Error('disk on fire');
@@ -102,5 +111,19 @@ describe('CriServer', () => {
       (err) => grpcCode(err) === status.NOT_FOUND,
     );
     assert.equal(received.length, 1);
+  });
+
+  test('a call whose deadline passes sees its signal aborted and its late answer reported undelivered', async () => {
+    await assert.rejects(client.call('ImageFsInfo', {}, { timeoutMs: 100 }), (err) => grpcCode(err) === status.DEADLINE_EXCEEDED);
+    assert.ok(lateCall);
+    assert.deepEqual(await lateCall, { aborted: true, delivered: false });
+  });
+
+  test('a request that is no protobuf of its method is INVALID_ARGUMENT naming the method', async () => {
+    await assert.rejects(client.callEncoded('ContainerStatus', Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0x0f])), (err: Error) => {
+      assert.equal(grpcCode(err), status.INVALID_ARGUMENT);
+      assert.match(err.message, /not a valid ContainerStatus request/);
+      return true;
+    });
   });
 });

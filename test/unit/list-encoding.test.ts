@@ -4,10 +4,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadCriPackage } from '../../cri-proto';
-import { ListEncoder, responseSerializer, withPreEncodedResponses, type ListedItem } from '../../shim/list-encoding';
+import { ListEncoder, responseBytes, responseSerializer, type ListedItem } from '../../shim/list-encoding';
 
 const service = loadCriPackage().runtime.v1.RuntimeService.service;
-const method = withPreEncodedResponses(service).ListPodSandbox;
+const method = {
+  responseSerialize: (value: unknown): Buffer => responseBytes(value, (v) => service.ListPodSandbox.responseSerialize(v as never)),
+  responseDeserialize: (bytes: Buffer): unknown => service.ListPodSandbox.responseDeserialize(bytes),
+};
 
 function pod(id: string, state: string) {
   return { id, metadata: { name: `n-${id}`, uid: `u-${id}`, namespace: 'ns', attempt: 1 }, state, created_at: '1764644000000000000', labels: { app: id }, annotations: { a: 'b' }, runtime_handler: '' };
@@ -48,6 +51,6 @@ test('a complete list lets go of items that are gone; a filtered one keeps them'
 });
 
 test('any other response still goes through the method\'s own serializer', () => {
-  const bytes = withPreEncodedResponses(service).Version.responseSerialize({ version: '0.1.0', runtime_name: 'berth', runtime_version: '1', runtime_api_version: 'v1' });
+  const bytes = responseBytes({ version: '0.1.0', runtime_name: 'berth', runtime_version: '1', runtime_api_version: 'v1' }, (v) => service.Version.responseSerialize(v as never));
   assert.equal((service.Version.responseDeserialize(bytes) as { runtime_name: string }).runtime_name, 'berth');
 });
