@@ -27,13 +27,14 @@ function filterOf(filter: { id: string; state: { state: string } | null; pod_san
 export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images'>): CriHandlers {
   const { containers, images } = ctx;
 
-  /** Containers share a few images: each is looked up in the store once per list. */
+  /** Containers share a few images: each is looked up in the store once per list (by id, then name: no key string is built). */
   const imageRefs = (): ((c: ContainerView) => string) => {
-    const refs = new Map<string, string>();
+    const refs = new Map<string, Map<string, string>>();
     return (c) => {
-      const key = `${c.imageId}\0${c.imageRef}`;
-      let ref = refs.get(key);
-      if (ref === undefined) refs.set(key, (ref = imageRefOf(images, c.imageId, c.imageRef)));
+      let byRef = refs.get(c.imageId);
+      if (!byRef) refs.set(c.imageId, (byRef = new Map()));
+      let ref = byRef.get(c.imageRef);
+      if (ref === undefined) byRef.set(c.imageRef, (ref = imageRefOf(images, c.imageId, c.imageRef)));
       return ref;
     };
   };
@@ -54,7 +55,13 @@ export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images
     return containers.filter(filter).map((c) => listItem(c, refOf(c)));
   };
   // Of a listed container only its state and its image's name change after it is made.
-  const listEncoder = new ListEncoder<ReturnType<typeof listItem>>('containers', responseSerializer(loadCriPackage().runtime.v1.RuntimeService.service, 'ListContainers'));
+  let refOfThisList = imageRefs();
+  const listEncoder = new ListEncoder<ContainerView, ReturnType<typeof listItem>>('containers', responseSerializer(loadCriPackage().runtime.v1.RuntimeService.service, 'ListContainers'), {
+    key: (c) => c.id,
+    version: (c) => c.state,
+    detail: (c) => refOfThisList(c),
+    item: (c) => listItem(c, refOfThisList(c)),
+  });
 
   return {
     async CreateContainer(request, call) {
@@ -86,13 +93,9 @@ export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images
 
     async ListContainers(request) {
       const filter = filterOf(request.filter);
-      const refOf = imageRefs();
-      const items = containers.filter(filter).map((c) => {
-        const imageRef = refOf(c);
-        return { key: c.id, version: `${c.state}\0${imageRef}`, item: () => listItem(c, imageRef) };
-      });
+      refOfThisList = imageRefs();
       const complete = !filter.id && !filter.state && !filter.podSandboxId && Object.keys(filter.labelSelector ?? {}).length === 0;
-      return listEncoder.encode(items, complete);
+      return listEncoder.encode(containers.filter(filter), complete);
     },
 
     async StreamContainers(request, sink) {

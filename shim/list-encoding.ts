@@ -18,42 +18,60 @@ export function responseBytes(value: unknown, serialize: (value: unknown) => Buf
   return value !== null && typeof value === 'object' && PRE_ENCODED in value ? (value as PreEncodedResponse)[PRE_ENCODED] : serialize(value);
 }
 
-export interface ListedItem<T> {
-  key: string;
-  /** Changes whenever anything in the encoded item does. */
-  version: string;
-  item: () => T;
+/** How a list's sources become items: what identifies each, what its encoding depends on, the item itself. */
+export interface ListedItems<S, T> {
+  key(source: S): string;
+  /** Changes whenever anything in the encoded item does (compared with ===, as `detail`). */
+  version(source: S): string;
+  /** A second part of the version, compared apart: no string is built per item on every list. */
+  detail?(source: S): string;
+  item(source: S): T;
 }
 
 /**
  * Encodes `{ [field]: [item] }` responses (field 1, repeated) item by item
  * through `serialize` (the method's own response serializer), keeping each
- * item's bytes until its version changes.
+ * item's bytes until its version changes, and the whole answer until one of
+ * its items does (a relist of an unchanged node copies nothing).
  */
-export class ListEncoder<T> {
-  private readonly encoded = new Map<string, { version: string; bytes: Buffer }>();
+export class ListEncoder<S, T> {
+  private readonly encoded = new Map<string, { version: string; detail: string | undefined; bytes: Buffer }>();
+  private lastParts: Buffer[] = [];
+  private lastAnswer: Buffer = Buffer.alloc(0);
 
   constructor(
     private readonly field: string,
     private readonly serialize: (response: unknown) => Buffer,
+    private readonly describe: ListedItems<S, T>,
   ) {}
 
   /** `complete`: these are all the items there are (an unfiltered list): bytes of any other are let go. */
-  encode(items: readonly ListedItem<T>[], complete: boolean): PreEncodedResponse {
-    const parts: Buffer[] = [];
-    for (const { key, version, item } of items) {
-      let hit = this.encoded.get(key);
-      if (!hit || hit.version !== version) {
-        hit = { version, bytes: this.serialize({ [this.field]: [item()] }) };
-        this.encoded.set(key, hit);
+  encode(sources: readonly S[], complete: boolean): PreEncodedResponse {
+    const { describe, encoded, lastParts } = this;
+    const parts: Buffer[] = new Array<Buffer>(sources.length);
+    let same = sources.length === lastParts.length;
+    for (let i = 0; i < sources.length; i++) {
+      const source = sources[i];
+      const key = describe.key(source);
+      const version = describe.version(source);
+      const detail = describe.detail?.(source);
+      let hit = encoded.get(key);
+      if (!hit || hit.version !== version || hit.detail !== detail) {
+        hit = { version, detail, bytes: this.serialize({ [this.field]: [describe.item(source)] }) };
+        encoded.set(key, hit);
       }
-      parts.push(hit.bytes);
+      parts[i] = hit.bytes;
+      if (same && lastParts[i] !== hit.bytes) same = false;
     }
-    if (complete && this.encoded.size > items.length) {
-      const present = new Set(items.map((i) => i.key));
-      for (const key of this.encoded.keys()) if (!present.has(key)) this.encoded.delete(key);
+    if (complete && encoded.size > sources.length) {
+      const present = new Set(sources.map((s) => describe.key(s)));
+      for (const key of encoded.keys()) if (!present.has(key)) encoded.delete(key);
     }
-    return { [PRE_ENCODED]: parts.length === 1 ? parts[0] : Buffer.concat(parts) };
+    if (!same) {
+      this.lastParts = parts;
+      this.lastAnswer = parts.length === 1 ? parts[0] : Buffer.concat(parts);
+    }
+    return { [PRE_ENCODED]: this.lastAnswer };
   }
 }
 

@@ -21,7 +21,11 @@ export const POD_SANDBOX_STREAM_CHUNK = 200;
 export function podSandboxHandlers(ctx: Pick<ShimServices, 'containers' | 'images' | 'log' | 'sandboxes' | 'host'>): CriHandlers {
   const sandboxes: PodSandboxes = ctx.sandboxes;
   // Of a listed pod only its state changes after it is made.
-  const listEncoder = new ListEncoder<PodSandbox>('items', responseSerializer(loadCriPackage().runtime.v1.RuntimeService.service, 'ListPodSandbox'));
+  const listEncoder = new ListEncoder<PodSandboxView, PodSandbox>('items', responseSerializer(loadCriPackage().runtime.v1.RuntimeService.service, 'ListPodSandbox'), {
+    key: (s) => s.id,
+    version: (s) => s.state,
+    item: toListItem,
+  });
   return {
     async RunPodSandbox(request, call) {
       const id = await sandboxes.run(request.config, request.runtime_handler, call.delivered);
@@ -47,9 +51,8 @@ export function podSandboxHandlers(ctx: Pick<ShimServices, 'containers' | 'image
     },
 
     async ListPodSandbox(request) {
-      const items = filterSandboxes(sandboxes.list(), request.filter).map((s) => ({ key: s.id, version: s.state, item: () => toListItem(s) }));
       const f = request.filter;
-      return listEncoder.encode(items, !f || (!f.id && !f.state && Object.keys(f.label_selector ?? {}).length === 0));
+      return listEncoder.encode(filterSandboxes(sandboxes.list(), f), !f || (!f.id && !f.state && Object.keys(f.label_selector ?? {}).length === 0));
     },
 
     async StreamPodSandboxes(request, sink) {

@@ -3,7 +3,8 @@
 // message, answered with one message (unary) or a stream of them. grpc-js's
 // server spent about as much CPU per call as the rest of berth put together
 // (interceptor chains, metadata objects, per-call event plumbing); this does
-// the protocol's work and no more. See DESIGN.md ("wire").
+// the protocol's work and no more. grpc-js stays the client (tests, bench/)
+// and the source of the generated service definitions.
 import * as http2 from 'node:http2';
 import { gunzip, inflate } from 'node:zlib';
 import { ServerCall } from './server-call';

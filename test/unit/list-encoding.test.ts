@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadCriPackage } from '../../cri-proto';
-import { ListEncoder, responseBytes, responseSerializer, type ListedItem } from '../../shim/list-encoding';
+import { ListEncoder, responseBytes, responseSerializer, type ListedItems } from '../../shim/list-encoding';
 
 const service = loadCriPackage().runtime.v1.RuntimeService.service;
 const method = {
@@ -16,38 +16,71 @@ function pod(id: string, state: string) {
   return { id, metadata: { name: `n-${id}`, uid: `u-${id}`, namespace: 'ns', attempt: 1 }, state, created_at: '1764644000000000000', labels: { app: id }, annotations: { a: 'b' }, runtime_handler: '' };
 }
 
-const listed = (pods: ReturnType<typeof pod>[]): ListedItem<ReturnType<typeof pod>>[] => pods.map((p) => ({ key: p.id, version: p.state, item: () => p }));
+type Pod = ReturnType<typeof pod>;
+const serialize = responseSerializer(service, 'ListPodSandbox');
+/** Counts the items it builds. */
+function counting(): ListedItems<Pod, Pod> & { built: number } {
+  const d = { built: 0, key: (p: Pod) => p.id, version: (p: Pod) => p.state, item: (p: Pod) => (d.built++, p) };
+  return d;
+}
 
 test('a list encoded item by item decodes as the list encoded whole, and an empty list as an empty message', () => {
-  const encoder = new ListEncoder('items', responseSerializer(service, 'ListPodSandbox'));
+  const encoder = new ListEncoder('items', serialize, counting());
   const pods = [pod('a', 'SANDBOX_READY'), pod('b', 'SANDBOX_NOTREADY'), pod('c', 'SANDBOX_READY')];
-  const bytes = method.responseSerialize(encoder.encode(listed(pods), true));
+  const bytes = method.responseSerialize(encoder.encode(pods, true));
   assert.deepEqual(method.responseDeserialize(bytes), method.responseDeserialize(service.ListPodSandbox.responseSerialize({ items: pods } as never)));
   assert.deepEqual(method.responseDeserialize(method.responseSerialize(encoder.encode([], true))), { items: [] });
 });
 
 test('an item is encoded again when its version changes, and only then', () => {
-  const encoder = new ListEncoder('items', responseSerializer(service, 'ListPodSandbox'));
-  let built = 0;
-  const item = (state: string): ListedItem<ReturnType<typeof pod>> => ({ key: 'a', version: state, item: () => (built++, pod('a', state)) });
-  encoder.encode([item('SANDBOX_READY')], true);
-  encoder.encode([item('SANDBOX_READY')], true);
-  assert.equal(built, 1);
-  const bytes = method.responseSerialize(encoder.encode([item('SANDBOX_NOTREADY')], true));
-  assert.equal(built, 2);
+  const d = counting();
+  const encoder = new ListEncoder('items', serialize, d);
+  encoder.encode([pod('a', 'SANDBOX_READY')], true);
+  encoder.encode([pod('a', 'SANDBOX_READY')], true);
+  assert.equal(d.built, 1);
+  const bytes = method.responseSerialize(encoder.encode([pod('a', 'SANDBOX_NOTREADY')], true));
+  assert.equal(d.built, 2);
   assert.equal((method.responseDeserialize(bytes) as { items: { state: string }[] }).items[0].state, 'SANDBOX_NOTREADY');
 });
 
-test('a complete list lets go of items that are gone; a filtered one keeps them', () => {
-  const encoder = new ListEncoder('items', responseSerializer(service, 'ListPodSandbox'));
+test('a change of the detail part of the version alone encodes the item again', () => {
+  let name = 'one';
+  const d = { ...counting(), detail: () => name };
   let built = 0;
-  const item = (id: string): ListedItem<ReturnType<typeof pod>> => ({ key: id, version: 'v', item: () => (built++, pod(id, 'SANDBOX_READY')) });
-  encoder.encode([item('a'), item('b')], true);
-  encoder.encode([item('a')], false);
-  encoder.encode([item('b')], true);
-  assert.equal(built, 2, 'b was kept through the filtered list');
-  encoder.encode([item('a')], true);
-  assert.equal(built, 3, 'a was let go by the complete list without it');
+  const encoder = new ListEncoder('items', serialize, { ...d, item: (p: Pod) => (built++, { ...p, metadata: { ...p.metadata, name } }) });
+  encoder.encode([pod('a', 'SANDBOX_READY')], true);
+  name = 'two';
+  const bytes = method.responseSerialize(encoder.encode([pod('a', 'SANDBOX_READY')], true));
+  assert.equal(built, 2);
+  assert.equal((method.responseDeserialize(bytes) as { items: { metadata: { name: string } }[] }).items[0].metadata.name, 'two');
+});
+
+test('an unchanged list answers the very same bytes; a change, a removal or another order answers new ones', () => {
+  const encoder = new ListEncoder('items', serialize, counting());
+  const bytesOf = (pods: Pod[]): Buffer => method.responseSerialize(encoder.encode(pods, true));
+  const a = pod('a', 'SANDBOX_READY');
+  const b = pod('b', 'SANDBOX_READY');
+  const first = bytesOf([a, b]);
+  assert.equal(bytesOf([a, b]), first, 'the kept answer itself');
+  const swapped = bytesOf([b, a]);
+  assert.notEqual(swapped, first);
+  assert.deepEqual(method.responseDeserialize(swapped), method.responseDeserialize(service.ListPodSandbox.responseSerialize({ items: [b, a] } as never)));
+  assert.deepEqual((method.responseDeserialize(bytesOf([b])) as { items: unknown[] }).items.length, 1);
+  const changed = bytesOf([a, pod('b', 'SANDBOX_NOTREADY')]);
+  assert.equal((method.responseDeserialize(changed) as { items: { state: string }[] }).items[1].state, 'SANDBOX_NOTREADY');
+});
+
+test('a complete list lets go of items that are gone; a filtered one keeps them', () => {
+  const d = counting();
+  const encoder = new ListEncoder('items', serialize, d);
+  const a = pod('a', 'SANDBOX_READY');
+  const b = pod('b', 'SANDBOX_READY');
+  encoder.encode([a, b], true);
+  encoder.encode([a], false);
+  encoder.encode([b], true);
+  assert.equal(d.built, 2, 'b was kept through the filtered list');
+  encoder.encode([a], true);
+  assert.equal(d.built, 3, 'a was let go by the complete list without it');
 });
 
 test('any other response still goes through the method\'s own serializer', () => {
