@@ -28,6 +28,8 @@ command -v containerd >/dev/null || { echo "bench: containerd missing; run bash 
 if [ -z "${BENCH_SKIP_BUILD:-}" ]; then
   # Other parts of the tree may not type-check at every moment; tsc still emits.
   npx tsc -p . >/tmp/berth-bench-tsc.log 2>&1 || echo "bench: tsc reported errors (see /tmp/berth-bench-tsc.log); running what was emitted"
+  # What the build makes beside the compiled code: the parsed CRI proto berthd loads, the launcher with its V8 flags.
+  npm run --silent build:outputs
 fi
 
 scenarios=("$@")

@@ -95,14 +95,8 @@ rm -rf "$target.old"
 trap - EXIT
 
 mkdir -p "$destdir$bindir"
-# The V8 flags berthd is measured with (shim/node-flags.ts), each quoted for the shell.
-node_flags="$("$node_bin" -e 'for (const f of require(process.argv[1]).BERTHD_NODE_FLAGS) process.stdout.write(f + "\n")' "$src/dist/shim/node-flags.js" | while IFS= read -r flag; do printf '%q ' "$flag"; done)"
-cat >"$destdir$bindir/berthd.new" <<EOF
-#!/bin/sh
-# berthd launcher written by berth's scripts/install.sh
-exec $(printf '%q' "$node_bin") $node_flags $(printf '%q' "$libdir/dist/shim/berthd.js") "\$@"
-EOF
-chmod 0755 "$destdir$bindir/berthd.new"
+# The launcher execs node with berthd's V8 flags: written by the same code as the build's dist/berthd (shim/berthd-launcher.ts).
+"$node_bin" "$src/dist/shim/berthd-launcher.js" "$destdir$bindir/berthd.new" "$libdir/dist/shim/berthd.js" "$node_bin"
 mv "$destdir$bindir/berthd.new" "$destdir$bindir/berthd"
 
 mkdir -p "$destdir$unitdir"

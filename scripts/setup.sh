@@ -32,4 +32,4 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 npm run --silent build:native
 npm run --silent build
-echo "setup: done (berthd: node dist/shim/berthd.js)"
+echo "setup: done (berthd: dist/berthd, Node.js with berthd's V8 flags)"

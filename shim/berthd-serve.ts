@@ -4,12 +4,15 @@ import type { ConfigSource, LoadedConfig } from './config';
 import { reloadConfig } from './config-reload';
 import { startDaemon } from './daemon';
 import { createLogger, LogOutput } from './logger';
+import { StartTimeline } from './start-timeline';
 import { SystemdNotifier } from './systemd-notify';
 
 export async function serve(loaded: LoadedConfig, source: ConfigSource): Promise<number> {
   const { config } = loaded;
   const logOutput = new LogOutput(config.log_format);
   const log = createLogger(config.log_level, logOutput);
+  // Node's start, loading the modules and reading the config: everything before the first log line.
+  const timeline = new StartTimeline(log);
   const systemd = SystemdNotifier.fromEnvironment(log);
   log.info({ files: loaded.files }, `config: ${loaded.files.length ? loaded.files.join(', ') : 'defaults (no file)'}`);
   for (const warning of loaded.warnings) log.warn(`config: ${warning}`);
@@ -23,7 +26,7 @@ export async function serve(loaded: LoadedConfig, source: ConfigSource): Promise
 
   let daemon;
   try {
-    daemon = await startDaemon(config, log);
+    daemon = await startDaemon(config, log, timeline);
   } catch (err) {
     log.fatal(`berthd cannot start: ${(err as Error).message}`);
     await new Promise((r) => setTimeout(r, 50));

@@ -12,6 +12,7 @@ import { ContainerEventBus } from '../runtime/events/container-event-bus';
 import { RuntimeMetrics } from '../runtime/stats/runtime-metrics';
 import { StatsCollector } from '../runtime/stats/stats-collector';
 import type { HostFacts } from '../runtime/host/host-facts';
+import type { HostProbeCache } from '../runtime/host/host-probe-cache';
 import { RuntimeReadinessProbe } from '../runtime/host/runtime-readiness';
 import type { BerthDatabase } from '../runtime/store/database';
 import { CniNetwork } from '../cni/cni-network';
@@ -41,7 +42,7 @@ export interface DaemonParts {
   systemd: SystemdCgroups | undefined;
 }
 
-export async function buildDaemonParts(config: BerthConfig, log: Logger, host: HostFacts, db: BerthDatabase, metrics: BerthMetrics): Promise<DaemonParts> {
+export async function buildDaemonParts(config: BerthConfig, log: Logger, host: HostFacts, db: BerthDatabase, metrics: BerthMetrics, probes?: HostProbeCache): Promise<DaemonParts> {
   const events = new ContainerEventBus({
     onOverflow: (subscription, queued) => log.warn({ subscription, queued }, 'container events subscriber fell behind; its stream is ended'),
   });
@@ -94,7 +95,7 @@ export async function buildDaemonParts(config: BerthConfig, log: Logger, host: H
   const services: ShimServices = {
     config, log, host, podCidr, events, stats, sandboxes, images, containers, streaming,
     network: { networkStatus: () => nodeNetwork.status(), applyPodCidr: (cidr) => nodeNetwork.applyPodCidr(cidr) },
-    runtimeReadiness: RuntimeReadinessProbe.forHost(config, host),
+    runtimeReadiness: RuntimeReadinessProbe.forHost(config, host, { versions: probes?.versions }),
   };
   return { services, podNetwork, nodeNetwork, runtimeMetrics, systemd };
 }

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import type { BerthConfig } from '../runtime/config';
 import { AdminServer, adminSocketPath } from './admin-server';
 import { detectHost } from '../runtime/host/host-facts';
-import { checkHostAtStart } from '../runtime/host/doctor/doctor';
+import { checkHostAtStart, reportHostAfterStart } from '../runtime/host/doctor/doctor';
+import { HostProbeCache } from '../runtime/host/host-probe-cache';
 import { judgeOciRuntimesAtStart } from '../runtime/host/runtime-versions';
 import { applyLiveConfig } from './config-reload';
 import { BerthDatabase } from '../runtime/store/database';
@@ -18,6 +19,7 @@ import type { Logger } from './logger';
 import { BerthMetrics } from './metrics';
 import { buildInfo } from './build-info';
 import { CriServer } from './server';
+import { StartTimeline } from './start-timeline';
 
 export interface RunningDaemon {
   ctx: ShimServices;
@@ -28,11 +30,18 @@ export interface RunningDaemon {
   stop(): Promise<void>;
 }
 
-export async function startDaemon(config: BerthConfig, log: Logger): Promise<RunningDaemon> {
+export async function startDaemon(config: BerthConfig, log: Logger, timeline = new StartTimeline(log)): Promise<RunningDaemon> {
   enforceStorePermissions(storeDirRules(config), log);
+  timeline.mark('store permissions');
 
-  await checkHostAtStart(config, log);
-  const host = detectHost(config);
+  // The host's programs are asked (or found in the cache) while the checks that can stop berthd run.
+  const probes = HostProbeCache.load(join(config.state, 'host-probes.json'));
+  const detecting = detectHost(config, probes);
+  detecting.catch(() => undefined);
+  const gatingChecks = await checkHostAtStart(config, log, probes);
+  timeline.mark('host checks');
+  const host = await detecting;
+  timeline.mark('host facts');
   judgeOciRuntimesAtStart(config, host, log);
   log.info(
     { cgroup: host.cgroup.mode, unified: host.cgroup.unifiedMount, v2Controllers: host.cgroup.v2Controllers, kernel: host.kernel },
@@ -51,13 +60,19 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
 
   const db = new BerthDatabase(join(config.root, 'berth.db'));
   const metrics = new BerthMetrics();
-  const { services: ctx, podNetwork, nodeNetwork, runtimeMetrics, systemd } = await buildDaemonParts(config, log, host, db, metrics);
+  timeline.mark('database and metrics');
+  const { services: ctx, podNetwork, nodeNetwork, runtimeMetrics, systemd } = await buildDaemonParts(config, log, host, db, metrics, probes);
+  timeline.mark('model');
   // berth's fallback network put in place and the conf dir watched before recovery's CNI GC reads it.
   await nodeNetwork.start();
+  timeline.mark('node network');
   ctx.images.init();
+  timeline.mark('images');
   const recovery = await ctx.sandboxes.recover();
+  timeline.mark('sandbox recovery');
   log.info(recovery, `pod sandboxes recovered: ${recovery.loaded} loaded, ${recovery.undone.length} undone, ${recovery.failures.length} failures`);
   await ctx.containers.recover();
+  timeline.mark('container recovery');
   runtimeMetrics.setLookups({ sandboxes: ctx.sandboxes, containers: ctx.containers });
   ctx.stats.start();
   runtimeMetrics.countRecovery('sandbox', 'recovered', recovery.loaded - recovery.undone.length - recovery.failures.length);
@@ -70,6 +85,7 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
   try {
     const port = await ctx.streaming.listen();
     log.info({ url: ctx.streaming.baseUrl, port }, 'streaming server (exec/attach/port-forward) listening');
+    timeline.mark('streaming');
   } catch (err) {
     db.close();
     throw new Error(`cannot serve streaming on ${config.streaming.address}:${config.streaming.port}: ${describeError(err)}`);
@@ -83,8 +99,10 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
     metrics,
     handlers: allHandlers(ctx),
   });
+  timeline.mark('cri server');
   try {
     await server.listen();
+    timeline.mark('cri listen');
   } catch (err) {
     db.close();
     throw err;
@@ -95,6 +113,7 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
     try {
       metricsPort = await metrics.listen(config.metrics.address, config.metrics.port);
       log.info({ address: config.metrics.address, port: metricsPort }, 'metrics served at /metrics');
+      timeline.mark('metrics');
     } catch (err) {
       await server.shutdown(0);
       db.close();
@@ -111,7 +130,12 @@ export async function startDaemon(config: BerthConfig, log: Logger): Promise<Run
 
   const pidFile = join(config.state, 'berth.pid');
   writeFileSync(pidFile, `${process.pid}\n`);
-  log.info({ socket: config.socket, version: buildInfo().version, commit: buildInfo().commit }, 'berthd serving CRI v1');
+  timeline.mark('admin socket');
+  log.info({ socket: config.socket, version: buildInfo().version, commit: buildInfo().commit, startMs: timeline.elapsed(), phases: timeline.phases }, 'berthd serving CRI v1');
+  // What does not gate serving: doctor's other checks (logged as they would have been before), then the probes kept for the next start.
+  void reportHostAfterStart(config, log, gatingChecks, probes)
+    .then(() => probes.save())
+    .catch((err: unknown) => log.warn({ err: describeError(err) }, 'host checks after start failed'));
 
   return {
     ctx,

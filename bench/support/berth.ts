@@ -3,8 +3,7 @@
 // network with the same plugin chain, plain-HTTP pulls from the local registry.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { BERTHD_NODE_FLAGS } from '../../shim/node-flags';
-import { BERTHD_ENTRY, BerthdProcess } from '../../test/support/berthd-process';
+import { BERTHD_ENTRY, berthdLauncher, BerthdProcess } from '../../test/support/berthd-process';
 import { CNI_BIN_DIR, writeBridgeConflist } from './cni-network';
 import { deleteLink, forceDeleteRuncContainers, unmountUnder } from './host-cleanup';
 
@@ -44,10 +43,12 @@ export class BenchBerthd {
       'write_default_conflist = false',
       ...options.plainHttpRegistries.flatMap((host) => [`[image.registries.${JSON.stringify(host)}]`, 'plain_http = true']),
     ].join('\n');
-    // berthd runs with the flags its installed launcher gives it (shim/node-flags.ts); BENCH_BERTHD_NODE_FLAGS replaces them for trials.
+    // berthd runs through the build's launcher, with the flags the installed one gives it (shim/node-flags.ts);
+    // BENCH_BERTHD_NODE_FLAGS replaces them for trials.
     const trial = process.env.BENCH_BERTHD_NODE_FLAGS;
-    const flags = trial !== undefined ? trial.split(/\s+/).filter(Boolean) : [...BERTHD_NODE_FLAGS];
-    this.berthd = new BerthdProcess({ extraToml, topLevel: { log_level: options.logLevel ?? 'warn' }, command: [process.execPath, ...flags, BERTHD_ENTRY] });
+    const command = trial !== undefined ? [process.execPath, ...trial.split(/\s+/).filter(Boolean), BERTHD_ENTRY] : [berthdLauncher()];
+    const logLevel = options.logLevel ?? process.env.BENCH_BERTHD_LOG_LEVEL ?? 'warn';
+    this.berthd = new BerthdProcess({ extraToml, topLevel: { log_level: logLevel }, command });
   }
 
   get root(): string {

@@ -6,7 +6,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { nowUnixNanos, unixMillisToNanos } from '../common/clock';
 import type { RuntimeLog } from '../common/log';
 import { describeError } from '../errors';
-import { isConmonOf, readExit } from '../oci/conmon';
+import { type ConmonExit, isConmonOf, readExit } from '../oci/conmon';
 import { processAlive } from '../oci/host-process';
 import { awaitsRestore, type ContainerRecord } from './container-store';
 import type { ContainerRecords } from './container-records';
@@ -33,7 +33,11 @@ export class ExitWatcher {
     if (record.phase !== 'running' && record.phase !== 'created') return record;
     if (this.starting.has(record.id)) return record;
     const exit = readExit(record.dir);
-    if (!exit) return record;
+    return exit ? this.apply(record, exit) : record;
+  }
+
+  /** Records an exit conmon wrote (read by the caller) on a created/running record, and says so once. */
+  apply(record: ContainerRecord, exit: ConmonExit): ContainerRecord {
     record.phase = 'exited';
     record.exitCode = exit.exitCode;
     record.finishedAt = unixMillisToNanos(exit.finishedAtMs);

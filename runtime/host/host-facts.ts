@@ -1,13 +1,16 @@
 // What berthd finds on the host at start: cgroup layout, the capabilities it
 // really has, kernel, and which OCI runtimes and conmon are installed. Said once
 // in the start log and in Status(verbose), and read by the parts that must adapt
-// (oom_score_adj clamping, cgroup paths, crun on hybrid hosts).
-import { execFileSync } from 'node:child_process';
+// (oom_score_adj clamping, cgroup paths, crun on hybrid hosts). The programs'
+// answers (--version, criu check) are asked all at once without blocking the
+// event loop, and come from the host probe cache when the binaries are the ones
+// asked before.
 import { readFileSync, statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CAP_SYS_ADMIN, CAP_SYS_RESOURCE, hasCapability, loadNative } from '../../native';
 import type { BerthConfig } from '../config';
-import { findBinarySync } from './binaries';
+import { findBinary, probeBinary } from './binaries';
+import { HostProbeCache } from './host-probe-cache';
 import { judgeRuntimeVersion, type RuntimeVersionVerdict } from './runtime-versions';
 import { probeCheckpointSupport, type CheckpointSupport } from './checkpoint-support';
 import { probeMountFeatures, type MountFeatures } from './mount-features';
@@ -85,43 +88,49 @@ function readControllers(dir: string): string[] {
   }
 }
 
-function probeBinary(name: string, binary: string): BinaryFacts | { name: string; missing: string } {
-  const path = findBinarySync(binary);
-  if (!path) return { name, missing: `${binary} not found in PATH` };
-  try {
-    const out = execFileSync(path, ['--version'], { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'pipe'] });
-    const version = out.split('\n')[0].trim();
-    return { name, path, version };
-  } catch (err) {
-    return { name, path, version: `unknown (${(err as Error).message.split('\n')[0]})` };
-  }
+async function binaryFacts(name: string, binary: string, probes: HostProbeCache): Promise<BinaryFacts | { name: string; missing: string }> {
+  const found = await probeBinary(name, binary, { cache: probes.versions });
+  if (!found.found) return { name, missing: found.problem };
+  if (!found.usable) return { name, path: found.path, version: `unknown (${found.problem.split('\n')[0]})` };
+  return { name, path: found.path, version: found.versionText };
 }
 
-export function detectHost(config: BerthConfig): HostFacts {
+export async function detectHost(config: BerthConfig, probes = HostProbeCache.inMemory()): Promise<HostFacts> {
   const native = loadNative();
   const uname = native.uname();
   const caps = native.effectiveCapabilities();
   const sysResource = hasCapability(caps, CAP_SYS_RESOURCE);
   const policy = config.oci.oom_score_adj_restriction;
   const restrict = policy === 'always' || (policy === 'auto' && !sysResource);
+  // The programs run (or are found in the cache) while the mounts are probed below.
+  const handlers = Object.entries(config.oci.runtimes);
+  const programs = Promise.all([
+    Promise.all(handlers.map(([handler, runtime]) => binaryFacts(handler, runtime.path, probes))),
+    binaryFacts('conmon', config.oci.conmon, probes),
+    findBinary(config.oci.criu).then((criu) => probeCheckpointSupport(criu, uname.release, config.oci.criu, probes)),
+  ]);
+  const cgroup = detectCgroups();
+  // Tried on scratch mounts under the state dir: the kernel's answer holds until the next boot.
+  const mountFeatures = probes.forThisBoot(`mount-features ${config.state}`, () => probeMountFeatures(native, config.state));
+  const [runtimeFacts, conmon, checkpoint] = await programs;
   const ociRuntimes: HostFacts['ociRuntimes'] = {};
   const ociRuntimeVersions: Record<string, RuntimeVersionVerdict> = {};
-  for (const [handler, runtime] of Object.entries(config.oci.runtimes)) {
-    const facts = probeBinary(handler, runtime.path);
+  handlers.forEach(([handler], i) => {
+    const facts = runtimeFacts[i];
     ociRuntimes[handler] = facts;
     if ('path' in facts) ociRuntimeVersions[handler] = judgeRuntimeVersion(config, handler, facts.path, facts.version);
-  }
+  });
   return {
     kernel: uname.release,
     machine: uname.machine,
-    cgroup: detectCgroups(),
+    cgroup,
     capabilities: { sysAdmin: hasCapability(caps, CAP_SYS_ADMIN), sysResource },
     minOomScoreAdj: restrict ? currentOomScoreAdj() : -1000,
     ociRuntimes,
     ociRuntimeVersions,
-    conmon: probeBinary('conmon', config.oci.conmon),
-    mountFeatures: probeMountFeatures(native, config.state),
-    checkpoint: probeCheckpointSupport(findBinarySync(config.oci.criu), uname.release, config.oci.criu),
+    conmon,
+    mountFeatures,
+    checkpoint,
   };
 }
 

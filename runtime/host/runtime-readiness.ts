@@ -28,6 +28,8 @@ export interface RuntimeReadinessOptions {
   /** Set when conmon cannot become usable without a restart: the message RuntimeReady carries. */
   conmonNeedsRestart?: string;
   now?: () => number;
+  /** Versions asked already (at start): an unchanged binary is not run again for the first Status. */
+  versions?: VersionCache;
 }
 
 export const DEFAULT_READINESS_TTL_MS = 5000;
@@ -35,11 +37,12 @@ export const DEFAULT_READINESS_TTL_MS = 5000;
 export class RuntimeReadinessProbe {
   private cached: { at: number; value: RuntimeReadiness } | undefined;
   private inFlight: Promise<RuntimeReadiness> | undefined;
-  private readonly versions: VersionCache = new Map();
+  private readonly versions: VersionCache;
   private readonly now: () => number;
 
   constructor(private readonly options: RuntimeReadinessOptions) {
     this.now = options.now ?? Date.now;
+    this.versions = options.versions ?? new Map();
   }
 
   /**
@@ -47,11 +50,11 @@ export class RuntimeReadinessProbe {
    * started with posix_spawn, which does not search PATH, so a bare name not found at start stays
    * unusable until berthd restarts, and readiness says so instead of finding it later.
    */
-  static forHost(config: BerthConfig, host: Pick<HostFacts, 'conmon'>, ttlMs?: number): RuntimeReadinessProbe {
+  static forHost(config: BerthConfig, host: Pick<HostFacts, 'conmon'>, options: { ttlMs?: number; versions?: VersionCache } = {}): RuntimeReadinessProbe {
     const handler = config.oci.default_runtime;
     const conmon = 'path' in host.conmon ? host.conmon.path : config.oci.conmon;
     return new RuntimeReadinessProbe({
-      handler, runtimeBinary: config.oci.runtimes[handler].path, conmonBinary: conmon, ttlMs,
+      handler, runtimeBinary: config.oci.runtimes[handler].path, conmonBinary: conmon, ttlMs: options.ttlMs, versions: options.versions,
       ...(isAbsolute(conmon) ? {} : { conmonNeedsRestart: `conmon ("${conmon}") was not in PATH when berthd started: install it and restart berthd, or set oci.conmon to its absolute path` }),
     });
   }

@@ -4,12 +4,12 @@
 // container keeps its monitor when berthd dies; berthd finds it again through
 // the pid file and the files conmon leaves in the bundle. This file is the one
 // place that knows conmon's protocol: its arguments, files and control lines.
-import { closeSync, constants, existsSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, openSync, promises as fsp, readFileSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { describeError, internal } from '../errors';
 import { launchConmon } from './conmon-launch';
-import { killQuietly, processAlive, processArgv, tryReadPidFile } from './host-process';
+import { aliveInStat, killQuietly, processAlive, processArgv, tryReadPidFile } from './host-process';
 import type { OciRuntime } from './oci-runtime';
 
 export interface ConmonCreateOptions {
@@ -239,19 +239,48 @@ export function readExit(bundle: string): ConmonExit | undefined {
   } catch {
     return undefined;
   }
+  return exitOf(text, mtimeMs, existsSync(conmonFiles.oom(bundle)));
+}
+
+function exitOf(text: string, finishedAtMs: number, oomKilled: boolean): ConmonExit {
   const code = Number.parseInt(text, 10);
-  return { exitCode: Number.isFinite(code) ? code : -1, finishedAtMs: mtimeMs, oomKilled: existsSync(conmonFiles.oom(bundle)) };
+  return { exitCode: Number.isFinite(code) ? code : -1, finishedAtMs, oomKilled };
+}
+
+/** readExit without blocking the event loop. */
+export async function readExitAsync(bundle: string): Promise<ConmonExit | undefined> {
+  const path = conmonFiles.exit(bundle);
+  try {
+    const [text, st] = await Promise.all([fsp.readFile(path, 'utf8'), fsp.stat(path)]);
+    const oomKilled = await fsp.access(conmonFiles.oom(bundle)).then(() => true, () => false);
+    return exitOf(text.trim(), st.mtimeMs, oomKilled);
+  } catch {
+    return undefined;
+  }
 }
 
 /** True when pid is a live conmon monitoring container id (pids are reused). */
 export function isConmonOf(pid: number, id: string): boolean {
   const argv = processArgv(pid);
-  return argv !== undefined && argv[0].endsWith('conmon') && argv.includes(id) && processAlive(pid);
+  return argv !== undefined && isConmonArgvOf(argv, id) && processAlive(pid);
+}
+
+/** isConmonOf from /proc/<pid>/cmdline and /proc/<pid>/stat already read (null: gone), as recovery reads them in one batch. */
+export function isConmonOfProc(cmdline: string | null, stat: string | null, id: string): boolean {
+  return cmdline !== null && stat !== null && isConmonArgvOf(cmdline.split('\0'), id) && aliveInStat(stat);
+}
+
+function isConmonArgvOf(argv: string[], id: string): boolean {
+  return argv[0].endsWith('conmon') && argv.includes(id);
 }
 
 /** The container a live conmon monitors and its bundle, read from its arguments; undefined for any other process. */
 export function conmonTarget(pid: number): { id: string; bundle: string } | undefined {
-  const argv = processArgv(pid);
+  return conmonTargetOf(processArgv(pid));
+}
+
+/** conmonTarget from an argv already read. */
+export function conmonTargetOf(argv: string[] | undefined): { id: string; bundle: string } | undefined {
   if (!argv?.[0]?.endsWith('conmon')) return undefined;
   const valueOf = (flag: string): string | undefined => {
     const at = argv.indexOf(flag);

@@ -19,12 +19,16 @@ export function tryReadPidFile(path: string): number | undefined {
 export function processAlive(pid: number): boolean {
   if (!pid) return false;
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const close = stat.lastIndexOf(')');
-    return stat.slice(close + 2, close + 3) !== 'Z';
+    return aliveInStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return false;
   }
+}
+
+/** Whether /proc/<pid>/stat's text is of a process that has not exited (state is not Z). */
+export function aliveInStat(stat: string): boolean {
+  const close = stat.lastIndexOf(')');
+  return close >= 0 && stat.slice(close + 2, close + 3) !== 'Z';
 }
 
 /** The argv of a live process; undefined when it is gone. */

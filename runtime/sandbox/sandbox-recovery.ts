@@ -1,9 +1,12 @@
 // Recovery at start: finishes what a crash or a failed call left. Runs that
 // never completed are undone, failed teardowns retried, pods whose namespaces
 // vanished (a reboot) marked NOTREADY, and pins and CNI attachments that no
-// pod claims removed.
+// pod claims removed. Pods with a PID-namespace holder are checked against
+// one scan of /proc for all of them (read in one batch off the event loop),
+// not one scan per pod.
+import { promises as fsp } from 'node:fs';
 import { describeError } from '../errors';
-import { findPidHolders } from './pid-holder';
+import { aliveInStat } from '../oci/host-process';
 import { STOP_KINDS } from './pod-resource-journal';
 import type { SandboxParts } from './pod-sandboxes';
 import type { SandboxRecord } from './sandbox-records';
@@ -20,6 +23,7 @@ export interface RecoveryReport {
 export async function recoverSandboxes(parts: SandboxParts): Promise<RecoveryReport> {
   const { records, journal } = parts;
   const report: RecoveryReport = { loaded: records.index.size, undone: [], markedNotReady: [], failures: [], cniGc: { removed: [], failed: [] } };
+  const holding = [...records.index.all()].some((r) => r.row.phase === 'ready' && r.row.pid_holder > 0) ? await podsWithPidHolder(parts) : new Set<string>();
   for (const record of [...records.index.all()]) {
     const id = record.row.id;
     await parts.locks.with(id, async () => {
@@ -30,7 +34,7 @@ export async function recoverSandboxes(parts: SandboxParts): Promise<RecoveryRep
           report.undone.push(id);
           return;
         }
-        if (record.row.phase === 'ready' && !stillAlive(parts, record)) {
+        if (record.row.phase === 'ready' && !stillAlive(parts, record, holding)) {
           records.update(record, { phase: 'stopped' });
           report.markedNotReady.push(id);
         }
@@ -59,11 +63,31 @@ export async function recoverSandboxes(parts: SandboxParts): Promise<RecoveryRep
   return report;
 }
 
+/** Ids of the pods whose PID-namespace holder runs (pid-holder.ts: the pause binary with --new-pid-ns and the pod id). */
+async function podsWithPidHolder(parts: SandboxParts): Promise<Set<string>> {
+  const pods = new Set<string>();
+  let pids: string[];
+  try {
+    pids = (await fsp.readdir('/proc')).filter((p) => /^\d+$/.test(p));
+  } catch {
+    return pods;
+  }
+  const texts = await parts.native.readSmallFiles(pids.flatMap((p) => [`/proc/${p}/cmdline`, `/proc/${p}/stat`]), 64 * 1024);
+  pids.forEach((_, i) => {
+    const [cmdline, stat] = [texts[2 * i], texts[2 * i + 1]];
+    if (cmdline === null || stat === null || !aliveInStat(stat)) return;
+    const args = cmdline.split('\0');
+    const at = args.indexOf('--new-pid-ns');
+    if (at >= 0 && args[at + 1]) pods.add(args[at + 1]);
+  });
+  return pods;
+}
+
 /** Whether the pod's namespaces and PID holder are still there (a reboot leaves the rows, not the kernel objects). */
-function stillAlive(parts: SandboxParts, record: SandboxRecord): boolean {
+function stillAlive(parts: SandboxParts, record: SandboxRecord, holding: ReadonlySet<string>): boolean {
   const { row } = record;
   if (!parts.pins.allPinned({ net: row.netns_path, ipc: row.ipcns_path, uts: row.utsns_path, user: row.userns_path })) return false;
-  if (row.pid_holder > 0 && findPidHolders(row.id).length === 0) return false;
+  if (row.pid_holder > 0 && !holding.has(row.id)) return false;
   if (row.pidns_path && !parts.pins.holdsPidNamespace(row.pidns_path, row.pidns_inode)) return false;
   return true;
 }

@@ -13,7 +13,7 @@ import type { BerthConfig } from '../../runtime/config';
 import { ContainerStore } from '../../runtime/container/container-store';
 import { Containers } from '../../runtime/container/containers';
 import type { ContainerLifecycleEvent } from '../../runtime/events/event-types';
-import { detectHost } from '../../runtime/host/host-facts';
+import { detectHost, type HostFacts } from '../../runtime/host/host-facts';
 import type { ImageRecord, OciImageRuntimeConfig } from '../../runtime/image/image-types';
 import type { PodSandboxView } from '../../runtime/sandbox/sandbox-types';
 import { BerthDatabase } from '../../runtime/store/database';
@@ -65,7 +65,10 @@ export class ContainerFixture {
   imageConfig: OciImageRuntimeConfig = { Cmd: ['sh'], Env: ['PATH=/bin', 'FROM_IMAGE=yes'], WorkingDir: '/' };
   config: BerthConfig;
   db: BerthDatabase;
-  containers!: Containers;
+  private model: Containers | undefined;
+  private host: HostFacts | undefined;
+  /** Resolves once the host facts are known and the model is built (create/run wait for it; tests may `before(() => fx.ready)`). */
+  readonly ready: Promise<void>;
   readonly podConfig = { metadata: { name: 'p', uid: 'u', namespace: 'n', attempt: 0 }, log_directory: this.logDir, linux: null } as unknown as PodSandboxConfig__Output;
 
   constructor(handler = 'runc') {
@@ -86,12 +89,21 @@ export class ContainerFixture {
       },
     };
     this.db = new BerthDatabase(join(this.config.root, 'berth.db'));
-    this.open();
+    this.ready = detectHost(this.config).then((host) => {
+      this.host = host;
+      this.open();
+    });
+  }
+
+  get containers(): Containers {
+    if (!this.model) throw new Error('ContainerFixture: await fx.ready first');
+    return this.model;
   }
 
   /** (Re)builds the model on the same database and dirs, as a restarted berthd would. */
   open(): Containers {
-    const host = detectHost(this.config);
+    const host = this.host;
+    if (!host) throw new Error('ContainerFixture: await fx.ready first');
     const native = loadNative();
     const image: ImageRecord = {
       id: 'sha256:' + 'ab'.repeat(32),
@@ -124,7 +136,7 @@ export class ContainerFixture {
       logDirectory: this.logDir,
       userNamespace: undefined,
     };
-    this.containers = new Containers({
+    this.model = new Containers({
       config: this.config,
       host,
       store: new ContainerStore(this.db),
@@ -146,7 +158,7 @@ export class ContainerFixture {
       },
       events: { publish: (e) => this.events.push(e) },
     });
-    return this.containers;
+    return this.model;
   }
 
   podId(): string {
@@ -154,7 +166,8 @@ export class ContainerFixture {
   }
 
   /** CreateContainer in the fixture's pod, as the kubelet sends it (with the pod's config). */
-  create(config: ContainerConfig__Output): Promise<string> {
+  async create(config: ContainerConfig__Output): Promise<string> {
+    await this.ready;
     return this.containers.create({ podSandboxId: this.podId(), config, sandboxConfig: this.podConfig });
   }
 
@@ -173,8 +186,11 @@ export class ContainerFixture {
   }
 
   async cleanup(): Promise<void> {
-    for (const c of this.containers.list()) await this.containers.remove(c.id).catch(() => undefined);
-    this.containers.close();
+    await this.ready.catch(() => undefined);
+    if (this.model) {
+      for (const c of this.model.list()) await this.model.remove(c.id).catch(() => undefined);
+      this.model.close();
+    }
     this.db.close();
     for (const controller of readdirSync('/sys/fs/cgroup')) {
       try {

@@ -9,6 +9,7 @@ import { EXEC_RESPONSE_FRAMING_BYTES } from '../../runtime/container/exec-output
 import { containerConfig, ContainerFixture } from './container-fixture';
 
 const fx = new ContainerFixture();
+before(() => fx.ready);
 after(() => fx.cleanup());
 
 async function output(cmd: string[], over: Parameters<typeof containerConfig>[0] = {}): Promise<{ log: string; exitCode: number; reason: string; id: string }> {

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { loadNative } from '../../native';
 import { isBerthError } from '../../runtime/errors';
 import { conmonFiles, isConmonOf, readExit } from '../../runtime/oci/conmon';
@@ -14,6 +14,7 @@ import { OciRuntime } from '../../runtime/oci/oci-runtime';
 import { containerConfig, ContainerFixture } from './container-fixture';
 
 const fx = new ContainerFixture();
+before(() => fx.ready);
 after(() => fx.cleanup());
 
 const runcRoot = (): string => fx.config.oci.runtimes.runc.root;

@@ -1,12 +1,15 @@
-// Starts a real berthd (dist/shim/berthd.js) in a child process with its own
-// temporary root, state, socket and config, for integration tests. Each test
-// file gets its own daemon, so files never share state.
+// Starts a real berthd in a child process with its own temporary root, state,
+// socket and config, for integration tests. Each test file gets its own
+// daemon, so files never share state. berthd is started through the build's
+// launcher (dist/berthd: Node.js with berthd's V8 flags), as the README's
+// quick start and the installed service start it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { loadNative } from '../../native';
 import { join, resolve } from 'node:path';
 import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
 import { CriClient } from './cri-client';
+import { DEV_LAUNCHER_PATH, writeLauncher } from '../../shim/berthd-launcher';
 
 type TomlTable = { [key: string]: unknown };
 
@@ -40,6 +43,11 @@ function mergeTables(base: TomlTable, over: TomlTable): TomlTable {
 export const REPO_ROOT = resolve(__dirname, '..', '..', '..');
 export const BERTHD_ENTRY = join(REPO_ROOT, 'dist', 'shim', 'berthd.js');
 
+/** dist/berthd, written here when a tsc-only build left it missing or stale (`npm run build` writes it too). */
+export function berthdLauncher(): string {
+  return writeLauncher(DEV_LAUNCHER_PATH, BERTHD_ENTRY);
+}
+
 export interface BerthdOptions {
   /** Extra TOML appended to the generated config (may add tables). */
   extraToml?: string;
@@ -47,7 +55,7 @@ export interface BerthdOptions {
   topLevel?: Record<string, string | number | boolean>;
   /** Keep the temp dir after stop() (for post-mortems). */
   keepDir?: boolean;
-  /** The command that runs berthd (default: this Node.js on dist/shim/berthd.js), e.g. an installed launcher. */
+  /** The command that runs berthd (default: the build's launcher, dist/berthd), e.g. an installed launcher. */
   command?: string[];
   /** Extra environment of berthd (e.g. NOTIFY_SOCKET). */
   env?: Record<string, string>;
@@ -108,7 +116,7 @@ export class BerthdProcess {
 
   /** pollMs: how often readiness is asked (the restart benchmark asks often). */
   async start(timeoutMs = 20_000, pollMs = 50): Promise<void> {
-    const [file, ...args] = this.options.command ?? [process.execPath, BERTHD_ENTRY];
+    const [file, ...args] = this.options.command ?? [berthdLauncher()];
     const child = spawn(file, [...args, '--config', this.configPath], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...(this.options.env ?? {}) },

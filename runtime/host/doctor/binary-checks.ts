@@ -1,23 +1,20 @@
 // The programs berth runs: conmon, each configured OCI runtime (with its open
 // container-escape advisories), and criu for checkpoints.
 import { release } from 'node:os';
-import { type BinaryProbe, compareVersions, probeBinary, runVersion } from '../binaries';
-import { probeCheckpointSupportAsync } from '../checkpoint-support';
+import { type BinaryProbe, compareVersions, probeBinary } from '../binaries';
+import { probeCheckpointSupport } from '../checkpoint-support';
 import { cgroupLayout } from './cgroup-checks';
 import { type CheckResult, type DoctorContext, fail, ok, warn } from './doctor-types';
 import { looksLikeDistributionBuild, openAdvisories, SUGGESTED_RELEASES } from './runtime-advisories';
 
 function probe(ctx: DoctorContext, name: string, binary: string): Promise<BinaryProbe> {
-  return probeBinary(name, binary, { hostRoot: ctx.host.dir, cache: ctx.versions });
+  return probeBinary(name, binary, { hostRoot: ctx.host.dir, cache: ctx.probes.versions });
 }
 
 /** The full --version output (runc prints its package build on the "commit:" line). */
-async function fullVersionText(path: string): Promise<string> {
-  try {
-    return await runVersion(path);
-  } catch {
-    return '';
-  }
+async function fullVersionText(ctx: DoctorContext, path: string): Promise<string> {
+  const run = await ctx.probes.run(path, ['--version'], { timeoutMs: 5000 });
+  return run.status === 0 ? run.stdout.trim() || run.stderr.trim() : '';
 }
 
 export async function checkConmon(ctx: DoctorContext): Promise<CheckResult[]> {
@@ -50,7 +47,7 @@ export async function checkOciRuntimes(ctx: DoctorContext): Promise<CheckResult[
     if (open.length === 0) {
       out.push(ok(id, `${shown}${kind === 'runc' || kind === 'crun' ? ': no open container-escape advisory berth knows of' : ''}`));
     } else {
-      const full = await fullVersionText(found.path);
+      const full = await fullVersionText(ctx, found.path);
       const distro = looksLikeDistributionBuild(full);
       const list = open.map((a) => `${a.ids.join('/')} (${a.severity}: ${a.summary}; fixed in ${a.fixedIn.join(', ')})`).join('; ');
       const high = open.some((a) => a.severity === 'high');
@@ -78,7 +75,7 @@ export async function checkCriu(ctx: DoctorContext): Promise<CheckResult[]> {
   const shown = `criu ${found.version || found.versionText} at ${found.path}`;
   if (ctx.host.dir !== '/') return [ok('binary.criu', shown)];
   // criu's own test of this kernel: Debian 12's criu 3.17 installs and runs --version, yet cannot start on Linux 6.13+.
-  const support = await probeCheckpointSupportAsync(found.path, release(), ctx.config.oci.criu);
+  const support = await probeCheckpointSupport(found.path, release(), ctx.config.oci.criu, ctx.probes);
   if (!support.criu.supported) {
     return [warn('binary.criu', `${support.criu.reason.replace(/\n/g, ' | ')}: CheckpointContainer and restores are unavailable`, 'a criu that knows this kernel (4.1 or later for Linux 6.13+), named by oci.criu')];
   }

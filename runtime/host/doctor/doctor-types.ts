@@ -1,7 +1,7 @@
 // What a doctor check is and what it answers: one line per finding, ok / warn /
 // fail, what was found, and the exact command or config that fixes it.
 import type { BerthConfig } from '../../config';
-import type { VersionCache } from '../binaries';
+import type { HostProbeCache } from '../host-probe-cache';
 import type { HostRoot } from './host-root';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
@@ -23,7 +23,8 @@ export interface DoctorContext {
   config: BerthConfig;
   /** "start": berthd is starting (the socket is not served yet); "cli": `berthd doctor`. */
   phase: 'start' | 'cli';
-  versions: VersionCache;
+  /** Programs' answers already known (berthd keeps them across restarts). */
+  probes: HostProbeCache;
 }
 
 export type DoctorCheck = (ctx: DoctorContext) => Promise<CheckResult[]>;

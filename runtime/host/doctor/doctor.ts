@@ -1,10 +1,14 @@
 // `berthd doctor`: every prerequisite of berth and of a kubelet beside it, one
-// line each. berthd runs the same checks at start (fatal ones stop it). The
-// host is read under a root directory so tests can hand doctor a fixture.
+// line each. berthd runs the same checks at start: the few that can find a
+// fatal problem (privileges, overlay, the store's filesystem, cgroups) before
+// it serves, the rest once the socket is up, so a restart is not held by
+// `--version` runs and criu's check. The host is read under a root directory
+// so tests can hand doctor a fixture.
 import type { BerthConfig } from '../../config';
 import type { RuntimeLog } from '../../common/log';
 import { checkConmon, checkCriu, checkOciRuntimes } from './binary-checks';
 import { checkCgroupDriver, checkCgroupMode } from './cgroup-checks';
+import { HostProbeCache } from '../host-probe-cache';
 import type { CheckResult, CheckStatus, DoctorCheck, DoctorContext } from './doctor-types';
 import { HostRoot } from './host-root';
 import { checkBridgeNetfilter, checkIpForward, checkOverlay, checkOverlayFeatures, checkSwap, checkUserNamespaces } from './kernel-checks';
@@ -12,15 +16,15 @@ import { checkCniPlugins, checkDiskSpace, checkPrivileges, checkSocket } from '.
 
 export type { CheckResult, CheckStatus } from './doctor-types';
 
-/** In the order they are printed. */
-const CHECKS: { check: DoctorCheck; atStart: boolean }[] = [
-  { check: checkPrivileges, atStart: true },
-  { check: checkOverlay, atStart: true },
-  { check: checkOverlayFeatures, atStart: true },
+/** In the order they are printed. gatesStart: may find a fatal problem, so berthd waits for it before serving. */
+const CHECKS: { check: DoctorCheck; atStart: boolean; gatesStart?: boolean }[] = [
+  { check: checkPrivileges, atStart: true, gatesStart: true },
+  { check: checkOverlay, atStart: true, gatesStart: true },
+  { check: checkOverlayFeatures, atStart: true, gatesStart: true },
   { check: checkBridgeNetfilter, atStart: true },
   { check: checkIpForward, atStart: true },
   { check: checkSwap, atStart: true },
-  { check: checkCgroupMode, atStart: true },
+  { check: checkCgroupMode, atStart: true, gatesStart: true },
   { check: checkCgroupDriver, atStart: true },
   { check: checkConmon, atStart: true },
   { check: checkOciRuntimes, atStart: true },
@@ -44,12 +48,17 @@ export interface DoctorOptions {
   /** Host root directory ("/" for this machine). */
   hostRoot?: string;
   phase?: 'start' | 'cli';
+  /** At start: the checks that gate serving, or the others (run once berthd serves). */
+  part?: 'gating' | 'rest';
+  /** What programs answered before (berthd's state dir keeps it across restarts). */
+  probes?: HostProbeCache;
 }
 
 export async function runDoctor(config: BerthConfig, options: DoctorOptions = {}): Promise<DoctorReport> {
   const phase = options.phase ?? 'cli';
-  const ctx: DoctorContext = { host: new HostRoot(options.hostRoot ?? '/'), config, phase, versions: new Map() };
-  const chosen = CHECKS.filter((c) => phase === 'cli' || c.atStart);
+  const ctx: DoctorContext = { host: new HostRoot(options.hostRoot ?? '/'), config, phase, probes: options.probes ?? HostProbeCache.inMemory() };
+  const inPart = (gates: boolean): boolean => options.part === undefined || (options.part === 'gating') === gates;
+  const chosen = CHECKS.filter((c) => (phase === 'cli' || c.atStart) && inPart(Boolean(c.gatesStart)));
   // Independent reads and a few `--version` runs: all at once, printed in order.
   const settled = await Promise.all(chosen.map(async ({ check }) => {
     try {
@@ -81,21 +90,34 @@ export function renderDoctorText(report: DoctorReport): string {
   return `${lines.join('\n')}\n`;
 }
 
-/**
- * berthd's start: the same checks as `berthd doctor`, logged one line each
- * (ok at debug); a fatal failure stops berthd with doctor's own message.
- */
-export async function checkHostAtStart(config: BerthConfig, log: RuntimeLog): Promise<DoctorReport> {
-  const report = await runDoctor(config, { phase: 'start' });
+function logResults(report: DoctorReport, log: RuntimeLog): void {
   for (const r of report.results) {
     const fields = { check: r.id, ...(r.fix && r.status !== 'ok' ? { fix: r.fix } : {}) };
     if (r.status === 'ok') log.debug(fields, `host check ok: ${r.found}`);
     else if (r.status === 'warn') log.warn(fields, `host check: ${r.found}`);
     else log.error(fields, `host check failed: ${r.found}`);
   }
+}
+
+/**
+ * berthd's start, before serving: the checks that can find a fatal problem,
+ * logged one line each (ok at debug); a fatal failure stops berthd with
+ * doctor's own message.
+ */
+export async function checkHostAtStart(config: BerthConfig, log: RuntimeLog, probes?: HostProbeCache): Promise<DoctorReport> {
+  const report = await runDoctor(config, { phase: 'start', part: 'gating', probes });
+  logResults(report, log);
   const fatal = fatalResults(report);
   if (fatal.length > 0) throw new Error(`host check failed (berthd doctor says the same):\n${fatal.map(formatResult).join('\n')}`);
-  const { ok, warn, fail } = report.summary;
-  log.info({ ok, warn, fail }, `host checks: ${ok} ok, ${warn} warnings, ${fail} failures (berthd doctor shows how to fix each)`);
   return report;
+}
+
+/** Once berthd serves: the other checks of `berthd doctor`, logged the same way, then the count of all of them. */
+export async function reportHostAfterStart(config: BerthConfig, log: RuntimeLog, gating: DoctorReport, probes?: HostProbeCache): Promise<void> {
+  const rest = await runDoctor(config, { phase: 'start', part: 'rest', probes });
+  logResults(rest, log);
+  const ok = gating.summary.ok + rest.summary.ok;
+  const warn = gating.summary.warn + rest.summary.warn;
+  const fail = gating.summary.fail + rest.summary.fail;
+  log.info({ ok, warn, fail }, `host checks: ${ok} ok, ${warn} warnings, ${fail} failures (berthd doctor shows how to fix each)`);
 }

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 const MAX_READ_BYTES = 1024 * 1024;
 
 export class HostRoot {
+  private mountTable: Promise<MountEntry[]> | undefined;
+
   constructor(readonly dir: string = '/') {}
 
   /** The real path of a host path under this root. */
@@ -21,14 +23,18 @@ export class HostRoot {
       handle = await fsp.open(this.path(hostPath), constants.O_RDONLY | constants.O_NONBLOCK);
       const stat = await handle.stat();
       if (!stat.isFile()) return undefined;
-      const buffer = Buffer.alloc(MAX_READ_BYTES);
+      // proc and sys files are a few bytes: start small (a zeroed MiB per read was most of doctor's garbage), grow to the cap.
+      let buffer = Buffer.allocUnsafe(Math.min(MAX_READ_BYTES, 64 * 1024));
       let length = 0;
       for (;;) {
-        const { bytesRead } = await handle.read(buffer, length, buffer.length - length);
-        if (bytesRead === 0 || length + bytesRead >= buffer.length) {
-          length += bytesRead;
-          break;
+        if (length === buffer.length) {
+          if (buffer.length >= MAX_READ_BYTES) break;
+          const grown = Buffer.allocUnsafe(Math.min(MAX_READ_BYTES, buffer.length * 4));
+          buffer.copy(grown, 0, 0, length);
+          buffer = grown;
         }
+        const { bytesRead } = await handle.read(buffer, length, buffer.length - length);
+        if (bytesRead === 0) break;
         length += bytesRead;
       }
       return buffer.subarray(0, length).toString('utf8');
@@ -90,8 +96,13 @@ export class HostRoot {
     }
   }
 
-  /** Mount table entries (from <root>/proc/self/mounts). */
-  async mounts(): Promise<MountEntry[]> {
+  /** Mount table entries (from <root>/proc/self/mounts), read once per HostRoot: a node with pods has hundreds. */
+  mounts(): Promise<MountEntry[]> {
+    this.mountTable ??= this.readMounts();
+    return this.mountTable;
+  }
+
+  private async readMounts(): Promise<MountEntry[]> {
     const text = (await this.read('/proc/self/mounts')) ?? '';
     return text.split('\n').filter(Boolean).map((line) => {
       const [source, mountPoint, fsType, options] = line.split(' ');
