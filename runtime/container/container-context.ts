@@ -20,6 +20,7 @@ export interface LayerHolds {
   holdLayers(holder: string, imageId: string): void;
   /** Holds an image mounted as a volume: its layers, and the image (RemoveImage refuses it). */
   holdImageAsVolume(holder: string, imageId: string): void;
+  /** The holds are gone when it returns; the promise settles once what nothing needs any more is collected. */
   releaseLayers(holder: string): Promise<void>;
 }
 

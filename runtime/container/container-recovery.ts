@@ -17,7 +17,7 @@ import { awaitsRestore, type ContainerRecord } from './container-store';
 import { stateOf } from './container-view';
 import { releaseTargetPin, targetPinPath } from './pid-namespace-join';
 import { releasePreparedMounts } from './prepared-mounts';
-import { undoContainer } from './remove-container';
+import { REMOVED_PREFIX, removeRenamedBundle, undoContainer } from './remove-container';
 
 /** Containers handled at once when one needs more than the batch read (an exit to record, a checkpoint to undo). */
 const RECOVERY_CONCURRENCY = 16;
@@ -115,6 +115,11 @@ export async function collectStrayBundles(ctx: ContainerContext): Promise<void> 
   const kept: string[] = [];
   for (const name of names) {
     if (ctx.records.exact(name)) continue;
+    // A removal's bundle, renamed away before its answer: removed as the removal would have.
+    if (name.startsWith(REMOVED_PREFIX)) {
+      if (await removeRenamedBundle(ctx, join(ctx.dirs.containers, name))) removed.push(name);
+      continue;
+    }
     const mounted = await removeTreeUnlessMounted(join(ctx.dirs.containers, name));
     if (mounted.length === 0) {
       removed.push(name);

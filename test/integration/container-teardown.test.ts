@@ -206,26 +206,59 @@ describe('runtime call observer', () => {
 });
 
 describe('removal never reaches into a mount', () => {
-  test('a bundle with something still mounted in it is not removed: RemoveContainer fails clearly, and succeeds once the mount is gone', async () => {
+  test('a mount left in a bundle is detached before the removed bundle is deleted: the host files it showed survive, and nothing of the bundle is left', async () => {
     const native = loadNative();
     const id = await fx.run(containerConfig({ name: 'mounted', command: ['sleep', '600'] }));
-    const bundle = join(fx.config.root, 'containers', id);
+    const containersDir = join(fx.config.root, 'containers');
+    const bundle = join(containersDir, id);
     const hostDir = mkdtempSync('/tmp/berth-bundle-bind-');
     writeFileSync(join(hostDir, 'keep'), 'a host file');
     const target = join(bundle, 'upper', 'bound');
     mkdirSync(target);
     native.mount(hostDir, target, null, native.mountFlags.MS_BIND);
     try {
-      await assert.rejects(fx.containers.remove(id), (err) => isBerthError(err, 'FailedPrecondition') && err.message.includes(target) && /still mounted/.test(err.message));
+      await fx.containers.remove(id);
+      assert.equal(fx.containers.get(id), undefined);
+      assert.equal(existsSync(bundle), false, 'the bundle is renamed away at once');
+      await until('the renamed bundle removed', () => !readdirSync(containersDir).some((name) => name.includes(id)));
+      assert.equal(readFileSync('/proc/self/mountinfo', 'utf8').includes(id), false, 'no mount below the removed bundle');
       assert.equal(readFileSync(join(hostDir, 'keep'), 'utf8'), 'a host file', 'nothing was removed through the mount');
-      assert.ok(existsSync(bundle));
     } finally {
-      native.umount2(target, native.mountFlags.MNT_DETACH);
+      try {
+        native.umount2(target, native.mountFlags.MNT_DETACH);
+      } catch {
+        // detached by the removal (the path is gone with its bundle)
+      }
+      rmSync(hostDir, { recursive: true, force: true });
     }
-    await fx.containers.remove(id);
-    assert.equal(existsSync(bundle), false, 'removed on the next try');
-    assert.equal(fx.containers.get(id), undefined);
-    rmSync(hostDir, { recursive: true, force: true });
+  });
+
+  test('a removed bundle a crash left behind, with a mount in it, is detached and removed at the next start', async () => {
+    const native = loadNative();
+    const containersDir = join(fx.config.root, 'containers');
+    const leftover = join(containersDir, `.removed-${'c'.repeat(64)}-0badf00d`);
+    const hostDir = mkdtempSync('/tmp/berth-bundle-bind-');
+    writeFileSync(join(hostDir, 'keep'), 'a host file');
+    const target = join(leftover, 'rootfs');
+    mkdirSync(join(leftover, 'upper', 'etc'), { recursive: true });
+    writeFileSync(join(leftover, 'upper', 'etc', 'written'), 'by the container');
+    mkdirSync(target);
+    native.mount(hostDir, target, null, native.mountFlags.MS_BIND);
+    try {
+      fx.containers.close();
+      fx.open();
+      await fx.containers.recover();
+      await until('the leftover removed', () => !existsSync(leftover));
+      assert.equal(readFileSync('/proc/self/mountinfo', 'utf8').includes(leftover), false, 'its mount detached');
+      assert.equal(readFileSync(join(hostDir, 'keep'), 'utf8'), 'a host file', 'nothing was removed through the mount');
+    } finally {
+      try {
+        native.umount2(target, native.mountFlags.MNT_DETACH);
+      } catch {
+        // detached by the collection
+      }
+      rmSync(hostDir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -1,10 +1,11 @@
 // What a crash leaves in berth's root is collected at the next start, in the
 // background: layer directories no row owns, interrupted unpacks and blob
 // writes, blobs nothing needs, container bundles no record owns. A leftover with something mounted in it is never
-// removed (a recursive removal would delete what the mount shows), and says so.
+// removed (a recursive removal would delete what the mount shows), and says so; a bundle a removal renamed away
+// (`.removed-`) has its mounts detached first and goes.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { loadNative } from '../../native';
@@ -102,6 +103,54 @@ describe('leftovers of a crash in the store', () => {
     for (const dir of ownedLayers) assert.ok(existsSync(join(layers, dir)), `the image's layer ${dir}`);
     const status = await berthd.client.call('ImageStatus', { image: { image: image.reference } });
     assert.equal(status.image?.id, image.imageId);
+  });
+
+  test('RemoveContainer answered and berthd killed at once: after the next start nothing of the container is left (row, process, monitor, runc state, cgroups, mounts, bundle, attach link, exit file)', async () => {
+    const sandboxConfig = podConfig('removed-then-killed', {
+      log_directory: logDir,
+      linux: { cgroup_parent: '', security_context: { namespace_options: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } }, sysctls: {} },
+    } as never);
+    const podId = (await berthd.client.call('RunPodSandbox', { config: sandboxConfig } as never)).pod_sandbox_id;
+    const id = await startContainerInPod(berthd, { podId, sandboxConfig, image: image.reference, name: 'removed', command: ['sleep', '600'] });
+    const containers = join(berthd.root, 'containers');
+    const runcState = join(berthd.state, 'runc', id);
+    const { cgroup_paths: cgroupPaths } = JSON.parse(readFileSync(join(runcState, 'state.json'), 'utf8')) as { cgroup_paths: Record<string, string> };
+    const cgroups = [...new Set(Object.values(cgroupPaths))];
+    const db = (): BerthDatabase => new BerthDatabase(join(berthd.root, 'berth.db'));
+    const before = db();
+    const row = before.db.prepare('SELECT pid, conmon_pid FROM containers WHERE id = ?').get(id) as { pid: number; conmon_pid: number };
+    before.close();
+    // What a removal interrupted after its answer leaves at worst: its renamed bundle, here with a mount still in it.
+    writeFileSync(join(hostDir, 'host-file'), 'keep me');
+    const interrupted = join(containers, `.removed-${'d'.repeat(64)}-0badf00d`);
+    mkdirSync(join(interrupted, 'upper', 'tmp'), { recursive: true });
+    writeFileSync(join(interrupted, 'upper', 'tmp', 'data'), 'written by a container');
+    mkdirSync(join(interrupted, 'rootfs'));
+    native.mount(hostDir, join(interrupted, 'rootfs'), null, native.mountFlags.MS_BIND);
+    mounts.push(join(interrupted, 'rootfs'));
+
+    await berthd.client.call('RemoveContainer', { container_id: id });
+    await berthd.stop('SIGKILL');
+    await berthd.start();
+    await waitForLog(berthd, /collected container directories no container owns/);
+
+    const { containers: listed } = await berthd.client.call('ListContainers', {});
+    assert.ok(!listed.some((c) => c.id === id), 'ListContainers');
+    const after = db();
+    assert.equal((after.db.prepare('SELECT COUNT(*) AS n FROM containers WHERE id = ?').get(id) as { n: number }).n, 0, 'its row');
+    after.close();
+    assert.ok(processGone(row.pid), 'the container process');
+    assert.ok(processGone(row.conmon_pid), 'its conmon');
+    assert.ok(!existsSync(runcState), "runc's state of it");
+    for (const path of cgroups) assert.ok(!existsSync(path), `its cgroup ${path}`);
+    assert.deepEqual(readdirSync(containers).filter((name) => name.includes(id) || name.startsWith('.removed-')), [], 'its bundle, renamed or not, and the interrupted removal\'s');
+    assert.deepEqual(mountsUnder(join(containers, id)), [], 'mounts of its bundle');
+    assert.deepEqual(mountsUnder(join(containers, '.removed-')), [], 'mounts of removed bundles');
+    assert.deepEqual(readdirSync(hostDir), ['host-file'], 'nothing of the host directory was removed through the mount');
+    assert.ok(!existsSync(join(berthd.state, 'attach', id)), 'its attach link');
+    assert.ok(!existsSync(join(berthd.state, 'exits', id)), 'its exit record');
+    await berthd.client.call('StopPodSandbox', { pod_sandbox_id: podId });
+    await berthd.client.call('RemovePodSandbox', { pod_sandbox_id: podId });
   });
 
   test('a container whose record a crash lost: its conmon is killed, its runtime container deleted, its rootfs unmounted and its bundle removed', async () => {
