@@ -94,6 +94,8 @@ export interface BerthNative {
    * all read on one pool thread, opened O_NONBLOCK (native/src/small_files.cc).
    */
   readSmallFiles(paths: string[], maxBytes: number): Promise<(string | null)[]>;
+  /** glibc's malloc_trim(0) on a pool thread: free memory of every malloc arena back to the kernel (native/src/memory_trim.cc); false when nothing went back, or not glibc. */
+  releaseFreeMemory(): Promise<boolean>;
   /**
    * Reads `path` below `root` on a pool thread, following no symlink on the way and opening only a
    * regular file (O_NONBLOCK), at most maxBytes of it (native/src/rootfs_open.cc). Rejects with a

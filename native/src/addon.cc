@@ -38,6 +38,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   berth::RegisterSmallFiles(env, exports);
   berth::RegisterSealedCopy(env, exports);
   berth::RegisterCgroupSignal(env, exports);
+  berth::RegisterMemoryTrim(env, exports);
   return exports;
 }
 

@@ -27,5 +27,6 @@ void RegisterPidWatch(Napi::Env env, Napi::Object exports);
 void RegisterSmallFiles(Napi::Env env, Napi::Object exports);
 void RegisterSealedCopy(Napi::Env env, Napi::Object exports);
 void RegisterCgroupSignal(Napi::Env env, Napi::Object exports);
+void RegisterMemoryTrim(Napi::Env env, Napi::Object exports);
 
 }  // namespace berth

@@ -7,6 +7,7 @@
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
+import { loadNative } from '../../native';
 import { BerthError, describeError, resourceExhausted, type BerthErrorKind } from '../errors';
 import type { SharedImageBudget } from './image-budget';
 import type { Descriptor, LayerCompression } from './image-manifest';
@@ -72,6 +73,16 @@ const IDLE_MS = 15_000;
 const HIGH_WATER = 4 * 1024 * 1024;
 const LOW_WATER = 1024 * 1024;
 
+/** The addon's malloc_trim, where the addon is built. */
+function nativeReleaseFreeMemory(): (() => Promise<boolean>) | undefined {
+  try {
+    const native = loadNative();
+    return typeof native.releaseFreeMemory === 'function' ? () => native.releaseFreeMemory() : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function deserialize(error: SerializedError): Error {
   if (error.kind) return new BerthError(error.kind, error.message);
   return Object.assign(new Error(error.message), error.code ? { code: error.code } : {});
@@ -100,7 +111,21 @@ export class LayerWorkerPool {
    * `maxWorkers` threads at most (one per core is plenty: each interleaves several layers, and
    * every extra thread is another V8 isolate to start and to warm up its JIT).
    */
-  constructor(private readonly maxWorkers: number) {}
+  private readonly idleMs: number;
+  private readonly releaseFreeMemory: (() => Promise<unknown>) | undefined;
+
+  constructor(
+    private readonly maxWorkers: number,
+    options: { idleMs?: number; releaseFreeMemory?: () => Promise<unknown> } = {},
+  ) {
+    this.idleMs = options.idleMs ?? IDLE_MS;
+    this.releaseFreeMemory = options.releaseFreeMemory ?? nativeReleaseFreeMemory();
+  }
+
+  /** Worker threads running now. */
+  get size(): number {
+    return this.workers.length;
+  }
 
   private spawn(): PooledWorker {
     const worker = new Worker(join(__dirname, 'layer-unpack-worker.js'), { resourceLimits: LAYER_WORKER_RESOURCE_LIMITS });
@@ -153,10 +178,20 @@ export class LayerWorkerPool {
     if (this.workers.length === 0 || this.activeJobs() > 0) return;
     this.idleTimer = setTimeout(() => {
       if (this.activeJobs() > 0) return;
-      for (const w of this.workers.splice(0)) void w.worker.terminate();
+      const retired = this.workers.splice(0).map((w) => w.worker.terminate());
       this.spareBatches.length = 0;
-    }, IDLE_MS);
+      void Promise.allSettled(retired).then(() => this.afterRetirement());
+    }, this.idleMs);
     this.idleTimer.unref();
+  }
+
+  /**
+   * An isolate's memory, freed as its thread ends, stays in that thread's malloc arena (resident,
+   * ~5-10 MiB per worker) until it is handed back to the kernel: done once no worker runs.
+   */
+  private afterRetirement(): void {
+    if (this.closed || this.workers.length > 0) return;
+    void this.releaseFreeMemory?.().catch(() => undefined);
   }
 
   private batchBuffer(): Buffer {
