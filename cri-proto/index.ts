@@ -7,11 +7,13 @@
 // current api.json (a tsc-only build, an edited .proto) the .proto is parsed.
 // The definitions are what proto-loader would make for the services (same
 // paths, same (de)serializers with the same options), without the message
-// descriptors only reflection uses.
+// descriptors only reflection uses. berthd's server takes the definitions
+// (criServiceDefinitions) and never loads grpc-js; clients (tests, bench)
+// get grpc-js constructors (loadCriPackage).
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import type * as protoLoader from '@grpc/proto-loader';
 import * as protobuf from 'protobufjs/light';
 import type { ProtoGrpcType } from './generated/api';
@@ -109,16 +111,37 @@ function serviceDefinition(service: protobuf.Service): grpc.ServiceDefinition {
   return definition;
 }
 
-let cached: CriPackage | undefined;
+/** The two CRI services' method definitions, by service name. */
+export interface CriServiceDefinitions {
+  RuntimeService: grpc.ServiceDefinition;
+  ImageService: grpc.ServiceDefinition;
+}
 
-/** The CRI services (cached). */
-export function loadCriPackage(): CriPackage {
-  if (!cached) {
+let definitions: CriServiceDefinitions | undefined;
+let clients: CriPackage | undefined;
+
+/** The CRI services' definitions, for a server (cached). */
+export function criServiceDefinitions(): CriServiceDefinitions {
+  if (!definitions) {
     const root = loadRoot();
-    const constructorOf = (name: string): unknown => grpc.makeClientConstructor(serviceDefinition(root.lookupService(`runtime.v1.${name}`)), `runtime.v1.${name}`);
-    cached = { runtime: { v1: { RuntimeService: constructorOf('RuntimeService'), ImageService: constructorOf('ImageService') } } } as CriPackage;
+    definitions = {
+      RuntimeService: serviceDefinition(root.lookupService('runtime.v1.RuntimeService')),
+      ImageService: serviceDefinition(root.lookupService('runtime.v1.ImageService')),
+    };
   }
-  return cached;
+  return definitions;
+}
+
+/** The CRI services as grpc-js client constructors, each with its definition as `.service` (cached). */
+export function loadCriPackage(): CriPackage {
+  if (!clients) {
+    // grpc-js is a client's dependency here: berthd's server does without it.
+    const { makeClientConstructor } = require('@grpc/grpc-js') as typeof grpc;
+    const services = criServiceDefinitions();
+    const constructorOf = (name: keyof CriServiceDefinitions): unknown => makeClientConstructor(services[name], `runtime.v1.${name}`);
+    clients = { runtime: { v1: { RuntimeService: constructorOf('RuntimeService'), ImageService: constructorOf('ImageService') } } } as CriPackage;
+  }
+  return clients;
 }
 
 export type { ProtoGrpcType } from './generated/api';

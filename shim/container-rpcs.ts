@@ -3,7 +3,7 @@
 // model (runtime/container/containers.ts), which validates it, looks the
 // container up by id or unique prefix and raises the errors the shim turns
 // into gRPC codes; the handlers map the answers.
-import { loadCriPackage } from '../cri-proto';
+import { criServiceDefinitions } from '../cri-proto';
 import type { ContainerState, ContainerView } from '../runtime/container/container-types';
 import type { ContainerFilterOptions } from '../runtime/container/container-view';
 import { requestTimeoutSeconds } from '../runtime/common/request-timeout';
@@ -56,7 +56,7 @@ export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images
   };
   // Of a listed container only its state and its image's name change after it is made.
   let refOfThisList = imageRefs();
-  const listEncoder = new ListEncoder<ContainerView, ReturnType<typeof listItem>>('containers', responseSerializer(loadCriPackage().runtime.v1.RuntimeService.service, 'ListContainers'), {
+  const listEncoder = new ListEncoder<ContainerView, ReturnType<typeof listItem>>('containers', responseSerializer(criServiceDefinitions().RuntimeService, 'ListContainers'), {
     key: (c) => c.id,
     version: (c) => c.state,
     detail: (c) => refOfThisList(c),

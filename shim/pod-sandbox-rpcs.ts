@@ -2,7 +2,7 @@
 // ListPodSandbox, StreamPodSandboxes, UpdatePodSandboxResources: call
 // runtime/sandbox (which validates the request and looks the pod up by id or
 // unique prefix) and shape the answer.
-import { loadCriPackage } from '../cri-proto';
+import { criServiceDefinitions } from '../cri-proto';
 import type { PodSandbox } from '../cri-proto/generated/runtime/v1/PodSandbox';
 import type { PodSandboxFilter__Output } from '../cri-proto/generated/runtime/v1/PodSandboxFilter';
 import { nowUnixNanos } from '../runtime/common/clock';
@@ -21,7 +21,7 @@ export const POD_SANDBOX_STREAM_CHUNK = 200;
 export function podSandboxHandlers(ctx: Pick<ShimServices, 'containers' | 'images' | 'log' | 'sandboxes' | 'host'>): CriHandlers {
   const sandboxes: PodSandboxes = ctx.sandboxes;
   // Of a listed pod only its state changes after it is made.
-  const listEncoder = new ListEncoder<PodSandboxView, PodSandbox>('items', responseSerializer(loadCriPackage().runtime.v1.RuntimeService.service, 'ListPodSandbox'), {
+  const listEncoder = new ListEncoder<PodSandboxView, PodSandbox>('items', responseSerializer(criServiceDefinitions().RuntimeService, 'ListPodSandbox'), {
     key: (s) => s.id,
     version: (s) => s.state,
     item: toListItem,

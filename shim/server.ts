@@ -7,7 +7,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
-import { loadCriPackage } from '../cri-proto';
+import { criServiceDefinitions } from '../cri-proto';
 import { describeError, invalidArgument, unimplemented } from '../runtime/errors';
 import type { CallInfo, CriHandlers, CriMethod, ResponseSink } from './handler';
 import { statusName, toGrpcStatus } from './grpc-status';
@@ -163,8 +163,8 @@ export class CriServer {
       keepaliveTimeoutMs: 20 * 1000,
       onSessionError: (err) => options.log.warn({ err: describeError(err) }, 'CRI connection failed'),
     });
-    const cri = loadCriPackage().runtime.v1;
-    for (const service of [cri.RuntimeService.service, cri.ImageService.service]) serveService(this.server, service, options);
+    const cri = criServiceDefinitions();
+    for (const service of [cri.RuntimeService, cri.ImageService]) serveService(this.server, service, options);
   }
 
   /** Binds the unix socket (mode 0660), refusing when a live server already owns it. */

@@ -1,7 +1,7 @@
 // Stats and metrics RPCs: ContainerStats, PodSandboxStats, their List and Stream
 // twins, ListMetricDescriptors, ListPodSandboxMetrics and StreamPodSandboxMetrics.
 // The numbers come from runtime/stats; this file filters, maps and chunks.
-import { loadCriPackage } from '../cri-proto';
+import { criServiceDefinitions } from '../cri-proto';
 import type { ContainerStats } from '../cri-proto/generated/runtime/v1/ContainerStats';
 import type { ContainerStatsFilter__Output } from '../cri-proto/generated/runtime/v1/ContainerStatsFilter';
 import type { PodSandboxMetrics } from '../cri-proto/generated/runtime/v1/PodSandboxMetrics';
@@ -136,7 +136,7 @@ function containersByPod(all: ContainerView[]): (podId: string) => ContainerView
 }
 
 export function statsHandlers(ctx: Pick<ShimServices, 'containers' | 'sandboxes' | 'stats'>): CriHandlers {
-  const service = loadCriPackage().runtime.v1.RuntimeService.service;
+  const service = criServiceDefinitions().RuntimeService;
   const containerStatsEncoding = responseSerializer(service, 'ListContainerStats');
   const podStatsEncoding = responseSerializer(service, 'ListPodSandboxStats');
   const containerStats = async (c: ContainerView): Promise<ContainerStats> => toContainerStats(c, await ctx.stats.containerUsage(c));
