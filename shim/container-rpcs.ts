@@ -54,8 +54,10 @@ export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images
     const refOf = imageRefs();
     return containers.filter(filter).map((c) => listItem(c, refOf(c)));
   };
-  // Of a listed container only its state and its image's name change after it is made.
+  // Of a listed container only its state and its image's name change after it is made. Image names
+  // are looked up again only once the image store changed (images.generation).
   let refOfThisList = imageRefs();
+  let refsGeneration = images.generation;
   const listEncoder = new ListEncoder<ContainerView, ReturnType<typeof listItem>>('containers', responseSerializer(criServiceDefinitions().RuntimeService, 'ListContainers'), {
     key: (c) => c.id,
     version: (c) => c.state,
@@ -93,7 +95,10 @@ export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images
 
     async ListContainers(request) {
       const filter = filterOf(request.filter);
-      refOfThisList = imageRefs();
+      if (refsGeneration !== images.generation) {
+        refsGeneration = images.generation;
+        refOfThisList = imageRefs();
+      }
       const complete = !filter.id && !filter.state && !filter.podSandboxId && Object.keys(filter.labelSelector ?? {}).length === 0;
       return listEncoder.encode(containers.filter(filter), complete);
     },

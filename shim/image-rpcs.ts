@@ -9,6 +9,8 @@ import type { ImageRecord } from '../runtime/image/image-types';
 import type { ShimServices } from './services';
 import type { CriHandlers } from './handler';
 import { streamInChunks } from './stream-chunks';
+import { KeptAnswer, responseSerializer } from './list-encoding';
+import { criServiceDefinitions } from '../cri-proto';
 
 /** StreamImages sends at most this many images per message. */
 const STREAM_CHUNK = 100;
@@ -37,6 +39,8 @@ function toCriUsage(usage: FilesystemUsageInfo): FilesystemUsage {
 }
 
 export function imageServiceHandlers(ctx: Pick<ShimServices, 'images'>): CriHandlers {
+  // The whole image list, kept until an image or a name of one is added or removed (one SQL read per image otherwise).
+  const allImages = new KeptAnswer(responseSerializer(criServiceDefinitions().ImageService, 'ListImages'));
   return {
     async PullImage(request) {
       const { image, credentials } = validatePullRequest(request);
@@ -46,7 +50,9 @@ export function imageServiceHandlers(ctx: Pick<ShimServices, 'images'>): CriHand
     },
 
     async ListImages(request) {
-      return { images: ctx.images.list(imageFilterOf(request.filter)).map(toCriImage) };
+      const filter = imageFilterOf(request.filter);
+      if (filter) return { images: ctx.images.list(filter).map(toCriImage) };
+      return allImages.answer([ctx.images.generation], () => ({ images: ctx.images.list().map(toCriImage) }));
     },
 
     async StreamImages(request, sink) {

@@ -13,6 +13,31 @@ export interface PreEncodedResponse {
   [PRE_ENCODED]: Buffer;
 }
 
+/** A response whose bytes are known already. */
+export function preEncoded(bytes: Buffer): PreEncodedResponse {
+  return { [PRE_ENCODED]: bytes };
+}
+
+/**
+ * One answer kept encoded while `key` stays the same (compared part by part
+ * with ===): the answers the kubelet asks for again and again (Status,
+ * ListImages) are built and encoded once per change, not once per call.
+ */
+export class KeptAnswer {
+  private key: readonly unknown[] = [];
+  private bytes?: Buffer;
+
+  constructor(private readonly serialize: (response: unknown) => Buffer) {}
+
+  answer(key: readonly unknown[], build: () => unknown): PreEncodedResponse {
+    if (!this.bytes || key.length !== this.key.length || key.some((part, i) => part !== this.key[i])) {
+      this.bytes = this.serialize(build());
+      this.key = key;
+    }
+    return { [PRE_ENCODED]: this.bytes };
+  }
+}
+
 /** The bytes of a response: a pre-encoded one as it is, any other through `serialize` (the method's own). */
 export function responseBytes(value: unknown, serialize: (value: unknown) => Buffer): Buffer {
   return value !== null && typeof value === 'object' && PRE_ENCODED in value ? (value as PreEncodedResponse)[PRE_ENCODED] : serialize(value);

@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import type { CriClient } from '../../test/support/cri-client';
 import { startRegistry, type TestRegistry } from '../../test/support/registry';
 import { pushImage, type PushedImage } from '../../test/support/oci-image-builder';
+import { CGROUP_ROOT } from './bench-slot';
 import { BenchBerthd } from './berth';
 import { describeDelta, findMetricsUrl, scrapeHistograms } from './berth-metrics';
 import { busyboxImage, pauseImage } from './bench-images';
@@ -93,7 +94,6 @@ export function selectedRuntimes(): RuntimeName[] {
   return [only];
 }
 
-const CGROUP_ROOT = 'berth-bench';
 // berth_cri_request_duration_seconds is berthd's own time per call: set beside the client's figure, the rest is transport and the client.
 const BERTH_LATENCY_METRICS = ['berth_oci_runtime_call_duration_seconds', 'berth_cni_call_duration_seconds', 'berth_image_pull_duration_seconds', 'berth_cri_request_duration_seconds'];
 

@@ -7,8 +7,8 @@ import { BERTHD_ENTRY, berthdLauncher, BerthdProcess } from '../../test/support/
 import { CNI_BIN_DIR, writeBridgeConflist } from './cni-network';
 import { deleteLink, forceDeleteRuncContainers, unmountUnder } from './host-cleanup';
 
-export const BERTH_BRIDGE = 'bb-berth0';
-export const BERTH_SUBNET = '10.92.0.0/16';
+export { BERTH_BRIDGE, BERTH_SUBNET } from './bench-slot';
+import { BERTH_BRIDGE, BERTH_SUBNET } from './bench-slot';
 
 export interface BenchBerthdOptions {
   pauseImage: string;

@@ -8,8 +8,8 @@ import { CriClient } from '../../test/support/cri-client';
 import { CNI_BIN_DIR, writeBridgeConflist } from './cni-network';
 import { deleteLink, forceDeleteRuncContainers, pidsWithArgument, unmountUnder } from './host-cleanup';
 
-export const CONTAINERD_BRIDGE = 'bb-ctrd0';
-export const CONTAINERD_SUBNET = '10.91.0.0/16';
+export { CONTAINERD_BRIDGE, CONTAINERD_SUBNET } from './bench-slot';
+import { CONTAINERD_BRIDGE, CONTAINERD_SUBNET } from './bench-slot';
 const RUN_BASE = '/run/berth-bench';
 
 export interface ContainerdOptions {

@@ -120,6 +120,8 @@ type RawImageRow = Omit<ImageRow, 'pinned'> & { pinned: number };
 const imageRowOf = (raw: RawImageRow | undefined): ImageRow | undefined => (raw ? { ...raw, pinned: raw.pinned === 1 } : undefined);
 
 export class ImageRows {
+  /** Bumped by every write to images or their names: what was read from them before is stale once it moves. */
+  generation = 0;
   private readonly statements: Record<
     | 'image' | 'imagesWithIdPrefix' | 'allImages' | 'imageIdByName' | 'namesOf' | 'insertImage' | 'deleteImage'
     | 'deleteName' | 'upsertName' | 'layersOf' | 'layerCountOf' | 'clearImageLayers' | 'insertImageLayer' | 'insertBlob'
@@ -204,6 +206,7 @@ export class ImageRows {
   /** Records a pulled image (kept as it was when known already), its layers, blobs and names, in one transaction. */
   putImage(image: NewImage): void {
     const s = this.statements;
+    this.generation++;
     this.database.transaction(() => {
       s.insertImage.run(image.id, image.manifestDigest, image.size, image.configJson, JSON.stringify(image.annotations), new Date().toISOString());
       s.clearImageLayers.run(image.id);
@@ -215,10 +218,12 @@ export class ImageRows {
 
   /** Removes an image with its names and layer list (its layers stay until collected). */
   deleteImage(id: string): void {
+    this.generation++;
     this.statements.deleteImage.run(id);
   }
 
   deleteName(name: string): void {
+    this.generation++;
     this.statements.deleteName.run(name);
   }
 

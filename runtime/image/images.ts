@@ -129,6 +129,11 @@ export class Images implements ContainerImageSource, LayerHolds {
     return match ? this.recordOf(match.row) : undefined;
   }
 
+  /** Moves whenever an image or a name of one is added or removed: what list() and resolve() answered before may be stale. */
+  get generation(): number {
+    return this.rows.generation;
+  }
+
   /** Every image, oldest first; with a filter, the one image it names (or none). */
   list(filterReference?: string): ImageRecord[] {
     if (filterReference) {

@@ -170,6 +170,22 @@ describe('image pulls through berthd', () => {
     assert.equal(byPrefix.image?.id, pushed.imageId);
   });
 
+  test('ListImages follows every pull, moved tag and removal (its kept answer is dropped when the store changes)', async () => {
+    const tagsOf = async (): Promise<Map<string, string[]>> =>
+      new Map((await berthd.client.call('ListImages', {})).images.map((i) => [i.id, i.repo_tags]));
+    const first = await pushBusyboxImage(registry, 'test/listed:v1', { extraLayers: [[{ path: 'l1', type: 'file', content: '1' }]] });
+    await berthd.client.call('PullImage', { image: { image: first.reference } });
+    assert.deepEqual((await tagsOf()).get(first.imageId), [first.reference]);
+    assert.deepEqual((await tagsOf()).get(first.imageId), [first.reference], 'asked twice, the same answer');
+    const second = await pushBusyboxImage(registry, 'test/listed:v1', { extraLayers: [[{ path: 'l2', type: 'file', content: '2' }]] });
+    await berthd.client.call('PullImage', { image: { image: second.reference } });
+    const moved = await tagsOf();
+    assert.deepEqual(moved.get(second.imageId), [second.reference]);
+    assert.deepEqual(moved.get(first.imageId), [], 'the tag moved to the new image');
+    await berthd.client.call('RemoveImage', { image: { image: second.imageId } });
+    assert.equal((await tagsOf()).has(second.imageId), false);
+  });
+
   test('an absent image: ImageStatus answers empty, PullImage NOT_FOUND, bad references INVALID_ARGUMENT', async () => {
     const status = await berthd.client.call('ImageStatus', { image: { image: `${registry.host}/nope/nothing:v1` } });
     assert.equal(status.image, null);

@@ -83,4 +83,19 @@ describe('image rows', () => {
     new ImageRows(db).putLayer(layer('a'));
     assert.deepEqual(new ImageRows(db).layer(digest('a')), layer('a'));
   });
+
+  test('every write to images or their names moves the generation; reads do not', () => {
+    const rows = freshRows();
+    const seen = [rows.generation];
+    rows.putImage(image(digest('1'), [], [{ name: 'r/app:v1', kind: 'tag' }]));
+    seen.push(rows.generation);
+    rows.allImages();
+    rows.namesOf(digest('1'));
+    assert.equal(rows.generation, seen[1], 'reading changes nothing');
+    rows.deleteName('r/app:v1');
+    seen.push(rows.generation);
+    rows.deleteImage(digest('1'));
+    seen.push(rows.generation);
+    assert.equal(new Set(seen).size, 4, `each write moved it: ${seen.join(', ')}`);
+  });
 });

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadCriPackage } from '../../cri-proto';
-import { ListEncoder, responseBytes, responseSerializer, type ListedItems } from '../../shim/list-encoding';
+import { KeptAnswer, ListEncoder, responseBytes, responseSerializer, type ListedItems } from '../../shim/list-encoding';
 
 const service = loadCriPackage().runtime.v1.RuntimeService.service;
 const method = {
@@ -86,4 +86,19 @@ test('a complete list lets go of items that are gone; a filtered one keeps them'
 test('any other response still goes through the method\'s own serializer', () => {
   const bytes = responseBytes({ version: '0.1.0', runtime_name: 'berth', runtime_version: '1', runtime_api_version: 'v1' }, (v) => service.Version.responseSerialize(v as never));
   assert.equal((service.Version.responseDeserialize(bytes) as { runtime_name: string }).runtime_name, 'berth');
+});
+
+test('a kept answer is built again only when a part of its key changes', () => {
+  const kept = new KeptAnswer((v) => service.Version.responseSerialize(v as never));
+  let built = 0;
+  const version = (name: string) => () => (built++, { version: '0.1.0', runtime_name: name, runtime_version: '1', runtime_api_version: 'v1' });
+  const bytesOf = (key: unknown[], name: string): Buffer => responseBytes(kept.answer(key, version(name)), () => Buffer.alloc(0));
+  const config = { a: 1 };
+  const first = bytesOf([true, 'r', config], 'one');
+  assert.equal(bytesOf([true, 'r', config], 'two'), first);
+  assert.equal(built, 1);
+  const changed = bytesOf([false, 'r', config], 'three');
+  assert.equal((service.Version.responseDeserialize(changed) as { runtime_name: string }).runtime_name, 'three');
+  bytesOf([false, 'r', { a: 1 }], 'four');
+  assert.equal(built, 3, 'another object in the key is another key');
 });
