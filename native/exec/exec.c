@@ -8,7 +8,9 @@
  *
  * The request comes on fd 3 (never in argv, which any host user can read):
  * NUL-terminated key/value pairs, keys repeated where a list is meant:
- *   pidfile P       where the process's host pid is written (tmp + rename)
+ *   pidfile P       where the process's host pid is written (tmp + rename), or
+ *   pidout N        the fd (a pipe from berthd) it is written to, then closed;
+ *                   berthd then needs no file, watch or removal per exec
  *   initpid N       the container's init; initstart S its start time
  *                   (/proc/N/stat field 22): checked after its namespaces
  *                   are opened, so a reused pid is refused
@@ -52,6 +54,7 @@ struct rlimit_req {
 
 struct request {
   const char *pidfile, *pidns, *cwd;
+  int pidout;
   long initpid;
   unsigned long long initstart;
   const char *ns[16];
@@ -130,6 +133,7 @@ static uint64_t mask(const char *key, const char *text) {
 static void parse(char *buf, size_t len, struct request *q) {
   memset(q, 0, sizeof *q);
   q->umask_value = -1;
+  q->pidout = -1;
   size_t i = 0;
   while (i < len) {
     char *key = buf + i;
@@ -140,6 +144,11 @@ static void parse(char *buf, size_t len, struct request *q) {
     if (!vend) fail("malformed request");
     i = (size_t)(vend + 1 - buf);
     if (!strcmp(key, "pidfile")) q->pidfile = value;
+    else if (!strcmp(key, "pidout")) {
+      long long fd = number(key, value);
+      if (fd < 5 || fd > 1023) fail("pidout is an fd from 5 to 1023");
+      q->pidout = (int)fd;
+    }
     else if (!strcmp(key, "initpid")) q->initpid = (long)number(key, value);
     else if (!strcmp(key, "initstart")) q->initstart = (unsigned long long)number(key, value);
     else if (!strcmp(key, "pidns")) q->pidns = value;
@@ -184,7 +193,7 @@ static void parse(char *buf, size_t len, struct request *q) {
       _exit(255);
     }
   }
-  if (!q->pidfile || !q->pidns || !q->cwd || q->nargs == 0 || q->initpid <= 0) fail("incomplete request");
+  if ((!q->pidfile && q->pidout < 0) || !q->pidns || !q->cwd || q->nargs == 0 || q->initpid <= 0) fail("incomplete request");
 }
 
 /* Field 22 of /proc/PID/stat: when the process started (clock ticks since boot). */
@@ -355,6 +364,27 @@ static void become(struct request *q, const int *nsfds, const int *cgfds, int ca
 #undef CHILD_FAIL
 }
 
+static void report_pid(const struct request *q, pid_t pid) {
+  if (q->pidout < 0) return;
+  char text[32];
+  int len = snprintf(text, sizeof text, "%d", (int)pid);
+  /* berthd may have gone: a failed report costs the process nothing. */
+  while (write(q->pidout, text, (size_t)len) < 0 && errno == EINTR) {
+  }
+  close(q->pidout);
+}
+
+/* Closes every fd from 3 up but `keep` (or all of them when keep < 3). */
+static void close_from_3(int keep) {
+#ifdef SYS_close_range
+  int ok = keep >= 3 ? syscall(SYS_close_range, 3, (unsigned)keep - 1, 0) == 0 && syscall(SYS_close_range, (unsigned)keep + 1, ~0U, 0) == 0
+                     : syscall(SYS_close_range, 3, ~0U, 0) == 0;
+  if (ok) return;
+#endif
+  for (int fd = 3; fd < 1024; fd++)
+    if (fd != keep) close(fd);
+}
+
 static void write_pidfile(const char *path, pid_t pid) {
   char tmp[4200], text[32];
   if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) fail("pid file path too long");
@@ -371,13 +401,12 @@ int main(void) {
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   size_t len;
   char *buf = read_all(3, &len);
-  /* fd 3 was the request; fd 4 this program's sealed copy: neither reaches the container. */
-#ifdef SYS_close_range
-  if (syscall(SYS_close_range, 3, ~0U, 0) != 0)
-#endif
-    for (int fd = 3; fd < 1024; fd++) close(fd);
   struct request q;
   parse(buf, len, &q);
+  /* fd 3 was the request; fd 4 this program's sealed copy: neither reaches the container. The pid's
+   * pipe stays until the pid is written, close-on-exec so the process never holds it. */
+  close_from_3(q.pidout);
+  if (q.pidout >= 0 && fcntl(q.pidout, F_SETFD, FD_CLOEXEC) != 0) die("pidout", errno);
 
   int pidns = open(q.pidns, O_RDONLY | O_CLOEXEC);
   if (pidns < 0) die("the container's PID namespace", errno);
@@ -426,7 +455,8 @@ int main(void) {
     dprintf(2, "berth-exec: exec failed: %s\n", why);
     return 255;
   }
-  write_pidfile(q.pidfile, child);
+  if (q.pidout >= 0) report_pid(&q, child);
+  else write_pidfile(q.pidfile, child);
   while (waitpid(child, &status, 0) < 0) {
     if (errno != EINTR) die("waitpid", errno);
   }

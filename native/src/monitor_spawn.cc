@@ -14,9 +14,15 @@
 #include <fcntl.h>
 #include <spawn.h>
 #include <string>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <uv.h>
 #include <vector>
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
 
 namespace berth {
 
@@ -240,8 +246,7 @@ namespace {
 
 class WaitChildWorker : public Napi::AsyncWorker {
  public:
-  WaitChildWorker(Napi::Env env, pid_t pid) : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), pid_(pid) {}
-  Napi::Promise Promise() { return deferred_.Promise(); }
+  WaitChildWorker(Napi::Env env, pid_t pid, Napi::Promise::Deferred deferred) : Napi::AsyncWorker(env), deferred_(deferred), pid_(pid) {}
 
   void Execute() override {
     int status = 0;
@@ -282,17 +287,102 @@ class WaitChildWorker : public Napi::AsyncWorker {
 
 }  // namespace
 
-// waitChild(pid): Promise<{ code, signal }>; reaps a child of spawnDetached (blocks a worker thread until it exits).
+namespace {
+
+Napi::Object ExitStatus(Napi::Env env, int status) {
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("code", WIFEXITED(status) ? Napi::Number::New(env, WEXITSTATUS(status)) : env.Null());
+  result.Set("signal", WIFSIGNALED(status) ? Napi::Number::New(env, WTERMSIG(status)) : env.Null());
+  return result;
+}
+
+// A child waited for on the event loop: its pidfd turns readable when it exits, and
+// waitpid then reaps the zombie at once. No pool thread waits (a pool thread held by
+// waitpid is one fewer for everything else, and an exec's reaping queued behind
+// others' file reads was part of a probe's tail).
+struct ChildWatch {
+  explicit ChildWatch(Napi::Env env) : env(env), deferred(Napi::Promise::Deferred::New(env)), context(env, "berth.waitChild") {}
+  uv_poll_t poll;
+  int fd = -1;
+  pid_t pid = 0;
+  Napi::Env env;
+  Napi::Promise::Deferred deferred;
+  Napi::AsyncContext context;
+};
+
+void FreeChildWatch(uv_handle_t* handle) {
+  auto* watch = static_cast<ChildWatch*>(handle->data);
+  if (watch->fd >= 0) close(watch->fd);
+  delete watch;
+}
+
+void OnChildExit(uv_poll_t* handle, int /*status*/, int /*events*/) {
+  auto* watch = static_cast<ChildWatch*>(handle->data);
+  // Stopped, the pidfd is out of the poll set: closed now, so no fd outlives the settled wait.
+  uv_poll_stop(&watch->poll);
+  close(watch->fd);
+  watch->fd = -1;
+  int status = 0;
+  pid_t got;
+  // Readable means exited: the blocking form returns at once (and is correct if it were not so).
+  do {
+    got = waitpid(watch->pid, &status, 0);
+  } while (got < 0 && errno == EINTR);
+  int err = got < 0 ? errno : 0;
+  {
+    Napi::HandleScope scope(watch->env);
+    // A callback scope: the promise's reactions run when it closes, as after any I/O callback.
+    Napi::CallbackScope callbackScope(watch->env, watch->context);
+    if (err != 0) {
+      Napi::Error error = Napi::Error::New(watch->env, "waitpid " + std::to_string(watch->pid) + ": " + std::strerror(err));
+      error.Set("errno", Napi::Number::New(watch->env, err));
+      watch->deferred.Reject(error.Value());
+    } else {
+      watch->deferred.Resolve(ExitStatus(watch->env, status));
+    }
+  }
+  uv_close(reinterpret_cast<uv_handle_t*>(&watch->poll), FreeChildWatch);
+}
+
+}  // namespace
+
+// waitChild(pid): Promise<{ code, signal }>; reaps a child of spawnDetached. Through a pidfd on the
+// event loop where the kernel has pidfd_open (5.3), else waitpid on a pool thread. Either way the
+// wait keeps the event loop alive, as any pending I/O does.
 static Napi::Value WaitChild(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsNumber()) {
     Napi::TypeError::New(env, "waitChild(pid)").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  auto* worker = new WaitChildWorker(env, static_cast<pid_t>(info[0].As<Napi::Number>().Int32Value()));
-  Napi::Promise promise = worker->Promise();
+  const pid_t pid = static_cast<pid_t>(info[0].As<Napi::Number>().Int32Value());
+  uv_loop_t* loop = nullptr;
+  int fd = pid > 0 ? static_cast<int>(syscall(SYS_pidfd_open, pid, 0)) : -1;
+  if (fd >= 0 && (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr)) {
+    close(fd);
+    fd = -1;
+  }
+  if (fd >= 0) {
+    auto* watch = new ChildWatch(env);
+    watch->fd = fd;
+    watch->pid = pid;
+    watch->poll.data = watch;
+    if (uv_poll_init(loop, &watch->poll, fd) == 0) {
+      Napi::Promise promise = watch->deferred.Promise();
+      if (uv_poll_start(&watch->poll, UV_READABLE, OnChildExit) == 0) return promise;
+      // Never started: settled by the pool's wait below, and the handle let go.
+      auto* worker = new WaitChildWorker(env, pid, watch->deferred);
+      uv_close(reinterpret_cast<uv_handle_t*>(&watch->poll), FreeChildWatch);
+      worker->Queue();
+      return promise;
+    }
+    close(fd);
+    delete watch;
+  }
+  Napi::Promise::Deferred deferred = Napi::Promise::Deferred::New(env);
+  auto* worker = new WaitChildWorker(env, pid, deferred);
   worker->Queue();
-  return promise;
+  return deferred.Promise();
 }
 
 void RegisterMonitorSpawn(Napi::Env env, Napi::Object exports) {

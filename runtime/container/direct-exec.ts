@@ -43,17 +43,18 @@ function capabilityMask(names: readonly string[] | undefined): bigint | undefine
   return mask;
 }
 
-/**
- * berth-exec's request (NUL-separated key/value pairs) for running `process` in
- * container `id`, or undefined when the exec must go through the runtime.
- */
-export async function directExecRequest(runtime: OciRuntime, id: string, spec: OciSpec, process: OciProcess, pidFile: string): Promise<Buffer | undefined> {
-  if (!runtime.fastPaths || !SUPPORTED_ARCHES.has(globalThis.process.arch)) return undefined;
-  if (process.terminal || process.apparmorProfile || process.selinuxLabel || spec.linux.seccomp) return undefined;
-  const extra = spec.process as unknown as Record<string, unknown>;
-  if (extra.ioPriority !== undefined || extra.scheduler !== undefined || (spec.linux as Record<string, unknown>).personality !== undefined) return undefined;
-  const types = new Set(spec.linux.namespaces.map((ns) => ns.type));
-  if (types.has('user') || types.has('time')) return undefined;
+/** What berth-exec needs of runc's state of a running container: fixed for as long as its init runs. */
+export interface InitFacts {
+  initPid: number;
+  initStart: number;
+  cgroups: string[];
+}
+
+/** The child fd berth-exec writes the process's pid into (a pipe berthd reads; see exec.c's pidout). */
+export const PID_OUT_CHILD_FD = 5;
+
+/** runc's state of container `id` as berth-exec needs it; undefined when the exec must go through the runtime. */
+export async function readInitFacts(runtime: OciRuntime, id: string): Promise<InitFacts | undefined> {
   let state: RuncState;
   try {
     state = JSON.parse(await readFile(join(runtime.root, id, 'state.json'), 'utf8')) as RuncState;
@@ -64,7 +65,27 @@ export async function directExecRequest(runtime: OciRuntime, id: string, spec: O
   const initStart = state.init_process_start;
   const cgroups = [...new Set(Object.values(state.cgroup_paths ?? {}))];
   if (!initPid || !initStart || cgroups.some((path) => typeof path !== 'string' || !path.startsWith('/sys/fs/cgroup/'))) return undefined;
+  return { initPid, initStart, cgroups };
+}
 
+/** Whether berth-exec can run `process` in a container of this runtime and spec at all (before any state is read). */
+export function directExecPossible(runtime: OciRuntime, spec: OciSpec, process: OciProcess): boolean {
+  if (!runtime.fastPaths || !SUPPORTED_ARCHES.has(globalThis.process.arch)) return false;
+  if (process.terminal || process.apparmorProfile || process.selinuxLabel || spec.linux.seccomp) return false;
+  const extra = spec.process as unknown as Record<string, unknown>;
+  if (extra.ioPriority !== undefined || extra.scheduler !== undefined || (spec.linux as Record<string, unknown>).personality !== undefined) return false;
+  const types = new Set(spec.linux.namespaces.map((ns) => ns.type));
+  return !types.has('user') && !types.has('time');
+}
+
+/**
+ * berth-exec's request (NUL-separated key/value pairs) for running `process` in
+ * the container whose init is `init`, or undefined when the exec must go through
+ * the runtime. The process's pid comes back on PID_OUT_CHILD_FD.
+ */
+export function directExecRequest(spec: OciSpec, process: OciProcess, init: InitFacts): Buffer | undefined {
+  const types = new Set(spec.linux.namespaces.map((ns) => ns.type));
+  const { initPid, initStart, cgroups } = init;
   const caps = process.capabilities;
   const masks = caps ? (['bounding', 'effective', 'permitted', 'inheritable', 'ambient'] as const).map((set) => capabilityMask(caps[set])) : [0n, 0n, 0n, 0n, 0n];
   if (masks.some((m) => m === undefined)) return undefined;
@@ -77,7 +98,7 @@ export async function directExecRequest(runtime: OciRuntime, id: string, spec: O
   }
 
   const pairs: [string, string][] = [
-    ['pidfile', pidFile],
+    ['pidout', String(PID_OUT_CHILD_FD)],
     ['initpid', String(initPid)],
     ['initstart', String(initStart)],
     ['pidns', `/proc/${initPid}/ns/pid`],

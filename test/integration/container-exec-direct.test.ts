@@ -6,7 +6,7 @@
 // pid 1, whatever path the exec took.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { EXEC_HELPER_NAME, NATIVE_DIR } from '../../native';
@@ -127,6 +127,57 @@ describe('ExecSync through berth-exec', () => {
     assert.equal(r.exitCode, 255, 'the copy ran without a request and refused');
     assert.match(r.stderr, /berth-exec: read request/);
     assert.equal(digest(), before, 'the helper on the host is unchanged');
+  });
+
+  test('under stats calls running in a loop, every ExecSync (berth-exec and runc exec) answers with its complete output and its own exit code, and leaves no file in the bundle', async () => {
+    const direct = await start('loaded', {});
+    const filtered = await start('loaded-filtered', { seccomp: { profile_type: 'RuntimeDefault', localhost_ref: '' } });
+    let loading = true;
+    const statsLoop = (async () => {
+      let rounds = 0;
+      while (loading) {
+        await Promise.all([
+          berthd.client.call('ListContainerStats', { filter: null } as never),
+          berthd.client.call('ListPodSandboxStats', { filter: null } as never),
+          berthd.client.call('ImageFsInfo', {} as never),
+        ]);
+        rounds++;
+      }
+      return rounds;
+    })();
+    // ~20 KB of numbered lines each, a line on stderr, and an exit code of its own.
+    const script = (n: number): string => `i=0; while [ $i -lt 1500 ]; do echo "exec-${n}-line-$i"; i=$((i+1)); done; echo "err-${n}" >&2; exit ${n}`;
+    const expected = (n: number): string => Array.from({ length: 1500 }, (_, i) => `exec-${n}-line-${i}\n`).join('');
+    try {
+      const results = await Promise.all(
+        Array.from({ length: 24 }, (_, n) => exec(n % 3 === 0 ? filtered : direct, ['sh', '-c', script(n + 1)]).then((r) => ({ n: n + 1, r }))),
+      );
+      for (const { n, r } of results) {
+        assert.equal(r.exitCode, n, `exec ${n}'s exit code`);
+        assert.equal(r.stderr, `err-${n}\n`, `exec ${n}'s stderr`);
+        assert.ok(r.stdout === expected(n), `exec ${n}'s stdout is complete (${r.stdout.length} of ${expected(n).length} bytes)`);
+      }
+    } finally {
+      loading = false;
+    }
+    assert.ok((await statsLoop) > 0, 'stats calls ran meanwhile');
+    for (const id of [direct, filtered]) {
+      const { status } = await berthd.client.call('ContainerStatus', { container_id: id, verbose: false } as never);
+      assert.equal(status?.state, 'CONTAINER_RUNNING');
+      const bundle = join(berthd.root, 'containers', id);
+      assert.deepEqual(readdirSync(bundle).filter((name) => name.startsWith('exec-')), [], `no exec file left in ${id}'s bundle`);
+    }
+  });
+
+  test('a timed-out command that let go of its output is killed by the pid berth-exec reported', async () => {
+    const id = await start('timeout', {});
+    const before = helperRuns();
+    await assert.rejects(
+      berthd.client.call('ExecSync', { container_id: id, cmd: ['sh', '-c', 'exec sleep 602 >/dev/null 2>&1'], timeout: '1' } as never),
+      (e: unknown) => /timed out after 1 s/.test(String(e)),
+    );
+    assert.ok(helperRuns() > before, 'berth-exec ran it');
+    assert.doesNotMatch((await exec(id, ['ps', '-o', 'args'])).stdout, /sleep 602/);
   });
 
   test('a container with a seccomp filter keeps it in ExecSync (runc runs that exec)', async () => {
