@@ -18,6 +18,9 @@ const podCount = intFromEnv('BENCH_DENSITY_PODS', 110, 1);
 const loadSeconds = intFromEnv('BENCH_DENSITY_SECONDS', 60, 10);
 const parallel = intFromEnv('BENCH_DENSITY_PARALLEL', 8, 1);
 const settleMs = intFromEnv('BENCH_DENSITY_SETTLE_MS', 5000, 0);
+// berthd retires idle layer workers (a V8 isolate each) 15 s after its last layer: "idle" is read
+// after that, so it is what an idle node's daemon holds, not the tail of the warm-up pull.
+const idleAfterPullMs = intFromEnv('BENCH_DENSITY_IDLE_AFTER_PULL_MS', 20_000, 0);
 const first = (process.env.BENCH_DENSITY_FIRST || 'berth') as RuntimeName;
 if (first !== 'berth' && first !== 'containerd') throw new Error(`BENCH_DENSITY_FIRST: expected berth or containerd, got "${String(first)}"`);
 const CALL_TIMEOUT_MS = 30_000;
@@ -144,11 +147,11 @@ class DensityPhase {
   }
 }
 
-async function runPhase(env: BenchEnv, rt: BenchRuntime, book: SampleBook): Promise<void> {
+async function runPhase(env: BenchEnv, rt: BenchRuntime, book: SampleBook, pulledAt: number): Promise<void> {
   const phase = new DensityPhase(env, rt, book);
   try {
     await phase.warmUp();
-    await sleep(settleMs);
+    await sleep(Math.max(settleMs, pulledAt + idleAfterPullMs - Date.now()));
     phase.recordMemory('idle', memoryOf(rt));
     await phase.bringUp(podCount);
     await sleep(settleMs);
@@ -208,15 +211,16 @@ runMain(async () => {
   await runScenario(
     {
       scenario: 'density',
-      parameters: { pods: podCount, loadSeconds, parallel, first, probe: PROBE_COMMAND.join(' '), relistMs: 1000, statsMs: 10_000, probeMs: 10_000, versionMs: 100 },
+      parameters: { pods: podCount, loadSeconds, parallel, first, idleAfterPullMs, probe: PROBE_COMMAND.join(' '), relistMs: 1000, statsMs: 10_000, probeMs: 10_000, versionMs: 100 },
       targets: targets(podCount),
       tail: 'p99',
       run: async (env) => {
         for (const rt of env.runtimes) await rt.client.call('PullImage', { image: { image: env.busybox.reference } });
+        const pulledAt = Date.now();
         const ordered = env.runtimes[0]?.name === first ? env.runtimes : [...env.runtimes].reverse();
         for (const rt of ordered) {
           console.log(`density: ${rt.name}: ${podCount} pods up, ${loadSeconds} s of kubelet load, down`);
-          await runPhase(env, rt, book);
+          await runPhase(env, rt, book, pulledAt);
           await sleep(settleMs);
         }
       },

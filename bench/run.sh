@@ -14,6 +14,7 @@
 #   BENCH_DENSITY_PODS (110)       BENCH_DENSITY_SECONDS (60)   BENCH_DENSITY_PARALLEL (8)
 #   BENCH_DENSITY_FIRST (berth)    which runtime the density scenario loads first
 #   BENCH_DENSITY_SETTLE_MS (5000) pause before memory is read and between runtimes
+#   BENCH_DENSITY_IDLE_AFTER_PULL_MS (20000) idle PSS read at least this long after the pulls
 #   BENCH_SKIP_BUILD=1             use the existing dist/
 # Results: bench/results/<run id>/<scenario>.json (not committed).
 set -euo pipefail
