@@ -7,11 +7,9 @@
 //   berthd doctor                 check this host for berth and a kubelet (exit 0 ok, 1 warnings, 2 failures)
 //   berthd version                berth's version and commit, Node's, and the conmon/runc/crun found
 //   berthd images import ...      load images through the running daemon (shim/images-cli.ts)
+// Each command's code is loaded when it runs: the daemon loads none of the
+// commands', a command none of the daemon's (a restart is mostly module loading).
 import { ConfigError, DEFAULT_CONFIG_PATH, defaultConfig, type LoadedConfig, loadConfig, parseOverrideValue } from './config';
-import { configCheckJson, renderConfigCheck, renderDefaultConfig } from './config-render';
-import { doctorCommand, versionCommand } from './cli-commands';
-import { serve } from './berthd-serve';
-import { runImagesCommand } from './images-cli';
 
 const USAGE = `usage: berthd [options]
        berthd config default | config check [FILE] [--json]
@@ -95,7 +93,7 @@ function parseArgs(argv: string[]): Cli {
 
 async function main(): Promise<number> {
   // A client of the running daemon (its admin socket), not a daemon: see images-cli.ts.
-  if (process.argv[2] === 'images') return runImagesCommand(process.argv.slice(3));
+  if (process.argv[2] === 'images') return (await import('./images-cli')).runImagesCommand(process.argv.slice(3));
   let cli: Cli;
   try {
     cli = parseArgs(process.argv.slice(2));
@@ -108,7 +106,7 @@ async function main(): Promise<number> {
     return 0;
   }
   if (cli.command === 'config-default') {
-    process.stdout.write(renderDefaultConfig());
+    process.stdout.write((await import('./config-render')).renderDefaultConfig());
     return 0;
   }
   let loaded: LoadedConfig;
@@ -118,22 +116,24 @@ async function main(): Promise<number> {
     if (cli.command === 'version') {
       // The version of berth does not depend on the config: report it with the default binaries.
       process.stderr.write(`berthd: ${(err as Error).message} (showing the default binaries)\n`);
-      return versionCommand(defaultConfig(), cli);
+      return (await import('./cli-commands')).versionCommand(defaultConfig(), cli);
     }
     process.stderr.write(`berthd: ${(err as Error).message}\n`);
     return 2;
   }
   switch (cli.command) {
-    case 'config-check':
+    case 'config-check': {
+      const { configCheckJson, renderConfigCheck } = await import('./config-render');
       process.stdout.write(cli.json ? configCheckJson(loaded) : renderConfigCheck(loaded));
       return 0;
+    }
     case 'doctor':
       for (const warning of loaded.warnings) process.stderr.write(`berthd: config: ${warning}\n`);
-      return doctorCommand(loaded.config, cli);
+      return (await import('./cli-commands')).doctorCommand(loaded.config, cli);
     case 'version':
-      return versionCommand(loaded.config, cli);
+      return (await import('./cli-commands')).versionCommand(loaded.config, cli);
     default:
-      return serve(loaded, { path: cli.configPath, explicit: cli.explicitConfig, overrides: cli.overrides });
+      return (await import('./berthd-serve')).serve(loaded, { path: cli.configPath, explicit: cli.explicitConfig, overrides: cli.overrides });
   }
 }
 

@@ -21,6 +21,9 @@ import { buildInfo } from './build-info';
 import { CriServer } from './server';
 import { StartTimeline } from './start-timeline';
 
+/** How long after serving the work that does not gate it starts. */
+const AFTER_START_DELAY_MS = 500;
+
 export interface RunningDaemon {
   ctx: ShimServices;
   metricsPort: number | undefined;
@@ -131,17 +134,22 @@ export async function startDaemon(config: BerthConfig, log: Logger, timeline = n
   const pidFile = join(config.state, 'berth.pid');
   writeFileSync(pidFile, `${process.pid}\n`);
   timeline.mark('admin socket');
-  log.info({ socket: config.socket, version: buildInfo().version, commit: buildInfo().commit, startMs: timeline.elapsed(), phases: timeline.phases }, 'berthd serving CRI v1');
-  // What does not gate serving: doctor's other checks (logged as they would have been before), then the probes kept for the next start.
-  void reportHostAfterStart(config, log, gatingChecks, probes)
-    .then(() => probes.save())
-    .catch((err: unknown) => log.warn({ err: describeError(err) }, 'host checks after start failed'));
+  log.info({ socket: config.socket, version: buildInfo().version, commit: buildInfo().commit, startMs: timeline.elapsed(), cpuMs: timeline.cpuMs(), phases: timeline.phases }, 'berthd serving CRI v1');
+  // What does not gate serving waits until the first calls (a kubelet's relist after a restart) are answered:
+  // doctor's other checks (logged as before), keeping the probes for the next start, Node's process metrics.
+  const afterStart = setTimeout(() => {
+    metrics.collectProcessMetrics();
+    void reportHostAfterStart(config, log, gatingChecks, probes)
+      .then(() => probes.save())
+      .catch((err: unknown) => log.warn({ err: describeError(err) }, 'host checks after start failed'));
+  }, AFTER_START_DELAY_MS);
 
   return {
     ctx,
     metricsPort,
     applyLiveConfig: (next) => applyLiveConfig(config, next, { network: podNetwork, streaming: ctx.streaming }),
     async stop() {
+      clearTimeout(afterStart);
       log.info('berthd stopping: no new calls, finishing the ones in flight');
       ctx.events.close();
       ctx.containers.close();

@@ -3,7 +3,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectProcessMetrics } from '../runtime/stats/prometheus';
 
 /**
  * How often the event-loop monitor's timer is due. The histogram records the
@@ -19,9 +19,9 @@ export class BerthMetrics {
   readonly rpcSeconds: Histogram<'method'>;
   private server?: Server;
   private readonly loopDelay: IntervalHistogram;
+  private processMetrics = false;
 
-  constructor(collectProcessMetrics = true) {
-    if (collectProcessMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'berth_' });
+  constructor() {
     this.rpcTotal = new Counter({
       name: 'berth_cri_requests_total',
       help: 'CRI calls received, by method',
@@ -44,6 +44,16 @@ export class BerthMetrics {
     this.loopDelay = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
     this.loopDelay.enable();
     this.registerEventLoopDelay();
+  }
+
+  /**
+   * Node.js's own process metrics (berth_process_*, berth_nodejs_*): added once berthd serves (their
+   * modules are not loaded before), or at the first scrape if that comes first.
+   */
+  collectProcessMetrics(): void {
+    if (this.processMetrics) return;
+    this.processMetrics = true;
+    collectProcessMetrics(this.registry, 'berth_');
   }
 
   /**
@@ -88,6 +98,7 @@ export class BerthMetrics {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics\n');
         return;
       }
+      this.collectProcessMetrics();
       this.registry.metrics().then(
         (text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
         (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${String(err)}\n`),

@@ -1,7 +1,7 @@
 // berth's own Prometheus metrics beyond the per-RPC ones in shim/metrics.ts: OCI
 // runtime and CNI call latency, image pulls, restart recovery, and pods and
 // containers by state (counted from the lookups at scrape time, so they are never stale).
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from './prometheus';
 import type { ContainerLookup } from '../container/container-types';
 import type { SandboxLookup } from '../sandbox/sandbox-types';
 

@@ -51,7 +51,7 @@ describe('CriServer', () => {
       maxRecvMessageBytes: 1 << 20,
       maxSendMessageBytes: 1 << 20,
       log: pino({ level: 'silent' }),
-      metrics: new BerthMetrics(false),
+      metrics: new BerthMetrics(),
       handlers,
     });
     await server.listen();

@@ -21,7 +21,7 @@ function gauge(text: string, name: string, labels = ''): number {
 }
 
 test('a blocked event loop shows in the next scrape of /metrics, and the following window starts afresh', async () => {
-  const metrics = new BerthMetrics(false);
+  const metrics = new BerthMetrics();
   const port = await metrics.listen('127.0.0.1', 0);
   const scrape = async (): Promise<string> => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   try {
