@@ -5,7 +5,7 @@
 // into gRPC codes; the handlers map the answers.
 import { criServiceDefinitions } from '../cri-proto';
 import type { ContainerState, ContainerView } from '../runtime/container/container-types';
-import type { ContainerFilterOptions } from '../runtime/container/container-view';
+import type { ContainerFilterOptions, ListedContainer } from '../runtime/container/container-view';
 import { requestTimeoutSeconds } from '../runtime/common/request-timeout';
 import { invalidArgument, isBerthError } from '../runtime/errors';
 import type { ShimServices } from './services';
@@ -28,7 +28,7 @@ export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images
   const { containers, images } = ctx;
 
   /** Containers share a few images: each is looked up in the store once per list (by id, then name: no key string is built). */
-  const imageRefs = (): ((c: ContainerView) => string) => {
+  const imageRefs = (): ((c: Pick<ContainerView, 'imageId' | 'imageRef'>) => string) => {
     const refs = new Map<string, Map<string, string>>();
     return (c) => {
       let byRef = refs.get(c.imageId);
@@ -38,7 +38,7 @@ export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images
       return ref;
     };
   };
-  const listItem = (c: ContainerView, imageRef: string) => ({
+  const listItem = (c: ListedContainer, imageRef: string) => ({
     id: c.id,
     pod_sandbox_id: c.podSandboxId,
     metadata: c.config.metadata,
@@ -58,7 +58,7 @@ export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images
   // are looked up again only once the image store changed (images.generation).
   let refOfThisList = imageRefs();
   let refsGeneration = images.generation;
-  const listEncoder = new ListEncoder<ContainerView, ReturnType<typeof listItem>>('containers', responseSerializer(criServiceDefinitions().RuntimeService, 'ListContainers'), {
+  const listEncoder = new ListEncoder<ListedContainer, ReturnType<typeof listItem>>('containers', responseSerializer(criServiceDefinitions().RuntimeService, 'ListContainers'), {
     key: (c) => c.id,
     version: (c) => c.state,
     detail: (c) => refOfThisList(c),
@@ -100,7 +100,7 @@ export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images
         refOfThisList = imageRefs();
       }
       const complete = !filter.id && !filter.state && !filter.podSandboxId && Object.keys(filter.labelSelector ?? {}).length === 0;
-      return listEncoder.encode(containers.filter(filter), complete);
+      return listEncoder.encode(containers.listed(filter), complete);
     },
 
     async StreamContainers(request, sink) {

@@ -9,6 +9,7 @@ import { nowUnixNanos } from '../runtime/common/clock';
 import { unimplemented } from '../runtime/errors';
 import type { PodSandboxes } from '../runtime/sandbox/pod-sandboxes';
 import type { PodSandboxView } from '../runtime/sandbox/sandbox-types';
+import type { ListedPodSandbox } from '../runtime/sandbox/sandbox-records';
 import type { ShimServices } from './services';
 import type { CriHandlers } from './handler';
 import { ListEncoder, responseSerializer } from './list-encoding';
@@ -21,7 +22,7 @@ export const POD_SANDBOX_STREAM_CHUNK = 200;
 export function podSandboxHandlers(ctx: Pick<ShimServices, 'containers' | 'images' | 'log' | 'sandboxes' | 'host'>): CriHandlers {
   const sandboxes: PodSandboxes = ctx.sandboxes;
   // Of a listed pod only its state changes after it is made.
-  const listEncoder = new ListEncoder<PodSandboxView, PodSandbox>('items', responseSerializer(criServiceDefinitions().RuntimeService, 'ListPodSandbox'), {
+  const listEncoder = new ListEncoder<ListedPodSandbox, PodSandbox>('items', responseSerializer(criServiceDefinitions().RuntimeService, 'ListPodSandbox'), {
     key: (s) => s.id,
     version: (s) => s.state,
     item: toListItem,
@@ -52,7 +53,7 @@ export function podSandboxHandlers(ctx: Pick<ShimServices, 'containers' | 'image
 
     async ListPodSandbox(request) {
       const f = request.filter;
-      return listEncoder.encode(filterSandboxes(sandboxes.list(), f), !f || (!f.id && !f.state && Object.keys(f.label_selector ?? {}).length === 0));
+      return listEncoder.encode(filterSandboxes(sandboxes.listed(), f), !f || (!f.id && !f.state && Object.keys(f.label_selector ?? {}).length === 0));
     },
 
     async StreamPodSandboxes(request, sink) {
@@ -86,7 +87,7 @@ function checkpointState(ctx: Pick<ShimServices, 'host'>): string {
 }
 
 /** The CRI's filter: id (full or prefix), state, and every label of the selector. */
-export function filterSandboxes(all: PodSandboxView[], filter: PodSandboxFilter__Output | null | undefined): PodSandboxView[] {
+export function filterSandboxes<S extends Pick<PodSandboxView, 'id' | 'state' | 'config'>>(all: S[], filter: PodSandboxFilter__Output | null | undefined): S[] {
   if (!filter) return all;
   return all.filter((s) => {
     if (filter.id && !s.id.startsWith(filter.id)) return false;
@@ -96,7 +97,7 @@ export function filterSandboxes(all: PodSandboxView[], filter: PodSandboxFilter_
   });
 }
 
-function toListItem(s: PodSandboxView): PodSandbox {
+function toListItem(s: ListedPodSandbox): PodSandbox {
   return {
     id: s.id,
     metadata: s.config.metadata,

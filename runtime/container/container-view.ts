@@ -117,10 +117,27 @@ export function detailOf(record: ContainerRecord, view: ContainerView): Containe
   };
 }
 
-export function matchesFilter(view: ContainerView, filter: ContainerFilterOptions): boolean {
+export function matchesFilter(view: Pick<ContainerView, 'id' | 'state' | 'podSandboxId' | 'config'>, filter: ContainerFilterOptions): boolean {
   if (filter.id && !view.id.startsWith(filter.id)) return false;
   if (filter.state && view.state !== filter.state) return false;
   if (filter.podSandboxId && !view.podSandboxId.startsWith(filter.podSandboxId)) return false;
-  for (const [k, v] of Object.entries(filter.labelSelector ?? {})) if ((view.config.labels ?? {})[k] !== v) return false;
+  const selector = filter.labelSelector;
+  if (selector) for (const k in selector) if ((view.config.labels ?? {})[k] !== selector[k]) return false;
   return true;
+}
+
+/** What a list shows of a container. */
+export type ListedContainer = Pick<ContainerView, 'id' | 'podSandboxId' | 'config' | 'state' | 'createdAt' | 'imageRef' | 'imageId'>;
+
+/** A record as a list shows it: none of the paths and runtime lookups of a full view (the kubelet relists every second). */
+export function listedOf(record: ContainerRecord): ListedContainer {
+  return {
+    id: record.id,
+    podSandboxId: record.podSandboxId,
+    config: configOf(record),
+    state: stateOf(record),
+    createdAt: record.createdAt,
+    imageRef: record.imageRef,
+    imageId: record.imageId,
+  };
 }

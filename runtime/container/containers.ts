@@ -27,7 +27,7 @@ import { ContainerRecords } from './container-records';
 import { checkContainerId, checkExecCommand, validateCreateContainer, validateResourcesUpdate, type CreateContainerRequest } from './container-request-validation';
 import type { ContainerRecord } from './container-store';
 import type { ContainerLookup, ContainerSessions, ContainerView, ExecTarget } from './container-types';
-import { detailOf, matchesFilter, viewOf, type ContainerDetail, type ContainerFilterOptions } from './container-view';
+import { detailOf, listedOf, matchesFilter, viewOf, type ContainerDetail, type ContainerFilterOptions, type ListedContainer } from './container-view';
 import { admitContainer, makeContainer, recordContainer } from './create-container';
 import { execSync, execTarget, runningRecord, type ExecSyncResult } from './exec-sync';
 import { ExitWatcher } from './exit-watcher';
@@ -93,6 +93,18 @@ export class Containers implements ContainerLookup, ContainerSessions, PodContai
       .all()
       .filter((r) => r.phase !== 'creating' && r.phase !== 'removing')
       .map((r) => (current ? viewOf(r, this.ctx.runtimes, this.ctx.cgroupRelativePath) : this.view(r)));
+  }
+
+  /** ListContainers: the containers matching `filter`, as a list shows them (listedOf). */
+  listed(filter: ContainerFilterOptions): ListedContainer[] {
+    const current = this.ctx.exits.watching;
+    const out: ListedContainer[] = [];
+    for (const record of this.ctx.records.all()) {
+      if (record.phase === 'creating' || record.phase === 'removing') continue;
+      const item = listedOf(current ? record : this.ctx.exits.refresh(record));
+      if (matchesFilter(item, filter)) out.push(item);
+    }
+    return out;
   }
 
   filter(filter: ContainerFilterOptions): ContainerView[] {

@@ -28,7 +28,7 @@ import { PodNetwork, type CniCallObserver } from './pod-network';
 import { PodResourceJournal } from './pod-resource-journal';
 import { removePod, stopPod } from './pod-teardown';
 import { runPodSandbox } from './run-pod-sandbox';
-import { SandboxRecords, viewOf, type SandboxRecord } from './sandbox-records';
+import { SandboxRecords, listedOf, viewOf, type ListedPodSandbox, type SandboxRecord } from './sandbox-records';
 import { recoverSandboxes, type RecoveryReport } from './sandbox-recovery';
 import type { PodContainerHooks, PodSandboxView, SandboxLookup } from './sandbox-types';
 
@@ -112,6 +112,11 @@ export class PodSandboxes implements SandboxLookup {
 
   list(): PodSandboxView[] {
     return this.records.index.visible().map(viewOf);
+  }
+
+  /** ListPodSandbox: every visible pod as a list shows it (listedOf). */
+  listed(): ListedPodSandbox[] {
+    return this.records.index.visible().map(listedOf);
   }
 
   whileReady<T>(idOrPrefix: string, work: (pod: PodSandboxView) => Promise<T>): Promise<T> {

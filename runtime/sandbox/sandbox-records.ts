@@ -95,6 +95,15 @@ function recordOf(row: SandboxRow): SandboxRecord {
   return { row, config, modes, ips: JSON.parse(row.ips_json) as string[], userns };
 }
 
+/** What a list shows of a pod. */
+export type ListedPodSandbox = Pick<PodSandboxView, 'id' | 'config' | 'state' | 'createdAt' | 'runtimeHandler'>;
+
+/** A pod as a list shows it: none of the paths and copies of a full view (the kubelet relists every second). */
+export function listedOf(r: SandboxRecord): ListedPodSandbox {
+  const { row } = r;
+  return { id: row.id, config: r.config, state: row.phase === 'ready' ? 'SANDBOX_READY' : 'SANDBOX_NOTREADY', createdAt: row.created_at, runtimeHandler: row.runtime_handler };
+}
+
 /** What the rest of berth sees of a pod (a copy: callers cannot change the record). */
 export function viewOf(r: SandboxRecord): PodSandboxView {
   const { row } = r;
