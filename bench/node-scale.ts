@@ -3,8 +3,8 @@
 // other idles), BENCH_SCALE_FIRST says which goes first:
 //   1. N pods (BENCH_SCALE_PODS, 100) each with one running busybox `sleep`;
 //   2. the single-call floor at that size: Version, Status, ListImages,
-//      ListPodSandbox, ListContainers, one after the other, the runtimes' order
-//      alternating per sample (BENCH_SCALE_CALLS samples each);
+//      ListPodSandbox, ListContainers, one after the other on one connection
+//      (BENCH_SCALE_CALLS samples each, after 3 untimed);
 //   3. restart to ready (BENCH_SCALE_RESTARTS times): the daemon is stopped
 //      (SIGTERM; containers keep running) and started; timed from the start
 //      until Status says RuntimeReady and NetworkReady and ListContainers lists
