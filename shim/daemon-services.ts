@@ -57,7 +57,7 @@ export async function buildDaemonParts(config: BerthConfig, log: Logger, host: H
     network: podNetwork, writeDefault: cni.write_default_conflist, log,
     defaults: { name: cni.default_network_name, bridge: cni.default_bridge, subnet: cni.default_subnet },
   });
-  const cgroups = CgroupHierarchy.detect(config.cgroup.driver);
+  const cgroups = CgroupHierarchy.detect(config.cgroup.driver, host.cgroup);
   const systemd = config.cgroup.driver === 'systemd' ? await connectSystemd(cgroups, config.cgroup.systemd_socket) : undefined;
 
   const images = new Images({ config, db, log, metrics: { observeImagePull: (s, b, o) => runtimeMetrics.observeImagePull(s, b, o) } });

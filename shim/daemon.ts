@@ -18,6 +18,7 @@ import { buildDaemonParts } from './daemon-services';
 import type { Logger } from './logger';
 import { BerthMetrics } from './metrics';
 import { buildInfo } from './build-info';
+import { criServiceDefinitions } from '../cri-proto';
 import { CriServer } from './server';
 import { StartTimeline } from './start-timeline';
 
@@ -41,7 +42,12 @@ export async function startDaemon(config: BerthConfig, log: Logger, timeline = n
   const probes = HostProbeCache.load(join(config.state, 'host-probes.json'));
   const detecting = detectHost(config, probes);
   detecting.catch(() => undefined);
-  const gatingChecks = await checkHostAtStart(config, log, probes);
+  const checking = checkHostAtStart(config, log, probes);
+  checking.catch(() => undefined);
+  // While the host is read on the thread pool, this thread builds the CRI services' definitions.
+  criServiceDefinitions();
+  timeline.mark('cri services');
+  const gatingChecks = await checking;
   timeline.mark('host checks');
   const host = await detecting;
   timeline.mark('host facts');

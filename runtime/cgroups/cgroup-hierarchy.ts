@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { LinuxContainerResources__Output } from '../../cri-proto/generated/runtime/v1/LinuxContainerResources';
 import type { CgroupDriver } from '../config';
 import { internal, invalidArgument } from '../errors';
+import type { CgroupFacts } from '../host/host-facts';
 import { detectCgroupLayout, relativeCgroupPath, type CgroupLayout } from './cgroup-layout';
 
 export type CgroupController = 'cpu' | 'cpuacct' | 'cpuset' | 'memory' | 'pids' | 'hugetlb' | 'blkio' | 'devices' | 'freezer';
@@ -25,8 +26,9 @@ export class CgroupHierarchy {
     readonly driver: CgroupDriver = 'cgroupfs',
   ) {}
 
-  static detect(driver: CgroupDriver = 'cgroupfs'): CgroupHierarchy {
-    return new CgroupHierarchy(detectCgroupLayout(), driver);
+  /** facts: the host's cgroup mode as found at start (host-facts.ts), when known. */
+  static detect(driver: CgroupDriver = 'cgroupfs', facts?: CgroupFacts): CgroupHierarchy {
+    return new CgroupHierarchy(detectCgroupLayout(undefined, facts), driver);
   }
 
   get mode(): CgroupLayout['mode'] {

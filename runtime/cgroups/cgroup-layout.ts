@@ -35,8 +35,9 @@ export function cgroupLayoutFrom(facts: CgroupFacts, mountsText: string): Cgroup
   return { mode: facts.mode, unifiedMount: facts.unifiedMount, v1Mounts, v2Controllers: [...facts.v2Controllers], namedMounts };
 }
 
-export function detectCgroupLayout(root = '/sys/fs/cgroup'): CgroupLayout {
-  return cgroupLayoutFrom(detectCgroups(root), readFileSync('/proc/self/mounts', 'utf8'));
+/** facts: the mode detection already made (berthd's host facts), so the mount table is read once more, not twice. */
+export function detectCgroupLayout(root = '/sys/fs/cgroup', facts: CgroupFacts = detectCgroups(root)): CgroupLayout {
+  return cgroupLayoutFrom(facts, readFileSync('/proc/self/mounts', 'utf8'));
 }
 
 /**
