@@ -85,7 +85,15 @@ export interface BerthNative {
    * "write" (child writes one) or a number (that fd of berthd's). fds[i] is berthd's end (close-on-exec) or -1.
    * The child must be reaped with waitChild (native/src/monitor_spawn.cc).
    */
-  spawnDetached(file: string, argv: string[], env: string[], cwd: string, childFds: ('null' | 'read' | 'write' | number)[]): Promise<{ pid: number; fds: number[] }>;
+  spawnDetached(
+    file: string,
+    argv: string[],
+    env: string[],
+    cwd: string,
+    childFds: ('null' | 'read' | 'write' | number)[],
+    /** inputs[i], for a "read" fd: put into its pipe before the child starts, as far as the pipe takes it (written[i]); all of it: fds[i] is -1. */
+    inputs?: (Buffer | undefined)[],
+  ): Promise<{ pid: number; fds: number[]; written: number[] }>;
   /** A sealed memfd copy of an executable (close-on-exec), run through /proc/self/fd (native/src/sealed_copy.cc). */
   sealedCopy(path: string): number;
   waitChild(pid: number): Promise<{ code: number | null; signal: number | null }>;

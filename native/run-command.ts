@@ -63,18 +63,21 @@ export async function runCommand(path: string, args: readonly string[], options:
   const native = path.startsWith('/') ? nativeSpawn() : undefined;
   if (!native) return runWithChildProcess(path, args, options);
   const env = Object.entries(options.env ?? process.env).flatMap(([k, v]) => (v === undefined ? [] : [`${k}=${v}`]));
-  let spawned: { pid: number; fds: number[] };
+  let spawned: { pid: number; fds: number[]; written: number[] };
+  const input = options.input === undefined ? undefined : Buffer.from(options.input);
   try {
-    spawned = await native.spawnDetached(path, [path, ...args], env, '', [options.input !== undefined ? 'read' : 'null', 'write', 'write']);
+    // The input goes into the pipe before the command starts (as far as the pipe takes it): a CNI
+    // plugin or `runc update` reading its stdin first does not wait for this loop to write it.
+    spawned = await native.spawnDetached(path, [path, ...args], env, '', [input !== undefined ? 'read' : 'null', 'write', 'write'], [input]);
   } catch (err) {
     const e = err as { errno?: number; message?: string };
     throw new CommandStartError(path, e.errno, `cannot run ${path}: ${e.message ?? String(err)}`);
   }
   const [inFd, outFd, errFd] = spawned.fds;
-  if (inFd >= 0 && options.input !== undefined) {
+  if (inFd >= 0 && input !== undefined) {
     const stdin = new Socket({ fd: inFd, readable: false, writable: true });
     stdin.on('error', () => undefined);
-    stdin.end(options.input);
+    stdin.end(input.subarray(spawned.written[0] ?? 0));
   }
   const max = options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT;
   const stdout = collect(new Socket({ fd: outFd, readable: true, writable: false }), max);

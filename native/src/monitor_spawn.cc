@@ -90,7 +90,7 @@ namespace {
 class SpawnWorker : public Napi::AsyncWorker {
  public:
   SpawnWorker(Napi::Env env, std::string file, std::vector<std::string> argv, std::vector<std::string> envp, std::string cwd, std::vector<std::string> kinds,
-              std::vector<int> inherit)
+              std::vector<int> inherit, std::vector<std::string> inputs)
       : Napi::AsyncWorker(env),
         deferred_(Napi::Promise::Deferred::New(env)),
         file_(std::move(file)),
@@ -98,7 +98,8 @@ class SpawnWorker : public Napi::AsyncWorker {
         envp_(std::move(envp)),
         cwd_(std::move(cwd)),
         kinds_(std::move(kinds)),
-        inherit_(std::move(inherit)) {}
+        inherit_(std::move(inherit)),
+        inputs_(std::move(inputs)) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
@@ -119,6 +120,7 @@ class SpawnWorker : public Napi::AsyncWorker {
       parentEnds_[i] = LiftFd(childReads ? p[1] : p[0], count);
       childEnds[i] = LiftFd(childReads ? p[0] : p[1], count);
       if (parentEnds_[i] < 0 || childEnds[i] < 0) return Fail(errno, "fcntl(F_DUPFD_CLOEXEC)", childEnds);
+      if (childReads && i < static_cast<int>(inputs_.size()) && !inputs_[i].empty()) WriteInput(i);
     }
 
     posix_spawn_file_actions_t actions;
@@ -173,12 +175,42 @@ class SpawnWorker : public Napi::AsyncWorker {
     Napi::Object result = Napi::Object::New(env);
     result.Set("pid", Napi::Number::New(env, pid_));
     Napi::Array fds = Napi::Array::New(env, parentEnds_.size());
-    for (size_t i = 0; i < parentEnds_.size(); i++) fds.Set(static_cast<uint32_t>(i), Napi::Number::New(env, parentEnds_[i]));
+    Napi::Array written = Napi::Array::New(env, parentEnds_.size());
+    for (size_t i = 0; i < parentEnds_.size(); i++) {
+      fds.Set(static_cast<uint32_t>(i), Napi::Number::New(env, parentEnds_[i]));
+      written.Set(static_cast<uint32_t>(i), Napi::Number::New(env, i < written_.size() ? static_cast<double>(written_[i]) : 0));
+    }
     result.Set("fds", fds);
+    result.Set("written", written);
     deferred_.Resolve(result);
   }
 
  private:
+  // The child's input put into its pipe before it starts, as far as the pipe takes it without
+  // blocking: a child that reads its input first (berth-exec's request) then never waits for
+  // berthd's event loop to come round and write it. All of it written, the parent's end is closed
+  // (the child reads to EOF); otherwise berthd writes the rest from written_[i] on.
+  void WriteInput(int i) {
+    written_.resize(kinds_.size(), 0);
+    const std::string& data = inputs_[i];
+    int fd = parentEnds_[i];
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) return;
+    size_t done = 0;
+    while (done < data.size()) {
+      ssize_t n = write(fd, data.data() + done, data.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+    fcntl(fd, F_SETFL, flags);
+    written_[i] = done;
+    if (done == data.size()) {
+      close(fd);
+      parentEnds_[i] = -1;
+    }
+  }
+
   void Fail(int err, const char* syscall, std::vector<int>& childEnds, const std::string& path = "") {
     err_ = err;
     syscall_ = syscall;
@@ -195,6 +227,8 @@ class SpawnWorker : public Napi::AsyncWorker {
   std::string cwd_;
   std::vector<std::string> kinds_;
   std::vector<int> inherit_;
+  std::vector<std::string> inputs_;
+  std::vector<size_t> written_;
   std::vector<int> parentEnds_;
   pid_t pid_ = 0;
   int err_ = 0;
@@ -204,7 +238,9 @@ class SpawnWorker : public Napi::AsyncWorker {
 
 }  // namespace
 
-// spawnDetached(file, argv, env, cwd, childFds): Promise<{ pid, fds }>.
+// spawnDetached(file, argv, env, cwd, childFds[, inputs]): Promise<{ pid, fds, written }>.
+// inputs[i] (a Buffer, for a "read" fd) is put into that pipe before the child starts, as far as it
+// takes it without blocking; written[i] says how much; all of it written, fds[i] is -1 (closed).
 // childFds[i] says what the child's fd i is: "null" (/dev/null), "read" (a
 // pipe the child reads; the parent gets its write end) or "write" (a pipe the
 // child writes; the parent gets its read end) or a number (that fd of
@@ -235,8 +271,19 @@ static Napi::Value SpawnDetached(const Napi::CallbackInfo& info) {
     kinds.push_back(kind);
     inherit.push_back(-1);
   }
+  std::vector<std::string> inputs(kinds.size());
+  if (info.Length() > 5 && info[5].IsArray()) {
+    Napi::Array given = info[5].As<Napi::Array>();
+    for (uint32_t i = 0; i < given.Length() && i < kinds.size(); i++) {
+      Napi::Value v = given.Get(i);
+      if (v.IsBuffer() && kinds[i] == "read") {
+        Napi::Buffer<char> b = v.As<Napi::Buffer<char>>();
+        inputs[i].assign(b.Data(), b.Length());
+      }
+    }
+  }
   auto* worker = new SpawnWorker(env, info[0].As<Napi::String>().Utf8Value(), StringArray(info[1].As<Napi::Array>()), StringArray(info[2].As<Napi::Array>()),
-                                 info[3].As<Napi::String>().Utf8Value(), std::move(kinds), std::move(inherit));
+                                 info[3].As<Napi::String>().Utf8Value(), std::move(kinds), std::move(inherit), std::move(inputs));
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;
@@ -356,6 +403,17 @@ static Napi::Value WaitChild(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   const pid_t pid = static_cast<pid_t>(info[0].As<Napi::Number>().Int32Value());
+  // Already exited (its output closed first, as callers wait for): reaped now, not a loop turn later.
+  int status = 0;
+  pid_t got;
+  do {
+    got = pid > 0 ? waitpid(pid, &status, WNOHANG) : -1;
+  } while (got < 0 && errno == EINTR);
+  if (got == pid) {
+    Napi::Promise::Deferred reaped = Napi::Promise::Deferred::New(env);
+    reaped.Resolve(ExitStatus(env, status));
+    return reaped.Promise();
+  }
   uv_loop_t* loop = nullptr;
   int fd = pid > 0 ? static_cast<int>(syscall(SYS_pidfd_open, pid, 0)) : -1;
   if (fd >= 0 && (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr)) {

@@ -225,17 +225,21 @@ async function startDirectExec(request: Buffer): Promise<StartedExec | undefined
   const native = nativeSpawner();
   const helper = native ? execHelperFd(native) : undefined;
   if (!native || helper === undefined) return undefined;
-  let spawned: { pid: number; fds: number[] };
+  let spawned: { pid: number; fds: number[]; written: number[] };
   try {
     const childFds: ('null' | 'read' | 'write' | number)[] = ['null', 'write', 'write', 'read', helper, 'write'];
     if (childFds.length !== PID_OUT_CHILD_FD + 1) throw new Error('the pid pipe is not the last child fd');
-    spawned = await native.spawnDetached(HELPER_PATH, [EXEC_HELPER_NAME], [], '', childFds);
+    // The request goes into its pipe before berth-exec starts, so it never waits for this loop to write it.
+    spawned = await native.spawnDetached(HELPER_PATH, [EXEC_HELPER_NAME], [], '', childFds, [undefined, undefined, undefined, request]);
   } catch (err) {
     throw internal(`cannot run ${EXEC_HELPER_NAME}: ${describeError(err)}`, err);
   }
-  const requestPipe = new Socket({ fd: spawned.fds[3], readable: false, writable: true });
-  requestPipe.on('error', () => undefined);
-  requestPipe.end(request);
+  if (spawned.fds[3] >= 0) {
+    // A request larger than the pipe holds: the rest from here.
+    const requestPipe = new Socket({ fd: spawned.fds[3], readable: false, writable: true });
+    requestPipe.on('error', () => undefined);
+    requestPipe.end(request.subarray(spawned.written[3] ?? 0));
+  }
   const pidText = readAllText(new Socket({ fd: spawned.fds[PID_OUT_CHILD_FD], readable: true, writable: false }));
   let exited = false;
   const commandExited = processExited(spawned.pid).then(

@@ -2,6 +2,7 @@
 // pool thread (runc, CNI plugins, the pause binary), with execFile's contract:
 // stdin from the input, stdout and stderr collected, the exit status, a timeout.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { readdirSync } from 'node:fs';
 import { test } from 'node:test';
 import { CommandStartError, runCommand } from '../../native/run-command';
@@ -13,6 +14,27 @@ test('the input reaches stdin, stdout and stderr come back apart, and the exit c
   assert.equal(result.stdout.toString(), 'out hello env\n');
   assert.equal(result.stderr.toString(), 'err\n');
   assert.equal(result.timedOut, false);
+});
+
+test('an input larger than a pipe holds reaches stdin whole: what the pipe took before the start, the rest after', async () => {
+  const input = Buffer.alloc(300_000);
+  for (let i = 0; i < input.length; i++) input[i] = (i * 7) % 251;
+  const result = await runCommand('/usr/bin/sha256sum', [], { input });
+  assert.equal(result.code, 0);
+  assert.equal(result.stdout.toString().split(' ')[0], createHash('sha256').update(input).digest('hex'));
+});
+
+test('an input the pipe takes whole is there before the command starts: stdin is already at its end', async () => {
+  // dd with iflag=nonblock reads stdin once without waiting: it sees everything only if it was written before;
+  // this event loop is kept busy meanwhile, so nothing could be written from here.
+  const running = runCommand('/bin/sh', ['-c', 'dd bs=65536 count=1 iflag=nonblock 2>/dev/null | wc -c'], { input: 'x'.repeat(5000) });
+  const busyUntil = Date.now() + 300;
+  while (Date.now() < busyUntil) {
+    // the loop cannot turn
+  }
+  const result = await running;
+  assert.equal(result.code, 0);
+  assert.equal(result.stdout.toString().trim(), '5000');
 });
 
 test('without input stdin is empty and the command is not left waiting on it', async () => {
