@@ -1,6 +1,7 @@
 // The sandboxes' rows in SQLite: one row per pod, and one row per host
 // resource the pod owns, written before the resource is created so a crash at
 // any step leaves a record of what to undo.
+import type { Statement } from 'better-sqlite3';
 import type { BerthDatabase } from '../store/database';
 
 export type SandboxPhase = 'creating' | 'ready' | 'stopped' | 'failed';
@@ -81,6 +82,8 @@ const MIGRATIONS = [
 ];
 
 export class SandboxStore {
+  private resourcesQuery: Statement | undefined;
+
   constructor(private readonly database: BerthDatabase) {
     database.migrate(MIGRATIONS);
   }
@@ -127,7 +130,9 @@ export class SandboxStore {
   }
 
   resources(id: string): ResourceRow[] {
-    return this.db.prepare('SELECT * FROM pod_sandbox_resources WHERE sandbox_id = ?').all(id) as ResourceRow[];
+    // Prepared once: recovery asks it for every pod (twice), at start, before serving.
+    this.resourcesQuery ??= this.db.prepare('SELECT * FROM pod_sandbox_resources WHERE sandbox_id = ?');
+    return this.resourcesQuery.all(id) as ResourceRow[];
   }
 
   /** Resources whose pod row is gone (a crash between the two deletes cannot happen, but a hand-edited db can). */
