@@ -99,9 +99,10 @@ export interface BerthNative {
   waitChild(pid: number): Promise<{ code: number | null; signal: number | null }>;
   /**
    * Each regular file's first maxBytes as UTF-8 (null: missing, unreadable or not a regular file),
-   * all read on one pool thread, opened O_NONBLOCK (native/src/small_files.cc).
+   * all read on one pool thread, opened O_NONBLOCK (native/src/small_files.cc); background: that thread
+   * runs at nice 10 meanwhile (where berthd can raise it back), yielding the CPU to what callers wait on.
    */
-  readSmallFiles(paths: string[], maxBytes: number): Promise<(string | null)[]>;
+  readSmallFiles(paths: string[], maxBytes: number, background?: boolean): Promise<(string | null)[]>;
   /** glibc's malloc_trim(0) on a pool thread: free memory of every malloc arena back to the kernel (native/src/memory_trim.cc); false when nothing went back, or not glibc. */
   releaseFreeMemory(): Promise<boolean>;
   /**

@@ -7,8 +7,11 @@
 
 #include <cerrno>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <string>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <vector>
 
@@ -16,13 +19,55 @@ namespace berth {
 
 namespace {
 
+// A batch read for the stats calls (background work: the kubelet asks every 10 s and waits
+// seconds) runs its pool thread at nice 10 meanwhile, so on a busy node the CPU goes first to
+// what a caller is waiting on right now: an ExecSync probe's helper and command, the event loop.
+// Only where berthd may raise the thread's priority back again afterwards (CAP_SYS_NICE), since
+// the pool thread goes on serving everything else.
+constexpr int kBackgroundNice = 10;
+
+bool MayRaisePriority() {
+  static const bool may = [] {
+    struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2] = {};
+    if (syscall(SYS_capget, &header, data) != 0) return false;
+    return (data[CAP_SYS_NICE / 32].effective & (1u << (CAP_SYS_NICE % 32))) != 0;
+  }();
+  return may;
+}
+
+class BackgroundPriority {
+ public:
+  explicit BackgroundPriority(bool background) {
+    if (!background || !MayRaisePriority()) return;
+    tid_ = static_cast<pid_t>(syscall(SYS_gettid));
+    errno = 0;
+    int before = getpriority(PRIO_PROCESS, tid_);
+    if ((before == -1 && errno != 0) || before >= kBackgroundNice) return;
+    if (setpriority(PRIO_PROCESS, tid_, kBackgroundNice) != 0) return;
+    before_ = before;
+    lowered_ = true;
+  }
+  ~BackgroundPriority() {
+    if (lowered_) setpriority(PRIO_PROCESS, tid_, before_);
+  }
+  BackgroundPriority(const BackgroundPriority&) = delete;
+  BackgroundPriority& operator=(const BackgroundPriority&) = delete;
+
+ private:
+  pid_t tid_ = 0;
+  int before_ = 0;
+  bool lowered_ = false;
+};
+
 class SmallFilesWorker : public Napi::AsyncWorker {
  public:
-  SmallFilesWorker(Napi::Env env, std::vector<std::string> paths, size_t maxBytes)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), paths_(std::move(paths)), maxBytes_(maxBytes) {}
+  SmallFilesWorker(Napi::Env env, std::vector<std::string> paths, size_t maxBytes, bool background)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), paths_(std::move(paths)), maxBytes_(maxBytes), background_(background) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
+    BackgroundPriority priority(background_);
     texts_.resize(paths_.size());
     found_.assign(paths_.size(), false);
     std::vector<char> buf(maxBytes_ > 0 ? maxBytes_ : 1);
@@ -66,15 +111,16 @@ class SmallFilesWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   std::vector<std::string> paths_;
   size_t maxBytes_;
+  bool background_;
   std::vector<std::string> texts_;
   std::vector<bool> found_;
 };
 
 }  // namespace
 
-// readSmallFiles(paths, maxBytes): Promise<(string | null)[]>: each regular
+// readSmallFiles(paths, maxBytes[, background]): Promise<(string | null)[]>: each regular
 // file's first maxBytes as UTF-8; null when it is missing, unreadable or not a
-// regular file.
+// regular file. background: read at nice 10 (BackgroundPriority).
 static Napi::Value ReadSmallFiles(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsNumber()) {
@@ -97,7 +143,8 @@ static Napi::Value ReadSmallFiles(const Napi::CallbackInfo& info) {
     Napi::RangeError::New(env, "readSmallFiles: maxBytes is 0 to 16 MiB").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  auto* worker = new SmallFilesWorker(env, std::move(paths), static_cast<size_t>(maxBytes));
+  const bool background = info.Length() > 2 && info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
+  auto* worker = new SmallFilesWorker(env, std::move(paths), static_cast<size_t>(maxBytes), background);
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;

@@ -78,7 +78,8 @@ export class ControlFileBatcher {
       this.inFlight++;
       let texts: Promise<(string | null)[]>;
       try {
-        texts = this.native.readSmallFiles(batch.map((b) => b.file), MAX_CONTROL_FILE_BYTES);
+        // At a lower priority: on a busy node an ExecSync probe's helper and the event loop go first.
+        texts = this.native.readSmallFiles(batch.map((b) => b.file), MAX_CONTROL_FILE_BYTES, true);
       } catch (err) {
         texts = Promise.reject(err);
       }

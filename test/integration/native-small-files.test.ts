@@ -3,7 +3,7 @@
 // files asked for in one turn of the event loop.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -21,6 +21,22 @@ test('readSmallFiles answers each regular file\'s text in order, null for a miss
   const texts = await native.readSmallFiles([join(dir, 'a'), join(dir, 'missing'), dir, join(dir, 'fifo'), join(dir, 'empty'), '/proc/self/status'], 4096);
   assert.deepEqual(texts.slice(0, 5), ['usage 12\n', null, null, null, '']);
   assert.match(texts[5] ?? '', /^Name:/);
+});
+
+/** Field 19 of a /proc/.../stat text: the nice value of that thread. */
+function niceOf(stat: string): number {
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+}
+
+test('a background batch is read at nice 10, and its pool thread is back at its own priority afterwards; a plain batch keeps it', async () => {
+  const own = niceOf(readFileSync('/proc/self/stat', 'utf8'));
+  const [background] = await native.readSmallFiles(['/proc/thread-self/stat'], 4096, true);
+  const [plain] = await native.readSmallFiles(['/proc/thread-self/stat'], 4096);
+  assert.equal(niceOf(background ?? ''), Math.max(own, 10), 'the background batch\'s thread while it read');
+  assert.equal(niceOf(plain ?? ''), own, 'a plain batch\'s thread');
+  for (const tid of readdirSync('/proc/self/task')) {
+    assert.equal(niceOf(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')), own, `thread ${tid} after the batches`);
+  }
 });
 
 test('readSmallFiles reads at most maxBytes of a file', async (t) => {
