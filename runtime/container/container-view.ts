@@ -77,16 +77,10 @@ export function viewOf(record: ContainerRecord, runtimes: OciRuntimes, cgroupRel
   const runtime = runtimes.find(record.runtimeHandler);
   const { cgroupPath, upperDir } = pathsOf(record, cgroupRelativePath);
   return {
-    id: record.id,
-    podSandboxId: record.podSandboxId,
-    config: configOf(record),
-    state: stateOf(record),
-    createdAt: record.createdAt,
+    ...listedOf(record),
     startedAt: record.startedAt,
     finishedAt: record.finishedAt,
     exitCode: record.exitCode,
-    imageRef: record.imageRef,
-    imageId: record.imageId,
     pid: record.phase === 'running' || record.phase === 'created' ? record.pid : 0,
     cgroupPath,
     upperDir,
