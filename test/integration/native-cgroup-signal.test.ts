@@ -4,22 +4,14 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { after, describe, test } from 'node:test';
 import { loadNative } from '../../native';
 import { CgroupHierarchy } from '../../runtime/cgroups/cgroup-hierarchy';
+import { processAlive as alive } from '../../runtime/oci/host-process';
 
 const native = loadNative();
 
-function alive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 async function until(probe: () => boolean, what: string): Promise<void> {
   for (let i = 0; i < 400; i++) {
