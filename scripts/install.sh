@@ -4,6 +4,8 @@
 #   <bindir>/berthd (default /usr/local/bin)   the launcher
 #   <unitdir>/berthd.service (default /etc/systemd/system), enabled when systemd manages this machine
 #   <sysconfdir>/berth/berth.toml and <sysconfdir>/crictl.yaml, each only when absent
+#   <cachedir> (default /var/cache/berth)       named by the launcher: berthd writes V8's code cache of its
+#                                               bundle there after its first start (regenerated when removed)
 # Idempotent: running it again replaces berth's files and keeps the configuration.
 # DESTDIR (environment) stages everything under another root, as packagers do; the
 # installed files still name the final paths.
@@ -18,6 +20,7 @@ usage: install.sh [options]
   --bindir DIR          where the berthd launcher goes (default PREFIX/bin)
   --sysconfdir DIR      where berth/berth.toml and crictl.yaml go (default /etc)
   --unitdir DIR         where berthd.service goes (default /etc/systemd/system)
+  --cachedir DIR        where berthd keeps V8's code cache of its bundle (default /var/cache/berth)
   --cgroup-driver D     cgroup.driver written to a new berth.toml: systemd or cgroupfs
                         (default: systemd when systemd runs this machine, else cgroupfs)
   --skip-packages       do not install Debian packages (they are already there)
@@ -27,7 +30,7 @@ usage: install.sh [options]
 EOF
 }
 
-prefix=/usr/local libdir='' bindir='' sysconfdir=/etc unitdir=/etc/systemd/system cgroup_driver=''
+prefix=/usr/local libdir='' bindir='' sysconfdir=/etc unitdir=/etc/systemd/system cachedir=/var/cache/berth cgroup_driver=''
 skip_packages=0 skip_build=0 enable=1 start=0
 while (($#)); do
   case "$1" in
@@ -36,8 +39,9 @@ while (($#)); do
     --bindir) bindir="$2"; shift ;;
     --sysconfdir) sysconfdir="$2"; shift ;;
     --unitdir) unitdir="$2"; shift ;;
+    --cachedir) cachedir="$2"; shift ;;
     --cgroup-driver) cgroup_driver="$2"; shift ;;
-    --prefix=* | --libdir=* | --bindir=* | --sysconfdir=* | --unitdir=* | --cgroup-driver=*)
+    --prefix=* | --libdir=* | --bindir=* | --sysconfdir=* | --unitdir=* | --cachedir=* | --cgroup-driver=*)
       set -- "${1%%=*}" "${1#*=}" "${@:2}"; continue ;;
     --skip-packages) skip_packages=1 ;;
     --skip-build) skip_build=1 ;;
@@ -50,7 +54,7 @@ while (($#)); do
 done
 libdir="${libdir:-$prefix/lib/berth}"
 bindir="${bindir:-$prefix/bin}"
-for dir in "$libdir" "$bindir" "$sysconfdir" "$unitdir"; do
+for dir in "$libdir" "$bindir" "$sysconfdir" "$unitdir" "$cachedir"; do
   case "$dir" in /*) ;; *) echo "install.sh: $dir: paths must be absolute" >&2; exit 2 ;; esac
 done
 if [ -z "$cgroup_driver" ]; then
@@ -68,7 +72,7 @@ elif ((!skip_packages)); then
   berth_install_debian_packages "${BERTH_RUNTIME_PACKAGES[@]}"
   berth_require_node
 fi
-for needed in dist/shim/berthd.js native/build/Release/berth_native.node native/build/Release/berth-pause native/build/Release/berth-exec node_modules; do
+for needed in dist/shim/berthd.js dist/shim/berthd.bundle.js native/build/Release/berth_native.node native/build/Release/berth-pause native/build/Release/berth-exec node_modules; do
   [ -e "$src/$needed" ] || { echo "install.sh: $src/$needed is missing: build first (run without --skip-build)" >&2; exit 1; }
 done
 node_bin="$(command -v node)" || { echo "install.sh: node is not on PATH" >&2; exit 1; }
@@ -80,6 +84,8 @@ stage="$target.new.$$"
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/dist" "$stage/cri-proto" "$stage/native/build/Release" "$(dirname "$target")"
 for part in cni cri-proto native runtime shim; do cp -a "$src/dist/$part" "$stage/dist/"; done
+# The build's own code cache (dist/berthd's) is not the installation's: berthd writes that one in the cache dir.
+rm -f "$stage/dist/shim/berthd.bundle.cache"
 cp -a "$src/package.json" "$src/package-lock.json" "$src/README.md" "$stage/"
 cp -a "$src/cri-proto/api.proto" "$stage/cri-proto/"
 cp -a "$src/native/binding.gyp" "$stage/native/"
@@ -95,8 +101,10 @@ rm -rf "$target.old"
 trap - EXIT
 
 mkdir -p "$destdir$bindir"
-# The launcher execs node with berthd's V8 flags: written by the same code as the build's dist/berthd (shim/berthd-launcher.ts).
-"$node_bin" "$src/dist/shim/berthd-launcher.js" "$destdir$bindir/berthd.new" "$libdir/dist/shim/berthd.js" "$node_bin"
+# The launcher execs node with berthd's V8 flags on the bundle's runner: written by the same code as the build's
+# dist/berthd (shim/berthd-launcher.ts). berthd keeps V8's code cache of its bundle in the cache dir (written
+# after the first start of each installed build; removing it only costs the next start the compile).
+"$node_bin" "$src/dist/shim/berthd-launcher.js" "$destdir$bindir/berthd.new" "$libdir/dist/shim/bundle/bundle-runner.js" "$node_bin" "$cachedir/berthd.code-cache"
 mv "$destdir$bindir/berthd.new" "$destdir$bindir/berthd"
 
 mkdir -p "$destdir$unitdir"

@@ -21,6 +21,7 @@ import { buildInfo } from './build-info';
 import { criServiceDefinitions } from '../cri-proto';
 import { CriServer } from './server';
 import { StartTimeline } from './start-timeline';
+import { startRecordSummary, writeCodeCache } from './bundle/code-cache';
 
 /** How long after serving the work that does not gate it starts. */
 const AFTER_START_DELAY_MS = 500;
@@ -140,11 +141,19 @@ export async function startDaemon(config: BerthConfig, log: Logger, timeline = n
   const pidFile = join(config.state, 'berth.pid');
   writeFileSync(pidFile, `${process.pid}\n`);
   timeline.mark('admin socket');
-  log.info({ socket: config.socket, version: buildInfo().version, commit: buildInfo().commit, startMs: timeline.elapsed(), cpuMs: timeline.cpuMs(), phases: timeline.phases }, 'berthd serving CRI v1');
+  log.info({ socket: config.socket, version: buildInfo().version, commit: buildInfo().commit, startMs: timeline.elapsed(), cpuMs: timeline.cpuMs(), phases: timeline.phases, start: startRecordSummary() }, 'berthd serving CRI v1');
   // What does not gate serving waits until the first calls (a kubelet's relist after a restart) are answered:
-  // doctor's other checks (logged as before), keeping the probes for the next start, Node's process metrics.
+  // doctor's other checks (logged as before), keeping the probes for the next start, Node's process metrics,
+  // the code cache.
   const afterStart = setTimeout(() => {
     metrics.collectProcessMetrics();
+    // Once per bundle, Node and flags: V8's code cache of the start just made, for the next one.
+    try {
+      const written = writeCodeCache();
+      if (written) log.info(written, 'code cache written for the next start');
+    } catch (err) {
+      log.warn({ err: describeError(err) }, 'code cache not written (the next start compiles berthd again)');
+    }
     void reportHostAfterStart(config, log, gatingChecks, probes)
       .then(() => probes.save())
       .catch((err: unknown) => log.warn({ err: describeError(err) }, 'host checks after start failed'));

@@ -23,6 +23,7 @@ function installInto(root: string, extra: string[] = []): void {
     '--prefix', join(root, 'usr'),
     '--sysconfdir', join(root, 'etc'),
     '--unitdir', join(root, 'etc', 'systemd', 'system'),
+    '--cachedir', join(root, 'var', 'cache', 'berth'),
     '--skip-packages', '--skip-build', '--no-enable',
     ...extra,
   ]);
@@ -82,6 +83,21 @@ describe('scripts/install.sh into a temporary prefix', () => {
     }
   });
 
+  test('the installed berthd runs its bundle and keeps V8\'s code cache in the cache dir', async () => {
+    const daemon = await startBerthd({ command: [berthd], topLevel: { log_format: 'json' } });
+    try {
+      const line = await daemon.waitForLog(/\{[^\n]*"msg":"berthd serving CRI v1"[^\n]*\}/);
+      const { start } = JSON.parse(line) as { start: { bundle: string; codeCache: string } };
+      assert.equal(start.bundle, 'used');
+      // An earlier test's berthd may have written it already.
+      if (start.codeCache !== 'used') await daemon.waitForLog(/code cache written for the next start/);
+    } finally {
+      await daemon.cleanup();
+    }
+    assert.ok(existsSync(join(root, 'var', 'cache', 'berth', 'berthd.code-cache')));
+    assert.ok(!existsSync(join(root, 'usr', 'lib', 'berth', 'dist', 'shim', 'berthd.bundle.cache')), 'the build\'s own cache is not installed');
+  });
+
   test('a second install replaces berth files and keeps the operator configuration', () => {
     const toml = join(root, 'etc', 'berth', 'berth.toml');
     const crictl = join(root, 'etc', 'crictl.yaml');
@@ -110,13 +126,16 @@ describe('scripts/install.sh with DESTDIR', () => {
     const unit = readFileSync(join(stage, 'etc', 'systemd', 'system', 'berthd.service'), 'utf8');
     assert.match(unit, /^ExecStart=\/usr\/local\/bin\/berthd$/m);
     const launcher = readFileSync(join(stage, 'usr', 'local', 'bin', 'berthd'), 'utf8');
-    assert.match(launcher, /\/usr\/local\/lib\/berth\/dist\/shim\/berthd\.js/);
+    assert.match(launcher, /\/usr\/local\/lib\/berth\/dist\/shim\/bundle\/bundle-runner\.js/);
+    assert.match(launcher, /BERTH_CODE_CACHE=\/var\/cache\/berth\/berthd\.code-cache/);
     assert.ok(!launcher.includes(stage), 'the launcher does not name the staging root');
     assert.ok(existsSync(join(stage, 'etc', 'berth', 'berth.toml')));
   });
 
   test('the staged copy runs from where it lies (berth finds its files relative to itself)', () => {
-    const entry = join(stage, 'usr', 'local', 'lib', 'berth', 'dist', 'shim', 'berthd.js');
-    assert.match(run(process.execPath, [entry, 'version']).stdout, /^berthd /);
+    const shim = join(stage, 'usr', 'local', 'lib', 'berth', 'dist', 'shim');
+    assert.match(run(process.execPath, [join(shim, 'berthd.js'), 'version']).stdout, /^berthd /);
+    // The bundle gives each module its path under the staged copy, not the build's.
+    assert.match(run(process.execPath, [join(shim, 'bundle', 'bundle-runner.js'), 'version']).stdout, /^berthd /);
   });
 });

@@ -9,7 +9,9 @@ import { loadNative } from '../../native';
 import { join, resolve } from 'node:path';
 import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
 import { CriClient } from './cri-client';
-import { DEV_LAUNCHER_PATH, writeLauncher } from '../../shim/berthd-launcher';
+import { DEV_CODE_CACHE_PATH, DEV_ENTRY_PATH, DEV_LAUNCHER_PATH, writeLauncher } from '../../shim/berthd-launcher';
+import { BUNDLE_PATH, PACKAGE_ROOT, readBundle } from '../../shim/bundle/bundle-file';
+import { writeBundle } from '../../shim/bundle/bundle-build';
 
 type TomlTable = { [key: string]: unknown };
 
@@ -41,11 +43,24 @@ function mergeTables(base: TomlTable, over: TomlTable): TomlTable {
 }
 
 export const REPO_ROOT = resolve(__dirname, '..', '..', '..');
-export const BERTHD_ENTRY = join(REPO_ROOT, 'dist', 'shim', 'berthd.js');
+
+/**
+ * The bundle's runner, what every launcher starts, with the bundle rebuilt first when a tsc-only build left it
+ * older than the compiled modules (`npm run build` writes it too): the tests run berthd and its commands as the
+ * bundle, and a runner that fell back to the compiled modules would hide a broken bundle.
+ */
+function currentBundleEntry(): string {
+  const bundle = readBundle(BUNDLE_PATH, PACKAGE_ROOT);
+  if ('stale' in bundle) writeBundle(PACKAGE_ROOT);
+  return DEV_ENTRY_PATH;
+}
+
+/** berthd as `node BERTHD_ENTRY ...` (no V8 flags, no code cache): its commands, or a daemon a test starts by hand. */
+export const BERTHD_ENTRY = currentBundleEntry();
 
 /** dist/berthd, written here when a tsc-only build left it missing or stale (`npm run build` writes it too). */
 export function berthdLauncher(): string {
-  return writeLauncher(DEV_LAUNCHER_PATH, BERTHD_ENTRY);
+  return writeLauncher(DEV_LAUNCHER_PATH, BERTHD_ENTRY, { codeCache: DEV_CODE_CACHE_PATH });
 }
 
 export interface BerthdOptions {

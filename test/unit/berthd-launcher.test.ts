@@ -1,6 +1,6 @@
 // The berthd launcher (shim/berthd-launcher.ts): a /bin/sh script that execs
-// Node.js with berthd's V8 flags. Run for real here, on a stand-in entry that
-// prints what Node.js was started with.
+// Node.js with berthd's V8 flags on the bundle's runner, naming its code cache.
+// Run for real here, on a stand-in entry that prints what Node.js was started with.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -16,11 +16,11 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 function standInEntry(): string {
   const entry = join(dir, "an entry's dir", 'berthd.js');
   mkdirSync(join(dir, "an entry's dir"), { recursive: true });
-  writeFileSync(entry, 'process.stdout.write(JSON.stringify({ pid: process.pid, execArgv: process.execArgv, args: process.argv.slice(2) }));\n');
+  writeFileSync(entry, 'process.stdout.write(JSON.stringify({ pid: process.pid, execArgv: process.execArgv, args: process.argv.slice(2), codeCache: process.env.BERTH_CODE_CACHE }));\n');
   return entry;
 }
 
-function run(file: string, args: string[]): Promise<{ childPid: number; out: { pid: number; execArgv: string[]; args: string[] } }> {
+function run(file: string, args: string[]): Promise<{ childPid: number; out: { pid: number; execArgv: string[]; args: string[]; codeCache?: string } }> {
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'inherit'] });
     let text = '';
@@ -42,6 +42,14 @@ test('the launcher execs Node.js: berthd is the process its caller started (no s
   const launcher = writeLauncher(join(dir, 'berthd-exec'), standInEntry());
   const { childPid, out } = await run(launcher, []);
   assert.equal(out.pid, childPid);
+});
+
+test('the launcher tells the runner where the code cache is, and names none unless given one', async () => {
+  const cache = join(dir, "a cache's dir", 'berthd.code-cache');
+  const { out } = await run(writeLauncher(join(dir, 'berthd-cache'), standInEntry(), { codeCache: cache }), []);
+  assert.equal(out.codeCache, cache);
+  const none = await run(writeLauncher(join(dir, 'berthd-no-cache'), standInEntry()), []);
+  assert.equal(none.out.codeCache, undefined);
 });
 
 test('writeLauncher leaves a current launcher alone and replaces a stale one', () => {

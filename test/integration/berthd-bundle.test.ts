@@ -1,0 +1,88 @@
+// berthd as it starts everywhere: the launcher on the bundle's runner
+// (shim/bundle/), with V8's code cache berthd writes after a start and uses at
+// the next; and berthd's commands run from the bundle too.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { DEV_ENTRY_PATH, writeLauncher } from '../../shim/berthd-launcher';
+import { BERTHD_NODE_FLAGS } from '../../shim/node-flags';
+import { BERTHD_ENTRY, BerthdProcess } from '../support/berthd-process';
+
+/** The serving line's account of how berthd's code started, from the log after `from`. */
+async function servingStart(berthd: BerthdProcess, from: number): Promise<{ bundle: string; codeCache?: string }> {
+  const line = await berthd.waitForLog(/\{[^\n]*"msg":"berthd serving CRI v1"[^\n]*\}/, 30_000, from);
+  return (JSON.parse(line) as { start: { bundle: string; codeCache?: string } }).start;
+}
+
+describe('berthd from its bundle, with the code cache', () => {
+  const dir = mkdtempSync('/tmp/berth-bundle-it-');
+  const cache = join(dir, 'cache', 'berthd.code-cache');
+  const launcher = writeLauncher(join(dir, 'berthd'), DEV_ENTRY_PATH, { codeCache: cache });
+  let berthd: BerthdProcess;
+  before(() => {
+    berthd = new BerthdProcess({ command: [launcher], topLevel: { log_format: 'json' } });
+  });
+  after(async () => {
+    await berthd.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('berthd serves CRI from the bundle, writes the code cache after its start and uses it at the next start', async () => {
+    await berthd.start(30_000);
+    const first = await servingStart(berthd, 0);
+    assert.equal(first.bundle, 'used');
+    assert.equal(first.codeCache, 'none yet');
+    assert.equal((await berthd.client.call('Version', { version: '0.1.0' })).runtime_name, 'berth');
+    await berthd.waitForLog(/code cache written for the next start/);
+    assert.ok(existsSync(cache));
+    await berthd.stop();
+    const from = berthd.logs().length;
+    await berthd.start(30_000);
+    const start = await servingStart(berthd, from);
+    assert.equal(start.bundle, 'used');
+    assert.equal(start.codeCache, 'used');
+    assert.equal((await berthd.client.call('Status', {})).status?.conditions?.length, 2);
+    await berthd.stop();
+  });
+
+  test('a code cache V8 refuses (made under other V8 flags, or damaged) is ignored: berthd serves and writes a new one', async () => {
+    const otherFlags = writeLauncher(join(dir, 'berthd-other-flags'), DEV_ENTRY_PATH, { codeCache: cache, flags: [...BERTHD_NODE_FLAGS, '--stack-size=900'] });
+    const other = new BerthdProcess({ command: [otherFlags], topLevel: { log_format: 'json' } });
+    try {
+      await other.start(30_000);
+      assert.equal((await servingStart(other, 0)).codeCache, 'rejected by V8');
+      await other.waitForLog(/code cache written for the next start/);
+      await other.stop();
+      const file = readFileSync(cache);
+      writeFileSync(cache, Buffer.concat([file.subarray(0, 65), Buffer.alloc(file.length - 65, 0x5a)]));
+      const from = other.logs().length;
+      await other.start(30_000);
+      assert.equal((await servingStart(other, from)).codeCache, 'rejected by V8');
+      assert.equal((await other.client.call('Version', { version: '0.1.0' })).runtime_name, 'berth');
+    } finally {
+      await other.cleanup();
+    }
+  });
+});
+
+test('berthd\'s commands run from the bundle: Node loads none of berthd\'s compiled modules itself', () => {
+  const dir = mkdtempSync('/tmp/berth-bundle-cli-');
+  const config = join(dir, 'berth.toml');
+  writeFileSync(config, 'log_level = "warn"\n');
+  const commands = [['version', '--json'], ['config', 'default'], ['config', 'check', config]];
+  for (const args of commands) {
+    const r = spawnSync(process.execPath, [BERTHD_ENTRY, ...args], { encoding: 'utf8', env: { ...process.env, NODE_DEBUG: 'module' } });
+    const loadedByNode = [...r.stderr.matchAll(/^MODULE \d+: load "([^"]+)"/gm)].map((m) => m[1]).filter((path) => path.includes('/dist/'));
+    assert.deepEqual(
+      loadedByNode.filter((path) => !/\/dist\/shim\/bundle\/(bundle-runner|bundle-file|code-cache)\.js$/.test(path)),
+      [],
+      `berthd ${args.join(' ')}`,
+    );
+    if (args[0] === 'version') assert.match((JSON.parse(r.stdout) as { berth: { version: string } }).berth.version, /^\d+\.\d+\.\d+/);
+    if (args[0] === 'config' && args[1] === 'default') assert.match(r.stdout, /^socket = /m);
+    if (args[1] === 'check') assert.match(r.stdout, /^log_level = "warn"/m);
+  }
+  rmSync(dir, { recursive: true, force: true });
+});
