@@ -1,5 +1,5 @@
-// berthd's start and restart: it runs with its V8 flags when its launcher
-// starts it; a restart answers its first calls with every container of many
+// berthd's start and restart: it runs its bundle with its V8 flags when its
+// launcher starts it; a restart answers its first calls with every container of many
 // pods as it really is (running, exited while berthd was down, or lost with
 // its monitor); the host's programs (--version, criu check) are not run again
 // at a restart unless a binary changed; doctor's other checks are still
@@ -33,13 +33,13 @@ describe('berthd start', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test('berthd started by its launcher runs with berthd\'s V8 flags', async () => {
+  test('berthd started by its launcher runs its bundle\'s runner with berthd\'s V8 flags', async () => {
     const berthd = await startBerthd();
     try {
       const argv = readFileSync(`/proc/${berthd.pid}/cmdline`, 'utf8').split('\0');
       assert.equal(argv[0], process.execPath);
       assert.deepEqual(argv.slice(1, 1 + BERTHD_NODE_FLAGS.length), [...BERTHD_NODE_FLAGS]);
-      assert.match(argv[1 + BERTHD_NODE_FLAGS.length], /dist\/shim\/berthd\.js$/);
+      assert.match(argv[1 + BERTHD_NODE_FLAGS.length], /dist\/shim\/bundle\/bundle-runner\.js$/);
     } finally {
       await berthd.cleanup();
     }
