@@ -1,17 +1,26 @@
-// A gRPC server on node:http2, written from the gRPC-over-HTTP/2 protocol
-// description, for the one shape berth serves: calls with one request
-// message, answered with one message (unary) or a stream of them. grpc-js's
-// server spent about as much CPU per call as the rest of berth put together
-// (interceptor chains, metadata objects, per-call event plumbing); this does
-// the protocol's work and no more. grpc-js stays the client (tests, bench/)
-// and the source of the generated service definitions.
-import * as http2 from 'node:http2';
+// A gRPC server, written from the gRPC-over-HTTP/2 protocol description, for
+// the one shape berth serves: calls with one request message, answered with
+// one message (unary) or a stream of them. It runs on berth's own HTTP/2
+// server transport (http2/, from RFC 9113 and RFC 7541) over node:net.
+//
+// Why not node:http2: per call, nghttp2's Http2Stream Duplex objects, header
+// object conversions and stream events cost berthd ~350 us of CPU for a
+// Version call (containerd: ~160), and a unary answer left in two socket
+// writes (HEADERS+DATA, then trailers), so the client woke and parsed twice.
+// Here a unary answer is one write. Why not grpc-js's server (session 4):
+// interceptor chains, metadata objects and per-call event plumbing cost as
+// much CPU per call as the rest of berth. grpc-js stays the client (tests,
+// bench/) and the source of the generated service definitions.
+import { createServer, type Server, type Socket } from 'node:net';
 import { gunzip, inflate } from 'node:zlib';
-import { ServerCall } from './server-call';
+import { Http2ServerConnection, type ConnectionOptions } from './http2/connection';
+import type { HeaderList } from './http2/hpack-decoder';
+import { encodeHeaderBlock } from './http2/hpack-encoder';
+import type { Http2ServerStream, StreamListener } from './http2/stream';
+import { ServerCall, trailersOnlyBlock } from './server-call';
 import { GrpcCode, type GrpcStatus } from './status-codes';
 import { LONGEST_TIMER_MS, parseGrpcTimeout } from './grpc-timeout';
 import { MessageReader, MessageTooLarge, type ReceivedMessage } from './message-frames';
-import { encodeGrpcMessage } from './status-message';
 
 /** Called once the request message is complete; the handler ends the call (ServerCall.end). */
 export type CallHandler = (call: ServerCall, request: Buffer) => void;
@@ -22,22 +31,34 @@ export interface GrpcServerOptions {
   /** Ping an idle connection this often, and drop it when the ping is not answered in keepaliveTimeoutMs. */
   keepaliveTimeMs: number;
   keepaliveTimeoutMs: number;
+  /** Streams one connection may have open at once; more are refused (REFUSED_STREAM, the client retries). */
+  maxConcurrentStreams?: number;
   /** Told about connection-level failures (a peer speaking garbage): nothing a call sees. */
   onSessionError?: (err: Error) => void;
 }
 
+const METHOD_NOT_ALLOWED = encodeHeaderBlock([[':status', '405'], ['allow', 'POST']]);
+const UNSUPPORTED_MEDIA_TYPE = encodeHeaderBlock([[':status', '415']]);
+/** Whatever the client still sends on a stream that is already answered. */
+const DISCARD: StreamListener = { onData: () => undefined, onEnd: () => undefined, onClose: () => undefined };
+
 export class GrpcServer {
   private readonly methods = new Map<string, CallHandler>();
-  private readonly sessions = new Set<http2.ServerHttp2Session>();
-  private readonly server: http2.Http2Server;
+  private readonly connections = new Set<Http2ServerConnection>();
+  private readonly server: Server;
+  private readonly connectionOptions: ConnectionOptions;
 
   constructor(private readonly options: GrpcServerOptions) {
-    // maxSessionMemory (MiB) bounds what nghttp2 buffers per connection; answers of up to the send limit must fit.
-    const maxSessionMemory = Math.max(10, Math.ceil((options.maxSendMessageBytes * 2) / (1 << 20)));
-    this.server = http2.createServer({ maxSessionMemory, settings: { initialWindowSize: 1 << 20 } });
-    this.server.on('session', (session) => this.onSession(session));
-    this.server.on('stream', (stream, headers) => this.onStream(stream, headers));
-    this.server.on('sessionError', (err) => this.options.onSessionError?.(err));
+    this.connectionOptions = {
+      maxConcurrentStreams: options.maxConcurrentStreams ?? 1000,
+      // Requests are small: a 1 MiB window lets any of them arrive without waiting for a WINDOW_UPDATE.
+      streamWindowBytes: 1 << 20,
+      connectionWindowBytes: 1 << 20,
+      maxHeaderListBytes: 64 * 1024,
+      keepaliveTimeMs: options.keepaliveTimeMs,
+      keepaliveTimeoutMs: options.keepaliveTimeoutMs,
+    };
+    this.server = createServer((socket) => this.onConnection(socket));
   }
 
   /** Serves `path` (/package.Service/Method) with `handler`. */
@@ -58,111 +79,93 @@ export class GrpcServer {
   /** Stops taking connections, asks every connection to finish its calls (GOAWAY), and cuts them after graceMs. */
   async close(graceMs: number): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    for (const session of this.sessions) session.close();
+    for (const connection of this.connections) connection.close();
     const timer = setTimeout(() => {
-      for (const session of this.sessions) session.destroy();
+      for (const connection of this.connections) connection.destroy();
     }, graceMs);
     await closed;
     clearTimeout(timer);
   }
 
-  private onSession(session: http2.ServerHttp2Session): void {
-    this.sessions.add(session);
-    session.on('error', (err) => this.options.onSessionError?.(err));
-    const keepalive = setInterval(() => {
-      // No answer to the ping within the timeout: the peer is gone without closing.
-      const deadPeer = setTimeout(() => session.destroy(), this.options.keepaliveTimeoutMs);
-      deadPeer.unref();
-      if (!session.ping(() => clearTimeout(deadPeer))) clearTimeout(deadPeer);
-    }, this.options.keepaliveTimeMs);
-    keepalive.unref();
-    session.once('close', () => {
-      clearInterval(keepalive);
-      this.sessions.delete(session);
+  private onConnection(socket: Socket): void {
+    const connection: Http2ServerConnection = new Http2ServerConnection(socket, this.connectionOptions, {
+      onStream: (stream, headers) => this.onStream(stream, headers),
+      onError: (err) => this.options.onSessionError?.(err),
+      onClose: () => this.connections.delete(connection),
     });
+    this.connections.add(connection);
   }
 
-  private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-    // An error on one stream (the peer reset it mid-write) concerns that call only.
-    stream.on('error', () => undefined);
+  private onStream(stream: Http2ServerStream, headers: HeaderList): void {
     if (headers[':method'] !== 'POST') {
-      stream.respond({ ':status': 405, allow: 'POST' }, { endStream: true });
-      stream.resume();
-      return;
+      stream.listener = DISCARD;
+      return stream.respond(METHOD_NOT_ALLOWED, true);
     }
     const contentType = headers['content-type'];
-    if (typeof contentType !== 'string' || !contentType.startsWith('application/grpc')) {
-      stream.respond({ ':status': 415 }, { endStream: true });
-      stream.resume();
-      return;
+    if (contentType === undefined || !contentType.startsWith('application/grpc')) {
+      stream.listener = DISCARD;
+      return stream.respond(UNSUPPORTED_MEDIA_TYPE, true);
     }
-    const path = headers[':path'] ?? '';
+    const path = headers[':path'];
     const handler = this.methods.get(path);
     if (!handler) {
-      refuse(stream, { code: GrpcCode.UNIMPLEMENTED, details: `unknown method ${path}` });
-      return;
+      stream.listener = DISCARD;
+      return stream.respond(trailersOnlyBlock({ code: GrpcCode.UNIMPLEMENTED, details: `unknown method ${path}` }), true);
     }
     const call = new ServerCall(stream, path, headers, this.options.maxSendMessageBytes);
-    stream.once('close', () => call.clientGone());
+    const reader = new MessageReader(this.options.maxRecvMessageBytes);
+    let message: ReceivedMessage | undefined;
+    let refused = false;
+    stream.listener = {
+      onData: (chunk) => {
+        if (refused) return;
+        try {
+          for (const received of reader.push(chunk)) {
+            if (message) {
+              refused = true;
+              call.end({ code: GrpcCode.INVALID_ARGUMENT, details: `${path}: expected one request message, got more` });
+              return;
+            }
+            message = received;
+          }
+        } catch (err) {
+          refused = true;
+          const tooLarge = err as MessageTooLarge;
+          call.end({ code: GrpcCode.RESOURCE_EXHAUSTED, details: `request message of ${tooLarge.length} bytes is larger than the limit of ${tooLarge.limit} (grpc.max_recv_message_bytes)` });
+        }
+      },
+      onEnd: () => {
+        if (refused || call.cancelled) return;
+        if (!message || !reader.atBoundary) {
+          call.end({ code: GrpcCode.INVALID_ARGUMENT, details: reader.atBoundary ? `${path}: the request carried no message` : `${path}: the request ended inside a message` });
+          return;
+        }
+        if (!message.compressed) return handler(call, message.bytes);
+        decompress(headers['grpc-encoding'], message.bytes, this.options.maxRecvMessageBytes).then(
+          (bytes) => {
+            if (!call.cancelled) handler(call, bytes);
+          },
+          (status: GrpcStatus) => call.end(status),
+        );
+      },
+      onClose: () => call.clientGone(),
+    };
     const timeout = headers['grpc-timeout'];
     if (timeout !== undefined) {
-      const ms = parseGrpcTimeout(String(timeout));
+      const ms = parseGrpcTimeout(timeout);
       if (ms === undefined) {
-        call.end({ code: GrpcCode.INVALID_ARGUMENT, details: `grpc-timeout: "${String(timeout)}" is not a gRPC timeout (1-8 digits and one of H M S m u n)` });
+        refused = true;
+        call.end({ code: GrpcCode.INVALID_ARGUMENT, details: `grpc-timeout: "${timeout}" is not a gRPC timeout (1-8 digits and one of H M S m u n)` });
         return;
       }
       if (ms <= LONGEST_TIMER_MS) call.armDeadline(ms);
     }
-    const reader = new MessageReader(this.options.maxRecvMessageBytes);
-    let message: ReceivedMessage | undefined;
-    let refused = false;
-    stream.on('data', (chunk: Buffer) => {
-      if (refused) return;
-      try {
-        for (const received of reader.push(chunk)) {
-          if (message) {
-            refused = true;
-            call.end({ code: GrpcCode.INVALID_ARGUMENT, details: `${path}: expected one request message, got more` });
-            return;
-          }
-          message = received;
-        }
-      } catch (err) {
-        refused = true;
-        const tooLarge = err as MessageTooLarge;
-        call.end({ code: GrpcCode.RESOURCE_EXHAUSTED, details: `request message of ${tooLarge.length} bytes is larger than the limit of ${tooLarge.limit} (grpc.max_recv_message_bytes)` });
-      }
-    });
-    stream.once('end', () => {
-      if (refused || call.cancelled) return;
-      if (!message || !reader.atBoundary) {
-        call.end({ code: GrpcCode.INVALID_ARGUMENT, details: reader.atBoundary ? `${path}: the request carried no message` : `${path}: the request ended inside a message` });
-        return;
-      }
-      if (!message.compressed) return handler(call, message.bytes);
-      decompress(headers['grpc-encoding'], message.bytes, this.options.maxRecvMessageBytes).then(
-        (bytes) => {
-          if (!call.cancelled) handler(call, bytes);
-        },
-        (status: GrpcStatus) => call.end(status),
-      );
-    });
   }
 }
 
-/** Trailers-only error answer for a stream with no call behind it. */
-function refuse(stream: http2.ServerHttp2Stream, status: GrpcStatus): void {
-  stream.respond(
-    { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(status.code), 'grpc-message': encodeGrpcMessage(status.details) },
-    { endStream: true },
-  );
-  // Whatever the client still sends is not read.
-  stream.resume();
-}
-
 /** A compressed request's bytes, decompressed off the event loop; rejects with the status to answer. */
-function decompress(encoding: string | string[] | undefined, bytes: Buffer, maxBytes: number): Promise<Buffer> {
-  const name = typeof encoding === 'string' ? encoding : 'identity';
+function decompress(encoding: string | undefined, bytes: Buffer, maxBytes: number): Promise<Buffer> {
+  const name = encoding ?? 'identity';
   const method = name === 'gzip' ? gunzip : name === 'deflate' ? inflate : undefined;
   if (!method) {
     const details = name === 'identity' ? 'a message is flagged compressed but the request names no grpc-encoding' : `grpc-encoding "${name}" is not supported (identity, deflate, gzip)`;

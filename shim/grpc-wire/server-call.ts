@@ -1,8 +1,12 @@
 // One call on the wire: its deadline, its cancellation, and how its answer
 // goes out. A unary answer is a HEADERS frame, one DATA message and the
-// trailers (grpc-status, grpc-message); an error with nothing sent before it
-// is "trailers-only": one HEADERS frame carrying the status and END_STREAM.
-import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+// trailers (grpc-status, grpc-message), handed to the transport together so
+// they leave in one socket write; an error with nothing sent before it is
+// "trailers-only": one HEADERS frame carrying the status and END_STREAM.
+// The header blocks that never change are HPACK-encoded once.
+import type { HeaderList } from './http2/hpack-decoder';
+import { encodeHeaderBlock } from './http2/hpack-encoder';
+import type { Http2ServerStream } from './http2/stream';
 import { GrpcCode, type GrpcStatus } from './status-codes';
 import { FRAME_HEADER_BYTES, frameHeader, framedMessage } from './message-frames';
 import { encodeGrpcMessage } from './status-message';
@@ -10,7 +14,29 @@ import { encodeGrpcMessage } from './status-message';
 /** Messages up to this size are framed with one copy and written at once; larger ones are written header and body apart. */
 const COPY_FRAME_BELOW_BYTES = 64 * 1024;
 
-export const RESPONSE_HEADERS = Object.freeze({ ':status': 200, 'content-type': 'application/grpc', 'grpc-accept-encoding': 'identity,deflate,gzip' });
+const RESPONSE_FIELDS: ReadonlyArray<readonly [string, string]> = [
+  [':status', '200'],
+  ['content-type', 'application/grpc'],
+  ['grpc-accept-encoding', 'identity,deflate,gzip'],
+];
+const RESPONSE_HEADERS = encodeHeaderBlock(RESPONSE_FIELDS);
+const OK_TRAILERS = encodeHeaderBlock(statusFields({ code: GrpcCode.OK, details: '' }));
+
+function statusFields(status: GrpcStatus): Array<readonly [string, string]> {
+  return [
+    ['grpc-status', String(status.code)],
+    ['grpc-message', encodeGrpcMessage(status.details)],
+  ];
+}
+
+/** A trailers-only answer's one header block: the response headers and the status together. */
+export function trailersOnlyBlock(status: GrpcStatus): Buffer {
+  return encodeHeaderBlock([...RESPONSE_FIELDS, ...statusFields(status)]);
+}
+
+function trailersBlock(status: GrpcStatus): Buffer {
+  return status.code === GrpcCode.OK && status.details === '' ? OK_TRAILERS : encodeHeaderBlock(statusFields(status));
+}
 
 export class ServerCall {
   /** True once the client went away, the deadline passed, or the server ended the call itself. */
@@ -22,10 +48,10 @@ export class ServerCall {
   private deadlineTimer?: NodeJS.Timeout;
 
   constructor(
-    readonly stream: ServerHttp2Stream,
+    readonly stream: Http2ServerStream,
     /** The method's path, /package.Service/Method. */
     readonly path: string,
-    readonly headers: IncomingHttpHeaders,
+    readonly headers: HeaderList,
     private readonly maxSendMessageBytes: number,
   ) {}
 
@@ -71,16 +97,7 @@ export class ServerCall {
     }
     this.sendHeaders();
     if (this.write(bytes)) return true;
-    return new Promise<boolean>((resolve) => {
-      const stream = this.stream;
-      const done = (): void => {
-        stream.off('drain', done);
-        stream.off('close', done);
-        resolve(!this.ended);
-      };
-      stream.once('drain', done);
-      stream.once('close', done);
-    });
+    return this.stream.drained().then(() => !this.ended);
   }
 
   /**
@@ -96,26 +113,21 @@ export class ServerCall {
     this.ended = true;
     this.clearDeadline();
     const stream = this.stream;
-    if (stream.destroyed || stream.closed) return false;
-    const trailers = { 'grpc-status': String(status.code), 'grpc-message': encodeGrpcMessage(status.details) };
+    if (stream.closed) return false;
     if (!this.headersSent && !message) {
-      stream.respond({ ...RESPONSE_HEADERS, ...trailers }, { endStream: true });
+      stream.respond(trailersOnlyBlock(status), true);
       return status.code === GrpcCode.OK;
     }
-    if (!this.headersSent) {
-      this.headersSent = true;
-      stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-    }
-    stream.once('wantTrailers', () => stream.sendTrailers(trailers));
+    this.sendHeaders();
     if (message) this.write(message);
-    stream.end();
+    stream.end(trailersBlock(status));
     return true;
   }
 
   private sendHeaders(): void {
     if (this.headersSent) return;
     this.headersSent = true;
-    this.stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+    this.stream.respond(RESPONSE_HEADERS, false);
   }
 
   private write(bytes: Buffer): boolean {

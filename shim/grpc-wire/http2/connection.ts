@@ -1,0 +1,519 @@
+// The server side of one HTTP/2 connection (RFC 9113) over a stream socket,
+// for what a gRPC server needs: the client preface and SETTINGS exchange,
+// request header blocks (with CONTINUATION, padding and priority fields),
+// DATA with flow control both ways, RST_STREAM, PING, GOAWAY, a limit on
+// concurrent streams, keepalive pings and a graceful close. Everything we
+// send waits in one list and leaves in one socket write per turn of the
+// event loop (or per batch of received bytes), so a unary answer's HEADERS,
+// DATA and trailers reach the client together. Whatever a peer sends, the
+// outcome is a stream reset or GOAWAY and close, never an exception.
+import type { Socket } from 'node:net';
+import { CompressionError, HpackDecoder, type HeaderList } from './hpack-decoder';
+import { encodeHeaderBlock } from './hpack-encoder';
+import { malformedRequest } from './request-headers';
+import { Http2ServerStream, type StreamOwner } from './stream';
+import {
+  ConnectionError, DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW_SIZE, ErrorCode, Flag, FrameReader, FrameType,
+  LARGEST_MAX_FRAME_SIZE, LARGEST_WINDOW_SIZE, Setting, StreamError, frame, writeFrameHeader,
+} from './frames';
+
+export interface ConnectionOptions {
+  maxConcurrentStreams: number;
+  /** Our receive window per stream (SETTINGS_INITIAL_WINDOW_SIZE) and for the whole connection. */
+  streamWindowBytes: number;
+  connectionWindowBytes: number;
+  /** SETTINGS_MAX_HEADER_LIST_SIZE: a request whose header list is larger is answered 431. */
+  maxHeaderListBytes: number;
+  /** Ping this often; close when a ping is not answered within keepaliveTimeoutMs. */
+  keepaliveTimeMs: number;
+  keepaliveTimeoutMs: number;
+}
+
+export interface ConnectionEvents {
+  /** A new request; the handler sets stream.listener before returning. */
+  onStream(stream: Http2ServerStream, headers: HeaderList): void;
+  /** The peer broke the protocol (the connection is being closed with GOAWAY). */
+  onError(err: Error): void;
+  onClose(): void;
+}
+
+/** We keep the protocol's default frame size and HPACK table size for what we receive. */
+const LOCAL_MAX_FRAME_SIZE = DEFAULT_MAX_FRAME_SIZE;
+const LOCAL_HEADER_TABLE_SIZE = 4096;
+/** DATA is framed only while the socket holds less than this unsent. */
+const SOCKET_BUDGET_BYTES = 1 << 20;
+/** Pending output up to this size is joined into one buffer; more is written with writev. */
+const JOIN_BELOW_BYTES = 64 * 1024;
+/** Stream ids we reset, remembered so frames the client sent before it heard are ignored. */
+const REMEMBERED_RESETS = 256;
+const HEADER_LIST_TOO_LARGE = encodeHeaderBlock([[':status', '431']]);
+
+export class Http2ServerConnection implements StreamOwner {
+  private readonly streams = new Map<number, Http2ServerStream>();
+  /** Streams with answer bytes or an end not yet framed. */
+  private readonly waiting = new Set<Http2ServerStream>();
+  private readonly resetByUs = new Set<number>();
+  private readonly reader: FrameReader;
+  private readonly decoder = new HpackDecoder(LOCAL_HEADER_TABLE_SIZE);
+  private out: Buffer[] = [];
+  private outBytes = 0;
+  private flushQueued = false;
+  private highestStreamId = 0;
+  private peerSettingsSeen = false;
+  private peerMaxFrameSize = DEFAULT_MAX_FRAME_SIZE;
+  private peerInitialWindow = DEFAULT_WINDOW_SIZE;
+  private sendWindow = DEFAULT_WINDOW_SIZE;
+  private recvWindow = DEFAULT_WINDOW_SIZE;
+  private recvUnacked = 0;
+  private continuing?: { streamId: number; endStream: boolean; selfDependent: boolean; fragments: Buffer[]; bytes: number };
+  private goawaySent = false;
+  private peerGoingAway = false;
+  private closed = false;
+  private ending = false;
+  private socketEnded = false;
+  private flushing = false;
+  private readonly keepalive: NodeJS.Timeout;
+  private pingDeadline?: NodeJS.Timeout;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly options: ConnectionOptions,
+    private readonly events: ConnectionEvents,
+  ) {
+    this.reader = new FrameReader(LOCAL_MAX_FRAME_SIZE, (type, flags, id, payload) => this.onFrame(type, flags, id, payload));
+    socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
+    // A reset or broken socket is followed by 'close', which is where the streams end.
+    socket.on('error', () => undefined);
+    socket.on('close', () => this.onSocketClose());
+    socket.on('drain', () => this.flush());
+    const settings = Buffer.allocUnsafe(18);
+    [[Setting.MAX_CONCURRENT_STREAMS, options.maxConcurrentStreams], [Setting.INITIAL_WINDOW_SIZE, options.streamWindowBytes], [Setting.MAX_HEADER_LIST_SIZE, options.maxHeaderListBytes]].forEach(([id, value], i) => {
+      settings.writeUInt16BE(id, i * 6);
+      settings.writeUInt32BE(value, i * 6 + 2);
+    });
+    this.queueOut(frame(FrameType.SETTINGS, 0, 0, settings));
+    this.grantConnectionWindow(options.connectionWindowBytes - DEFAULT_WINDOW_SIZE);
+    this.keepalive = setInterval(() => this.ping(), options.keepaliveTimeMs);
+    this.keepalive.unref();
+  }
+
+  /** Graceful close: GOAWAY naming the last stream taken; streams in flight finish, then the socket closes. */
+  close(): void {
+    if (this.closed) return;
+    if (!this.goawaySent) this.goAway(ErrorCode.NO_ERROR, '');
+    this.flush();
+    this.endIfIdle();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  // --- what streams ask of the connection (StreamOwner) ---
+
+  sendHeaderBlock(streamId: number, block: Buffer, endStream: boolean): void {
+    const max = this.peerMaxFrameSize;
+    const end = endStream ? Flag.END_STREAM : 0;
+    if (block.length <= max) {
+      this.queueOut(frame(FrameType.HEADERS, end | Flag.END_HEADERS, streamId, block));
+    } else {
+      this.queueOut(frame(FrameType.HEADERS, end, streamId, block.subarray(0, max)));
+      for (let at = max; at < block.length; at += max) {
+        const last = at + max >= block.length;
+        this.queueOut(frame(FrameType.CONTINUATION, last ? Flag.END_HEADERS : 0, streamId, block.subarray(at, at + max)));
+      }
+    }
+    const stream = this.streams.get(streamId);
+    if (endStream && stream) this.finishLocal(stream);
+  }
+
+  /** The stream has data or its end queued: framed at the next flush, so a message's parts and the trailers after it travel together. */
+  pump(stream: Http2ServerStream): void {
+    this.waiting.add(stream);
+    this.scheduleFlush();
+  }
+
+  /** Frames what `stream` may send now; it stays in `waiting` while the windows hold some of it back. */
+  private frameData(stream: Http2ServerStream): void {
+    if (stream.closed) return;
+    while (stream.queuedBytes > 0) {
+      const room = Math.min(stream.sendWindow, this.sendWindow, this.peerMaxFrameSize, SOCKET_BUDGET_BYTES - this.socket.writableLength - this.outBytes);
+      if (room <= 0) return;
+      const data = stream.takeData(room);
+      stream.sendWindow -= data.length;
+      this.sendWindow -= data.length;
+      const last = stream.queuedBytes === 0 && stream.localEnded && !stream.trailers;
+      const header = Buffer.allocUnsafe(9);
+      writeFrameHeader(header, 0, data.length, FrameType.DATA, last ? Flag.END_STREAM : 0, stream.id);
+      this.queueOut(header);
+      this.queueOut(data);
+      if (last) return this.finishLocal(stream);
+    }
+    this.waiting.delete(stream);
+    if (!stream.localEnded) return;
+    if (stream.trailers) this.sendHeaderBlock(stream.id, stream.trailers, true);
+    else {
+      this.queueOut(frame(FrameType.DATA, Flag.END_STREAM, stream.id));
+      this.finishLocal(stream);
+    }
+  }
+
+  resetStream(stream: Http2ServerStream, code: number): void {
+    this.sendReset(stream.id, code);
+    this.forget(stream);
+  }
+
+  // --- receiving ---
+
+  private onBytes(chunk: Buffer): void {
+    try {
+      this.reader.push(chunk);
+    } catch (err) {
+      this.fail(err);
+    }
+    this.flush();
+  }
+
+  private onFrame(type: number, flags: number, id: number, payload: Buffer): void {
+    if (this.closed) return;
+    if (this.continuing && type !== FrameType.CONTINUATION) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `a frame of type ${type} inside a header block (CONTINUATION expected)`);
+    if (!this.peerSettingsSeen && (type !== FrameType.SETTINGS || flags & Flag.ACK)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'the client preface is not followed by SETTINGS');
+    try {
+      switch (type) {
+        case FrameType.DATA:
+          return this.onData(flags, id, payload);
+        case FrameType.HEADERS:
+          return this.onHeaders(flags, id, payload);
+        case FrameType.CONTINUATION:
+          return this.onContinuation(flags, id, payload);
+        case FrameType.PRIORITY:
+          if (id === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'PRIORITY on stream 0');
+          if (payload.length !== 5) throw new StreamError(id, ErrorCode.FRAME_SIZE_ERROR, 'PRIORITY frame not 5 octets');
+          return;
+        case FrameType.RST_STREAM:
+          return this.onReset(id, payload);
+        case FrameType.SETTINGS:
+          return this.onSettings(flags, id, payload);
+        case FrameType.PUSH_PROMISE:
+          throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'PUSH_PROMISE from a client');
+        case FrameType.PING:
+          return this.onPing(flags, id, payload);
+        case FrameType.GOAWAY:
+          if (id !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'GOAWAY on a stream');
+          if (payload.length < 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'GOAWAY shorter than 8 octets');
+          this.peerGoingAway = true;
+          return this.endIfIdle();
+        case FrameType.WINDOW_UPDATE:
+          return this.onWindowUpdate(id, payload);
+        default:
+          return; // unknown frame types are ignored (RFC 9113 5.5)
+      }
+    } catch (err) {
+      if (!(err instanceof StreamError)) throw err;
+      this.sendReset(err.streamId, err.code);
+      const stream = this.streams.get(err.streamId);
+      if (stream) this.forget(stream);
+    }
+  }
+
+  private onData(flags: number, id: number, payload: Buffer): void {
+    if (id === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'DATA on stream 0');
+    const length = payload.length;
+    if (length > this.recvWindow) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, `DATA of ${length} octets over the connection window of ${this.recvWindow}`);
+    this.recvWindow -= length;
+    this.recvUnacked += length;
+    if (this.recvUnacked >= this.options.connectionWindowBytes / 4) this.grantConnectionWindow(0);
+    const stream = this.streams.get(id);
+    if (!stream || stream.remoteEnded) {
+      if (id > this.highestStreamId) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `DATA on idle stream ${id}`);
+      if (stream) throw new StreamError(id, ErrorCode.STREAM_CLOSED, `DATA on stream ${id} after its END_STREAM`);
+      if (this.resetByUs.has(id)) return;
+      throw new ConnectionError(ErrorCode.STREAM_CLOSED, `DATA on closed stream ${id}`);
+    }
+    if (length > stream.recvWindow) throw new StreamError(id, ErrorCode.FLOW_CONTROL_ERROR, `DATA of ${length} octets over the stream window of ${stream.recvWindow}`);
+    stream.recvWindow -= length;
+    const data = unpadded(flags, payload);
+    if (flags & Flag.END_STREAM) stream.remoteEnded = true;
+    if (data.length > 0) stream.listener.onData(data);
+    if (stream.closed) return;
+    if (stream.remoteEnded) return stream.listener.onEnd();
+    stream.recvUnacked += length;
+    if (stream.recvUnacked >= this.options.streamWindowBytes / 4) {
+      this.queueOut(windowUpdate(id, stream.recvUnacked));
+      stream.recvWindow += stream.recvUnacked;
+      stream.recvUnacked = 0;
+    }
+  }
+
+  private onHeaders(flags: number, id: number, payload: Buffer): void {
+    if (id === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'HEADERS on stream 0');
+    let fragment = unpadded(flags, payload);
+    let selfDependent = false;
+    if (flags & Flag.PRIORITY) {
+      if (fragment.length < 5) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'HEADERS too short for its priority fields');
+      selfDependent = (fragment.readUInt32BE(0) & 0x7fffffff) === id;
+      fragment = fragment.subarray(5);
+    }
+    const endStream = (flags & Flag.END_STREAM) !== 0;
+    if (flags & Flag.END_HEADERS) return this.onHeaderBlock(id, endStream, selfDependent, fragment);
+    this.continuing = { streamId: id, endStream, selfDependent, fragments: [], bytes: 0 };
+    this.addFragment(fragment);
+  }
+
+  private onContinuation(flags: number, id: number, payload: Buffer): void {
+    const block = this.continuing;
+    if (!block || block.streamId !== id) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `CONTINUATION on stream ${id} without a header block to continue`);
+    this.addFragment(payload);
+    if (!(flags & Flag.END_HEADERS)) return;
+    this.continuing = undefined;
+    this.onHeaderBlock(id, block.endStream, block.selfDependent, Buffer.concat(block.fragments, block.bytes));
+  }
+
+  private addFragment(fragment: Buffer): void {
+    const block = this.continuing as NonNullable<typeof this.continuing>;
+    block.bytes += fragment.length;
+    // A coded block is never much larger than the header list it codes.
+    if (block.bytes > this.options.maxHeaderListBytes + LOCAL_HEADER_TABLE_SIZE) {
+      throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, `a header block of more than ${block.bytes} octets (header lists are limited to ${this.options.maxHeaderListBytes})`);
+    }
+    block.fragments.push(Buffer.from(fragment));
+  }
+
+  private onHeaderBlock(id: number, endStream: boolean, selfDependent: boolean, block: Buffer): void {
+    let decoded;
+    try {
+      decoded = this.decoder.decode(block, this.options.maxHeaderListBytes);
+    } catch (err) {
+      if (err instanceof CompressionError) throw new ConnectionError(ErrorCode.COMPRESSION_ERROR, err.message);
+      throw err;
+    }
+    if (id % 2 === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on even stream ${id} (clients open odd streams)`);
+    const existing = this.streams.get(id);
+    if (existing) {
+      if (existing.remoteEnded) throw new StreamError(id, ErrorCode.STREAM_CLOSED, `HEADERS on stream ${id} after its END_STREAM`);
+      if (!endStream) throw new StreamError(id, ErrorCode.PROTOCOL_ERROR, `trailers on stream ${id} without END_STREAM`);
+      existing.remoteEnded = true;
+      return existing.listener.onEnd();
+    }
+    if (id <= this.highestStreamId) {
+      if (this.resetByUs.has(id)) return;
+      throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS opening stream ${id}, not above the last opened stream ${this.highestStreamId}`);
+    }
+    this.highestStreamId = id;
+    // After our GOAWAY no stream is taken (the client retries it elsewhere).
+    if (this.goawaySent) return;
+    if (selfDependent) throw new StreamError(id, ErrorCode.PROTOCOL_ERROR, `stream ${id} depends on itself`);
+    if (this.streams.size >= this.options.maxConcurrentStreams) throw new StreamError(id, ErrorCode.REFUSED_STREAM, `over ${this.options.maxConcurrentStreams} concurrent streams`);
+    const malformed = decoded.oversized ? undefined : malformedRequest(decoded.headers, decoded.names);
+    if (malformed) throw new StreamError(id, ErrorCode.PROTOCOL_ERROR, `malformed request: ${malformed}`);
+    const stream = new Http2ServerStream(this, id, this.peerInitialWindow, this.options.streamWindowBytes);
+    stream.remoteEnded = endStream;
+    this.streams.set(id, stream);
+    if (decoded.oversized) return stream.respond(HEADER_LIST_TOO_LARGE, true);
+    this.events.onStream(stream, decoded.headers);
+    if (endStream && !stream.closed) stream.listener.onEnd();
+  }
+
+  private onReset(id: number, payload: Buffer): void {
+    if (payload.length !== 4) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'RST_STREAM not 4 octets');
+    if (id === 0 || id > this.highestStreamId) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `RST_STREAM on ${id === 0 ? 'stream 0' : `idle stream ${id}`}`);
+    const stream = this.streams.get(id);
+    if (stream) this.forget(stream);
+  }
+
+  private onSettings(flags: number, id: number, payload: Buffer): void {
+    if (id !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'SETTINGS on a stream');
+    if (flags & Flag.ACK) {
+      if (payload.length !== 0) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'SETTINGS ACK with a payload');
+      return;
+    }
+    if (payload.length % 6 !== 0) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'SETTINGS payload not a multiple of 6 octets');
+    this.peerSettingsSeen = true;
+    for (let at = 0; at < payload.length; at += 6) {
+      const setting = payload.readUInt16BE(at);
+      const value = payload.readUInt32BE(at + 2);
+      if (setting === Setting.ENABLE_PUSH && value > 1) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `SETTINGS_ENABLE_PUSH ${value}`);
+      if (setting === Setting.MAX_FRAME_SIZE) {
+        if (value < DEFAULT_MAX_FRAME_SIZE || value > LARGEST_MAX_FRAME_SIZE) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `SETTINGS_MAX_FRAME_SIZE ${value}`);
+        this.peerMaxFrameSize = value;
+      }
+      if (setting === Setting.INITIAL_WINDOW_SIZE) {
+        if (value > LARGEST_WINDOW_SIZE) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, `SETTINGS_INITIAL_WINDOW_SIZE ${value}`);
+        const delta = value - this.peerInitialWindow;
+        this.peerInitialWindow = value;
+        for (const stream of this.streams.values()) {
+          stream.sendWindow += delta;
+          if (stream.sendWindow > LARGEST_WINDOW_SIZE) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, `stream ${stream.id}'s window over 2^31-1`);
+        }
+      }
+      // HEADER_TABLE_SIZE bounds the peer's decoder: we never index what we send. Others are advisory or unknown.
+    }
+    this.queueOut(frame(FrameType.SETTINGS, Flag.ACK, 0));
+    this.scheduleFlush();
+  }
+
+  private onPing(flags: number, id: number, payload: Buffer): void {
+    if (id !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'PING on a stream');
+    if (payload.length !== 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'PING not 8 octets');
+    if (!(flags & Flag.ACK)) return this.queueOut(frame(FrameType.PING, Flag.ACK, 0, payload));
+    clearTimeout(this.pingDeadline);
+    this.pingDeadline = undefined;
+  }
+
+  private onWindowUpdate(id: number, payload: Buffer): void {
+    if (payload.length !== 4) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'WINDOW_UPDATE not 4 octets');
+    const increment = payload.readUInt32BE(0) & 0x7fffffff;
+    if (id === 0) {
+      if (increment === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'WINDOW_UPDATE of 0 on the connection');
+      this.sendWindow += increment;
+      if (this.sendWindow > LARGEST_WINDOW_SIZE) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'connection window over 2^31-1');
+      return this.scheduleFlush();
+    }
+    if (id > this.highestStreamId) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `WINDOW_UPDATE on idle stream ${id}`);
+    const stream = this.streams.get(id);
+    if (!stream) return;
+    if (increment === 0) throw new StreamError(id, ErrorCode.PROTOCOL_ERROR, `WINDOW_UPDATE of 0 on stream ${id}`);
+    stream.sendWindow += increment;
+    if (stream.sendWindow > LARGEST_WINDOW_SIZE) throw new StreamError(id, ErrorCode.FLOW_CONTROL_ERROR, `stream ${id}'s window over 2^31-1`);
+    this.pump(stream);
+  }
+
+  // --- sending and closing ---
+
+  /** Our side of the stream is done: it leaves the connection (reset with NO_ERROR when the client is still sending). */
+  private finishLocal(stream: Http2ServerStream): void {
+    if (!stream.remoteEnded) this.sendReset(stream.id, ErrorCode.NO_ERROR);
+    this.forget(stream);
+  }
+
+  private forget(stream: Http2ServerStream): void {
+    this.streams.delete(stream.id);
+    this.waiting.delete(stream);
+    stream.markClosed();
+    this.endIfIdle();
+  }
+
+  private sendReset(id: number, code: number): void {
+    const payload = Buffer.allocUnsafe(4);
+    payload.writeUInt32BE(code, 0);
+    this.queueOut(frame(FrameType.RST_STREAM, 0, id, payload));
+    this.resetByUs.add(id);
+    if (this.resetByUs.size > REMEMBERED_RESETS) this.resetByUs.delete(this.resetByUs.values().next().value as number);
+  }
+
+  private grantConnectionWindow(extra: number): void {
+    const increment = this.recvUnacked + extra;
+    if (increment <= 0) return;
+    this.queueOut(windowUpdate(0, increment));
+    this.recvWindow += increment;
+    this.recvUnacked = 0;
+  }
+
+  private ping(): void {
+    if (this.closed || this.pingDeadline) return;
+    this.queueOut(frame(FrameType.PING, 0, 0, Buffer.alloc(8)));
+    // No answer within the timeout: the peer is gone without closing.
+    this.pingDeadline = setTimeout(() => this.socket.destroy(), this.options.keepaliveTimeoutMs);
+    this.pingDeadline.unref();
+  }
+
+  private goAway(code: number, message: string): void {
+    const debug = Buffer.from(message.slice(0, 256), 'utf8');
+    const payload = Buffer.allocUnsafe(8 + debug.length);
+    payload.writeUInt32BE(this.highestStreamId, 0);
+    payload.writeUInt32BE(code, 4);
+    debug.copy(payload, 8);
+    this.queueOut(frame(FrameType.GOAWAY, 0, 0, payload));
+    this.goawaySent = true;
+  }
+
+  private fail(err: unknown): void {
+    const error = err instanceof ConnectionError ? err : new ConnectionError(ErrorCode.INTERNAL_ERROR, err instanceof Error ? err.message : String(err));
+    this.events.onError(error);
+    if (this.closed) return;
+    this.goAway(error.code, error.message);
+    this.endSocket();
+  }
+
+  private endIfIdle(): void {
+    if ((this.goawaySent || this.peerGoingAway) && this.streams.size === 0 && !this.closed) this.endSocket();
+  }
+
+  /** Closes after what is queued (GOAWAY last) is written; streams still open end here. */
+  private endSocket(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.ending = true;
+    for (const stream of [...this.streams.values()]) this.forget(stream);
+    this.flush();
+  }
+
+  private onSocketClose(): void {
+    this.closed = true;
+    clearInterval(this.keepalive);
+    clearTimeout(this.pingDeadline);
+    for (const stream of [...this.streams.values()]) this.forget(stream);
+    this.out = [];
+    this.outBytes = 0;
+    this.events.onClose();
+  }
+
+  private queueOut(bytes: Buffer): void {
+    this.out.push(bytes);
+    this.outBytes += bytes.length;
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    process.nextTick(() => this.flush());
+  }
+
+  /** Frames what the windows allow of every waiting stream, then writes all pending output at once. */
+  private flush(): void {
+    if (this.flushing) return;
+    this.flushing = true;
+    this.flushQueued = false;
+    try {
+      for (const stream of this.waiting) this.frameData(stream);
+      this.writeOut();
+    } finally {
+      this.flushing = false;
+    }
+    if (this.ending && !this.socketEnded) {
+      this.socketEnded = true;
+      this.socket.end();
+      setTimeout(() => this.socket.destroy(), 1000).unref();
+    }
+  }
+
+  private writeOut(): void {
+    const out = this.out;
+    if (out.length === 0) return;
+    const bytes = this.outBytes;
+    this.out = [];
+    this.outBytes = 0;
+    if (this.socket.destroyed || !this.socket.writable) return;
+    if (out.length === 1) this.socket.write(out[0]);
+    else if (bytes <= JOIN_BELOW_BYTES) this.socket.write(Buffer.concat(out, bytes));
+    else {
+      this.socket.cork();
+      for (const part of out) this.socket.write(part);
+      this.socket.uncork();
+    }
+  }
+}
+
+/** A DATA or HEADERS payload without its padding; padding as long as the payload is a PROTOCOL_ERROR. */
+function unpadded(flags: number, payload: Buffer): Buffer {
+  if (!(flags & Flag.PADDED)) return payload;
+  if (payload.length < 1 || payload[0] >= payload.length) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'padding as long as the frame');
+  return payload.subarray(1, payload.length - payload[0]);
+}
+
+function windowUpdate(id: number, increment: number): Buffer {
+  const payload = Buffer.allocUnsafe(4);
+  payload.writeUInt32BE(increment, 0);
+  return frame(FrameType.WINDOW_UPDATE, 0, id, payload);
+}
