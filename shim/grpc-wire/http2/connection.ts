@@ -1,20 +1,21 @@
 // The server side of one HTTP/2 connection (RFC 9113) over a stream socket,
 // for what a gRPC server needs: the client preface and SETTINGS exchange,
-// request header blocks (with CONTINUATION, padding and priority fields),
-// DATA with flow control both ways, RST_STREAM, PING, GOAWAY, a limit on
-// concurrent streams, keepalive pings and a graceful close. Everything we
-// send waits in one list and leaves in one socket write per turn of the
-// event loop (or per batch of received bytes), so a unary answer's HEADERS,
-// DATA and trailers reach the client together. Whatever a peer sends, the
-// outcome is a stream reset or GOAWAY and close, never an exception.
+// request header blocks (header-block.ts, hpack-decoder.ts), DATA with flow
+// control both ways, RST_STREAM, PING, GOAWAY, a limit on concurrent
+// streams, keepalive pings and a graceful close. What we send leaves through
+// SocketWriter, so a unary answer's HEADERS, DATA and trailers reach the
+// client in one write. Whatever a peer sends, the outcome is a stream reset
+// or GOAWAY and close, never an exception out of a socket callback.
 import type { Socket } from 'node:net';
 import { CompressionError, HpackDecoder, type HeaderList } from './hpack-decoder';
 import { encodeHeaderBlock } from './hpack-encoder';
 import { malformedRequest } from './request-headers';
 import { Http2ServerStream, type StreamOwner } from './stream';
+import { HeaderBlockAssembler } from './header-block';
+import { SocketWriter } from './socket-writer';
 import {
-  ConnectionError, DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW_SIZE, ErrorCode, Flag, FrameReader, FrameType,
-  LARGEST_MAX_FRAME_SIZE, LARGEST_WINDOW_SIZE, Setting, StreamError, frame, writeFrameHeader,
+  ConnectionError, DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW_SIZE, ErrorCode, Flag, FrameReader, FrameType, LARGEST_MAX_FRAME_SIZE,
+  LARGEST_WINDOW_SIZE, Setting, StreamError, frame, goawayFrame, headerBlockFrames, uint32Frame, unpadded, writeFrameHeader,
 } from './frames';
 
 export interface ConnectionOptions {
@@ -42,8 +43,6 @@ const LOCAL_MAX_FRAME_SIZE = DEFAULT_MAX_FRAME_SIZE;
 const LOCAL_HEADER_TABLE_SIZE = 4096;
 /** DATA is framed only while the socket holds less than this unsent. */
 const SOCKET_BUDGET_BYTES = 1 << 20;
-/** Pending output up to this size is joined into one buffer; more is written with writev. */
-const JOIN_BELOW_BYTES = 64 * 1024;
 /** Stream ids we reset, remembered so frames the client sent before it heard are ignored. */
 const REMEMBERED_RESETS = 256;
 const HEADER_LIST_TOO_LARGE = encodeHeaderBlock([[':status', '431']]);
@@ -55,9 +54,8 @@ export class Http2ServerConnection implements StreamOwner {
   private readonly resetByUs = new Set<number>();
   private readonly reader: FrameReader;
   private readonly decoder = new HpackDecoder(LOCAL_HEADER_TABLE_SIZE);
-  private out: Buffer[] = [];
-  private outBytes = 0;
-  private flushQueued = false;
+  private readonly writer: SocketWriter;
+  private readonly headerBlocks: HeaderBlockAssembler;
   private highestStreamId = 0;
   private peerSettingsSeen = false;
   private peerMaxFrameSize = DEFAULT_MAX_FRAME_SIZE;
@@ -65,13 +63,9 @@ export class Http2ServerConnection implements StreamOwner {
   private sendWindow = DEFAULT_WINDOW_SIZE;
   private recvWindow = DEFAULT_WINDOW_SIZE;
   private recvUnacked = 0;
-  private continuing?: { streamId: number; endStream: boolean; selfDependent: boolean; fragments: Buffer[]; bytes: number };
   private goawaySent = false;
   private peerGoingAway = false;
   private closed = false;
-  private ending = false;
-  private socketEnded = false;
-  private flushing = false;
   private readonly keepalive: NodeJS.Timeout;
   private pingDeadline?: NodeJS.Timeout;
 
@@ -80,18 +74,20 @@ export class Http2ServerConnection implements StreamOwner {
     private readonly options: ConnectionOptions,
     private readonly events: ConnectionEvents,
   ) {
+    this.writer = new SocketWriter(socket, () => this.frameWaiting());
+    this.headerBlocks = new HeaderBlockAssembler(options.maxHeaderListBytes + LOCAL_HEADER_TABLE_SIZE);
     this.reader = new FrameReader(LOCAL_MAX_FRAME_SIZE, (type, flags, id, payload) => this.onFrame(type, flags, id, payload));
     socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
     // A reset or broken socket is followed by 'close', which is where the streams end.
     socket.on('error', () => undefined);
     socket.on('close', () => this.onSocketClose());
-    socket.on('drain', () => this.flush());
+    socket.on('drain', () => this.writer.flush());
     const settings = Buffer.allocUnsafe(18);
     [[Setting.MAX_CONCURRENT_STREAMS, options.maxConcurrentStreams], [Setting.INITIAL_WINDOW_SIZE, options.streamWindowBytes], [Setting.MAX_HEADER_LIST_SIZE, options.maxHeaderListBytes]].forEach(([id, value], i) => {
       settings.writeUInt16BE(id, i * 6);
       settings.writeUInt32BE(value, i * 6 + 2);
     });
-    this.queueOut(frame(FrameType.SETTINGS, 0, 0, settings));
+    this.writer.queue(frame(FrameType.SETTINGS, 0, 0, settings));
     this.grantConnectionWindow(options.connectionWindowBytes - DEFAULT_WINDOW_SIZE);
     this.keepalive = setInterval(() => this.ping(), options.keepaliveTimeMs);
     this.keepalive.unref();
@@ -101,7 +97,7 @@ export class Http2ServerConnection implements StreamOwner {
   close(): void {
     if (this.closed) return;
     if (!this.goawaySent) this.goAway(ErrorCode.NO_ERROR, '');
-    this.flush();
+    this.writer.flush();
     this.endIfIdle();
   }
 
@@ -112,17 +108,7 @@ export class Http2ServerConnection implements StreamOwner {
   // --- what streams ask of the connection (StreamOwner) ---
 
   sendHeaderBlock(streamId: number, block: Buffer, endStream: boolean): void {
-    const max = this.peerMaxFrameSize;
-    const end = endStream ? Flag.END_STREAM : 0;
-    if (block.length <= max) {
-      this.queueOut(frame(FrameType.HEADERS, end | Flag.END_HEADERS, streamId, block));
-    } else {
-      this.queueOut(frame(FrameType.HEADERS, end, streamId, block.subarray(0, max)));
-      for (let at = max; at < block.length; at += max) {
-        const last = at + max >= block.length;
-        this.queueOut(frame(FrameType.CONTINUATION, last ? Flag.END_HEADERS : 0, streamId, block.subarray(at, at + max)));
-      }
-    }
+    for (const part of headerBlockFrames(streamId, block, endStream, this.peerMaxFrameSize)) this.writer.queue(part);
     const stream = this.streams.get(streamId);
     if (endStream && stream) this.finishLocal(stream);
   }
@@ -130,14 +116,19 @@ export class Http2ServerConnection implements StreamOwner {
   /** The stream has data or its end queued: framed at the next flush, so a message's parts and the trailers after it travel together. */
   pump(stream: Http2ServerStream): void {
     this.waiting.add(stream);
-    this.scheduleFlush();
+    this.writer.scheduleFlush();
+  }
+
+  /** Called by the writer before each write. */
+  private frameWaiting(): void {
+    for (const stream of this.waiting) this.frameData(stream);
   }
 
   /** Frames what `stream` may send now; it stays in `waiting` while the windows hold some of it back. */
   private frameData(stream: Http2ServerStream): void {
     if (stream.closed) return;
     while (stream.queuedBytes > 0) {
-      const room = Math.min(stream.sendWindow, this.sendWindow, this.peerMaxFrameSize, SOCKET_BUDGET_BYTES - this.socket.writableLength - this.outBytes);
+      const room = Math.min(stream.sendWindow, this.sendWindow, this.peerMaxFrameSize, SOCKET_BUDGET_BYTES - this.writer.socketBacklog - this.writer.queuedBytes);
       if (room <= 0) return;
       const data = stream.takeData(room);
       stream.sendWindow -= data.length;
@@ -145,15 +136,15 @@ export class Http2ServerConnection implements StreamOwner {
       const last = stream.queuedBytes === 0 && stream.localEnded && !stream.trailers;
       const header = Buffer.allocUnsafe(9);
       writeFrameHeader(header, 0, data.length, FrameType.DATA, last ? Flag.END_STREAM : 0, stream.id);
-      this.queueOut(header);
-      this.queueOut(data);
+      this.writer.queue(header);
+      this.writer.queue(data);
       if (last) return this.finishLocal(stream);
     }
     this.waiting.delete(stream);
     if (!stream.localEnded) return;
     if (stream.trailers) this.sendHeaderBlock(stream.id, stream.trailers, true);
     else {
-      this.queueOut(frame(FrameType.DATA, Flag.END_STREAM, stream.id));
+      this.writer.queue(frame(FrameType.DATA, Flag.END_STREAM, stream.id));
       this.finishLocal(stream);
     }
   }
@@ -171,21 +162,22 @@ export class Http2ServerConnection implements StreamOwner {
     } catch (err) {
       this.fail(err);
     }
-    this.flush();
+    this.writer.flush();
   }
 
   private onFrame(type: number, flags: number, id: number, payload: Buffer): void {
     if (this.closed) return;
-    if (this.continuing && type !== FrameType.CONTINUATION) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `a frame of type ${type} inside a header block (CONTINUATION expected)`);
+    this.headerBlocks.checkFrame(type);
     if (!this.peerSettingsSeen && (type !== FrameType.SETTINGS || flags & Flag.ACK)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'the client preface is not followed by SETTINGS');
     try {
       switch (type) {
         case FrameType.DATA:
           return this.onData(flags, id, payload);
         case FrameType.HEADERS:
-          return this.onHeaders(flags, id, payload);
-        case FrameType.CONTINUATION:
-          return this.onContinuation(flags, id, payload);
+        case FrameType.CONTINUATION: {
+          const block = type === FrameType.HEADERS ? this.headerBlocks.headers(flags, id, payload) : this.headerBlocks.continuation(flags, id, payload);
+          return block && this.onHeaderBlock(block.streamId, block.endStream, block.selfDependent, block.block);
+        }
         case FrameType.PRIORITY:
           if (id === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'PRIORITY on stream 0');
           if (payload.length !== 5) throw new StreamError(id, ErrorCode.FRAME_SIZE_ERROR, 'PRIORITY frame not 5 octets');
@@ -239,44 +231,10 @@ export class Http2ServerConnection implements StreamOwner {
     if (stream.remoteEnded) return stream.listener.onEnd();
     stream.recvUnacked += length;
     if (stream.recvUnacked >= this.options.streamWindowBytes / 4) {
-      this.queueOut(windowUpdate(id, stream.recvUnacked));
+      this.writer.queue(uint32Frame(FrameType.WINDOW_UPDATE, id, stream.recvUnacked));
       stream.recvWindow += stream.recvUnacked;
       stream.recvUnacked = 0;
     }
-  }
-
-  private onHeaders(flags: number, id: number, payload: Buffer): void {
-    if (id === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'HEADERS on stream 0');
-    let fragment = unpadded(flags, payload);
-    let selfDependent = false;
-    if (flags & Flag.PRIORITY) {
-      if (fragment.length < 5) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'HEADERS too short for its priority fields');
-      selfDependent = (fragment.readUInt32BE(0) & 0x7fffffff) === id;
-      fragment = fragment.subarray(5);
-    }
-    const endStream = (flags & Flag.END_STREAM) !== 0;
-    if (flags & Flag.END_HEADERS) return this.onHeaderBlock(id, endStream, selfDependent, fragment);
-    this.continuing = { streamId: id, endStream, selfDependent, fragments: [], bytes: 0 };
-    this.addFragment(fragment);
-  }
-
-  private onContinuation(flags: number, id: number, payload: Buffer): void {
-    const block = this.continuing;
-    if (!block || block.streamId !== id) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `CONTINUATION on stream ${id} without a header block to continue`);
-    this.addFragment(payload);
-    if (!(flags & Flag.END_HEADERS)) return;
-    this.continuing = undefined;
-    this.onHeaderBlock(id, block.endStream, block.selfDependent, Buffer.concat(block.fragments, block.bytes));
-  }
-
-  private addFragment(fragment: Buffer): void {
-    const block = this.continuing as NonNullable<typeof this.continuing>;
-    block.bytes += fragment.length;
-    // A coded block is never much larger than the header list it codes.
-    if (block.bytes > this.options.maxHeaderListBytes + LOCAL_HEADER_TABLE_SIZE) {
-      throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, `a header block of more than ${block.bytes} octets (header lists are limited to ${this.options.maxHeaderListBytes})`);
-    }
-    block.fragments.push(Buffer.from(fragment));
   }
 
   private onHeaderBlock(id: number, endStream: boolean, selfDependent: boolean, block: Buffer): void {
@@ -348,14 +306,13 @@ export class Http2ServerConnection implements StreamOwner {
       }
       // HEADER_TABLE_SIZE bounds the peer's decoder: we never index what we send. Others are advisory or unknown.
     }
-    this.queueOut(frame(FrameType.SETTINGS, Flag.ACK, 0));
-    this.scheduleFlush();
+    this.writer.queue(frame(FrameType.SETTINGS, Flag.ACK, 0));
   }
 
   private onPing(flags: number, id: number, payload: Buffer): void {
     if (id !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'PING on a stream');
     if (payload.length !== 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'PING not 8 octets');
-    if (!(flags & Flag.ACK)) return this.queueOut(frame(FrameType.PING, Flag.ACK, 0, payload));
+    if (!(flags & Flag.ACK)) return this.writer.queue(frame(FrameType.PING, Flag.ACK, 0, payload));
     clearTimeout(this.pingDeadline);
     this.pingDeadline = undefined;
   }
@@ -367,7 +324,7 @@ export class Http2ServerConnection implements StreamOwner {
       if (increment === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'WINDOW_UPDATE of 0 on the connection');
       this.sendWindow += increment;
       if (this.sendWindow > LARGEST_WINDOW_SIZE) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'connection window over 2^31-1');
-      return this.scheduleFlush();
+      return this.writer.scheduleFlush();
     }
     if (id > this.highestStreamId) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `WINDOW_UPDATE on idle stream ${id}`);
     const stream = this.streams.get(id);
@@ -394,9 +351,7 @@ export class Http2ServerConnection implements StreamOwner {
   }
 
   private sendReset(id: number, code: number): void {
-    const payload = Buffer.allocUnsafe(4);
-    payload.writeUInt32BE(code, 0);
-    this.queueOut(frame(FrameType.RST_STREAM, 0, id, payload));
+    this.writer.queue(uint32Frame(FrameType.RST_STREAM, id, code));
     this.resetByUs.add(id);
     if (this.resetByUs.size > REMEMBERED_RESETS) this.resetByUs.delete(this.resetByUs.values().next().value as number);
   }
@@ -404,26 +359,21 @@ export class Http2ServerConnection implements StreamOwner {
   private grantConnectionWindow(extra: number): void {
     const increment = this.recvUnacked + extra;
     if (increment <= 0) return;
-    this.queueOut(windowUpdate(0, increment));
+    this.writer.queue(uint32Frame(FrameType.WINDOW_UPDATE, 0, increment));
     this.recvWindow += increment;
     this.recvUnacked = 0;
   }
 
   private ping(): void {
     if (this.closed || this.pingDeadline) return;
-    this.queueOut(frame(FrameType.PING, 0, 0, Buffer.alloc(8)));
+    this.writer.queue(frame(FrameType.PING, 0, 0, Buffer.alloc(8)));
     // No answer within the timeout: the peer is gone without closing.
     this.pingDeadline = setTimeout(() => this.socket.destroy(), this.options.keepaliveTimeoutMs);
     this.pingDeadline.unref();
   }
 
   private goAway(code: number, message: string): void {
-    const debug = Buffer.from(message.slice(0, 256), 'utf8');
-    const payload = Buffer.allocUnsafe(8 + debug.length);
-    payload.writeUInt32BE(this.highestStreamId, 0);
-    payload.writeUInt32BE(code, 4);
-    debug.copy(payload, 8);
-    this.queueOut(frame(FrameType.GOAWAY, 0, 0, payload));
+    this.writer.queue(goawayFrame(this.highestStreamId, code, message));
     this.goawaySent = true;
   }
 
@@ -443,9 +393,8 @@ export class Http2ServerConnection implements StreamOwner {
   private endSocket(): void {
     if (this.closed) return;
     this.closed = true;
-    this.ending = true;
     for (const stream of [...this.streams.values()]) this.forget(stream);
-    this.flush();
+    this.writer.endAfterFlush();
   }
 
   private onSocketClose(): void {
@@ -453,67 +402,7 @@ export class Http2ServerConnection implements StreamOwner {
     clearInterval(this.keepalive);
     clearTimeout(this.pingDeadline);
     for (const stream of [...this.streams.values()]) this.forget(stream);
-    this.out = [];
-    this.outBytes = 0;
+    this.writer.discard();
     this.events.onClose();
   }
-
-  private queueOut(bytes: Buffer): void {
-    this.out.push(bytes);
-    this.outBytes += bytes.length;
-    this.scheduleFlush();
-  }
-
-  private scheduleFlush(): void {
-    if (this.flushQueued) return;
-    this.flushQueued = true;
-    process.nextTick(() => this.flush());
-  }
-
-  /** Frames what the windows allow of every waiting stream, then writes all pending output at once. */
-  private flush(): void {
-    if (this.flushing) return;
-    this.flushing = true;
-    this.flushQueued = false;
-    try {
-      for (const stream of this.waiting) this.frameData(stream);
-      this.writeOut();
-    } finally {
-      this.flushing = false;
-    }
-    if (this.ending && !this.socketEnded) {
-      this.socketEnded = true;
-      this.socket.end();
-      setTimeout(() => this.socket.destroy(), 1000).unref();
-    }
-  }
-
-  private writeOut(): void {
-    const out = this.out;
-    if (out.length === 0) return;
-    const bytes = this.outBytes;
-    this.out = [];
-    this.outBytes = 0;
-    if (this.socket.destroyed || !this.socket.writable) return;
-    if (out.length === 1) this.socket.write(out[0]);
-    else if (bytes <= JOIN_BELOW_BYTES) this.socket.write(Buffer.concat(out, bytes));
-    else {
-      this.socket.cork();
-      for (const part of out) this.socket.write(part);
-      this.socket.uncork();
-    }
-  }
-}
-
-/** A DATA or HEADERS payload without its padding; padding as long as the payload is a PROTOCOL_ERROR. */
-function unpadded(flags: number, payload: Buffer): Buffer {
-  if (!(flags & Flag.PADDED)) return payload;
-  if (payload.length < 1 || payload[0] >= payload.length) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'padding as long as the frame');
-  return payload.subarray(1, payload.length - payload[0]);
-}
-
-function windowUpdate(id: number, increment: number): Buffer {
-  const payload = Buffer.allocUnsafe(4);
-  payload.writeUInt32BE(increment, 0);
-  return frame(FrameType.WINDOW_UPDATE, 0, id, payload);
 }

@@ -135,3 +135,39 @@ export class FrameReader {
     if (at < data.length) this.pending = data.subarray(at);
   }
 }
+
+/** A DATA or HEADERS payload without its padding; padding as long as the payload is a PROTOCOL_ERROR. */
+export function unpadded(flags: number, payload: Buffer): Buffer {
+  if (!(flags & Flag.PADDED)) return payload;
+  if (payload.length < 1 || payload[0] >= payload.length) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'padding as long as the frame');
+  return payload.subarray(1, payload.length - payload[0]);
+}
+
+/** A frame whose payload is one 32-bit value (WINDOW_UPDATE, RST_STREAM). */
+export function uint32Frame(type: number, streamId: number, value: number): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_HEADER_LENGTH + 4);
+  writeFrameHeader(out, 0, 4, type, 0, streamId);
+  out.writeUInt32BE(value, FRAME_HEADER_LENGTH);
+  return out;
+}
+
+/** A header block as a HEADERS frame and, past `maxFrameSize`, CONTINUATION frames. */
+export function headerBlockFrames(streamId: number, block: Buffer, endStream: boolean, maxFrameSize: number): Buffer[] {
+  const end = endStream ? Flag.END_STREAM : 0;
+  if (block.length <= maxFrameSize) return [frame(FrameType.HEADERS, end | Flag.END_HEADERS, streamId, block)];
+  const frames = [frame(FrameType.HEADERS, end, streamId, block.subarray(0, maxFrameSize))];
+  for (let at = maxFrameSize; at < block.length; at += maxFrameSize) {
+    frames.push(frame(FrameType.CONTINUATION, at + maxFrameSize >= block.length ? Flag.END_HEADERS : 0, streamId, block.subarray(at, at + maxFrameSize)));
+  }
+  return frames;
+}
+
+/** GOAWAY naming the last stream the sender took, with a readable reason as debug data. */
+export function goawayFrame(lastStreamId: number, code: number, reason: string): Buffer {
+  const debug = Buffer.from(reason.slice(0, 256), 'utf8');
+  const payload = Buffer.allocUnsafe(8 + debug.length);
+  payload.writeUInt32BE(lastStreamId, 0);
+  payload.writeUInt32BE(code, 4);
+  debug.copy(payload, 8);
+  return frame(FrameType.GOAWAY, 0, 0, payload);
+}
