@@ -59,6 +59,10 @@ export class GrpcServer {
       keepaliveTimeoutMs: options.keepaliveTimeoutMs,
     };
     this.server = createServer((socket) => this.onConnection(socket));
+    // A failed accept (EMFILE) concerns that connection only; without a listener it would end the process.
+    this.server.on('error', (err) => {
+      if (this.server.listening) this.options.onSessionError?.(err);
+    });
   }
 
   /** Serves `path` (/package.Service/Method) with `handler`. */
