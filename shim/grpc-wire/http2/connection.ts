@@ -13,10 +13,8 @@ import { malformedRequest } from './request-headers';
 import { Http2ServerStream, type StreamOwner } from './stream';
 import { HeaderBlockAssembler } from './header-block';
 import { SocketWriter } from './socket-writer';
-import {
-  ConnectionError, DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW_SIZE, ErrorCode, Flag, FrameReader, FrameType, LARGEST_MAX_FRAME_SIZE,
-  LARGEST_WINDOW_SIZE, Setting, StreamError, frame, goawayFrame, headerBlockFrames, uint32Frame, unpadded, writeFrameHeader,
-} from './frames';
+import { AnswerSender } from './answer-sender';
+import { ConnectionError, DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW_SIZE, ErrorCode, Flag, FrameReader, FrameType, Setting, StreamError, frame, goawayFrame, uint32Frame, unpadded } from './frames';
 
 export interface ConnectionOptions {
   maxConcurrentStreams: number;
@@ -41,26 +39,20 @@ export interface ConnectionEvents {
 /** We keep the protocol's default frame size and HPACK table size for what we receive. */
 const LOCAL_MAX_FRAME_SIZE = DEFAULT_MAX_FRAME_SIZE;
 const LOCAL_HEADER_TABLE_SIZE = 4096;
-/** DATA is framed only while the socket holds less than this unsent. */
-const SOCKET_BUDGET_BYTES = 1 << 20;
 /** Stream ids we reset, remembered so frames the client sent before it heard are ignored. */
 const REMEMBERED_RESETS = 256;
 const HEADER_LIST_TOO_LARGE = encodeHeaderBlock([[':status', '431']]);
 
 export class Http2ServerConnection implements StreamOwner {
   private readonly streams = new Map<number, Http2ServerStream>();
-  /** Streams with answer bytes or an end not yet framed. */
-  private readonly waiting = new Set<Http2ServerStream>();
   private readonly resetByUs = new Set<number>();
   private readonly reader: FrameReader;
   private readonly decoder = new HpackDecoder(LOCAL_HEADER_TABLE_SIZE);
   private readonly writer: SocketWriter;
+  private readonly sender: AnswerSender;
   private readonly headerBlocks: HeaderBlockAssembler;
   private highestStreamId = 0;
   private peerSettingsSeen = false;
-  private peerMaxFrameSize = DEFAULT_MAX_FRAME_SIZE;
-  private peerInitialWindow = DEFAULT_WINDOW_SIZE;
-  private sendWindow = DEFAULT_WINDOW_SIZE;
   private recvWindow = DEFAULT_WINDOW_SIZE;
   private recvUnacked = 0;
   private goawaySent = false;
@@ -74,7 +66,8 @@ export class Http2ServerConnection implements StreamOwner {
     private readonly options: ConnectionOptions,
     private readonly events: ConnectionEvents,
   ) {
-    this.writer = new SocketWriter(socket, () => this.frameWaiting());
+    this.writer = new SocketWriter(socket, () => this.sender.frameWaiting());
+    this.sender = new AnswerSender(this.writer, (stream) => this.finishLocal(stream));
     this.headerBlocks = new HeaderBlockAssembler(options.maxHeaderListBytes + LOCAL_HEADER_TABLE_SIZE);
     this.reader = new FrameReader(LOCAL_MAX_FRAME_SIZE, (type, flags, id, payload) => this.onFrame(type, flags, id, payload));
     socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
@@ -107,46 +100,12 @@ export class Http2ServerConnection implements StreamOwner {
 
   // --- what streams ask of the connection (StreamOwner) ---
 
-  sendHeaderBlock(streamId: number, block: Buffer, endStream: boolean): void {
-    for (const part of headerBlockFrames(streamId, block, endStream, this.peerMaxFrameSize)) this.writer.queue(part);
-    const stream = this.streams.get(streamId);
-    if (endStream && stream) this.finishLocal(stream);
+  sendHeaderBlock(stream: Http2ServerStream, block: Buffer, endStream: boolean): void {
+    this.sender.headerBlock(stream, block, endStream);
   }
 
-  /** The stream has data or its end queued: framed at the next flush, so a message's parts and the trailers after it travel together. */
   pump(stream: Http2ServerStream): void {
-    this.waiting.add(stream);
-    this.writer.scheduleFlush();
-  }
-
-  /** Called by the writer before each write. */
-  private frameWaiting(): void {
-    for (const stream of this.waiting) this.frameData(stream);
-  }
-
-  /** Frames what `stream` may send now; it stays in `waiting` while the windows hold some of it back. */
-  private frameData(stream: Http2ServerStream): void {
-    if (stream.closed) return;
-    while (stream.queuedBytes > 0) {
-      const room = Math.min(stream.sendWindow, this.sendWindow, this.peerMaxFrameSize, SOCKET_BUDGET_BYTES - this.writer.socketBacklog - this.writer.queuedBytes);
-      if (room <= 0) return;
-      const data = stream.takeData(room);
-      stream.sendWindow -= data.length;
-      this.sendWindow -= data.length;
-      const last = stream.queuedBytes === 0 && stream.localEnded && !stream.trailers;
-      const header = Buffer.allocUnsafe(9);
-      writeFrameHeader(header, 0, data.length, FrameType.DATA, last ? Flag.END_STREAM : 0, stream.id);
-      this.writer.queue(header);
-      this.writer.queue(data);
-      if (last) return this.finishLocal(stream);
-    }
-    this.waiting.delete(stream);
-    if (!stream.localEnded) return;
-    if (stream.trailers) this.sendHeaderBlock(stream.id, stream.trailers, true);
-    else {
-      this.writer.queue(frame(FrameType.DATA, Flag.END_STREAM, stream.id));
-      this.finishLocal(stream);
-    }
+    this.sender.pump(stream);
   }
 
   resetStream(stream: Http2ServerStream, code: number): void {
@@ -264,7 +223,7 @@ export class Http2ServerConnection implements StreamOwner {
     if (this.streams.size >= this.options.maxConcurrentStreams) throw new StreamError(id, ErrorCode.REFUSED_STREAM, `over ${this.options.maxConcurrentStreams} concurrent streams`);
     const malformed = decoded.oversized ? undefined : malformedRequest(decoded.headers, decoded.names);
     if (malformed) throw new StreamError(id, ErrorCode.PROTOCOL_ERROR, `malformed request: ${malformed}`);
-    const stream = new Http2ServerStream(this, id, this.peerInitialWindow, this.options.streamWindowBytes);
+    const stream = new Http2ServerStream(this, id, this.sender.peerInitialWindow, this.options.streamWindowBytes);
     stream.remoteEnded = endStream;
     this.streams.set(id, stream);
     if (decoded.oversized) return stream.respond(HEADER_LIST_TOO_LARGE, true);
@@ -287,28 +246,9 @@ export class Http2ServerConnection implements StreamOwner {
     }
     if (payload.length % 6 !== 0) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'SETTINGS payload not a multiple of 6 octets');
     this.peerSettingsSeen = true;
-    for (let at = 0; at < payload.length; at += 6) {
-      const setting = payload.readUInt16BE(at);
-      const value = payload.readUInt32BE(at + 2);
-      if (setting === Setting.ENABLE_PUSH && value > 1) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `SETTINGS_ENABLE_PUSH ${value}`);
-      if (setting === Setting.MAX_FRAME_SIZE) {
-        if (value < DEFAULT_MAX_FRAME_SIZE || value > LARGEST_MAX_FRAME_SIZE) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `SETTINGS_MAX_FRAME_SIZE ${value}`);
-        this.peerMaxFrameSize = value;
-      }
-      if (setting === Setting.INITIAL_WINDOW_SIZE) {
-        if (value > LARGEST_WINDOW_SIZE) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, `SETTINGS_INITIAL_WINDOW_SIZE ${value}`);
-        const delta = value - this.peerInitialWindow;
-        this.peerInitialWindow = value;
-        for (const stream of this.streams.values()) {
-          stream.sendWindow += delta;
-          if (stream.sendWindow > LARGEST_WINDOW_SIZE) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, `stream ${stream.id}'s window over 2^31-1`);
-        }
-      }
-      // HEADER_TABLE_SIZE bounds the peer's decoder: we never index what we send. Others are advisory or unknown.
-    }
+    this.sender.applySettings(payload, this.streams.values());
     this.writer.queue(frame(FrameType.SETTINGS, Flag.ACK, 0));
   }
-
   private onPing(flags: number, id: number, payload: Buffer): void {
     if (id !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'PING on a stream');
     if (payload.length !== 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'PING not 8 octets');
@@ -320,19 +260,10 @@ export class Http2ServerConnection implements StreamOwner {
   private onWindowUpdate(id: number, payload: Buffer): void {
     if (payload.length !== 4) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'WINDOW_UPDATE not 4 octets');
     const increment = payload.readUInt32BE(0) & 0x7fffffff;
-    if (id === 0) {
-      if (increment === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'WINDOW_UPDATE of 0 on the connection');
-      this.sendWindow += increment;
-      if (this.sendWindow > LARGEST_WINDOW_SIZE) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'connection window over 2^31-1');
-      return this.writer.scheduleFlush();
-    }
+    if (id === 0) return this.sender.windowUpdate(increment);
     if (id > this.highestStreamId) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `WINDOW_UPDATE on idle stream ${id}`);
     const stream = this.streams.get(id);
-    if (!stream) return;
-    if (increment === 0) throw new StreamError(id, ErrorCode.PROTOCOL_ERROR, `WINDOW_UPDATE of 0 on stream ${id}`);
-    stream.sendWindow += increment;
-    if (stream.sendWindow > LARGEST_WINDOW_SIZE) throw new StreamError(id, ErrorCode.FLOW_CONTROL_ERROR, `stream ${id}'s window over 2^31-1`);
-    this.pump(stream);
+    if (stream) this.sender.windowUpdate(increment, stream);
   }
 
   // --- sending and closing ---
@@ -345,7 +276,7 @@ export class Http2ServerConnection implements StreamOwner {
 
   private forget(stream: Http2ServerStream): void {
     this.streams.delete(stream.id);
-    this.waiting.delete(stream);
+    this.sender.forget(stream);
     stream.markClosed();
     this.endIfIdle();
   }

@@ -17,7 +17,7 @@ export interface StreamListener {
 
 /** What a stream needs of its connection. */
 export interface StreamOwner {
-  sendHeaderBlock(streamId: number, block: Buffer, endStream: boolean): void;
+  sendHeaderBlock(stream: Http2ServerStream, block: Buffer, endStream: boolean): void;
   /** The stream has data (or its end) queued: send what the windows allow. */
   pump(stream: Http2ServerStream): void;
   /** Sends RST_STREAM and forgets the stream. */
@@ -63,7 +63,7 @@ export class Http2ServerStream {
   respond(block: Buffer, endStream: boolean): void {
     if (this.closed || this.localEnded) return;
     if (endStream) this.localEnded = true;
-    this.owner.sendHeaderBlock(this.id, block, endStream);
+    this.owner.sendHeaderBlock(this, block, endStream);
   }
 
   /** Queues answer bytes. False when the queue is over its mark: wait for drained() before writing more. */

@@ -1,0 +1,115 @@
+// The sending half of a connection's flow control (RFC 9113 5.2, 6.9): the
+// peer's settings that shape what we send (MAX_FRAME_SIZE,
+// INITIAL_WINDOW_SIZE), the connection and stream send windows, and the
+// framing of queued answers into DATA frames as far as both windows, the
+// peer's frame size and the socket's backlog allow. A stream held back stays
+// waiting and goes on at the next flush after a WINDOW_UPDATE or SETTINGS.
+import type { SocketWriter } from './socket-writer';
+import type { Http2ServerStream } from './stream';
+import {
+  ConnectionError, DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW_SIZE, ErrorCode, Flag, FrameType, LARGEST_MAX_FRAME_SIZE,
+  LARGEST_WINDOW_SIZE, Setting, StreamError, frame, headerBlockFrames, writeFrameHeader,
+} from './frames';
+
+/** DATA is framed only while the socket holds less than this unsent. */
+const SOCKET_BUDGET_BYTES = 1 << 20;
+
+export class AnswerSender {
+  /** What the peer's SETTINGS said (defaults until then); its initial window is each new stream's send window. */
+  peerInitialWindow = DEFAULT_WINDOW_SIZE;
+  private peerMaxFrameSize = DEFAULT_MAX_FRAME_SIZE;
+  private sendWindow = DEFAULT_WINDOW_SIZE;
+  /** Streams with answer bytes or an end not yet framed. */
+  private readonly waiting = new Set<Http2ServerStream>();
+
+  constructor(
+    private readonly writer: SocketWriter,
+    /** Our END_STREAM for `stream` is queued: the connection closes the stream. */
+    private readonly localEnded: (stream: Http2ServerStream) => void,
+  ) {}
+
+  /** Queues a header block (HEADERS, then CONTINUATION past the peer's frame size). */
+  headerBlock(stream: Http2ServerStream, block: Buffer, endStream: boolean): void {
+    for (const part of headerBlockFrames(stream.id, block, endStream, this.peerMaxFrameSize)) this.writer.queue(part);
+    if (endStream) this.localEnded(stream);
+  }
+
+  /** `stream` has data or its end queued: framed at the next flush, so a message's parts and the trailers after it travel together. */
+  pump(stream: Http2ServerStream): void {
+    this.waiting.add(stream);
+    this.writer.scheduleFlush();
+  }
+
+  forget(stream: Http2ServerStream): void {
+    this.waiting.delete(stream);
+  }
+
+  /** Called by the writer before each write. */
+  frameWaiting(): void {
+    for (const stream of this.waiting) this.frameData(stream);
+  }
+
+  /** A SETTINGS frame's payload from the peer; `streams` are the open ones, whose send windows move with INITIAL_WINDOW_SIZE. */
+  applySettings(payload: Buffer, streams: Iterable<Http2ServerStream>): void {
+    for (let at = 0; at < payload.length; at += 6) {
+      const setting = payload.readUInt16BE(at);
+      const value = payload.readUInt32BE(at + 2);
+      if (setting === Setting.ENABLE_PUSH && value > 1) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `SETTINGS_ENABLE_PUSH ${value}`);
+      if (setting === Setting.MAX_FRAME_SIZE) {
+        if (value < DEFAULT_MAX_FRAME_SIZE || value > LARGEST_MAX_FRAME_SIZE) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `SETTINGS_MAX_FRAME_SIZE ${value}`);
+        this.peerMaxFrameSize = value;
+      }
+      if (setting === Setting.INITIAL_WINDOW_SIZE) {
+        if (value > LARGEST_WINDOW_SIZE) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, `SETTINGS_INITIAL_WINDOW_SIZE ${value}`);
+        const delta = value - this.peerInitialWindow;
+        this.peerInitialWindow = value;
+        for (const stream of streams) {
+          stream.sendWindow += delta;
+          if (stream.sendWindow > LARGEST_WINDOW_SIZE) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, `stream ${stream.id}'s window over 2^31-1`);
+        }
+      }
+      // HEADER_TABLE_SIZE bounds the peer's decoder: we never index what we send. The rest are advisory or unknown.
+    }
+    this.writer.scheduleFlush();
+  }
+
+  /** A WINDOW_UPDATE's increment, for the connection (`stream` undefined) or a stream. */
+  windowUpdate(increment: number, stream?: Http2ServerStream): void {
+    if (!stream) {
+      if (increment === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'WINDOW_UPDATE of 0 on the connection');
+      this.sendWindow += increment;
+      if (this.sendWindow > LARGEST_WINDOW_SIZE) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'connection window over 2^31-1');
+      return this.writer.scheduleFlush();
+    }
+    if (increment === 0) throw new StreamError(stream.id, ErrorCode.PROTOCOL_ERROR, `WINDOW_UPDATE of 0 on stream ${stream.id}`);
+    stream.sendWindow += increment;
+    if (stream.sendWindow > LARGEST_WINDOW_SIZE) throw new StreamError(stream.id, ErrorCode.FLOW_CONTROL_ERROR, `stream ${stream.id}'s window over 2^31-1`);
+    this.pump(stream);
+  }
+
+  /** Frames what `stream` may send now; it stays waiting while the windows hold some of it back. */
+  private frameData(stream: Http2ServerStream): void {
+    if (stream.closed) return;
+    while (stream.queuedBytes > 0) {
+      const room = Math.min(stream.sendWindow, this.sendWindow, this.peerMaxFrameSize, SOCKET_BUDGET_BYTES - this.writer.socketBacklog - this.writer.queuedBytes);
+      if (room <= 0) return;
+      const data = stream.takeData(room);
+      stream.sendWindow -= data.length;
+      this.sendWindow -= data.length;
+      const last = stream.queuedBytes === 0 && stream.localEnded && !stream.trailers;
+      const header = Buffer.allocUnsafe(9);
+      writeFrameHeader(header, 0, data.length, FrameType.DATA, last ? Flag.END_STREAM : 0, stream.id);
+      this.writer.queue(header);
+      this.writer.queue(data);
+      if (last) {
+        this.waiting.delete(stream);
+        return this.localEnded(stream);
+      }
+    }
+    this.waiting.delete(stream);
+    if (!stream.localEnded) return;
+    if (stream.trailers) return this.headerBlock(stream, stream.trailers, true);
+    this.writer.queue(frame(FrameType.DATA, Flag.END_STREAM, stream.id));
+    this.localEnded(stream);
+  }
+}
