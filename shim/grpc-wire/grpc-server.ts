@@ -3,14 +3,17 @@
 // one message (unary) or a stream of them. It runs on berth's own HTTP/2
 // server transport (http2/, from RFC 9113 and RFC 7541) over node:net.
 //
-// Why not node:http2: per call, nghttp2's Http2Stream Duplex objects, header
-// object conversions and stream events cost berthd ~350 us of CPU for a
-// Version call (containerd: ~160), and a unary answer left in two socket
-// writes (HEADERS+DATA, then trailers), so the client woke and parsed twice.
-// Here a unary answer is one write. Why not grpc-js's server (session 4):
-// interceptor chains, metadata objects and per-call event plumbing cost as
-// much CPU per call as the rest of berth. grpc-js stays the client (tests,
-// bench/) and the source of the generated service definitions.
+// Why not node:http2 (session 4's transport): per call, nghttp2's
+// Http2Stream Duplex objects, header object conversions and stream events
+// cost berthd ~220 us of CPU for a Version call against containerd's ~130,
+// and a unary answer left in two socket writes (HEADERS+DATA, then the
+// trailers), so the client woke and parsed twice. Here a unary answer is one
+// write; bench/call-floor.ts (idle node, grpc-js client, load ~2.7): berthd
+// CPU per Version call 220 -> 90 us, wall 0.42 -> 0.24 ms (containerd 0.31),
+// the client's CPU 280 -> 160 us. Why not grpc-js's server (berthd's until
+// session 4): interceptor chains, metadata objects and per-call event
+// plumbing cost as much CPU per call as the rest of berth. grpc-js stays the
+// client (tests, bench/) and the source of the generated service definitions.
 import { createServer, type Server, type Socket } from 'node:net';
 import { gunzip, inflate } from 'node:zlib';
 import { Http2ServerConnection, type ConnectionOptions } from './http2/connection';

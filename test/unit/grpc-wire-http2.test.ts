@@ -12,7 +12,7 @@ import { GrpcServer } from '../../shim/grpc-wire/grpc-server';
 import type { ServerCall } from '../../shim/grpc-wire/server-call';
 import { GrpcCode } from '../../shim/grpc-wire/status-codes';
 import { MessageReader, framedMessage } from '../../shim/grpc-wire/message-frames';
-import { ErrorCode, Flag, FrameType, Setting, frame, uint32Frame } from '../../shim/grpc-wire/http2/frames';
+import { CLIENT_PREFACE, ErrorCode, Flag, FrameType, Setting, frame, uint32Frame } from '../../shim/grpc-wire/http2/frames';
 import { RawHttp2Client, type ReceivedFrame, requestBlock, settingsFrame } from '../support/raw-http2-client';
 
 const OK = { code: GrpcCode.OK, details: '' };
@@ -96,6 +96,17 @@ describe('HTTP/2 server transport', () => {
     );
     await c.until(ended(1));
     assert.deepEqual(messagesOn(c.frames, 1).map(String), ['padded']);
+  });
+
+  test('a connection whose bytes arrive one octet per write is served', async () => {
+    const c = client({ preface: false });
+    const bytes = Buffer.concat([CLIENT_PREFACE, settingsFrame(), frame(FrameType.HEADERS, Flag.END_HEADERS, 1, requestBlock()), frame(FrameType.DATA, Flag.END_STREAM, 1, framedMessage(Buffer.from('trickled')))]);
+    for (const byte of bytes) {
+      c.send(Buffer.from([byte]));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await c.until(ended(1));
+    assert.deepEqual(messagesOn(c.frames, 1).map(String), ['trickled']);
   });
 
   test('PRIORITY frames and frames of unknown types are ignored', async () => {

@@ -98,7 +98,10 @@ export type FrameHandler = (type: number, flags: number, streamId: number, paylo
  * FRAME_SIZE_ERROR before any of its payload is buffered.
  */
 export class FrameReader {
-  private pending?: Buffer;
+  /** Bytes of an incomplete frame (or preface), kept as they came until `needed` of them are there: one copy, however small the reads. */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private needed = CLIENT_PREFACE.length;
   private prefaceSeen = false;
 
   constructor(
@@ -108,16 +111,20 @@ export class FrameReader {
 
   /** Feeds bytes; calls onFrame for each whole frame. Throws ConnectionError (and whatever onFrame throws). */
   push(chunk: Buffer): void {
-    const data = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
-    this.pending = undefined;
+    let data = chunk;
+    if (this.pendingBytes > 0) {
+      this.pending.push(chunk);
+      this.pendingBytes += chunk.length;
+      if (this.pendingBytes < this.needed && this.prefaceSeen) return;
+      data = Buffer.concat(this.pending, this.pendingBytes);
+      this.pending = [];
+      this.pendingBytes = 0;
+    }
     let at = 0;
     if (!this.prefaceSeen) {
       const seen = Math.min(data.length, CLIENT_PREFACE.length);
       if (data.compare(CLIENT_PREFACE, 0, seen, 0, seen) !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'the connection does not start with the HTTP/2 client preface');
-      if (seen < CLIENT_PREFACE.length) {
-        this.pending = data;
-        return;
-      }
+      if (seen < CLIENT_PREFACE.length) return this.keep(data, CLIENT_PREFACE.length);
       this.prefaceSeen = true;
       at = CLIENT_PREFACE.length;
     }
@@ -125,14 +132,20 @@ export class FrameReader {
       const length = (data[at] << 16) | (data[at + 1] << 8) | data[at + 2];
       if (length > this.maxFrameSize) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, `a frame of ${length} octets, over the ${this.maxFrameSize} allowed`);
       const end = at + FRAME_HEADER_LENGTH + length;
-      if (end > data.length) break;
+      if (end > data.length) return this.keep(data.subarray(at), FRAME_HEADER_LENGTH + length);
       const type = data[at + 3];
       const flags = data[at + 4];
       const streamId = data.readUInt32BE(at + 5) & 0x7fffffff;
       this.onFrame(type, flags, streamId, data.subarray(at + FRAME_HEADER_LENGTH, end));
       at = end;
     }
-    if (at < data.length) this.pending = data.subarray(at);
+    if (at < data.length) this.keep(data.subarray(at), FRAME_HEADER_LENGTH);
+  }
+
+  private keep(rest: Buffer, needed: number): void {
+    this.pending = [rest];
+    this.pendingBytes = rest.length;
+    this.needed = needed;
   }
 }
 
