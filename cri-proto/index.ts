@@ -65,11 +65,37 @@ export function parseCriProto(): protobuf.Root {
   return root;
 }
 
+/** protobufjs's editions features resolution, which its Root.fromJSON runs before resolving every type. */
+interface FeatureResolution {
+  _edition?: string;
+  _resolveFeaturesRecursive?(edition: string | undefined): unknown;
+}
+
+/**
+ * The root of a parsed proto with its names and editions features resolved, not its types: protobufjs
+ * resolves a message type, generating its constructor and codecs, when it is first encoded or decoded.
+ * Root.fromJSON resolves all ~300 CRI messages (one generated constructor each: ~8 ms of berthd's
+ * start); so a start resolves none and a call the few it uses, with the same features and so the same
+ * bytes (test/unit/cri-proto.test.ts). Without the features step (another protobufjs), all of them.
+ */
+export function rootWithLazyTypes(json: protobuf.INamespace): protobuf.Root {
+  const root = new protobuf.Root();
+  if (json.options) root.setOptions(json.options);
+  root.addJSON(json.nested ?? {});
+  const features = root as unknown as FeatureResolution;
+  if (typeof features._resolveFeaturesRecursive !== 'function') {
+    root.resolveAll();
+    return root;
+  }
+  features._resolveFeaturesRecursive(features._edition);
+  return root;
+}
+
 function loadRoot(): protobuf.Root {
   const sha256 = protoSha256(fs.readFileSync(criProtoPath));
   try {
     const built = JSON.parse(fs.readFileSync(criDescriptorPath, 'utf8')) as CriDescriptorFile;
-    if (built.protoSha256 === sha256) return protobuf.Root.fromJSON(built.root);
+    if (built.protoSha256 === sha256) return rootWithLazyTypes(built.root);
   } catch {
     // no build output here
   }

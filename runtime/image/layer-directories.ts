@@ -1,11 +1,12 @@
 // Unpacked layers on disk: <root>/layers/<dir-id>/diff, one directory per
 // layer, made under a tmp- name and renamed into place once complete. The
 // directory ids are short because overlay's option string has to fit many.
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, promises as fsp } from 'node:fs';
 import { join } from 'node:path';
+import { runCommand } from '../../native/run-command';
 import { removeTreeUnlessMounted } from '../common/mount-table';
+import { findBinary } from '../host/binaries';
 
 const TEMP_PREFIX = 'tmp-';
 
@@ -22,8 +23,11 @@ export async function removeQuietly(path: string): Promise<void> {
  * per created file after a removal of a large image). Elsewhere the flag is refused: nothing changes.
  */
 function spreadSubdirectories(dir: string): void {
-  // Not awaited: a layer unpacked before it takes effect is merely not spread.
-  execFile('chattr', ['+T', dir], { timeout: 5_000 }, () => undefined);
+  // Not awaited: a layer unpacked before it takes effect is merely not spread. Started by the addon's
+  // posix_spawn (runCommand): child_process forks berthd's heap on the event loop, ~10 ms of every start.
+  void findBinary('chattr')
+    .then((chattr) => (chattr ? runCommand(chattr, ['+T', dir], { timeoutMs: 5_000 }) : undefined))
+    .catch(() => undefined);
 }
 
 export class LayerDirectories {

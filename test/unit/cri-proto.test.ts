@@ -2,7 +2,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as protobuf from 'protobufjs';
-import { criProtoPath, loadCriPackage } from '../../cri-proto';
+import { readFileSync } from 'node:fs';
+import { criDescriptorPath, criProtoLoaderOptions, criProtoPath, type CriDescriptorFile, loadCriPackage, rootWithLazyTypes } from '../../cri-proto';
 
 const RUNTIME_RPCS = [
   'Version', 'RunPodSandbox', 'StopPodSandbox', 'RemovePodSandbox', 'PodSandboxStatus',
@@ -108,6 +109,20 @@ test('every runtime.v1 message round-trips with all fields set', () => {
     assert.deepEqual(type.toObject(decoded, TO_OBJECT), sample, `${type.fullName} round-trip mismatch`);
     // Re-encoding the decoded message must reproduce the same bytes.
     assert.deepEqual(Buffer.from(type.encode(decoded).finish()), Buffer.from(bytes), `${type.fullName} re-encode mismatch`);
+  }
+});
+
+test('every runtime.v1 message has the same bytes and objects with its types resolved on first use (berthd) as with all resolved at once', () => {
+  const full = loadRoot();
+  const built = JSON.parse(readFileSync(criDescriptorPath, 'utf8')) as CriDescriptorFile;
+  const lazy = rootWithLazyTypes(built.root);
+  const options = criProtoLoaderOptions as protobuf.IConversionOptions;
+  for (const type of collectTypes(full.lookup('runtime.v1') as protobuf.Namespace)) {
+    const sample = messageSample(type, 0);
+    const lazyType = lazy.lookupType(type.fullName);
+    const bytes = Buffer.from(lazyType.encode(lazyType.fromObject(sample)).finish());
+    assert.deepEqual(bytes, Buffer.from(type.encode(type.fromObject(sample)).finish()), `${type.fullName} encodes differently`);
+    assert.deepEqual(lazyType.toObject(lazyType.decode(bytes), options), type.toObject(type.decode(bytes), options), `${type.fullName} decodes differently`);
   }
 });
 
