@@ -129,6 +129,9 @@ async function runPhase(env: BenchEnv, rt: BenchRuntime, book: SampleBook): Prom
     }
     for (let i = 0; i < restarts; i++) {
       book.record(`restart to ready, ${podCount} containers (ms)`, rt.name, await restartToReady(rt, podCount));
+      // Where berthd's own start went (with BENCH_BERTHD_LOG_LEVEL=info, which logs its serving line).
+      const start = rt.lastStart?.();
+      if (start) console.log(`node-scale: ${rt.name} restart ${i + 1}: ${start}`);
       await sleep(1000);
     }
     if (containerTotal > podCount) {

@@ -47,6 +47,8 @@ export interface BenchRuntime {
   stop(): Promise<void>;
   /** Starts it again; resolves once it answers (asked every `pollMs`). */
   start(pollMs: number): Promise<void>;
+  /** berthd: its last start as its serving line tells it (startMs, cpuMs, phases), when logged (log level info or below). */
+  lastStart?(): string | undefined;
 }
 
 /** CPU time (user + system, plus reaped children) the process used so far, in ms. */
@@ -203,6 +205,11 @@ export async function runScenario(spec: ScenarioSpec, book: SampleBook): Promise
           helperPids: (processes) => berthHelperPids(processes, berth.root),
           stop: async () => void (await berth.berthd.stop()),
           start: (pollMs) => berth.berthd.start(60_000, pollMs),
+          lastStart: () => {
+            const lines = berth.berthd.logs().split('\n').filter((line) => line.includes('"msg":"berthd serving CRI v1"'));
+            const last = lines.length ? (JSON.parse(lines[lines.length - 1]) as Record<string, unknown>) : undefined;
+            return last && JSON.stringify({ startMs: last.startMs, cpuMs: last.cpuMs, phases: last.phases, start: last.start });
+          },
         });
       }
     }
