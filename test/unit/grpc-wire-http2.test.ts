@@ -249,6 +249,34 @@ describe('HTTP/2 server transport', () => {
     assert.deepEqual(messagesOn(c.frames, 3).map(String), ['fine']);
   });
 
+  test('a client that floods 5 MB of PINGs before reading any answer gets every PING ACK once it reads', async () => {
+    const pings = 300_000;
+    const raw = connect(socket);
+    raw.pause();
+    raw.write(Buffer.concat([CLIENT_PREFACE, settingsFrame()]));
+    const ping = frame(FrameType.PING, 0, 0, Buffer.alloc(8));
+    const batch = Buffer.concat(Array.from({ length: 1000 }, () => ping));
+    // Written without waiting for 'drain': the server stops reading once ~4 MiB of ACKs wait unread, so most of it waits in this client.
+    for (let i = 0; i < pings / 1000; i++) raw.write(batch);
+    let acks = 0;
+    let pending = Buffer.alloc(0);
+    await new Promise<void>((resolve, reject) => {
+      raw.on('error', reject);
+      raw.on('data', (chunk: Buffer) => {
+        let data = Buffer.concat([pending, chunk]);
+        while (data.length >= 9 && data.length >= 9 + data.readUIntBE(0, 3)) {
+          if (data[3] === FrameType.PING && data[4] & Flag.ACK) acks++;
+          data = data.subarray(9 + data.readUIntBE(0, 3));
+        }
+        pending = data;
+        if (acks === pings) resolve();
+      });
+      raw.resume();
+    });
+    raw.destroy();
+    assert.equal(acks, pings);
+  });
+
   test('a keepalive ping the client never answers closes the connection', async () => {
     const own = new GrpcServer({ maxRecvMessageBytes: 1024, maxSendMessageBytes: 1024, keepaliveTimeMs: 20, keepaliveTimeoutMs: 20 });
     const ownSocket = join(dir, 'keepalive.sock');

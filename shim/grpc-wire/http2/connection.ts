@@ -41,6 +41,7 @@ const LOCAL_MAX_FRAME_SIZE = DEFAULT_MAX_FRAME_SIZE;
 const LOCAL_HEADER_TABLE_SIZE = 4096;
 /** Stream ids we reset, remembered so frames the client sent before it heard are ignored. */
 const REMEMBERED_RESETS = 256;
+const PAUSE_READING_ABOVE_BYTES = 4 << 20;
 const HEADER_LIST_TOO_LARGE = encodeHeaderBlock([[':status', '431']]);
 
 export class Http2ServerConnection implements StreamOwner {
@@ -74,7 +75,11 @@ export class Http2ServerConnection implements StreamOwner {
     // A reset or broken socket is followed by 'close', which is where the streams end.
     socket.on('error', () => undefined);
     socket.on('close', () => this.onSocketClose());
-    socket.on('drain', () => this.writer.flush());
+    socket.on('drain', () => {
+      this.writer.flush();
+      // 'drain': the socket's backlog is written; a reader paused for it goes on.
+      if (this.socket.isPaused()) this.socket.resume();
+    });
     const settings = Buffer.allocUnsafe(18);
     [[Setting.MAX_CONCURRENT_STREAMS, options.maxConcurrentStreams], [Setting.INITIAL_WINDOW_SIZE, options.streamWindowBytes], [Setting.MAX_HEADER_LIST_SIZE, options.maxHeaderListBytes]].forEach(([id, value], i) => {
       settings.writeUInt16BE(id, i * 6);
@@ -122,6 +127,8 @@ export class Http2ServerConnection implements StreamOwner {
       this.fail(err);
     }
     this.writer.flush();
+    // A client that sends (PINGs, resets, requests) without reading what they cause is not read either until it does.
+    if (this.writer.socketBacklog > PAUSE_READING_ABOVE_BYTES) this.socket.pause();
   }
 
   private onFrame(type: number, flags: number, id: number, payload: Buffer): void {
