@@ -147,8 +147,9 @@ export class StatsCollector {
   }
 
   /** Starts the background writable-layer meter. */
-  start(): void {
-    this.layers.start();
+  /** firstWalkMs: when the writable-layer meter first walks (WritableLayerMeter.start). */
+  start(firstWalkMs = 0): void {
+    this.layers.start(firstWalkMs);
   }
 
   async stop(): Promise<void> {

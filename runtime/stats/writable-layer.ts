@@ -142,11 +142,12 @@ export class WritableLayerMeter {
     return { usedBytes, inodesUsed, oldestTimestampNs };
   }
 
-  start(): void {
+  /** firstWalkMs: when the first look for due layers happens (a restart finds every layer due at once). */
+  start(firstWalkMs = 0): void {
     if (!this.stopped) return;
     this.stopped = false;
     this.closing = false;
-    this.schedule(0);
+    this.schedule(firstWalkMs);
   }
 
   async stop(): Promise<void> {

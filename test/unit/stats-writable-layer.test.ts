@@ -110,3 +110,17 @@ test('the meter measures layers that are due, forgets removed containers, and ke
     await meter.stop();
   }
 });
+
+test('the meter started with a first walk later (berthd: after its start) walks nothing before then', async () => {
+  const a = tempDir('berth-layer-later-');
+  writeFileSync(join(a, 'data'), Buffer.alloc(64 * 1024, 1));
+  const meter = new WritableLayerMeter({ upperDirs: () => [a], refreshMs: 0, tickMs: 10 });
+  meter.start(60_000);
+  try {
+    // Started at once, a meter this fast measures within a few ticks (previous test).
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(meter.usage(a), undefined);
+  } finally {
+    await meter.stop();
+  }
+});
