@@ -35,9 +35,9 @@ export function cgroupLayoutFrom(facts: CgroupFacts, mountsText: string): Cgroup
   return { mode: facts.mode, unifiedMount: facts.unifiedMount, v1Mounts, v2Controllers: [...facts.v2Controllers], namedMounts };
 }
 
-/** facts: the mode detection already made (berthd's host facts), so the mount table is read once more, not twice. */
+/** facts: the mode detection already made (berthd's host facts), with the cgroup lines of the mount table it read. */
 export function detectCgroupLayout(root = '/sys/fs/cgroup', facts: CgroupFacts = detectCgroups(root)): CgroupLayout {
-  return cgroupLayoutFrom(facts, readFileSync('/proc/self/mounts', 'utf8'));
+  return cgroupLayoutFrom(facts, facts.cgroupMountLines ?? readFileSync('/proc/self/mounts', 'utf8'));
 }
 
 /**

@@ -6,7 +6,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { cgroupLayoutFrom, expandSlice, relativeCgroupPath } from '../../runtime/cgroups/cgroup-layout';
+import { cgroupLayoutFrom, detectCgroupLayout, expandSlice, relativeCgroupPath } from '../../runtime/cgroups/cgroup-layout';
+import { detectCgroups } from '../../runtime/host/host-facts';
 import { CgroupHierarchy, sharesToWeight } from '../../runtime/cgroups/cgroup-hierarchy';
 import { readCpu, readMemory, readProcessCount, readSwap } from '../../runtime/cgroups/cgroup-usage';
 import { isBerthError } from '../../runtime/errors';
@@ -48,6 +49,18 @@ describe('cgroup paths', () => {
     assert.equal(h.dir('/p/c', 'pids'), undefined);
     assert.deepEqual(h.allDirs('/p'), ['/sys/fs/cgroup/cpu,cpuacct/p', '/sys/fs/cgroup/memory/p', '/sys/fs/cgroup/unified/p']);
     assert.deepEqual(layout.namedMounts, ['/sys/fs/cgroup/systemd'], 'runc makes cgroups in name=systemd too: removal looks there');
+  });
+
+  test('the layout is built from the cgroup mounts host facts read for the mode, not from a second read of the mount table', () => {
+    const layout = detectCgroupLayout('/sys/fs/cgroup', {
+      mode: 'v1', unifiedMount: '', v1Controllers: ['memory'], v2Controllers: [],
+      cgroupMountLines: 'cgroup /elsewhere/memory cgroup rw,nosuid,memory 0 0\ncgroup /elsewhere/systemd cgroup rw,name=systemd 0 0',
+    });
+    assert.deepEqual(layout.v1Mounts, { memory: '/elsewhere/memory' });
+    assert.deepEqual(layout.namedMounts, ['/elsewhere/systemd']);
+    // This host's own detection carries its cgroup mounts, and the layout from them is the one read afresh.
+    const facts = detectCgroups();
+    assert.deepEqual(detectCgroupLayout('/sys/fs/cgroup', facts), detectCgroupLayout('/sys/fs/cgroup', { ...facts, cgroupMountLines: undefined }));
   });
 
   test('a cgroup\'s process lists are its cgroup.procs in every hierarchy, the named one included; the root cgroup\'s are refused', () => {
