@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { mkdtempSync, rmSync } from 'node:fs';
+import * as http2 from 'node:http2';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { GrpcServer } from '../../shim/grpc-wire/grpc-server';
@@ -107,6 +108,33 @@ describe('HTTP/2 server transport', () => {
     }
     await c.until(ended(1));
     assert.deepEqual(messagesOn(c.frames, 1).map(String), ['trickled']);
+  });
+
+  test('after a client sets SETTINGS_HEADER_TABLE_SIZE, the next header block opens with a table size update to 0', async () => {
+    const c = client({ settings: [[Setting.HEADER_TABLE_SIZE, 0]] });
+    c.request(1, framedMessage(Buffer.from('x')));
+    c.request(3, framedMessage(Buffer.from('y')));
+    await c.until((frames) => ended(1)(frames) && ended(3)(frames));
+    const blocks = c.of(FrameType.HEADERS).map((f) => f.payload[0]);
+    assert.equal(blocks[0], 0x20, 'the first block starts with the update');
+    assert.notEqual(blocks[1], 0x20, 'later blocks do not repeat it');
+    // nghttp2, as a client with a 0-octet table, refuses blocks without the update (its whole session fails).
+    const session = http2.connect('http://localhost', { createConnection: () => connect(socket), settings: { headerTableSize: 0 } });
+    try {
+      const answer = await new Promise<string>((resolve, reject) => {
+        const req = session.request({ ':method': 'POST', ':path': '/t.S/Echo', 'content-type': 'application/grpc', te: 'trailers' });
+        let grpcStatus = '';
+        req.on('trailers', (t) => (grpcStatus = String(t['grpc-status'])));
+        req.on('error', reject);
+        session.on('error', reject);
+        req.on('close', () => resolve(grpcStatus));
+        req.resume();
+        req.end(framedMessage(Buffer.from('small table')));
+      });
+      assert.equal(answer, '0');
+    } finally {
+      session.destroy();
+    }
   });
 
   test('PRIORITY frames and frames of unknown types are ignored', async () => {

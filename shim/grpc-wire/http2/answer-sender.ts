@@ -13,12 +13,19 @@ import {
 
 /** DATA is framed only while the socket holds less than this unsent. */
 const SOCKET_BUDGET_BYTES = 1 << 20;
+/** HPACK dynamic table size update to 0 (RFC 7541 6.3): 001 and a 5-bit prefix integer. */
+const TABLE_SIZE_ZERO = Buffer.from([0x20]);
 
 export class AnswerSender {
   /** What the peer's SETTINGS said (defaults until then); its initial window is each new stream's send window. */
   peerInitialWindow = DEFAULT_WINDOW_SIZE;
   private peerMaxFrameSize = DEFAULT_MAX_FRAME_SIZE;
   private sendWindow = DEFAULT_WINDOW_SIZE;
+  /**
+   * The peer's SETTINGS named HEADER_TABLE_SIZE: its decoder may now insist (nghttp2 does, RFC 7541 4.2) that
+   * our next header block opens with a table size update. We never use the table, so the update says 0.
+   */
+  private tableSizeUpdateDue = false;
   /** Streams with answer bytes or an end not yet framed. */
   private readonly waiting = new Set<Http2ServerStream>();
 
@@ -30,6 +37,10 @@ export class AnswerSender {
 
   /** Queues a header block (HEADERS, then CONTINUATION past the peer's frame size). */
   headerBlock(stream: Http2ServerStream, block: Buffer, endStream: boolean): void {
+    if (this.tableSizeUpdateDue) {
+      this.tableSizeUpdateDue = false;
+      block = Buffer.concat([TABLE_SIZE_ZERO, block]);
+    }
     for (const part of headerBlockFrames(stream.id, block, endStream, this.peerMaxFrameSize)) this.writer.queue(part);
     if (endStream) this.localEnded(stream);
   }
@@ -68,7 +79,8 @@ export class AnswerSender {
           if (stream.sendWindow > LARGEST_WINDOW_SIZE) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, `stream ${stream.id}'s window over 2^31-1`);
         }
       }
-      // HEADER_TABLE_SIZE bounds the peer's decoder: we never index what we send. The rest are advisory or unknown.
+      if (setting === Setting.HEADER_TABLE_SIZE) this.tableSizeUpdateDue = true;
+      // The rest are advisory (MAX_HEADER_LIST_SIZE: our answers' blocks are small) or unknown.
     }
     this.writer.scheduleFlush();
   }
