@@ -28,6 +28,14 @@ export interface NetworkStatus {
 
 /** NetworkReady's reason while pods cannot get a network (the kubelet's and containerd's word). */
 const NOT_READY = 'NetworkPluginNotReady';
+/**
+ * How long a ready answer is reused for the same selection and bin dirs. The kubelet asks Status every
+ * few seconds and a node's berthd answered each with an access() per plugin binary (and, for CNI 1.1
+ * networks, a STATUS exec per plugin); a config change is a new selection and is seen at once, a plugin
+ * binary removed is seen within this time, as RuntimeReady's binaries are (runtime-readiness.ts).
+ * Not-ready answers are not kept: a node waiting for its network sees it the moment it is there.
+ */
+export const READY_STATUS_KEPT_MS = 5000;
 
 export class CniNetwork {
   readonly cache: ResultCache;
@@ -35,6 +43,7 @@ export class CniNetwork {
   onDetached: ((config: NetworkConfigList) => void) | undefined;
   private watch: NetworkConfigWatch | undefined;
   private onSelection: ((selection: NetworkSelection, previous: NetworkSelection | undefined) => void) | undefined;
+  private readyKept: { selection: NetworkSelection; binDirs: readonly string[]; at: number; status: Promise<NetworkStatus> } | undefined;
 
   constructor(readonly options: CniNetworkOptions) {
     this.cache = new ResultCache(options.cacheDir);
@@ -45,6 +54,7 @@ export class CniNetwork {
     const moved = locations.confDir !== this.options.confDir;
     this.options.confDir = locations.confDir;
     this.options.binDirs = [...locations.binDirs];
+    this.readyKept = undefined;
     if (moved && this.watch) {
       // Until the new dir's watch has started, each call reads the new dir itself.
       this.watch.close();
@@ -183,6 +193,20 @@ export class CniNetwork {
   /** NetworkReady: STATUS for CNI 1.1 networks; for older ones the config and every plugin binary must be present. */
   async status(): Promise<NetworkStatus> {
     const selection = await this.selection();
+    const binDirs = this.options.binDirs;
+    const kept = this.readyKept;
+    if (kept && kept.selection === selection && kept.binDirs === binDirs && Date.now() - kept.at < READY_STATUS_KEPT_MS) return kept.status;
+    // Calls that arrive while a check runs share it; only a ready outcome stays.
+    const entry = { selection, binDirs, at: Date.now(), status: this.checkStatus(selection) };
+    this.readyKept = entry;
+    const forget = (): void => {
+      if (this.readyKept === entry) this.readyKept = undefined;
+    };
+    entry.status.then((status) => status.ready || forget(), forget);
+    return entry.status;
+  }
+
+  private async checkStatus(selection: NetworkSelection): Promise<NetworkStatus> {
     const selected = selection.network;
     if (!selected) return { ready: false, reason: NOT_READY, message: noNetworkMessage(selection) };
     const config = selected.list;

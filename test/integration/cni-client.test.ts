@@ -5,7 +5,7 @@ import { addressIn, testNetwork } from '../support/test-network';
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CniPluginError } from '../../cni/cni-error';
 import { CniNetwork, podIpsOf } from '../../cni/cni-network';
@@ -140,6 +140,38 @@ describe('CNI client with real plugins', () => {
     writeConf(defaultConflist(NET));
     const ready = await network.status();
     assert.deepEqual([ready.ready, ready.reason, ready.message, ready.network?.name], [true, '', '', NET.name]);
+  });
+
+  test('Status of a watched network: a ready answer is reused, a new config is seen at once, a not-ready answer is not kept', async () => {
+    const watchedConfDir = join(dir, 'watched.d');
+    mkdirSync(watchedConfDir);
+    const statusLog = join(dir, 'status-calls');
+    // A CNI 1.1 plugin whose every STATUS leaves a line in statusLog.
+    writeFileSync(join(binDir, 'bt-counted'), `#!/bin/sh\ncat >/dev/null\nif [ "$CNI_COMMAND" = STATUS ]; then echo x >> ${statusLog}; exit 0; fi\necho '{"cniVersion":"1.1.0"}'\n`);
+    chmodSync(join(binDir, 'bt-counted'), 0o755);
+    const watched = new CniNetwork({ confDir: watchedConfDir, binDirs: [binDir], cacheDir: join(dir, 'watched-cache') });
+    await watched.watchConfDir();
+    try {
+      writeFileSync(join(watchedConfDir, '10-counted.conflist'), JSON.stringify({ cniVersion: '1.1.0', name: 'bt-counted', plugins: [{ type: 'bt-counted' }] }));
+      await watched.rescanConfDir();
+      const answers = await Promise.all([watched.status(), watched.status()]);
+      for (let i = 0; i < 5; i++) answers.push(await watched.status());
+      assert.deepEqual(answers.map((a) => a.ready), Array(7).fill(true));
+      assert.equal(readFileSync(statusLog, 'utf8').split('\n').filter(Boolean).length, 1, 'one STATUS exec for seven Status answers');
+
+      writeFileSync(join(watchedConfDir, '05-later.conflist'), JSON.stringify({ cniVersion: '1.0.0', name: 'bt-later', plugins: [{ type: 'bt-later' }] }));
+      await watched.rescanConfDir();
+      const changed = await watched.status();
+      assert.equal(changed.ready, false, 'the new config is seen although a ready answer was kept');
+      assert.match(changed.message, /"bt-later"/);
+
+      writeFileSync(join(binDir, 'bt-later'), '#!/bin/sh\ncat >/dev/null\necho \'{"cniVersion":"1.0.0"}\'\n');
+      chmodSync(join(binDir, 'bt-later'), 0o755);
+      const arrived = await watched.status();
+      assert.deepEqual([arrived.ready, arrived.network?.name], [true, 'bt-later'], 'a not-ready answer is not kept: the plugin is seen as soon as it is there');
+    } finally {
+      watched.stopWatching();
+    }
   });
 
   test('GC deletes attachments whose pod is gone and keeps live ones', async () => {
