@@ -72,17 +72,20 @@ test('berthd\'s commands run from the bundle: Node loads none of berthd\'s compi
   const config = join(dir, 'berth.toml');
   writeFileSync(config, 'log_level = "warn"\n');
   const commands = [['version', '--json'], ['config', 'default'], ['config', 'check', config]];
-  for (const args of commands) {
-    const r = spawnSync(process.execPath, [BERTHD_ENTRY, ...args], { encoding: 'utf8', env: { ...process.env, NODE_DEBUG: 'module' } });
-    const loadedByNode = [...r.stderr.matchAll(/^MODULE \d+: load "([^"]+)"/gm)].map((m) => m[1]).filter((path) => path.includes('/dist/'));
-    assert.deepEqual(
-      loadedByNode.filter((path) => !/\/dist\/shim\/bundle\/(bundle-runner|bundle-file|code-cache)\.js$/.test(path)),
-      [],
-      `berthd ${args.join(' ')}`,
-    );
-    if (args[0] === 'version') assert.match((JSON.parse(r.stdout) as { berth: { version: string } }).berth.version, /^\d+\.\d+\.\d+/);
-    if (args[0] === 'config' && args[1] === 'default') assert.match(r.stdout, /^socket = /m);
-    if (args[1] === 'check') assert.match(r.stdout, /^log_level = "warn"/m);
+  try {
+    for (const args of commands) {
+      const r = spawnSync(process.execPath, [BERTHD_ENTRY, ...args], { encoding: 'utf8', env: { ...process.env, NODE_DEBUG: 'module' } });
+      const loadedByNode = [...r.stderr.matchAll(/^MODULE \d+: load "([^"]+)"/gm)].map((m) => m[1]).filter((path) => path.includes('/dist/'));
+      assert.deepEqual(
+        loadedByNode.filter((path) => !/\/dist\/shim\/bundle\/(bundle-runner|bundle-file|code-cache)\.js$/.test(path)),
+        [],
+        `berthd ${args.join(' ')}`,
+      );
+      if (args[0] === 'version') assert.match((JSON.parse(r.stdout) as { berth: { version: string } }).berth.version, /^\d+\.\d+\.\d+/);
+      if (args[0] === 'config' && args[1] === 'default') assert.match(r.stdout, /^socket = /m);
+      if (args[1] === 'check') assert.match(r.stdout, /^log_level = "warn"/m);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
-  rmSync(dir, { recursive: true, force: true });
 });
