@@ -91,7 +91,22 @@ function parseArgs(argv: string[]): Cli {
   return cli;
 }
 
+/**
+ * A reader that stops reading (`berthd version | head -1`) closes the pipe:
+ * the commands' output ends there, quietly, as a shell tool's would. Only the
+ * commands write through process.stdout; the daemon's log (logger.ts) writes
+ * to fd 1 on its own and outlives a closed pipe.
+ */
+function endQuietlyWhenStdoutCloses(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    process.stderr.write(`berthd: writing the output: ${err.message}\n`);
+    process.exit(1);
+  });
+}
+
 async function main(): Promise<number> {
+  endQuietlyWhenStdoutCloses();
   // A client of the running daemon (its admin socket), not a daemon: see images-cli.ts.
   if (process.argv[2] === 'images') return (await import('./images-cli')).runImagesCommand(process.argv.slice(3));
   let cli: Cli;

@@ -2,7 +2,7 @@
 // (shim/bundle/), with V8's code cache berthd writes after a start and uses at
 // the next; and berthd's commands run from the bundle too.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -88,4 +88,15 @@ test('berthd\'s commands run from the bundle: Node loads none of berthd\'s compi
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('a command whose reader has gone (`berthd config default | head -1`) ends quietly, not with an unhandled EPIPE', async () => {
+  // The read end is closed before berthd has started, so its first write meets a closed pipe.
+  const child = spawn(process.execPath, [BERTHD_ENTRY, 'config', 'default'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout.destroy();
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const code = await new Promise<number | null>((resolve) => child.on('close', (status) => resolve(status)));
+  assert.equal(code, 0, stderr);
+  assert.doesNotMatch(stderr, /EPIPE|Unhandled/);
 });
