@@ -11,22 +11,43 @@ function unescapeMountPath(field: string): string {
   return field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8)));
 }
 
-/** The mount points (field 5) listed in mountinfo text. */
-export function parseMountPoints(mountinfo: string): string[] {
-  const out: string[] = [];
-  for (const line of mountinfo.split('\n')) {
-    const field = line.split(' ')[4];
-    if (field) out.push(unescapeMountPath(field));
+function escapeMountPath(path: string): string {
+  return path.replace(/[ \t\n\\]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, '0')}`);
+}
+
+/**
+ * The mount points (field 5) in mountinfo text that are one of `roots` or lie
+ * below one. Only the lines that name a root are split: with a hundred pods
+ * the table has ~700 lines, and the callers (a removal, the writable-layer
+ * meter every second) ask about a few directories of berth's own.
+ */
+export function mountPointsWithin(mountinfo: string, roots: Iterable<string>): Set<string> {
+  const found = new Set<string>();
+  for (const root of roots) {
+    const dir = resolve(root);
+    const below = dir.endsWith(sep) ? dir : `${dir}${sep}`;
+    // A line naming the root has it after a space (field 4 or 5); which field it was is checked below.
+    const needle = ` ${escapeMountPath(dir)}`;
+    let at = mountinfo.indexOf(needle);
+    while (at !== -1) {
+      const lineStart = mountinfo.lastIndexOf('\n', at) + 1;
+      const newline = mountinfo.indexOf('\n', at);
+      const lineEnd = newline === -1 ? mountinfo.length : newline;
+      const field = mountinfo.slice(lineStart, lineEnd).split(' ')[4];
+      if (field) {
+        const mountPoint = unescapeMountPath(field);
+        if (mountPoint === dir || mountPoint.startsWith(below)) found.add(mountPoint);
+      }
+      at = newline === -1 ? -1 : mountinfo.indexOf(needle, lineEnd);
+    }
   }
-  return out;
+  return found;
 }
 
 /** Mount points at `path` or below it (none: the tree can be removed without reaching into a mount). */
 export async function mountPointsAtOrBelow(path: string, mountinfoPath = '/proc/self/mountinfo'): Promise<string[]> {
-  const dir = resolve(path);
-  const prefix = dir.endsWith(sep) ? dir : `${dir}${sep}`;
   const text = await fsp.readFile(mountinfoPath, 'utf8');
-  return parseMountPoints(text).filter((mountPoint) => mountPoint === dir || mountPoint.startsWith(prefix));
+  return [...mountPointsWithin(text, [path])];
 }
 
 /**

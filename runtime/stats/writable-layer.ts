@@ -9,6 +9,7 @@ import { lstat, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { nowUnixNanos } from '../common/clock';
+import { mountPointsWithin } from '../common/mount-table';
 
 const unixNanos = (): bigint => BigInt(nowUnixNanos());
 
@@ -36,21 +37,6 @@ export interface WalkOptions {
 }
 
 export const PACE_BATCH = 256;
-
-function unescapeMountPath(path: string): string {
-  return path.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
-}
-
-/** Every mount point this process sees (field 5 of /proc/self/mountinfo), read without blocking. */
-export async function readMountPoints(mountinfo = '/proc/self/mountinfo'): Promise<Set<string>> {
-  const text = await readFile(mountinfo, 'utf8');
-  const out = new Set<string>();
-  for (const line of text.split('\n')) {
-    const field = line.split(' ')[4];
-    if (field) out.add(unescapeMountPath(field));
-  }
-  return out;
-}
 
 /** du of `root`: undefined when root is missing; never enters another filesystem or a listed mount point. */
 export async function measureDirectory(root: string, options: WalkOptions = {}): Promise<(LayerUsage & { complete: boolean }) | undefined> {
@@ -197,7 +183,11 @@ export class WritableLayerMeter {
       // Never measured first, then the oldest.
       .sort((a, b) => Number((this.latest.get(a)?.timestampNs ?? 0n) - (this.latest.get(b)?.timestampNs ?? 0n)));
     if (due.length === 0) return;
-    const mountPoints = await readMountPoints().catch(() => new Set<string>());
+    // Only the mount points inside the layers due: the walk must not enter them.
+    const mountPoints = await readFile('/proc/self/mountinfo', 'utf8').then(
+      (text) => mountPointsWithin(text, due),
+      () => new Set<string>(),
+    );
     const batchMs = (PACE_BATCH * 1000) / this.entriesPerSecond;
     let batchStarted = performance.now();
     const pace = async (): Promise<void> => {
