@@ -9,6 +9,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { intFromEnv, processCpuMs, runMain, runScenario, type BenchEnv, type BenchRuntime } from './support/bench-env';
 import { scrapeEventLoopDelay } from './support/berth-metrics';
+import { quietBefore } from './support/quiet-machine';
 import { driveKubeletLoad, type DensityPod } from './support/kubelet-load';
 import { podConfig, sleepContainerConfig } from './support/pod-config';
 import { listProcesses, podProcessPids, totalPssMiB } from './support/process-memory';
@@ -220,6 +221,7 @@ runMain(async () => {
         const ordered = env.runtimes[0]?.name === first ? env.runtimes : [...env.runtimes].reverse();
         for (const rt of ordered) {
           console.log(`density: ${rt.name}: ${podCount} pods up, ${loadSeconds} s of kubelet load, down`);
+          await quietBefore(`${rt.name}: density phase`, env.notes);
           await runPhase(env, rt, book, pulledAt);
           await sleep(settleMs);
         }

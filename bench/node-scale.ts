@@ -18,6 +18,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { intFromEnv, runMain, runScenario, type BenchEnv, type BenchRuntime } from './support/bench-env';
 import { podConfig, sleepContainerConfig, type PodSandboxConfig } from './support/pod-config';
+import { quietBefore } from './support/quiet-machine';
 import { RawCaller } from './support/raw-call';
 import { SampleBook, type RatioTarget, type RuntimeName } from './support/samples';
 
@@ -121,12 +122,14 @@ async function runPhase(env: BenchEnv, rt: BenchRuntime, book: SampleBook): Prom
   const pods = await bringUp(env, rt);
   try {
     await sleep(2000);
+    await quietBefore(`${rt.name}: call floor`, env.notes);
     for (let i = 0; i < calls + 3; i++) {
       for (const [operation, call] of floorCalls) {
         if (i < 3) await call(rt);
         else await book.time(operation, rt.name, () => call(rt));
       }
     }
+    if (restarts > 0) await quietBefore(`${rt.name}: restarts`, env.notes);
     for (let i = 0; i < restarts; i++) {
       book.record(`restart to ready, ${podCount} containers (ms)`, rt.name, await restartToReady(rt, podCount));
       // Where berthd's own start went (with BENCH_BERTHD_LOG_LEVEL=info, which logs its serving line).
@@ -137,6 +140,7 @@ async function runPhase(env: BenchEnv, rt: BenchRuntime, book: SampleBook): Prom
     if (containerTotal > podCount) {
       await addExitedContainers(env, rt, pods, containerTotal);
       await sleep(2000);
+      await quietBefore(`${rt.name}: ListContainers at ${containerTotal}`, env.notes);
       const decoded = `ListContainers, ${containerTotal} containers`;
       const lastByte = `ListContainers, ${containerTotal} containers, to the last byte`;
       for (let i = 0; i < calls + 3; i++) {
@@ -167,6 +171,7 @@ runMain(async () => {
         const ordered = env.runtimes[0]?.name === first ? env.runtimes : [...env.runtimes].reverse();
         for (const rt of ordered) {
           console.log(`node-scale: ${rt.name}: ${podCount} pods, call floor, ${restarts} restarts, ${containerTotal} containers listed`);
+          await quietBefore(`${rt.name}: bring-up`, env.notes);
           await runPhase(env, rt, book);
         }
       },

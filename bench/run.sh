@@ -15,6 +15,7 @@
 #   BENCH_DENSITY_FIRST (berth)    which runtime the density scenario loads first
 #   BENCH_DENSITY_SETTLE_MS (5000) pause before memory is read and between runtimes
 #   BENCH_DENSITY_IDLE_AFTER_PULL_MS (20000) idle PSS read at least this long after the pulls
+#   BENCH_QUIET_MAX_S (120)        before each measured phase, wait up to this long for the CPUs to be <15% busy (0: do not wait)
 #   BENCH_SKIP_BUILD=1             use the existing dist/
 # Results: bench/results/<run id>/<scenario>.json (not committed).
 set -euo pipefail
