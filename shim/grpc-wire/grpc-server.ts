@@ -23,7 +23,8 @@ import type { Http2ServerStream, StreamListener } from './http2/stream';
 import { ServerCall, trailersOnlyBlock } from './server-call';
 import { GrpcCode, type GrpcStatus } from './status-codes';
 import { LONGEST_TIMER_MS, parseGrpcTimeout } from './grpc-timeout';
-import { MessageReader, MessageTooLarge, type ReceivedMessage } from './message-frames';
+import { FRAME_HEADER_BYTES, MessageReader, MessageTooLarge } from './message-frames';
+import { Deadlines } from './deadlines';
 
 /** Called once the request message is complete; the handler ends the call (ServerCall.end). */
 export type CallHandler = (call: ServerCall, request: Buffer) => void;
@@ -50,6 +51,7 @@ export class GrpcServer {
   private readonly connections = new Set<Http2ServerConnection>();
   private readonly server: Server;
   private readonly connectionOptions: ConnectionOptions;
+  private readonly deadlines = new Deadlines();
 
   constructor(private readonly options: GrpcServerOptions) {
     this.connectionOptions = {
@@ -120,53 +122,86 @@ export class GrpcServer {
       return stream.respond(trailersOnlyBlock({ code: GrpcCode.UNIMPLEMENTED, details: `unknown method ${path}` }), true);
     }
     const call = new ServerCall(stream, path, headers, this.options.maxSendMessageBytes);
-    const reader = new MessageReader(this.options.maxRecvMessageBytes);
-    let message: ReceivedMessage | undefined;
-    let refused = false;
-    stream.listener = {
-      onData: (chunk) => {
-        if (refused) return;
-        try {
-          for (const received of reader.push(chunk)) {
-            if (message) {
-              refused = true;
-              call.end({ code: GrpcCode.INVALID_ARGUMENT, details: `${path}: expected one request message, got more` });
-              return;
-            }
-            message = received;
-          }
-        } catch (err) {
-          refused = true;
-          const tooLarge = err as MessageTooLarge;
-          call.end({ code: GrpcCode.RESOURCE_EXHAUSTED, details: `request message of ${tooLarge.length} bytes is larger than the limit of ${tooLarge.limit} (grpc.max_recv_message_bytes)` });
-        }
-      },
-      onEnd: () => {
-        if (refused || call.cancelled) return;
-        if (!message || !reader.atBoundary) {
-          call.end({ code: GrpcCode.INVALID_ARGUMENT, details: reader.atBoundary ? `${path}: the request carried no message` : `${path}: the request ended inside a message` });
-          return;
-        }
-        if (!message.compressed) return handler(call, message.bytes);
-        decompress(headers['grpc-encoding'], message.bytes, this.options.maxRecvMessageBytes).then(
-          (bytes) => {
-            if (!call.cancelled) handler(call, bytes);
-          },
-          (status: GrpcStatus) => call.end(status),
-        );
-      },
-      onClose: () => call.clientGone(),
-    };
+    const request = new CallRequest(call, handler, this.options.maxRecvMessageBytes);
+    stream.listener = request;
     const timeout = headers['grpc-timeout'];
     if (timeout !== undefined) {
       const ms = parseGrpcTimeout(timeout);
       if (ms === undefined) {
-        refused = true;
+        request.refused = true;
         call.end({ code: GrpcCode.INVALID_ARGUMENT, details: `grpc-timeout: "${timeout}" is not a gRPC timeout (1-8 digits and one of H M S m u n)` });
         return;
       }
-      if (ms <= LONGEST_TIMER_MS) call.armDeadline(ms);
+      if (ms <= LONGEST_TIMER_MS) call.armDeadline(ms, this.deadlines);
     }
+  }
+}
+
+/**
+ * What a call's stream receives: its one request message, then its end, which hands the message to the handler.
+ * A class, not closures made per call. A message that arrives whole in one DATA payload (the usual request) is
+ * taken as it is; a MessageReader is made only for one cut across payloads, or for more bytes after it.
+ */
+class CallRequest implements StreamListener {
+  refused = false;
+  private message?: Buffer;
+  private compressed = false;
+  private reader?: MessageReader;
+
+  constructor(
+    private readonly call: ServerCall,
+    private readonly handler: CallHandler,
+    private readonly maxRecvMessageBytes: number,
+  ) {}
+
+  onData(chunk: Buffer): void {
+    if (this.refused) return;
+    if (!this.reader && !this.message && chunk.length >= FRAME_HEADER_BYTES) {
+      const length = chunk.readUInt32BE(1);
+      if (length === chunk.length - FRAME_HEADER_BYTES && length <= this.maxRecvMessageBytes) {
+        this.compressed = chunk[0] !== 0;
+        this.message = chunk.subarray(FRAME_HEADER_BYTES);
+        return;
+      }
+    }
+    const reader = (this.reader ??= new MessageReader(this.maxRecvMessageBytes));
+    try {
+      for (const received of reader.push(chunk)) {
+        if (this.message) {
+          this.refused = true;
+          this.call.end({ code: GrpcCode.INVALID_ARGUMENT, details: `${this.call.path}: expected one request message, got more` });
+          return;
+        }
+        this.message = received.bytes;
+        this.compressed = received.compressed;
+      }
+    } catch (err) {
+      this.refused = true;
+      const tooLarge = err as MessageTooLarge;
+      this.call.end({ code: GrpcCode.RESOURCE_EXHAUSTED, details: `request message of ${tooLarge.length} bytes is larger than the limit of ${tooLarge.limit} (grpc.max_recv_message_bytes)` });
+    }
+  }
+
+  onEnd(): void {
+    const call = this.call;
+    if (this.refused || call.cancelled) return;
+    const atBoundary = this.reader ? this.reader.atBoundary : true;
+    const message = this.message;
+    if (!message || !atBoundary) {
+      call.end({ code: GrpcCode.INVALID_ARGUMENT, details: atBoundary ? `${call.path}: the request carried no message` : `${call.path}: the request ended inside a message` });
+      return;
+    }
+    if (!this.compressed) return this.handler(call, message);
+    decompress(call.headers['grpc-encoding'], message, this.maxRecvMessageBytes).then(
+      (bytes) => {
+        if (!call.cancelled) this.handler(call, bytes);
+      },
+      (status: GrpcStatus) => call.end(status),
+    );
+  }
+
+  onClose(): void {
+    this.call.clientGone();
   }
 }
 

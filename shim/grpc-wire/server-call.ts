@@ -10,6 +10,7 @@ import type { Http2ServerStream } from './http2/stream';
 import { GrpcCode, type GrpcStatus } from './status-codes';
 import { FRAME_HEADER_BYTES, frameHeader, framedMessage } from './message-frames';
 import { encodeGrpcMessage } from './status-message';
+import type { DeadlineEntry, Deadlines } from './deadlines';
 
 /** Messages up to this size are framed with one copy and written at once; larger ones are written header and body apart. */
 const COPY_FRAME_BELOW_BYTES = 64 * 1024;
@@ -38,14 +39,22 @@ function trailersBlock(status: GrpcStatus): Buffer {
   return status.code === GrpcCode.OK && status.details === '' ? OK_TRAILERS : encodeHeaderBlock(statusFields(status));
 }
 
-export class ServerCall {
+/**
+ * A unary answer's gRPC message header, filled per answer: respondWhole copies it before returning, so one buffer
+ * serves every call (the general path, which queues what it is given, frames its own).
+ */
+const wholePrefix = Buffer.alloc(FRAME_HEADER_BYTES);
+
+export class ServerCall implements DeadlineEntry {
   /** True once the client went away, the deadline passed, or the server ended the call itself. */
   cancelled = false;
+  /** When the deadline passes (Deadlines' clock), when one was armed. */
+  deadlineAt = 0;
   private ended = false;
   private headersSent = false;
   private abort?: AbortController;
   private cancelListeners?: Array<() => void>;
-  private deadlineTimer?: NodeJS.Timeout;
+  private deadlines?: Deadlines;
 
   constructor(
     readonly stream: Http2ServerStream,
@@ -71,12 +80,17 @@ export class ServerCall {
   }
 
   /** Ends the call with DEADLINE_EXCEEDED after `ms` unless it ended before. */
-  armDeadline(ms: number): void {
-    this.deadlineTimer = setTimeout(() => {
-      if (this.ended) return;
-      this.end({ code: GrpcCode.DEADLINE_EXCEEDED, details: 'Deadline exceeded' });
-      this.markCancelled();
-    }, ms);
+  armDeadline(ms: number, deadlines: Deadlines): void {
+    this.deadlines = deadlines;
+    deadlines.add(this, ms);
+  }
+
+  /** The deadline passed (Deadlines). */
+  expire(): void {
+    this.deadlines = undefined;
+    if (this.ended) return;
+    this.end({ code: GrpcCode.DEADLINE_EXCEEDED, details: 'Deadline exceeded' });
+    this.markCancelled();
   }
 
   /** The client went away (RST_STREAM, connection closed) before the call ended. */
@@ -114,9 +128,21 @@ export class ServerCall {
     this.clearDeadline();
     const stream = this.stream;
     if (stream.closed) return false;
-    if (!this.headersSent && !message) {
-      stream.respond(trailersOnlyBlock(status), true);
-      return status.code === GrpcCode.OK;
+    if (!this.headersSent) {
+      if (!message) {
+        stream.respond(trailersOnlyBlock(status), true);
+        return status.code === GrpcCode.OK;
+      }
+      // The common unary answer: headers, message and trailers framed in one buffer when the windows let it all go.
+      const length = message.length;
+      wholePrefix[1] = length >>> 24;
+      wholePrefix[2] = (length >>> 16) & 0xff;
+      wholePrefix[3] = (length >>> 8) & 0xff;
+      wholePrefix[4] = length & 0xff;
+      if (stream.respondWhole(RESPONSE_HEADERS, wholePrefix, message, trailersBlock(status))) {
+        this.headersSent = true;
+        return true;
+      }
     }
     this.sendHeaders();
     if (message) this.write(message);
@@ -141,8 +167,9 @@ export class ServerCall {
   }
 
   private clearDeadline(): void {
-    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
-    this.deadlineTimer = undefined;
+    if (!this.deadlines) return;
+    this.deadlines.delete(this);
+    this.deadlines = undefined;
   }
 
   private markCancelled(): void {

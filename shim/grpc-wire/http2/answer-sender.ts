@@ -7,7 +7,7 @@
 import type { SocketWriter } from './socket-writer';
 import type { Http2ServerStream } from './stream';
 import {
-  ConnectionError, DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW_SIZE, ErrorCode, Flag, FrameType, LARGEST_MAX_FRAME_SIZE,
+  ConnectionError, DEFAULT_MAX_FRAME_SIZE, DEFAULT_WINDOW_SIZE, ErrorCode, FRAME_HEADER_LENGTH, Flag, FrameType, LARGEST_MAX_FRAME_SIZE,
   LARGEST_WINDOW_SIZE, Setting, StreamError, frame, headerBlockFrames, writeFrameHeader,
 } from './frames';
 
@@ -43,6 +43,43 @@ export class AnswerSender {
     }
     for (const part of headerBlockFrames(stream.id, block, endStream, this.peerMaxFrameSize)) this.writer.queue(part);
     if (endStream) this.localEnded(stream);
+  }
+
+  /**
+   * A whole answer at once: a header block, one DATA payload (`prefix`, then `body`) and a trailer block with
+   * END_STREAM, built as three frames in one buffer: the common unary answer costs one allocation and none of the
+   * stream queue's steps. Only when all of it may go now (both windows, the peer's frame size, the socket's budget,
+   * no table size update due); otherwise nothing is sent and false returned, for the caller's general path.
+   */
+  whole(stream: Http2ServerStream, headers: Buffer, prefix: Buffer, body: Buffer, trailers: Buffer): boolean {
+    const dataLength = prefix.length + body.length;
+    const maxFrame = this.peerMaxFrameSize;
+    if (
+      this.tableSizeUpdateDue || dataLength > maxFrame || headers.length > maxFrame || trailers.length > maxFrame ||
+      dataLength > stream.sendWindow || dataLength > this.sendWindow ||
+      dataLength > SOCKET_BUDGET_BYTES - this.writer.socketBacklog - this.writer.queuedBytes
+    ) return false;
+    const id = stream.id;
+    const out = Buffer.allocUnsafe(3 * FRAME_HEADER_LENGTH + headers.length + dataLength + trailers.length);
+    writeFrameHeader(out, 0, headers.length, FrameType.HEADERS, Flag.END_HEADERS, id);
+    let at = FRAME_HEADER_LENGTH;
+    // TypedArray set, not Buffer copy: a builtin, without copy()'s argument checks in JavaScript.
+    out.set(headers, at);
+    at += headers.length;
+    writeFrameHeader(out, at, dataLength, FrameType.DATA, 0, id);
+    at += FRAME_HEADER_LENGTH;
+    out.set(prefix, at);
+    at += prefix.length;
+    out.set(body, at);
+    at += body.length;
+    writeFrameHeader(out, at, trailers.length, FrameType.HEADERS, Flag.END_STREAM | Flag.END_HEADERS, id);
+    out.set(trailers, at + FRAME_HEADER_LENGTH);
+    stream.sendWindow -= dataLength;
+    this.sendWindow -= dataLength;
+    stream.localEnded = true;
+    this.writer.queue(out);
+    this.localEnded(stream);
+    return true;
   }
 
   /** `stream` has data or its end queued: framed at the next flush, so a message's parts and the trailers after it travel together. */

@@ -109,6 +109,10 @@ export class Http2ServerConnection implements StreamOwner {
     this.sender.headerBlock(stream, block, endStream);
   }
 
+  sendWhole(stream: Http2ServerStream, headers: Buffer, prefix: Buffer, body: Buffer, trailers: Buffer): boolean {
+    return this.sender.whole(stream, headers, prefix, body, trailers);
+  }
+
   pump(stream: Http2ServerStream): void {
     this.sender.pump(stream);
   }

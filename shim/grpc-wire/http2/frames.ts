@@ -78,7 +78,11 @@ export function writeFrameHeader(out: Buffer, at: number, length: number, type: 
   out[at + 2] = length & 0xff;
   out[at + 3] = type;
   out[at + 4] = flags;
-  out.writeUInt32BE(streamId, at + 5);
+  // Byte by byte, not writeUInt32BE: this runs for every frame, often before V8 optimizes it, and the checks cost more than the stores.
+  out[at + 5] = (streamId >>> 24) & 0x7f;
+  out[at + 6] = (streamId >>> 16) & 0xff;
+  out[at + 7] = (streamId >>> 8) & 0xff;
+  out[at + 8] = streamId & 0xff;
 }
 
 /** A whole frame with `payload` in one buffer. */

@@ -18,6 +18,8 @@ export interface StreamListener {
 /** What a stream needs of its connection. */
 export interface StreamOwner {
   sendHeaderBlock(stream: Http2ServerStream, block: Buffer, endStream: boolean): void;
+  /** Headers, one DATA payload and trailers in one go; false (nothing sent) when they cannot all go now. */
+  sendWhole(stream: Http2ServerStream, headers: Buffer, prefix: Buffer, body: Buffer, trailers: Buffer): boolean;
   /** The stream has data (or its end) queued: send what the windows allow. */
   pump(stream: Http2ServerStream): void;
   /** Sends RST_STREAM and forgets the stream. */
@@ -64,6 +66,16 @@ export class Http2ServerStream {
     if (this.closed || this.localEnded) return;
     if (endStream) this.localEnded = true;
     this.owner.sendHeaderBlock(this, block, endStream);
+  }
+
+  /**
+   * The whole answer at once: `headers`, one DATA payload (`prefix`, then `body`: copied before this returns) and
+   * `trailers`, which end the stream. False, with nothing sent, when it cannot all go now (a window or the peer's
+   * frame size holds it back, or something was sent on the stream already): then respond, write and end do it.
+   */
+  respondWhole(headers: Buffer, prefix: Buffer, body: Buffer, trailers: Buffer): boolean {
+    if (this.closed || this.localEnded || this.queuedBytes > 0) return false;
+    return this.owner.sendWhole(this, headers, prefix, body, trailers);
   }
 
   /** Queues answer bytes. False when the queue is over its mark: wait for drained() before writing more. */
