@@ -25,17 +25,24 @@ export function preEncoded(bytes: Buffer): PreEncodedResponse {
  */
 export class KeptAnswer {
   private key: readonly unknown[] = [];
-  private bytes?: Buffer;
+  private kept?: PreEncodedResponse;
 
   constructor(private readonly serialize: (response: unknown) => Buffer) {}
 
   answer(key: readonly unknown[], build: () => unknown): PreEncodedResponse {
-    if (!this.bytes || key.length !== this.key.length || key.some((part, i) => part !== this.key[i])) {
-      this.bytes = this.serialize(build());
+    if (!this.kept || !sameParts(key, this.key)) {
+      this.kept = { [PRE_ENCODED]: this.serialize(build()) };
       this.key = key;
     }
-    return { [PRE_ENCODED]: this.bytes };
+    return this.kept;
   }
+}
+
+/** `a` and `b` hold the same parts (===), in order. */
+function sameParts(a: readonly unknown[], b: readonly unknown[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** The bytes of a response: a pre-encoded one as it is, any other through `serialize` (the method's own). */

@@ -6,7 +6,7 @@ import type { CriHandlers } from './handler';
 import { CONFIG_SCHEMA } from '../runtime/config';
 import { redactedCopy } from '../runtime/config-schema';
 import { buildInfo } from './build-info';
-import { KeptAnswer, responseSerializer } from './list-encoding';
+import { KeptAnswer, preEncoded, responseSerializer, type PreEncodedResponse } from './list-encoding';
 import { criServiceDefinitions } from '../cri-proto';
 
 export const RUNTIME_NAME = 'berth';
@@ -39,6 +39,8 @@ export function runtimeInfoHandlers(ctx: Pick<ShimServices, 'config' | 'host' | 
     features: { supplemental_groups_policy: true, user_namespaces_host_network: false, mount_options: false },
   });
   const plainStatus = new KeptAnswer(responseSerializer(criServiceDefinitions().RuntimeService, 'Status'));
+  // The same bytes for every Version call: encoded at the first.
+  let versionAnswer: PreEncodedResponse | undefined;
 
   return {
     async Version(request) {
@@ -46,12 +48,14 @@ export function runtimeInfoHandlers(ctx: Pick<ShimServices, 'config' | 'host' | 
       if (request.version && request.version !== KUBELET_API_VERSION && request.version !== CRI_API_VERSION) {
         ctx.log.debug({ asked: request.version }, 'kubelet asked for another API version; answering with ours');
       }
-      return {
-        version: KUBELET_API_VERSION,
-        runtime_name: RUNTIME_NAME,
-        runtime_version: BERTH_VERSION,
-        runtime_api_version: CRI_API_VERSION,
-      };
+      return (versionAnswer ??= preEncoded(
+        responseSerializer(criServiceDefinitions().RuntimeService, 'Version')({
+          version: KUBELET_API_VERSION,
+          runtime_name: RUNTIME_NAME,
+          runtime_version: BERTH_VERSION,
+          runtime_api_version: CRI_API_VERSION,
+        }),
+      ));
     },
 
     async Status(request) {

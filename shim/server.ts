@@ -43,7 +43,9 @@ class HandlerCall implements CallInfo {
 
   constructor(
     readonly method: CriMethod,
-    private readonly wire: ServerCall,
+    readonly wire: ServerCall,
+    /** process.hrtime.bigint() when the call was handed over. */
+    readonly started: bigint,
   ) {}
 
   cancelled(): boolean {
@@ -66,13 +68,12 @@ class HandlerCall implements CallInfo {
 }
 
 /** Per-method accounting: a call's count, duration, failure code and log lines. */
-function accounting(method: string, options: CriServerOptions): (call: HandlerCall, started: bigint, err: unknown) => void {
+function accounting(method: string, options: CriServerOptions): (call: HandlerCall, err: unknown) => void {
   const { log, metrics } = options;
-  // Label children made once: prom-client validates and copies labels on every unlabelled observe.
-  const seconds = metrics.rpcSeconds.labels({ method });
-  return (call, started, err) => {
-    const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
-    seconds.observe(elapsed);
+  const meter = metrics.rpcMeter(method);
+  return (call, err) => {
+    const elapsed = Number(process.hrtime.bigint() - call.started) / 1e9;
+    meter.ended(elapsed);
     if (err === undefined) {
       if (log.isLevelEnabled('debug')) log.debug({ rpc: method, call: call.id, ms: +(elapsed * 1000).toFixed(3) }, 'rpc done');
       return;
@@ -85,14 +86,18 @@ function accounting(method: string, options: CriServerOptions): (call: HandlerCa
   };
 }
 
-/** Registers `service`'s methods on `server`, each wrapped around its handler (or UNIMPLEMENTED). */
+/**
+ * Registers `service`'s methods on `server`, each wrapped around its handler (or UNIMPLEMENTED). What a call runs
+ * is made once per method; per call there are the call object and the two callbacks of its handler's promise.
+ */
 function serveService(server: GrpcServer, service: grpc.ServiceDefinition, options: CriServerOptions): void {
   const handlers = options.handlers as Record<string, AnyUnary | AnyStreaming | undefined>;
   const { log, metrics } = options;
   for (const [method, spec] of Object.entries(service)) {
     const handler = handlers[method];
     const finish = accounting(method, options);
-    const count = metrics.rpcTotal.labels({ method });
+    const meter = metrics.rpcMeter(method);
+    const streaming = spec.responseStream;
     const decode = (bytes: Buffer): unknown => {
       if (!handler) throw unimplemented(`${method} is not implemented by berth`);
       try {
@@ -102,38 +107,41 @@ function serveService(server: GrpcServer, service: grpc.ServiceDefinition, optio
       }
     };
     const encode = (response: unknown): Buffer => responseBytes(response, spec.responseSerialize as (value: unknown) => Buffer);
+    const fail = (call: HandlerCall, err: unknown): void => {
+      finish(call, err);
+      const st = toGrpcStatus(err);
+      call.wire.end({ code: st.code, details: st.details });
+      call.settle(false);
+    };
+    const answer = (call: HandlerCall, response: unknown): void => {
+      let bytes: Buffer | undefined;
+      try {
+        bytes = streaming ? undefined : encode(response);
+      } catch (err) {
+        return fail(call, err);
+      }
+      finish(call, undefined);
+      // A cancelled call (deadline passed, client gone) sends nothing.
+      call.settle(call.wire.end(OK, bytes));
+    };
 
     server.handle(spec.path, (wire, bytes) => {
-      const started = process.hrtime.bigint();
-      const call = new HandlerCall(method as CriMethod, wire);
-      count.inc();
+      const call = new HandlerCall(method as CriMethod, wire, process.hrtime.bigint());
+      meter.called();
       if (log.isLevelEnabled('debug')) log.debug({ rpc: method, call: call.id }, 'rpc start');
-      const fail = (err: unknown): void => {
-        finish(call, started, err);
-        const st = toGrpcStatus(err);
-        wire.end({ code: st.code, details: st.details });
-        call.settle(false);
-      };
       let result: Promise<unknown>;
       try {
         const request = decode(bytes);
-        result = spec.responseStream
+        result = streaming
           ? (handler as AnyStreaming)(request, { cancelled: () => wire.cancelled, write: async (message) => void (await wire.send(encode(message))) }, call)
           : (handler as AnyUnary)(request, call);
       } catch (err) {
-        return fail(err);
+        return fail(call, err);
       }
-      result.then((response) => {
-        let bytes: Buffer | undefined;
-        try {
-          bytes = spec.responseStream ? undefined : encode(response);
-        } catch (err) {
-          return fail(err);
-        }
-        finish(call, started, undefined);
-        // A cancelled call (deadline passed, client gone) sends nothing.
-        call.settle(wire.end(OK, bytes));
-      }, fail);
+      result.then(
+        (response) => answer(call, response),
+        (err: unknown) => fail(call, err),
+      );
     });
   }
 }
