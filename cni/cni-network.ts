@@ -191,7 +191,17 @@ export class CniNetwork {
   }
 
   /** NetworkReady: STATUS for CNI 1.1 networks; for older ones the config and every plugin binary must be present. */
-  async status(): Promise<NetworkStatus> {
+  status(): Promise<NetworkStatus> {
+    // The usual call (the kubelet's Status, every few seconds): the watched selection with a ready answer kept for
+    // it, returned without an async function's own promise and await.
+    const kept = this.readyKept;
+    if (kept && this.watch && kept.selection === this.watch.selection() && kept.binDirs === this.options.binDirs && Date.now() - kept.at < READY_STATUS_KEPT_MS) {
+      return kept.status;
+    }
+    return this.statusOfSelection();
+  }
+
+  private async statusOfSelection(): Promise<NetworkStatus> {
     const selection = await this.selection();
     const binDirs = this.options.binDirs;
     const kept = this.readyKept;

@@ -59,7 +59,10 @@ export function runtimeInfoHandlers(ctx: Pick<ShimServices, 'config' | 'host' | 
     },
 
     async Status(request) {
-      const [network, runtime] = await Promise.all([ctx.network.networkStatus(), ctx.runtimeReadiness.current()]);
+      // Indexed, not destructured: unoptimized, destructuring runs the iterator protocol.
+      const both = await Promise.all([ctx.network.networkStatus(), ctx.runtimeReadiness.current()]);
+      const network = both[0];
+      const runtime = both[1];
       if (!request.verbose) {
         // The kubelet asks every few seconds and the answer rarely moves: encoded again only when a condition or the handlers do.
         const { oci } = ctx.config;

@@ -35,7 +35,7 @@ export interface RuntimeReadinessOptions {
 export const DEFAULT_READINESS_TTL_MS = 5000;
 
 export class RuntimeReadinessProbe {
-  private cached: { at: number; value: RuntimeReadiness } | undefined;
+  private cached: { at: number; value: RuntimeReadiness; promise?: Promise<RuntimeReadiness> } | undefined;
   private inFlight: Promise<RuntimeReadiness> | undefined;
   private readonly versions: VersionCache;
   private readonly now: () => number;
@@ -60,9 +60,10 @@ export class RuntimeReadinessProbe {
   }
 
   /** The latest answer, probing again when it is older than the TTL (one probe at a time). */
-  async current(): Promise<RuntimeReadiness> {
+  current(): Promise<RuntimeReadiness> {
     const ttl = this.options.ttlMs ?? DEFAULT_READINESS_TTL_MS;
-    if (this.cached && this.now() - this.cached.at < ttl) return this.cached.value;
+    // Not an async function: the cached answer's promise is handed out as it is, not wrapped in another per call.
+    if (this.cached && this.now() - this.cached.at < ttl) return (this.cached.promise ??= Promise.resolve(this.cached.value));
     this.inFlight ??= this.probe().finally(() => {
       this.inFlight = undefined;
     });

@@ -133,3 +133,27 @@ test('what the encoder writes decodes back, static-table fields as one octet', (
   assert.equal(block[0], 0x88);
   assert.deepEqual({ ...new HpackDecoder().decode(block).headers }, Object.fromEntries(fields));
 });
+
+/** Huffman code (RFC 7541 Appendix B) of strings over ten symbols whose codes are 5 bits, their index among them. */
+function huffman5(text: string): Buffer {
+  const symbols = '012aceiost';
+  let bits = '';
+  for (const ch of text) bits += symbols.indexOf(ch).toString(2).padStart(5, '0');
+  bits = bits.padEnd(Math.ceil(bits.length / 8) * 8, '1');
+  return Buffer.from(bits.match(/.{8}/g)!.map((byte) => parseInt(byte, 2)));
+}
+
+test('Huffman-coded values repeated across blocks, and more distinct ones than are kept, all decode right', () => {
+  const decoder = new HpackDecoder();
+  const pathBlock = (value: string): Buffer => {
+    const code = huffman5(value);
+    // 0x04: literal without indexing, name :path (static index 4); then a Huffman string.
+    return Buffer.concat([Buffer.from([0x04, 0x80 | code.length]), code]);
+  };
+  const values: string[] = [];
+  for (let i = 0; i < 300; i++) values.push(`ca${i.toString(3).replace(/./g, (d) => 'ist'[Number(d)])}0toast`);
+  for (let round = 0; round < 2; round++) {
+    for (const value of values) assert.equal(decoder.decode(pathBlock(value)).headers[':path'], value);
+  }
+  assert.throws(() => decoder.decode(hex('04 84 ffffffff')), CompressionError, 'EOS in a string is refused, kept values or not');
+});

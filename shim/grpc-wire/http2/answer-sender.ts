@@ -94,6 +94,8 @@ export class AnswerSender {
 
   /** Called by the writer before each write. */
   frameWaiting(): void {
+    // Usually none: a unary answer goes whole (whole()); no iterator made for an empty set.
+    if (this.waiting.size === 0) return;
     for (const stream of this.waiting) this.frameData(stream);
   }
 

@@ -12,6 +12,10 @@ const ENTRY_OVERHEAD = 32;
 /** Integers past this are no sizes or indexes a sane peer sends. */
 const LARGEST_INTEGER = 2 ** 28;
 
+/** Huffman-coded strings up to this many octets are kept decoded, up to HUFFMAN_CACHE_ENTRIES of them per connection. */
+const HUFFMAN_CACHE_CODE_BYTES = 96;
+const HUFFMAN_CACHE_ENTRIES = 128;
+
 export class CompressionError extends Error {}
 
 /** A decoded header list: names in order of arrival, values of repeated names joined with ", ". */
@@ -32,6 +36,8 @@ export class HpackDecoder {
   private limit: number;
   private pos = 0;
   private block: Buffer = Buffer.alloc(0);
+  /** Huffman-coded strings decoded before, by their code as latin1 (bounded: emptied when full). */
+  private readonly huffmanCache = new Map<string, string>();
 
   /** `maxTableSize`: the SETTINGS_HEADER_TABLE_SIZE we advertised, the most a size update may ask for. */
   constructor(private readonly maxTableSize = 4096) {
@@ -62,8 +68,11 @@ export class HpackDecoder {
       const first = block[this.pos];
       let name: string;
       let value: string;
+      // No destructuring here: unoptimized, [a, b] = pair runs the iterator protocol for every field.
       if (first & 0x80) {
-        [name, value] = this.field(this.integer(7));
+        const field = this.field(this.integer(7));
+        name = field[0];
+        value = field[1];
       } else if ((first & 0xe0) === 0x20) {
         if (fieldSeen) throw new CompressionError('a dynamic table size update after the first header field');
         const size = this.integer(5);
@@ -152,11 +161,25 @@ export class HpackDecoder {
     if (end > block.length) throw new CompressionError(`a string of ${length} octets runs past the end of its header block`);
     this.pos = end;
     if (!huffman) return block.toString('latin1', start, end);
+    // A client may send a value coded again on every request (grpc-js's :path is never indexed): the decoded
+    // strings of short codes are kept, so a repeated one costs a latin1 copy and a lookup, not a decode bit by bit.
+    const cacheable = length <= HUFFMAN_CACHE_CODE_BYTES;
+    const coded = cacheable ? block.toString('latin1', start, end) : '';
+    if (cacheable) {
+      const known = this.huffmanCache.get(coded);
+      if (known !== undefined) return known;
+    }
+    let decoded: string;
     try {
-      return huffmanDecode(block, start, end);
+      decoded = huffmanDecode(block, start, end);
     } catch (err) {
       if (err instanceof HuffmanError) throw new CompressionError(err.message);
       throw err;
     }
+    if (cacheable) {
+      if (this.huffmanCache.size >= HUFFMAN_CACHE_ENTRIES) this.huffmanCache.clear();
+      this.huffmanCache.set(coded, decoded);
+    }
+    return decoded;
   }
 }

@@ -13,7 +13,9 @@ const UPPERCASE = /[A-Z]/;
 export function malformedRequest(headers: HeaderList, names: readonly string[]): string | undefined {
   let regularSeen = false;
   let pseudoSeen = 0;
-  for (const name of names) {
+  // Indexed loops: before V8 optimizes this, for...of costs an iterator and a result object per name.
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i];
     if (name.length === 0) return 'an empty header name';
     if (UPPERCASE.test(name)) return `header name "${name}" is not lowercase`;
     if (name.charCodeAt(0) === 0x3a) {
@@ -29,8 +31,8 @@ export function malformedRequest(headers: HeaderList, names: readonly string[]):
     if (name === 'te' && headers.te !== 'trailers') return 'te other than "trailers"';
   }
   if (headers[':method'] === 'CONNECT') return headers[':path'] === undefined && headers[':scheme'] === undefined ? undefined : 'CONNECT with :path or :scheme';
-  for (const required of [':method', ':scheme', ':path']) {
-    if (!headers[required]) return `no ${required}`;
-  }
+  if (!headers[':method']) return 'no :method';
+  if (!headers[':scheme']) return 'no :scheme';
+  if (!headers[':path']) return 'no :path';
   return undefined;
 }
