@@ -67,6 +67,15 @@ class HandlerCall implements CallInfo {
   }
 }
 
+/** `value` and every object in it frozen (a decoded message: plain objects and arrays, no cycles). */
+function deepFrozen<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const inner of Object.values(value)) deepFrozen(inner);
+    Object.freeze(value);
+  }
+  return value;
+}
+
 /** Per-method accounting: a call's count, duration, failure code and log lines. */
 function accounting(method: string, options: CriServerOptions): (call: HandlerCall, err: unknown) => void {
   const { log, metrics } = options;
@@ -98,8 +107,12 @@ function serveService(server: GrpcServer, service: grpc.ServiceDefinition, optio
     const finish = accounting(method, options);
     const meter = metrics.rpcMeter(method);
     const streaming = spec.responseStream;
+    let emptyRequest: unknown;
     const decode = (bytes: Buffer): unknown => {
       if (!handler) throw unimplemented(`${method} is not implemented by berth`);
+      // An empty message (Status, ListImages: every field at its default) decodes to the same object every time:
+      // decoded once and frozen, so no handler can change what the next call gets.
+      if (bytes.length === 0) return (emptyRequest ??= deepFrozen(spec.requestDeserialize(bytes)));
       try {
         return spec.requestDeserialize(bytes);
       } catch (err) {

@@ -18,6 +18,7 @@ describe('CriServer', () => {
   let server: CriServer;
   let client: CriClient;
   let lateCall: Promise<{ aborted: boolean; delivered: boolean }> | undefined;
+  const emptyRequests: unknown[] = [];
   const handlers: CriHandlers = {
     async ContainerStatus(request) {
       if (!request.container_id) throw invalidArgument('container_id: must not be empty');
@@ -30,6 +31,10 @@ describe('CriServer', () => {
       await new Promise<void>((resolve) => call.signal.addEventListener('abort', () => resolve()));
       void call.delivered.then((delivered) => report({ aborted: call.signal.aborted && call.cancelled(), delivered }));
       return { image_filesystems: [], container_filesystems: [] };
+    },
+    async ListImages(request) {
+      emptyRequests.push(request);
+      return { images: [] };
     },
     async PodSandboxStatus() {
       throw new Error('disk on fire');
@@ -78,6 +83,15 @@ describe('CriServer', () => {
       assert.equal(err.details, 'disk on fire');
       return true;
     });
+  });
+
+  test('an empty request is decoded once: every call gets the same frozen object, defaults filled in', async () => {
+    await client.call('ListImages', {});
+    await client.call('ListImages', { filter: null });
+    assert.equal(emptyRequests.length, 2);
+    assert.equal(emptyRequests[0], emptyRequests[1]);
+    assert.deepEqual(emptyRequests[0], { filter: null });
+    assert.equal(Object.isFrozen(emptyRequests[0]), true);
   });
 
   test('a unary method with no handler is UNIMPLEMENTED', async () => {
