@@ -17,6 +17,8 @@ export class SocketWriter {
   private flushing = false;
   private ending = false;
   private ended = false;
+  /** flush, made once: scheduling it makes no closure per answer. */
+  private readonly flushLater = (): void => this.flush();
 
   constructor(
     private readonly socket: Socket,
@@ -38,7 +40,7 @@ export class SocketWriter {
   scheduleFlush(): void {
     if (this.flushQueued || this.ended) return;
     this.flushQueued = true;
-    process.nextTick(() => this.flush());
+    process.nextTick(this.flushLater);
   }
 
   /** Ends the socket once what is queued is written; destroys it if the peer does not close within a second. */
