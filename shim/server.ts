@@ -67,6 +67,14 @@ class HandlerCall implements CallInfo {
   }
 }
 
+/**
+ * The reads a kubelet repeats with the same request (its relist's filters, Version's version, a status of the same
+ * id): a request of up to REPEATED_REQUEST_BYTES equal to the method's previous one is the previous decoded (frozen)
+ * object, not decoded again. Only reads: their handlers never change a request.
+ */
+const REPEATED_REQUEST_METHODS = new Set(['Version', 'ListPodSandbox', 'ListContainers', 'ListImages', 'ListPodSandboxStats', 'ListContainerStats', 'PodSandboxStatus', 'ContainerStatus', 'ImageStatus']);
+const REPEATED_REQUEST_BYTES = 256;
+
 /** `value` and every object in it frozen (a decoded message: plain objects and arrays, no cycles). */
 function deepFrozen<T>(value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
@@ -108,16 +116,28 @@ function serveService(server: GrpcServer, service: grpc.ServiceDefinition, optio
     const meter = metrics.rpcMeter(method);
     const streaming = spec.responseStream;
     let emptyRequest: unknown;
+    const keepsRepeated = REPEATED_REQUEST_METHODS.has(method);
+    let lastBytes: Buffer | undefined;
+    let lastRequest: unknown;
     const decode = (bytes: Buffer): unknown => {
       if (!handler) throw unimplemented(`${method} is not implemented by berth`);
       // An empty message (Status, ListImages: every field at its default) decodes to the same object every time:
       // decoded once and frozen, so no handler can change what the next call gets.
       if (bytes.length === 0) return (emptyRequest ??= deepFrozen(spec.requestDeserialize(bytes)));
+      const keep = keepsRepeated && bytes.length <= REPEATED_REQUEST_BYTES;
+      if (keep && lastBytes !== undefined && bytes.equals(lastBytes)) return lastRequest;
+      let request: unknown;
       try {
-        return spec.requestDeserialize(bytes);
+        request = spec.requestDeserialize(bytes);
       } catch (err) {
         throw invalidArgument(`request: not a valid ${method} request message (${describeError(err)})`);
       }
+      if (keep) {
+        // A copy: the bytes are a view of the socket's read.
+        lastBytes = Buffer.from(bytes);
+        lastRequest = deepFrozen(request);
+      }
+      return request;
     };
     const encode = (response: unknown): Buffer => responseBytes(response, spec.responseSerialize as (value: unknown) => Buffer);
     const fail = (call: HandlerCall, err: unknown): void => {

@@ -94,6 +94,19 @@ describe('CriServer', () => {
     assert.equal(Object.isFrozen(emptyRequests[0]), true);
   });
 
+  test('a read repeated with the same request gets the same frozen object; another request is decoded anew', async () => {
+    const asked = (filter: object) => client.call('ListImages', { filter });
+    await asked({ image: { image: 'a' } });
+    await asked({ image: { image: 'a' } });
+    await asked({ image: { image: 'b' } });
+    const [first, again, other] = emptyRequests.slice(-3) as Array<{ filter: { image: { image: string } } }>;
+    assert.equal(first, again);
+    assert.equal(Object.isFrozen(first.filter.image), true);
+    assert.notEqual(other, first);
+    assert.equal(other.filter.image.image, 'b');
+    assert.equal(first.filter.image.image, 'a');
+  });
+
   test('a unary method with no handler is UNIMPLEMENTED', async () => {
     await assert.rejects(client.call('RunPodSandbox', {}), (err: Error) => {
       assert.equal(grpcCode(err), status.UNIMPLEMENTED);
