@@ -5,7 +5,9 @@
 #   <unitdir>/berthd.service (default /etc/systemd/system), enabled when systemd manages this machine
 #   <sysconfdir>/berth/berth.toml and <sysconfdir>/crictl.yaml, each only when absent
 #   <cachedir> (default /var/cache/berth)       named by the launcher: berthd writes V8's code cache of its
-#                                               bundle there after its first start (regenerated when removed)
+#                                               bundle there after its first start (regenerated when removed),
+#                                               and each start from the startup snapshot leaves a pending file
+#                                               there until berthd's code runs
 # Idempotent: running it again replaces berth's files and keeps the configuration.
 # DESTDIR (environment) stages everything under another root, as packagers do; the
 # installed files still name the final paths.
@@ -85,7 +87,7 @@ trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/dist" "$stage/cri-proto" "$stage/native/build/Release" "$(dirname "$target")"
 for part in cni cri-proto native runtime shim; do cp -a "$src/dist/$part" "$stage/dist/"; done
 # The build's own code cache (dist/berthd's) is not the installation's: berthd writes that one in the cache dir.
-rm -f "$stage/dist/shim/berthd.bundle.cache"
+rm -f "$stage/dist/shim/berthd.bundle.cache" "$stage/dist/shim/berthd.snapshot-pending."*
 cp -a "$src/package.json" "$src/package-lock.json" "$src/README.md" "$stage/"
 cp -a "$src/cri-proto/api.proto" "$stage/cri-proto/"
 cp -a "$src/native/binding.gyp" "$stage/native/"
@@ -103,8 +105,14 @@ trap - EXIT
 mkdir -p "$destdir$bindir"
 # The launcher execs node with berthd's V8 flags on the bundle's runner: written by the same code as the build's
 # dist/berthd (shim/berthd-launcher.ts). berthd keeps V8's code cache of its bundle in the cache dir (written
-# after the first start of each installed build; removing it only costs the next start the compile).
-"$node_bin" "$src/dist/shim/berthd-launcher.js" "$destdir$bindir/berthd.new" "$libdir/dist/shim/bundle/bundle-runner.js" "$node_bin" "$cachedir/berthd.code-cache"
+# after the first start of each installed build; removing it only costs the next start the compile). Node
+# starts from the build's startup snapshot (dist/shim/berthd.snapshot, copied with its modification time,
+# which the launcher compares with the Node binary's) when the launcher can tell Node will take it; a build
+# without one, or another Node binary, starts as before. A new installation gives the blob a new chance: the
+# pending files an earlier start left (a start Node refused) go.
+"$node_bin" "$src/dist/shim/berthd-launcher.js" "$destdir$bindir/berthd.new" "$libdir/dist/shim/bundle/bundle-runner.js" "$node_bin" "$cachedir/berthd.code-cache" "$libdir/dist/shim/berthd.snapshot"
+mkdir -p -m 700 "$destdir$cachedir"
+rm -f "$destdir$cachedir"/berthd.snapshot-pending.*
 mv "$destdir$bindir/berthd.new" "$destdir$bindir/berthd"
 
 mkdir -p "$destdir$unitdir"

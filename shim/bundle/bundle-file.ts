@@ -30,6 +30,8 @@ export const PACKAGE_ROOT = resolve(__dirname, '..', '..', '..');
 export const ENTRY_KEY = 'dist/shim/berthd.js';
 /** The bundle: beside the compiled shim, so an installation that copies dist/shim has it. */
 export const BUNDLE_PATH = join(PACKAGE_ROOT, 'dist', 'shim', 'berthd.bundle.js');
+/** Node's startup snapshot of the builtins berthd loads (snapshot-build.ts), beside the bundle for the same reason. */
+export const SNAPSHOT_PATH = join(PACKAGE_ROOT, 'dist', 'shim', 'berthd.snapshot');
 
 export function manifestLine(manifest: BundleManifest): string {
   return `${MANIFEST_PREFIX}${JSON.stringify(manifest)}\n`;

@@ -6,11 +6,14 @@
 // hold (a builtin, a native addon, better-sqlite3, a package's optional
 // dependency) is Node's own from that module's place, and a file Node loads
 // itself later finds the bundled instance.
+// A launcher may start Node from berthd's startup snapshot (snapshot-entry.ts),
+// whose main function runs this file as the main module all the same; the
+// start record says whether it did, or why not (takeSnapshotState).
 import Module = require('node:module');
 import { dirname, join } from 'node:path';
 import { Script } from 'node:vm';
 import { BUNDLE_PATH, ENTRY_KEY, PACKAGE_ROOT, readBundle } from './bundle-file';
-import { readCodeCache, recordStart, takeCodeCachePath, type StartRecord } from './code-cache';
+import { readCodeCache, recordStart, takeCodeCachePath, takeSnapshotState, type StartRecord } from './code-cache';
 
 type Wrapper = (exports: unknown, require: NodeJS.Require, module: Module, __filename: string, __dirname: string) => void;
 
@@ -90,26 +93,28 @@ export interface RunBundleOptions {
   cachePath?: string;
   /** The module the bundle's entry is a child of (the runner's own, when it is the main module). */
   parent?: Module;
+  /** Whether Node started from berthd's startup snapshot, or why not (takeSnapshotState), for the start record. */
+  snapshot?: string;
 }
 
 /** Compiles and runs the bundle at path (with the code cache when it fits), or says why it did not. */
 export function runBundle(path: string, root: string, options: RunBundleOptions = {}): StartRecord {
   const started = performance.now();
   const bundle = readBundle(path, root);
-  if ('stale' in bundle) return recordStart({ bundle: `not used: ${bundle.stale}` });
-  const { cachePath, parent } = options;
+  const { cachePath, parent, snapshot } = options;
+  if ('stale' in bundle) return recordStart({ bundle: `not used: ${bundle.stale}`, snapshot });
   const cache = readCodeCache(cachePath, bundle.manifest.sha256);
   // V8 checks a cache against its version, its flags and the source, and compiles without it when it does not fit.
   const script = new Script(bundle.text, { filename: path, cachedData: cache.data });
   const codeCache = cache.data === undefined ? cache.reason : script.cachedDataRejected ? 'rejected by V8' : 'used';
   const table = script.runInThisContext() as BundleTable;
-  const record = recordStart({ bundle: 'used', codeCache, compileMs: Math.round((performance.now() - started) * 10) / 10, script, sha256: bundle.manifest.sha256, cachePath });
+  const record = recordStart({ bundle: 'used', codeCache, compileMs: Math.round((performance.now() - started) * 10) / 10, script, sha256: bundle.manifest.sha256, cachePath, snapshot });
   new ModuleTable(table, root).runMain(parent);
   return record;
 }
 
 if (require.main === module) {
-  const record = runBundle(BUNDLE_PATH, PACKAGE_ROOT, { cachePath: takeCodeCachePath(), parent: module });
+  const record = runBundle(BUNDLE_PATH, PACKAGE_ROOT, { cachePath: takeCodeCachePath(), parent: module, snapshot: takeSnapshotState() });
   // A tsc-only build (or no bundle): the compiled modules as they are, which the bundle would have held.
   if (record.bundle !== 'used') require(join(PACKAGE_ROOT, ENTRY_KEY));
 }

@@ -17,6 +17,8 @@ export interface StartRecord {
   sha256?: string;
   /** Where the code cache is read and written (the launcher says: BERTH_CODE_CACHE). */
   cachePath?: string;
+  /** Node's startup snapshot: 'used', 'off' (the launcher names none), or 'not used: why' (the launcher says why). */
+  snapshot?: string;
 }
 
 const RECORD = Symbol.for('berth.start-record');
@@ -33,9 +35,9 @@ export function startRecord(): StartRecord | undefined {
 }
 
 /** What the serving line says about it. */
-export function startRecordSummary(): { bundle: string; codeCache?: string; compileMs?: number } | undefined {
+export function startRecordSummary(): { bundle: string; codeCache?: string; compileMs?: number; snapshot?: string } | undefined {
   const record = startRecord();
-  return record && { bundle: record.bundle, codeCache: record.codeCache, compileMs: record.compileMs };
+  return record && { bundle: record.bundle, codeCache: record.codeCache, compileMs: record.compileMs, snapshot: record.snapshot };
 }
 
 /** The launcher's environment variable naming the code cache file; taken out of the environment (children do not need it). */
@@ -45,6 +47,22 @@ export function takeCodeCachePath(): string | undefined {
   const path = process.env[CODE_CACHE_ENV];
   delete process.env[CODE_CACHE_ENV];
   return path || undefined;
+}
+
+/**
+ * The launcher's environment variable saying why it started Node without the startup snapshot (berthd-launcher.ts);
+ * taken out of the environment like the code cache's.
+ */
+export const SNAPSHOT_ENV = 'BERTH_SNAPSHOT';
+/** What the snapshot's main function (snapshot-entry.ts) leaves on the global object before it runs the runner. */
+const SNAPSHOT_MARK = Symbol.for('berth.snapshot');
+
+/** Whether this process started from berthd's startup snapshot, or why not. */
+export function takeSnapshotState(): string {
+  const why = process.env[SNAPSHOT_ENV];
+  delete process.env[SNAPSHOT_ENV];
+  if ((globalThis as { [SNAPSHOT_MARK]?: unknown })[SNAPSHOT_MARK]) return 'used';
+  return why ? `not used: ${why}` : 'off';
 }
 
 const HEADER_BYTES = 65;

@@ -3,17 +3,17 @@
 // the next; and berthd's commands run from the bundle too.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { DEV_ENTRY_PATH, writeLauncher } from '../../shim/berthd-launcher';
+import { DEV_ENTRY_PATH, DEV_SNAPSHOT_PATH, writeLauncher } from '../../shim/berthd-launcher';
 import { BERTHD_NODE_FLAGS } from '../../shim/node-flags';
 import { BERTHD_ENTRY, BerthdProcess } from '../support/berthd-process';
 
 /** The serving line's account of how berthd's code started, from the log after `from`. */
-async function servingStart(berthd: BerthdProcess, from: number): Promise<{ bundle: string; codeCache?: string }> {
+async function servingStart(berthd: BerthdProcess, from: number): Promise<{ bundle: string; codeCache?: string; snapshot?: string }> {
   const line = await berthd.waitForLog(/\{[^\n]*"msg":"berthd serving CRI v1"[^\n]*\}/, 30_000, from);
-  return (JSON.parse(line) as { start: { bundle: string; codeCache?: string } }).start;
+  return (JSON.parse(line) as { start: { bundle: string; codeCache?: string; snapshot?: string } }).start;
 }
 
 describe('berthd from its bundle, with the code cache', () => {
@@ -63,6 +63,40 @@ describe('berthd from its bundle, with the code cache', () => {
       assert.equal((await other.client.call('Version', { version: '0.1.0' })).runtime_name, 'berth');
     } finally {
       await other.cleanup();
+    }
+  });
+});
+
+describe('berthd from Node\'s startup snapshot (dist/shim/berthd.snapshot)', () => {
+  const dir = mkdtempSync('/tmp/berth-snapshot-it-');
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('berthd started through the build\'s launcher (dist/berthd) starts from the snapshot and serves', async () => {
+    const berthd = new BerthdProcess({ topLevel: { log_format: 'json' } });
+    try {
+      await berthd.start(30_000);
+      const start = await servingStart(berthd, 0);
+      assert.equal(start.snapshot, 'used');
+      assert.equal(start.bundle, 'used');
+      assert.equal((await berthd.client.call('Version', { version: '0.1.0' })).runtime_name, 'berth');
+    } finally {
+      await berthd.cleanup();
+    }
+  });
+
+  test('a blob changed since the build is not used: berthd starts as before, serves, and says why', async () => {
+    const blob = join(dir, 'berthd.snapshot');
+    copyFileSync(DEV_SNAPSHOT_PATH, blob);
+    const bytes = readFileSync(blob);
+    writeFileSync(blob, Buffer.concat([bytes.subarray(0, 4096), Buffer.alloc(bytes.length - 4096, 0x5a)]));
+    const launcher = writeLauncher(join(dir, 'berthd'), DEV_ENTRY_PATH, { codeCache: join(dir, 'berthd.code-cache'), snapshot: blob });
+    const berthd = new BerthdProcess({ command: [launcher], topLevel: { log_format: 'json' } });
+    try {
+      await berthd.start(30_000);
+      assert.match((await servingStart(berthd, 0)).snapshot ?? '', /^not used: the blob was built by another Node\.js binary, or changed since/);
+      assert.equal((await berthd.client.call('Status', {})).status?.conditions?.length, 2);
+    } finally {
+      await berthd.cleanup();
     }
   });
 });

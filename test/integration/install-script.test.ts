@@ -83,12 +83,14 @@ describe('scripts/install.sh into a temporary prefix', () => {
     }
   });
 
-  test('the installed berthd runs its bundle and keeps V8\'s code cache in the cache dir', async () => {
+  test('the installed berthd runs its bundle from the startup snapshot and keeps V8\'s code cache in the cache dir', async () => {
     const daemon = await startBerthd({ command: [berthd], topLevel: { log_format: 'json' } });
     try {
       const line = await daemon.waitForLog(/\{[^\n]*"msg":"berthd serving CRI v1"[^\n]*\}/);
-      const { start } = JSON.parse(line) as { start: { bundle: string; codeCache: string } };
+      const { start } = JSON.parse(line) as { start: { bundle: string; codeCache: string; snapshot: string } };
       assert.equal(start.bundle, 'used');
+      // The build's startup snapshot, installed with its modification time (the launcher's test of the Node binary).
+      assert.equal(start.snapshot, 'used');
       // An earlier test's berthd may have written it already.
       if (start.codeCache !== 'used') await daemon.waitForLog(/code cache written for the next start/);
     } finally {
@@ -128,6 +130,7 @@ describe('scripts/install.sh with DESTDIR', () => {
     const launcher = readFileSync(join(stage, 'usr', 'local', 'bin', 'berthd'), 'utf8');
     assert.match(launcher, /\/usr\/local\/lib\/berth\/dist\/shim\/bundle\/bundle-runner\.js/);
     assert.match(launcher, /BERTH_CODE_CACHE=\/var\/cache\/berth\/berthd\.code-cache/);
+    assert.match(launcher, /blob=\/usr\/local\/lib\/berth\/dist\/shim\/berthd\.snapshot /);
     assert.ok(!launcher.includes(stage), 'the launcher does not name the staging root');
     assert.ok(existsSync(join(stage, 'etc', 'berth', 'berth.toml')));
   });

@@ -9,7 +9,7 @@ import { loadNative } from '../../native';
 import { join, resolve } from 'node:path';
 import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
 import { CriClient } from './cri-client';
-import { DEV_CODE_CACHE_PATH, DEV_ENTRY_PATH, DEV_LAUNCHER_PATH, writeLauncher } from '../../shim/berthd-launcher';
+import { DEV_CODE_CACHE_PATH, DEV_ENTRY_PATH, DEV_LAUNCHER_PATH, DEV_SNAPSHOT_PATH, writeLauncher } from '../../shim/berthd-launcher';
 import { BUNDLE_PATH, PACKAGE_ROOT, readBundle } from '../../shim/bundle/bundle-file';
 import { writeBundle } from '../../shim/bundle/bundle-build';
 
@@ -60,7 +60,7 @@ export const BERTHD_ENTRY = currentBundleEntry();
 
 /** dist/berthd, written here when a tsc-only build left it missing or stale (`npm run build` writes it too). */
 export function berthdLauncher(): string {
-  return writeLauncher(DEV_LAUNCHER_PATH, BERTHD_ENTRY, { codeCache: DEV_CODE_CACHE_PATH });
+  return writeLauncher(DEV_LAUNCHER_PATH, BERTHD_ENTRY, { codeCache: DEV_CODE_CACHE_PATH, snapshot: DEV_SNAPSHOT_PATH });
 }
 
 export interface BerthdOptions {

@@ -2,11 +2,12 @@
 // Node.js with berthd's V8 flags on the bundle's runner, naming its code cache.
 // Run for real here, on a stand-in entry that prints what Node.js was started with.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { launcherScript, writeLauncher } from '../../shim/berthd-launcher';
+import { checkSnapshot, clearPendingMarks, writeSnapshot } from '../../shim/bundle/snapshot-build';
 import { BERTHD_NODE_FLAGS } from '../../shim/node-flags';
 
 const dir = mkdtempSync('/tmp/berth-launcher-');
@@ -62,4 +63,109 @@ test('writeLauncher leaves a current launcher alone and replaces a stale one', (
   writeLauncher(path, entry);
   assert.equal(readFileSync(path, 'utf8'), launcherScript(entry));
   assert.equal(statSync(path).mode & 0o777, 0o755);
+});
+
+// Node's startup snapshot (shim/bundle/snapshot-build.ts): a real blob, built here with this Node and berthd's
+// flags, under a launcher on a stand-in entry that says how it was started.
+describe('the launcher and berthd\'s startup snapshot', () => {
+  const snapDir = join(dir, 'snapshot');
+  const blob = join(snapDir, 'berthd.snapshot');
+  const cacheDir = join(snapDir, 'cache');
+  let entry: string;
+  before(() => {
+    mkdirSync(cacheDir, { recursive: true });
+    writeSnapshot(blob);
+    entry = join(snapDir, 'entry.js');
+    writeFileSync(
+      entry,
+      'process.stdout.write(JSON.stringify({ execArgv: process.execArgv, args: process.argv.slice(2), argv1: process.argv[1], main: require.main === module, ' +
+        'why: process.env.BERTH_SNAPSHOT, pending: process.env.BERTH_SNAPSHOT_PENDING, marked: globalThis[Symbol.for("berth.snapshot")] !== undefined }));\n',
+    );
+  });
+
+  type Started = { execArgv: string[]; args: string[]; argv1: string; main: boolean; why?: string; pending?: string; marked: boolean };
+  const launch = async (name: string, options: { blob?: string; flags?: readonly string[]; env?: NodeJS.ProcessEnv } = {}): Promise<Started> => {
+    const launcher = writeLauncher(join(snapDir, name), entry, { codeCache: join(cacheDir, 'berthd.code-cache'), snapshot: options.blob ?? blob, flags: options.flags });
+    const child = spawnSync(launcher, ['--config', 'a b'], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '', ...options.env } });
+    assert.equal(child.status, 0, child.stderr);
+    return JSON.parse(child.stdout) as Started;
+  };
+  const pendingFiles = (): string[] => readdirSync(cacheDir).filter((name) => name.startsWith('berthd.snapshot-pending'));
+
+  test('Node starts from the blob, whose main function runs the entry as the main module with berthd\'s arguments, and the pending file goes', async () => {
+    const out = await launch('berthd-snap');
+    assert.deepEqual(out.execArgv, [...BERTHD_NODE_FLAGS, '--snapshot-blob', blob]);
+    assert.deepEqual(out.args, ['--config', 'a b']);
+    assert.equal(out.argv1, entry);
+    assert.equal(out.main, true);
+    assert.equal(out.marked, true);
+    assert.equal(out.why, undefined);
+    assert.equal(out.pending, undefined, 'taken out of the environment');
+    assert.deepEqual(pendingFiles(), []);
+    // What the runner puts in the start record.
+    assert.equal(checkSnapshot(blob).node, process.version);
+  });
+
+  test('without a usable blob Node starts as before, and the runner is told why', async () => {
+    const cases: Array<[string, Parameters<typeof launch>[1], RegExp]> = [
+      ['no blob', { blob: join(snapDir, 'missing.snapshot') }, /^no blob at /],
+      ['NODE_OPTIONS', { env: { NODE_OPTIONS: '--max-old-space-size=100' } }, /^NODE_OPTIONS is set/],
+      ['other flags', { flags: [...BERTHD_NODE_FLAGS, '--stack-size=900'] }, /V8 flags are not the snapshot's/],
+    ];
+    for (const [name, options, why] of cases) {
+      const out = await launch(`berthd-${name.replace(/ /g, '-')}`, options);
+      assert.ok(!out.execArgv.includes('--snapshot-blob'), name);
+      assert.equal(out.marked, false, name);
+      assert.match(out.why ?? '', why, name);
+      assert.deepEqual(out.args, ['--config', 'a b'], name);
+    }
+    assert.deepEqual(pendingFiles(), []);
+  });
+
+  test('a blob changed since it was built, or built by another Node binary, is not used (Node would abort on it)', async () => {
+    const changed = join(snapDir, 'changed.snapshot');
+    copyFileSync(blob, changed);
+    const bytes = readFileSync(changed);
+    bytes.fill(0x5a, 4096, 8192);
+    writeFileSync(changed, bytes);
+    const out = await launch('berthd-changed', { blob: changed });
+    assert.ok(!out.execArgv.includes('--snapshot-blob'));
+    assert.match(out.why ?? '', /built by another Node\.js binary, or changed since/);
+    // Another Node binary: a copy of this one, with its own modification time.
+    const otherNode = join(snapDir, 'node');
+    copyFileSync(process.execPath, otherNode);
+    chmodSync(otherNode, 0o755);
+    const launcher = writeLauncher(join(snapDir, 'berthd-other-node'), entry, { node: otherNode, codeCache: join(cacheDir, 'berthd.code-cache'), snapshot: blob });
+    const other = JSON.parse(spawnSync(launcher, [], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } }).stdout) as Started;
+    assert.match(other.why ?? '', /built by another Node\.js binary/);
+  });
+
+  test('a blob Node does not take (damaged, its time put back) costs one start: the next ones start without it and say why', async () => {
+    const damaged = join(snapDir, 'damaged.snapshot');
+    copyFileSync(blob, damaged);
+    const bytes = readFileSync(damaged);
+    writeFileSync(damaged, bytes.subarray(0, bytes.length >> 1));
+    spawnSync('touch', ['-r', process.execPath, damaged]);
+    const launcher = writeLauncher(join(snapDir, 'berthd-damaged'), entry, { codeCache: join(cacheDir, 'berthd.code-cache'), snapshot: damaged });
+    const first = spawnSync(launcher, [], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } });
+    assert.notEqual(first.status, 0, 'Node does not start from half a blob');
+    assert.equal(pendingFiles().length, 1, 'the failed start left its pending file');
+    for (let i = 0; i < 2; i++) {
+      const out = JSON.parse(spawnSync(launcher, [], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } }).stdout) as Started;
+      assert.ok(!out.execArgv.includes('--snapshot-blob'));
+      assert.match(out.why ?? '', /an earlier start from it did not reach berthd's code/);
+    }
+    // A new blob (a build, an installation) clears the pending files: the snapshot is used again.
+    clearPendingMarks(cacheDir);
+    assert.equal((await launch('berthd-snap-again')).marked, true);
+  });
+
+  test('a pending file of a start still under way does not keep the next start from the blob', async () => {
+    writeFileSync(join(cacheDir, `berthd.snapshot-pending.${process.pid}`), '');
+    try {
+      assert.equal((await launch('berthd-beside')).marked, true);
+    } finally {
+      rmSync(join(cacheDir, `berthd.snapshot-pending.${process.pid}`), { force: true });
+    }
+  });
 });
