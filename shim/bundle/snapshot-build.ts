@@ -48,6 +48,8 @@ export interface SnapshotCheck {
   node: string;
   builtins: number;
   loaded: number;
+  /** A worker thread ran and saw the process's cwd. */
+  workerCwd: boolean;
 }
 
 /** Starts Node from the blob once, as a launcher would (same Node, same flags): what it holds, or why it failed. */
@@ -78,6 +80,7 @@ export function writeSnapshot(out: string = SNAPSHOT_PATH): SnapshotCheck & { pa
     }
     const check = checkSnapshot(tmp);
     if (check.node !== process.version) throw new SnapshotError(`it says Node ${check.node}, this is ${process.version}`);
+    if (!check.workerCwd) throw new SnapshotError('a worker thread started from it does not see the process\'s cwd');
     // The launcher's test of the Node binary: the same modification time, to the nanosecond (touch copies it exactly).
     const touch = spawnSync('touch', ['-r', process.execPath, tmp], { encoding: 'utf8' });
     if (touch.status !== 0) throw new SnapshotError(`touch -r ${process.execPath}: ${touch.stderr.trim()}`);

@@ -10,10 +10,13 @@
 // Node runs this file with a require that only knows builtins: it requires
 // nothing of berth's. It reads no host state and holds none: what it loads
 // is what every process of this Node.js and these flags would load the same.
-// http (and what only it loads) is left out: Node 20 cannot snapshot its
-// parser binding. Builtins that read the environment at load time are left
-// out too (none of the ones listed below does: cluster decides primary or
-// worker from NODE_UNIQUE_ID, which berthd never has).
+// Left out: http (and what only it loads), whose parser binding Node 20
+// cannot snapshot; worker_threads, whose main-thread module keeps a counter
+// shared with workers that a snapshot does not restore (a worker's
+// process.cwd() then throws: the layer workers did); and builtins that read
+// the environment at load time (none of the ones listed below does: cluster
+// decides primary or worker from NODE_UNIQUE_ID, which berthd never has).
+// snapshot-build.ts's check starts a worker from a new blob before using it.
 //
 // A script, not a module (no import or export: Node's builder gives it no
 // `exports`), so everything is inside one block.
@@ -21,11 +24,11 @@
 const v8 = require('node:v8') as typeof import('node:v8');
 const Module = require('node:module') as typeof import('node:module');
 
-/** The builtins the snapshot holds: what berthd loads before serving (process.moduleLoadList), bar http. */
+/** The builtins the snapshot holds: what berthd loads before serving (process.moduleLoadList), bar http and worker_threads. */
 const BUILTINS = [
   'node:fs', 'node:fs/promises', 'node:path', 'node:os', 'node:util', 'node:events', 'node:buffer', 'node:stream',
   'node:stream/promises', 'node:string_decoder', 'node:net', 'node:dgram', 'node:child_process', 'node:crypto',
-  'node:timers/promises', 'node:worker_threads', 'node:zlib', 'node:tty', 'node:assert', 'node:dns', 'node:cluster',
+  'node:timers/promises', 'node:zlib', 'node:tty', 'node:assert', 'node:dns', 'node:cluster',
   'node:perf_hooks', 'node:vm', 'node:url', 'node:querystring', 'node:diagnostics_channel', 'node:async_hooks',
   'node:readline',
 ];
@@ -51,7 +54,18 @@ v8.startupSnapshot.setDeserializeMainFunction(() => {
     }
   }
   if (process.env[CHECK_ENV]) {
-    process.stdout.write(`${JSON.stringify({ ...built, loaded: (process as unknown as { moduleLoadList: string[] }).moduleLoadList.length })}\n`);
+    // berthd's layer workers: a worker thread of a process started from the blob must run (and know its cwd).
+    const { Worker } = require('node:worker_threads') as typeof import('node:worker_threads');
+    const worker = new Worker('require("node:worker_threads").parentPort.postMessage(process.cwd())', { eval: true });
+    worker.once('message', (cwd: unknown) => {
+      const loaded = (process as unknown as { moduleLoadList: string[] }).moduleLoadList.length;
+      process.stdout.write(`${JSON.stringify({ ...built, loaded, workerCwd: cwd === process.cwd() })}\n`);
+      void worker.terminate();
+    });
+    worker.once('error', (err: Error) => {
+      process.stderr.write(`a worker thread failed: ${err.message}\n`);
+      process.exitCode = 1;
+    });
     return;
   }
   (globalThis as { [SNAPSHOT]?: unknown })[SNAPSHOT] = built;
