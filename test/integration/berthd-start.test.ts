@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { conmonFiles } from '../../runtime/oci/conmon';
 import { BERTHD_NODE_FLAGS } from '../../shim/node-flags';
+import { DEV_SNAPSHOT_PATH } from '../../shim/berthd-launcher';
 import { BerthdProcess, startBerthd } from '../support/berthd-process';
 import { pushBusyboxImage } from '../support/oci-image-builder';
 import { startRegistry, type TestRegistry } from '../support/registry';
@@ -33,13 +34,15 @@ describe('berthd start', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test('berthd started by its launcher runs its bundle\'s runner with berthd\'s V8 flags', async () => {
+  test('berthd started by its launcher runs its bundle\'s runner with berthd\'s V8 flags, from the startup snapshot', async () => {
     const berthd = await startBerthd();
     try {
       const argv = readFileSync(`/proc/${berthd.pid}/cmdline`, 'utf8').split('\0');
       assert.equal(argv[0], process.execPath);
       assert.deepEqual(argv.slice(1, 1 + BERTHD_NODE_FLAGS.length), [...BERTHD_NODE_FLAGS]);
-      assert.match(argv[1 + BERTHD_NODE_FLAGS.length], /dist\/shim\/bundle\/bundle-runner\.js$/);
+      const rest = argv.slice(1 + BERTHD_NODE_FLAGS.length);
+      assert.deepEqual(rest.slice(0, 2), ['--snapshot-blob', DEV_SNAPSHOT_PATH]);
+      assert.match(rest[2], /dist\/shim\/bundle\/bundle-runner\.js$/);
     } finally {
       await berthd.cleanup();
     }
