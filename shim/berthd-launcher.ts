@@ -21,8 +21,10 @@
 // it refuses: the blob is there, was built by this Node binary (the blob has
 // its modification time) with these flags, NODE_OPTIONS adds none, and no
 // earlier start from it died before berthd's code ran (each start leaves a
-// pending file beside the code cache until then). Otherwise it starts Node as
-// before and tells the runner why (BERTH_SNAPSHOT, in the serving line).
+// pending file beside the code cache until then; berthd, started without the
+// blob for that reason, checks it after its start and removes the files when
+// Node takes it: a start killed early costs one start). Otherwise it starts
+// Node as before and tells the runner why (BERTH_SNAPSHOT, in the serving line).
 //   node dist/shim/berthd-launcher.js [OUT [ENTRY [NODE [CODE_CACHE [SNAPSHOT]]]]]
 //     OUT default dist/berthd, ENTRY default the runner, NODE default this Node.js,
 //     CODE_CACHE default dist/shim/berthd.bundle.cache ('' for none),
@@ -30,7 +32,7 @@
 import { chmodSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { SNAPSHOT_PATH } from './bundle/bundle-file';
-import { CODE_CACHE_ENV, SNAPSHOT_ENV } from './bundle/code-cache';
+import { CODE_CACHE_ENV, SNAPSHOT_ENV, SNAPSHOT_RECHECK_BLOB_ENV, SNAPSHOT_RECHECK_PENDING_ENV } from './bundle/code-cache';
 import { SNAPSHOT_FLAGS, SNAPSHOT_PENDING_NAME } from './bundle/snapshot-build';
 import { BERTHD_NODE_FLAGS } from './node-flags';
 
@@ -94,6 +96,8 @@ export function launcherScript(entry: string, options: LauncherOptions = {}): st
     '    # A pending file whose process is gone: a start Node refused, or that died before berthd\'s code ran.',
     '    if [ -e "$mark" ] && ! [ -d "/proc/${mark##*.}" ]; then why="an earlier start from it did not reach berthd\'s code ($mark)"; fi',
     '  done',
+    '  # Or it was only killed early: berthd checks the blob once it serves, and removes such files when Node takes it.',
+    `  [ -n "$why" ] && export ${SNAPSHOT_RECHECK_BLOB_ENV}="$blob" ${SNAPSHOT_RECHECK_PENDING_ENV}="$pending"`,
     '  if [ -z "$why" ]; then',
     '    if true 2>/dev/null >"$pending.$$"; then',
     `      export BERTH_SNAPSHOT_PENDING="$pending.$$"`,

@@ -23,6 +23,7 @@ import { CriServer } from './server';
 import { StartTimeline } from './start-timeline';
 import { startRecord, startRecordSummary, writeCodeCache } from './bundle/code-cache';
 import { loadNative } from '../native';
+import { recheckSnapshot } from './bundle/snapshot-recheck';
 
 /** How long after serving the work that does not gate it starts. */
 const AFTER_START_DELAY_MS = 500;
@@ -160,6 +161,14 @@ export async function startDaemon(config: BerthConfig, log: Logger, timeline = n
     // Node read and unpacked the startup snapshot's blob with malloc, and glibc keeps what it freed of that
     // (~3 MiB of an idle berthd's memory) unless asked: once, after the start.
     if (startRecord()?.snapshot === 'used') void loadNative().releaseFreeMemory().catch(() => undefined);
+    // Started without the snapshot because an earlier start from it never reached berthd's code: refused, or killed?
+    const recheck = startRecord()?.snapshotRecheck;
+    if (recheck) {
+      void recheckSnapshot(recheck).then((result) => {
+        if (result.taken) log.info({ blob: recheck.blob, removed: result.removed }, 'startup snapshot checked: Node takes it, the next start uses it again');
+        else log.warn({ blob: recheck.blob, reason: result.reason }, 'startup snapshot refused by Node: berthd starts without it until the next build or installation');
+      });
+    }
     void reportHostAfterStart(config, log, gatingChecks, probes)
       .then(() => probes.save())
       .catch((err: unknown) => log.warn({ err: describeError(err) }, 'host checks after start failed'));

@@ -13,7 +13,7 @@ import Module = require('node:module');
 import { dirname, join } from 'node:path';
 import { Script } from 'node:vm';
 import { BUNDLE_PATH, ENTRY_KEY, PACKAGE_ROOT, readBundle } from './bundle-file';
-import { readCodeCache, recordStart, takeCodeCachePath, takeSnapshotState, type StartRecord } from './code-cache';
+import { readCodeCache, recordStart, takeCodeCachePath, takeSnapshotRecheck, takeSnapshotState, type SnapshotRecheck, type StartRecord } from './code-cache';
 
 type Wrapper = (exports: unknown, require: NodeJS.Require, module: Module, __filename: string, __dirname: string) => void;
 
@@ -95,26 +95,28 @@ export interface RunBundleOptions {
   parent?: Module;
   /** Whether Node started from berthd's startup snapshot, or why not (takeSnapshotState), for the start record. */
   snapshot?: string;
+  /** The blob to check after the start (takeSnapshotRecheck), for the start record. */
+  snapshotRecheck?: SnapshotRecheck;
 }
 
 /** Compiles and runs the bundle at path (with the code cache when it fits), or says why it did not. */
 export function runBundle(path: string, root: string, options: RunBundleOptions = {}): StartRecord {
   const started = performance.now();
   const bundle = readBundle(path, root);
-  const { cachePath, parent, snapshot } = options;
-  if ('stale' in bundle) return recordStart({ bundle: `not used: ${bundle.stale}`, snapshot });
+  const { cachePath, parent, snapshot, snapshotRecheck } = options;
+  if ('stale' in bundle) return recordStart({ bundle: `not used: ${bundle.stale}`, snapshot, snapshotRecheck });
   const cache = readCodeCache(cachePath, bundle.manifest.sha256);
   // V8 checks a cache against its version, its flags and the source, and compiles without it when it does not fit.
   const script = new Script(bundle.text, { filename: path, cachedData: cache.data });
   const codeCache = cache.data === undefined ? cache.reason : script.cachedDataRejected ? 'rejected by V8' : 'used';
   const table = script.runInThisContext() as BundleTable;
-  const record = recordStart({ bundle: 'used', codeCache, compileMs: Math.round((performance.now() - started) * 10) / 10, script, sha256: bundle.manifest.sha256, cachePath, snapshot });
+  const record = recordStart({ bundle: 'used', codeCache, compileMs: Math.round((performance.now() - started) * 10) / 10, script, sha256: bundle.manifest.sha256, cachePath, snapshot, snapshotRecheck });
   new ModuleTable(table, root).runMain(parent);
   return record;
 }
 
 if (require.main === module) {
-  const record = runBundle(BUNDLE_PATH, PACKAGE_ROOT, { cachePath: takeCodeCachePath(), parent: module, snapshot: takeSnapshotState() });
+  const record = runBundle(BUNDLE_PATH, PACKAGE_ROOT, { cachePath: takeCodeCachePath(), parent: module, snapshot: takeSnapshotState(), snapshotRecheck: takeSnapshotRecheck() });
   // A tsc-only build (or no bundle): the compiled modules as they are, which the bundle would have held.
   if (record.bundle !== 'used') require(join(PACKAGE_ROOT, ENTRY_KEY));
 }

@@ -19,6 +19,8 @@ export interface StartRecord {
   cachePath?: string;
   /** Node's startup snapshot: 'used', 'off' (the launcher names none), or 'not used: why' (the launcher says why). */
   snapshot?: string;
+  /** The blob to check again after the start (takeSnapshotRecheck), when a pending file kept it from this start. */
+  snapshotRecheck?: SnapshotRecheck;
 }
 
 const RECORD = Symbol.for('berth.start-record');
@@ -56,6 +58,28 @@ export function takeCodeCachePath(): string | undefined {
 export const SNAPSHOT_ENV = 'BERTH_SNAPSHOT';
 /** What the snapshot's main function (snapshot-entry.ts) leaves on the global object before it runs the runner. */
 const SNAPSHOT_MARK = Symbol.for('berth.snapshot');
+
+/**
+ * The launcher's environment variables naming the blob and its pending files' prefix when a pending file left by
+ * an earlier start kept this one from the blob: that start may have been refused by Node, or only killed before
+ * berthd's code ran; berthd checks the blob once it serves (snapshot-recheck.ts).
+ */
+export const SNAPSHOT_RECHECK_BLOB_ENV = 'BERTH_SNAPSHOT_RECHECK_BLOB';
+export const SNAPSHOT_RECHECK_PENDING_ENV = 'BERTH_SNAPSHOT_RECHECK_PENDING';
+
+export interface SnapshotRecheck {
+  blob: string;
+  /** The pending files' path without the `.<pid>` suffix. */
+  pending: string;
+}
+
+export function takeSnapshotRecheck(): SnapshotRecheck | undefined {
+  const blob = process.env[SNAPSHOT_RECHECK_BLOB_ENV];
+  const pending = process.env[SNAPSHOT_RECHECK_PENDING_ENV];
+  delete process.env[SNAPSHOT_RECHECK_BLOB_ENV];
+  delete process.env[SNAPSHOT_RECHECK_PENDING_ENV];
+  return blob && pending ? { blob, pending } : undefined;
+}
 
 /** Whether this process started from berthd's startup snapshot, or why not. */
 export function takeSnapshotState(): string {

@@ -101,6 +101,31 @@ describe('berthd from Node\'s startup snapshot (dist/shim/berthd.snapshot)', () 
   });
 });
 
+describe('berthd after a start from the snapshot that never reached its code', () => {
+  const dir = mkdtempSync('/tmp/berth-snapshot-recheck-it-');
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('berthd starts without the blob, checks it once serving, and the next start uses it again', async () => {
+    // What a start killed before berthd's code ran leaves (its process is gone).
+    const stale = join(dir, 'berthd.snapshot-pending.999999999');
+    writeFileSync(stale, '');
+    const launcher = writeLauncher(join(dir, 'berthd'), DEV_ENTRY_PATH, { codeCache: join(dir, 'berthd.code-cache'), snapshot: DEV_SNAPSHOT_PATH });
+    const berthd = new BerthdProcess({ command: [launcher], topLevel: { log_format: 'json', log_level: 'info' } });
+    try {
+      await berthd.start(30_000);
+      assert.match((await servingStart(berthd, 0)).snapshot ?? '', /^not used: an earlier start from it did not reach berthd's code/);
+      await berthd.waitForLog(/startup snapshot checked: Node takes it/, 30_000);
+      assert.ok(!existsSync(stale));
+      await berthd.stop();
+      const from = berthd.logs().length;
+      await berthd.start(30_000);
+      assert.equal((await servingStart(berthd, from)).snapshot, 'used');
+    } finally {
+      await berthd.cleanup();
+    }
+  });
+});
+
 test('berthd\'s commands run from the bundle: Node loads none of berthd\'s compiled modules itself', () => {
   const dir = mkdtempSync('/tmp/berth-bundle-cli-');
   const config = join(dir, 'berth.toml');

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { launcherScript, writeLauncher } from '../../shim/berthd-launcher';
 import { checkSnapshot, clearPendingMarks, writeSnapshot } from '../../shim/bundle/snapshot-build';
+import { recheckSnapshot } from '../../shim/bundle/snapshot-recheck';
 import { BERTHD_NODE_FLAGS } from '../../shim/node-flags';
 
 const dir = mkdtempSync('/tmp/berth-launcher-');
@@ -84,12 +85,13 @@ describe('the launcher and berthd\'s startup snapshot', () => {
         'worker.once("message", (cwd) => {\n' +
         '  void worker.terminate();\n' +
         '  process.stdout.write(JSON.stringify({ execArgv: process.execArgv, args: process.argv.slice(2), argv1: process.argv[1], main: require.main === module, workerCwd: cwd,\n' +
-        '    why: process.env.BERTH_SNAPSHOT, pending: process.env.BERTH_SNAPSHOT_PENDING, marked: globalThis[Symbol.for("berth.snapshot")] !== undefined }));\n' +
+        '    why: process.env.BERTH_SNAPSHOT, pending: process.env.BERTH_SNAPSHOT_PENDING, marked: globalThis[Symbol.for("berth.snapshot")] !== undefined,\n' +
+        '    recheck: process.env.BERTH_SNAPSHOT_RECHECK_BLOB && [process.env.BERTH_SNAPSHOT_RECHECK_BLOB, process.env.BERTH_SNAPSHOT_RECHECK_PENDING] }));\n' +
         '});\n',
     );
   });
 
-  type Started = { execArgv: string[]; args: string[]; argv1: string; main: boolean; workerCwd: string; why?: string; pending?: string; marked: boolean };
+  type Started = { execArgv: string[]; args: string[]; argv1: string; main: boolean; workerCwd: string; why?: string; pending?: string; marked: boolean; recheck?: [string, string] };
   const launch = async (name: string, options: { blob?: string; flags?: readonly string[]; env?: NodeJS.ProcessEnv } = {}): Promise<Started> => {
     const launcher = writeLauncher(join(snapDir, name), entry, { codeCache: join(cacheDir, 'berthd.code-cache'), snapshot: options.blob ?? blob, flags: options.flags });
     const child = spawnSync(launcher, ['--config', 'a b'], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '', ...options.env } });
@@ -162,10 +164,36 @@ describe('the launcher and berthd\'s startup snapshot', () => {
       const out = JSON.parse(spawnSync(launcher, [], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } }).stdout) as Started;
       assert.ok(!out.execArgv.includes('--snapshot-blob'));
       assert.match(out.why ?? '', /an earlier start from it did not reach berthd's code/);
+      // berthd is told which blob to check once it serves.
+      assert.deepEqual(out.recheck, [damaged, join(cacheDir, 'berthd.snapshot-pending')]);
     }
+    // That check: Node does not take this blob, so the pending file stays (and the snapshot stays off).
+    const refused = await recheckSnapshot({ blob: damaged, pending: join(cacheDir, 'berthd.snapshot-pending') }, { flags: BERTHD_NODE_FLAGS });
+    assert.equal(refused.taken, false);
+    assert.equal(pendingFiles().length, 1);
     // A new blob (a build, an installation) clears the pending files: the snapshot is used again.
     clearPendingMarks(cacheDir);
     assert.equal((await launch('berthd-snap-again')).marked, true);
+  });
+
+  test('a start only killed before berthd\'s code ran costs one start: the check after it finds the blob good and removes the gone process\'s pending file', async () => {
+    const gone = join(cacheDir, 'berthd.snapshot-pending.999999999');
+    const live = join(cacheDir, `berthd.snapshot-pending.${process.pid}`);
+    writeFileSync(gone, '');
+    writeFileSync(live, '');
+    try {
+      const out = await launch('berthd-killed');
+      assert.match(out.why ?? '', /an earlier start from it did not reach berthd's code/);
+      assert.ok(out.recheck);
+      const result = await recheckSnapshot({ blob: out.recheck[0], pending: out.recheck[1] }, { flags: BERTHD_NODE_FLAGS });
+      assert.deepEqual(result, { taken: true, removed: [gone] });
+      assert.deepEqual(pendingFiles(), [`berthd.snapshot-pending.${process.pid}`], 'a start still under way keeps its file');
+      rmSync(live);
+      assert.equal((await launch('berthd-killed')).marked, true);
+    } finally {
+      rmSync(live, { force: true });
+      rmSync(gone, { force: true });
+    }
   });
 
   test('a pending file of a start still under way does not keep the next start from the blob', async () => {
