@@ -75,6 +75,10 @@ export async function startDaemon(config: BerthConfig, log: Logger, timeline = n
   timeline.mark('database and metrics');
   const { services: ctx, podNetwork, nodeNetwork, runtimeMetrics, systemd } = await buildDaemonParts(config, log, host, db, metrics, probes);
   timeline.mark('model');
+  // The streaming server's socket is opened now and waited for only before serving: its listen
+  // (a turn of the loop, 7-19 ms at a restart) overlaps recovery's waits on the thread pool.
+  const streamingListening = ctx.streaming.listen();
+  streamingListening.catch(() => undefined);
   // berth's fallback network put in place and the conf dir watched before recovery's CNI GC reads it.
   await nodeNetwork.start();
   timeline.mark('node network');
@@ -97,7 +101,7 @@ export async function startDaemon(config: BerthConfig, log: Logger, timeline = n
   runtimeMetrics.countRecovery('container', 'recovered', ctx.containers.list().length);
 
   try {
-    const port = await ctx.streaming.listen();
+    const port = await streamingListening;
     log.info({ url: ctx.streaming.baseUrl, port }, 'streaming server (exec/attach/port-forward) listening');
     timeline.mark('streaming');
   } catch (err) {
