@@ -8,7 +8,7 @@
 // the background; when that works, the pending files of gone processes go
 // and the next start uses the blob again.
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { access, readdir, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { SnapshotRecheck } from './code-cache';
 
@@ -44,28 +44,23 @@ export function recheckSnapshot(recheck: SnapshotRecheck, options: { flags?: rea
           resolve({ taken: false, removed: [], reason: said });
           return;
         }
-        resolve({ taken: true, removed: removeGonePending(recheck.pending) });
+        void removeGonePending(recheck.pending).then((removed) => resolve({ taken: true, removed }));
       },
     );
   });
 }
 
-/** Removes `<pending>.<pid>` files whose process is gone (one still starting keeps its own). */
-function removeGonePending(pending: string): string[] {
+/** Removes `<pending>.<pid>` files whose process is gone (one still starting keeps its own); off the event loop's thread. */
+async function removeGonePending(pending: string): Promise<string[]> {
   const dir = dirname(pending);
   const prefix = `${basename(pending)}.`;
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return [];
-  }
+  const names = await readdir(dir).catch(() => [] as string[]);
   const removed: string[] = [];
   for (const name of names) {
     if (!name.startsWith(prefix)) continue;
     const pid = name.slice(prefix.length);
-    if (/^\d+$/.test(pid) && existsSync(`/proc/${pid}`)) continue;
-    rmSync(join(dir, name), { force: true });
+    if (/^\d+$/.test(pid) && (await access(`/proc/${pid}`).then(() => true, () => false))) continue;
+    await rm(join(dir, name), { force: true }).catch(() => undefined);
     removed.push(join(dir, name));
   }
   return removed;
