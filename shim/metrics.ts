@@ -56,7 +56,11 @@ export class BerthMetrics {
   readonly rpcErrors: Counter<'method' | 'code'>;
   readonly rpcSeconds: Histogram<'method'>;
   private server?: Server;
-  private readonly loopDelay: IntervalHistogram;
+  /**
+   * The event-loop monitor, made when /metrics is served: nothing else reads it, and it costs a timer every
+   * EVENT_LOOP_RESOLUTION_MS and a ~360 KiB histogram (an idle berthd with metrics disabled ran both for nothing).
+   */
+  private loopDelay?: IntervalHistogram;
   private processMetrics = false;
   private readonly rpcMeters = new Map<string, RpcMeter>();
 
@@ -82,8 +86,6 @@ export class BerthMetrics {
       registers: [this.registry],
       collect: () => this.flushRpcMeters(),
     });
-    this.loopDelay = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
-    this.loopDelay.enable();
     this.registerEventLoopDelay();
   }
 
@@ -104,10 +106,12 @@ export class BerthMetrics {
 
   /**
    * Node.js's own process metrics (berth_process_*, berth_nodejs_*): added once berthd serves (their
-   * modules are not loaded before), or at the first scrape if that comes first.
+   * modules are not loaded before), or at the first scrape if that comes first; never when /metrics is not
+   * served (metrics.enabled = false): nobody could read them, and they keep their own event-loop monitor,
+   * a GC observer and ~20 modules.
    */
   collectProcessMetrics(): void {
-    if (this.processMetrics) return;
+    if (this.processMetrics || !this.server) return;
     this.processMetrics = true;
     collectProcessMetrics(this.registry, 'berth_');
   }
@@ -119,7 +123,7 @@ export class BerthMetrics {
    * two scrapers share (and split) the windows.
    */
   private registerEventLoopDelay(): void {
-    const histogram = this.loopDelay;
+    const monitor = (): IntervalHistogram | undefined => this.loopDelay;
     let windowStart = process.hrtime.bigint();
     let windowLength = 0;
     // Registered first: the registry collects in order, and the window gauge reports what this collect measured.
@@ -130,11 +134,12 @@ export class BerthMetrics {
       registers: [this.registry],
       collect() {
         const now = process.hrtime.bigint();
-        const late = (nanos: number): number => (histogram.count === 0 ? 0 : Math.max(0, nanos / 1e9 - EVENT_LOOP_RESOLUTION_MS / 1000));
-        for (const [quantile, p] of EVENT_LOOP_QUANTILES) this.set({ quantile }, late(p === 100 ? histogram.max : histogram.percentile(p)));
+        const histogram = monitor();
+        const late = (nanos: number): number => (!histogram || histogram.count === 0 ? 0 : Math.max(0, nanos / 1e9 - EVENT_LOOP_RESOLUTION_MS / 1000));
+        for (const [quantile, p] of EVENT_LOOP_QUANTILES) this.set({ quantile }, late(!histogram ? 0 : p === 100 ? histogram.max : histogram.percentile(p)));
         windowLength = Number(now - windowStart) / 1e9;
         windowStart = now;
-        histogram.reset();
+        histogram?.reset();
       },
     });
     new Gauge({
@@ -149,6 +154,10 @@ export class BerthMetrics {
 
   /** Serves /metrics; resolves with the bound port. */
   async listen(address: string, port: number): Promise<number> {
+    if (!this.loopDelay) {
+      this.loopDelay = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
+      this.loopDelay.enable();
+    }
     const server = createServer((req, res) => {
       if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics\n');
@@ -169,7 +178,8 @@ export class BerthMetrics {
   }
 
   async close(): Promise<void> {
-    this.loopDelay.disable();
+    this.loopDelay?.disable();
+    this.loopDelay = undefined;
     const server = this.server;
     if (!server) return;
     this.server = undefined;

@@ -44,3 +44,20 @@ test('a blocked event loop shows in the next scrape of /metrics, and the followi
     await metrics.close();
   }
 });
+
+test('metrics not served: no event-loop monitor runs and Node.js process metrics are not added', async () => {
+  const metrics = new BerthMetrics();
+  try {
+    metrics.collectProcessMetrics();
+    blockEventLoop(100);
+    const text = await metrics.registry.metrics();
+    assert.doesNotMatch(text, /berth_process_|berth_nodejs_/);
+    assert.equal(gauge(text, 'berth_event_loop_delay_seconds', '{quantile="1"}'), 0);
+    // Served later: the monitor starts, and the first scrape adds the process metrics.
+    const port = await metrics.listen('127.0.0.1', 0);
+    const served = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    assert.match(served, /berth_process_resident_memory_bytes/);
+  } finally {
+    await metrics.close();
+  }
+});
