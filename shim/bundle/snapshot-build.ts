@@ -14,7 +14,7 @@
 // removes the old blob and says so, and berthd starts without it.
 //   node dist/shim/bundle/snapshot-build.js [ROOT]    (`npm run build` runs it)
 import { spawnSync } from 'node:child_process';
-import { readdirSync, renameSync, rmSync } from 'node:fs';
+import { readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { BERTHD_NODE_FLAGS } from '../node-flags';
 import { PACKAGE_ROOT, SNAPSHOT_PATH } from './bundle-file';
@@ -66,14 +66,19 @@ export function checkSnapshot(blob: string, node: string = process.execPath, fla
 /** Builds the blob at out with this Node and the snapshot's flags, checks it, and puts it in place (atomically). */
 export function writeSnapshot(out: string = SNAPSHOT_PATH): SnapshotCheck & { path: string } {
   const tmp = `${out}.${process.pid}.tmp`;
+  const config = `${tmp}.json`;
   try {
+    // Without Node's code cache of its builtins (3 MiB Node keeps in malloc'd memory for the process's life,
+    // 2/3 of the blob): the builtins berthd loads before serving are in the blob's heap, compiled; only the
+    // ones loaded later (http, worker_threads) compile from source (bench/README.md, "Idle memory (session 7)").
     // Node warns that some builtins (child_process, worker_threads...) are not yet verified in user snapshots: kept
     // out of the build's output unless the build fails.
-    const build = spawnSync(process.execPath, [...SNAPSHOT_FLAGS, '--snapshot-blob', tmp, '--build-snapshot', SNAPSHOT_ENTRY_PATH], {
-      encoding: 'utf8',
-      env: { ...process.env, NODE_OPTIONS: '' },
-      timeout: 120_000,
-    });
+    writeFileSync(config, JSON.stringify({ builder: SNAPSHOT_ENTRY_PATH, withoutCodeCache: true }));
+    const builder = (how: string[]) =>
+      spawnSync(process.execPath, [...SNAPSHOT_FLAGS, '--snapshot-blob', tmp, ...how], { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' }, timeout: 120_000 });
+    let build = builder(['--build-snapshot-config', config]);
+    // A Node 20 before 20.12 has no --build-snapshot-config (exit 9, bad option): a blob with the code cache.
+    if (build.status === 9 && /bad option/.test(build.stderr)) build = builder(['--build-snapshot', SNAPSHOT_ENTRY_PATH]);
     if (build.status !== 0) {
       const said = build.stderr.split('\n').filter((line) => line && !/Warning: It's not yet fully verified|It may still work|To request support|--trace-warnings/.test(line));
       throw new SnapshotError(`node --build-snapshot failed (${build.signal ?? `exit ${build.status}`}): ${said.slice(0, 4).join(' ')}`);
@@ -88,6 +93,7 @@ export function writeSnapshot(out: string = SNAPSHOT_PATH): SnapshotCheck & { pa
     return { ...check, path: out };
   } finally {
     rmSync(tmp, { force: true });
+    rmSync(config, { force: true });
   }
 }
 
