@@ -25,6 +25,8 @@
 // blob for that reason, checks it after its start and removes the files when
 // Node takes it: a start killed early costs one start). Otherwise it starts
 // Node as before and tells the runner why (BERTH_SNAPSHOT, in the serving line).
+// It also limits glibc's malloc arenas (MALLOC_ARENA_MAX, node-flags.ts) unless the environment sets them:
+// read by glibc when the process starts, so only the environment Node is started with can say it.
 //   node dist/shim/berthd-launcher.js [OUT [ENTRY [NODE [CODE_CACHE [SNAPSHOT]]]]]
 //     OUT default dist/berthd, ENTRY default the runner, NODE default this Node.js,
 //     CODE_CACHE default dist/shim/berthd.bundle.cache ('' for none),
@@ -34,7 +36,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { SNAPSHOT_PATH } from './bundle/bundle-file';
 import { CODE_CACHE_ENV, SNAPSHOT_ENV, SNAPSHOT_RECHECK_BLOB_ENV, SNAPSHOT_RECHECK_PENDING_ENV } from './bundle/code-cache';
 import { SNAPSHOT_FLAGS, SNAPSHOT_PENDING_NAME } from './bundle/snapshot-build';
-import { BERTHD_NODE_FLAGS } from './node-flags';
+import { BERTHD_MALLOC_ARENA_MAX, BERTHD_NODE_FLAGS } from './node-flags';
 
 /** The default launcher of this build: dist/berthd. */
 export const DEV_LAUNCHER_PATH = resolve(__dirname, '..', 'berthd');
@@ -76,6 +78,7 @@ export function launcherScript(entry: string, options: LauncherOptions = {}): st
     '# berthd launcher (shim/berthd-launcher.ts): Node.js with berthd\'s V8 flags (shim/node-flags.ts)',
     '# on the bundle\'s runner (shim/bundle/bundle-runner.ts), with where its code cache is,',
     '# from berthd\'s startup snapshot when Node will take it.',
+    `export MALLOC_ARENA_MAX="\${MALLOC_ARENA_MAX:-${BERTHD_MALLOC_ARENA_MAX}}"`,
     ...(codeCache ? [`export ${CODE_CACHE_ENV}=${shellWord(codeCache)}`] : []),
   ];
   const off = snapshotOff(node, flags, snapshot);
