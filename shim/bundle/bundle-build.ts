@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BUNDLE_PATH, ENTRY_KEY, manifestLine, PACKAGE_ROOT } from './bundle-file';
+import * as ts from 'typescript';
 import { BundleError, buildRequireGraph, type GraphModule } from './require-graph';
 
 export interface BuiltBundle {
@@ -35,13 +36,48 @@ export function asciiOnly(code: string): string {
   });
 }
 
+/**
+ * Code without its comments and the indentation and trailing blanks of its lines: what lies between two tokens
+ * is kept only as its line breaks (or one space when it had a comment and no line break). V8 keeps a script's
+ * whole text in memory for the process's life (to compile functions lazily, for stack traces and toString):
+ * berth's comments and indentation were a third of the bundle. Every line stays where it was, so a stack trace's
+ * line in the bundle is the module's line in its compiled file (dist/.../x.js, whose source map leads to the
+ * TypeScript); its column is less the line's indentation. Strings, templates and regular expressions are tokens,
+ * left as they are.
+ */
+export function compactCode(code: string): string {
+  const file = ts.createSourceFile('module.js', code, ts.ScriptTarget.Latest, false, ts.ScriptKind.JS);
+  const parts: string[] = [];
+  let at = 0;
+  const token = (pos: number, start: number): void => {
+    if (pos < at || start <= pos) return;
+    // Between two tokens there are only blanks, line breaks and comments.
+    const between = code.slice(pos, start);
+    const breaks = between.split('\n').length - 1;
+    if (breaks === 0 && !/\S/.test(between)) return;
+    parts.push(code.slice(at, pos), breaks > 0 ? '\n'.repeat(breaks) : ' ');
+    at = start;
+  };
+  const visit = (node: ts.Node): void => {
+    for (const child of node.getChildren(file)) {
+      // JSDoc comments are nodes in a JavaScript file's tree; their text is the next token's leading trivia.
+      if (child.kind >= ts.SyntaxKind.FirstJSDocNode && child.kind <= ts.SyntaxKind.LastJSDocNode) continue;
+      if (child.kind < ts.SyntaxKind.FirstNode || child.kind === ts.SyntaxKind.EndOfFileToken) token(child.pos, child.getStart(file));
+      else visit(child);
+    }
+  };
+  visit(file);
+  parts.push(code.slice(at));
+  return parts.join('');
+}
+
 /** A module's code as a wrapper function's body: no hashbang (only valid at a script's start), no source map comment. */
 function wrapperBody(module: GraphModule): string {
   if (module.kind === 'json') {
     JSON.parse(module.source); // a broken JSON file fails the build, not berthd's start
     return `module.exports = JSON.parse(${asciiOnly(JSON.stringify(module.source))});`;
   }
-  return asciiOnly(module.source.replace(/^#!.*/, '').replace(/\n\/\/# sourceMappingURL=[^\n]*\s*$/, '\n'));
+  return asciiOnly(compactCode(module.source.replace(/^#!.*/, '').replace(/\n\/\/# sourceMappingURL=[^\n]*\s*$/, '\n')));
 }
 
 /** The bundle's text after its manifest line: one expression, the module table the runner runs. */

@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
-import { asciiOnly, writeBundle } from '../../shim/bundle/bundle-build';
+import { asciiOnly, compactCode, writeBundle } from '../../shim/bundle/bundle-build';
 import { ENTRY_KEY, readBundle } from '../../shim/bundle/bundle-file';
 import { runBundle } from '../../shim/bundle/bundle-runner';
 import { BundleError, buildRequireGraph, findRequires } from '../../shim/bundle/require-graph';
@@ -174,4 +174,38 @@ test('berthd\'s graph inlines better-sqlite3\'s code and leaves its addon lookup
   for (const left of ['bindings', 'undici', '@grpc/grpc-js']) {
     assert.ok(!keys.some((key) => key.startsWith(`node_modules/${left}/`)), `${left} is Node's`);
   }
+});
+
+test('compactCode drops comments and indentation, keeps every line where it was, and leaves strings, templates and regular expressions alone', () => {
+  const source = [
+    '"use strict";',
+    '// a comment line',
+    '/** JSDoc',
+    ' * over lines */',
+    'function f(a /* inline */, b) {',
+    '    const s = "// not a comment /* nor this */";   ',
+    '    const t = `line one   ',
+    '    // kept inside a template ${a /* in a substitution */ + b}',
+    '  last`;',
+    '    const r = /\\/\\/ not a comment/.test(s); // trailing',
+    '    return [s, t, r, a',
+    '        ? b',
+    '        : a];',
+    '}',
+    'module.exports = f(1, 2); /* at the end */',
+    '',
+  ].join('\n');
+  const compact = compactCode(source);
+  assert.equal(compact.split('\n').length, source.split('\n').length);
+  assert.doesNotMatch(compact.replace(/"[^"]*"|`[^`]*`|\/\\\/\\\/ not a comment\//g, ''), /\/\/|\/\*/);
+  assert.ok(compact.length < source.length * 0.75, `${compact.length} of ${source.length}`);
+  // Each line's code is on the same line.
+  assert.match(compact.split('\n')[4], /^function f\(a ?, b\) \{$/);
+  assert.equal(compact.split('\n')[9], 'const r = /\\/\\/ not a comment/.test(s);');
+  const run = (code: string): unknown => {
+    const module = { exports: undefined as unknown };
+    new Function('module', code)(module);
+    return module.exports;
+  };
+  assert.deepEqual(run(compact), run(source));
 });
