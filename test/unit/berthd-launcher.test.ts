@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { launcherScript, writeLauncher } from '../../shim/berthd-launcher';
 import { checkSnapshot, clearPendingMarks, writeSnapshot } from '../../shim/bundle/snapshot-build';
 import { recheckSnapshot } from '../../shim/bundle/snapshot-recheck';
-import { BERTHD_NODE_FLAGS } from '../../shim/node-flags';
+import { BERTHD_MALLOC_ARENA_MAX, BERTHD_NODE_FLAGS } from '../../shim/node-flags';
 
 const dir = mkdtempSync('/tmp/berth-launcher-');
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -52,6 +52,20 @@ test('the launcher tells the runner where the code cache is, and names none unle
   assert.equal(out.codeCache, cache);
   const none = await run(writeLauncher(join(dir, 'berthd-no-cache'), standInEntry()), []);
   assert.equal(none.out.codeCache, undefined);
+});
+
+test('the launcher starts Node.js with one glibc malloc arena unless the environment names a number', () => {
+  const entry = join(dir, 'arenas.js');
+  writeFileSync(entry, 'process.stdout.write(String(process.env.MALLOC_ARENA_MAX));\n');
+  const launcher = writeLauncher(join(dir, 'berthd-arenas'), entry);
+  const started = (env: Record<string, string | undefined>): string => {
+    const run = spawnSync(launcher, [], { encoding: 'utf8', env: { ...process.env, ...env } });
+    assert.equal(run.status, 0, run.stderr);
+    return run.stdout;
+  };
+  assert.equal(started({ MALLOC_ARENA_MAX: undefined }), String(BERTHD_MALLOC_ARENA_MAX));
+  assert.equal(started({ MALLOC_ARENA_MAX: '' }), String(BERTHD_MALLOC_ARENA_MAX));
+  assert.equal(started({ MALLOC_ARENA_MAX: '4' }), '4');
 });
 
 test('writeLauncher leaves a current launcher alone and replaces a stale one', () => {
