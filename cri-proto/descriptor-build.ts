@@ -2,7 +2,9 @@
 // as protobufjs JSON, with the .proto's sha256, to dist/cri-proto/api.json,
 // which berthd loads at start instead of parsing the .proto (index.ts). The
 // .proto stays the source; api.json is a build output, never committed.
+// Then the messages' codecs from it (codecs-build.ts: dist/cri-proto/api-codecs.js).
 import { readFileSync, writeFileSync } from 'node:fs';
+import { writeCriCodecs } from './codecs-build';
 import { criDescriptorPath, type CriDescriptorFile, criProtoPath, parseCriProto, protoSha256 } from './index';
 
 export function writeCriDescriptor(out = criDescriptorPath): void {
@@ -10,4 +12,8 @@ export function writeCriDescriptor(out = criDescriptorPath): void {
   writeFileSync(out, `${JSON.stringify(file)}\n`);
 }
 
-if (require.main === module) writeCriDescriptor();
+if (require.main === module) {
+  writeCriDescriptor();
+  // The codecs are made from the api.json just written (codecs-build.ts).
+  writeCriCodecs();
+}

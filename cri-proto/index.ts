@@ -17,6 +17,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type * as protoLoader from '@grpc/proto-loader';
 import * as protobuf from 'protobufjs/light';
 import type { ProtoGrpcType } from './generated/api';
+import { installPrebuiltCodecs, type PrebuiltCodecsFile } from './prebuilt-codecs';
 
 function resolveProtoPath(): string {
   // Running from TypeScript source (cri-proto/index.ts): api.proto sits next to us.
@@ -91,14 +92,35 @@ export function rootWithLazyTypes(json: protobuf.INamespace): protobuf.Root {
   return root;
 }
 
+/** Whether the build's codecs (prebuilt-codecs.ts) are used: berthd's serving line says. */
+let codecsState = 'not loaded yet';
+
+export function criCodecsState(): string {
+  return codecsState;
+}
+
+/** The build's codecs of the messages put in place of protobufjs's generation, when the build wrote them for this .proto. */
+function withPrebuiltCodecs(root: protobuf.Root, sha256: string): protobuf.Root {
+  let file: PrebuiltCodecsFile;
+  try {
+    file = require('./api-codecs') as PrebuiltCodecsFile;
+  } catch (err) {
+    codecsState = `not used: ${(err as Error).message.split('\n')[0]}`;
+    return root;
+  }
+  codecsState = installPrebuiltCodecs(root, file, sha256);
+  return root;
+}
+
 function loadRoot(): protobuf.Root {
   const sha256 = protoSha256(fs.readFileSync(criProtoPath));
   try {
     const built = JSON.parse(fs.readFileSync(criDescriptorPath, 'utf8')) as CriDescriptorFile;
-    if (built.protoSha256 === sha256) return rootWithLazyTypes(built.root);
+    if (built.protoSha256 === sha256) return withPrebuiltCodecs(rootWithLazyTypes(built.root), sha256);
   } catch {
     // no build output here
   }
+  codecsState = 'not used: api.proto parsed (no current api.json)';
   return parseCriProto();
 }
 

@@ -18,7 +18,7 @@ import { buildDaemonParts } from './daemon-services';
 import type { Logger } from './logger';
 import { BerthMetrics } from './metrics';
 import { buildInfo } from './build-info';
-import { criServiceDefinitions } from '../cri-proto';
+import { criCodecsState, criServiceDefinitions } from '../cri-proto';
 import { CriServer } from './server';
 import { StartTimeline } from './start-timeline';
 import { startRecord, startRecordSummary, writeCodeCache } from './bundle/code-cache';
@@ -149,7 +149,7 @@ export async function startDaemon(config: BerthConfig, log: Logger, timeline = n
   const pidFile = join(config.state, 'berth.pid');
   writeFileSync(pidFile, `${process.pid}\n`);
   timeline.mark('admin socket');
-  log.info({ socket: config.socket, version: buildInfo().version, commit: buildInfo().commit, startMs: timeline.elapsed(), cpuMs: timeline.cpuMs(), phases: timeline.phases, start: startRecordSummary() }, 'berthd serving CRI v1');
+  log.info({ socket: config.socket, version: buildInfo().version, commit: buildInfo().commit, startMs: timeline.elapsed(), cpuMs: timeline.cpuMs(), phases: timeline.phases, start: startRecordSummary(), codecs: criCodecsState() }, 'berthd serving CRI v1');
   // What does not gate serving waits until the first calls (a kubelet's relist after a restart) are answered:
   // doctor's other checks (logged as before), keeping the probes for the next start, Node's process metrics,
   // the code cache.

@@ -3,7 +3,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as protobuf from 'protobufjs';
 import { readFileSync } from 'node:fs';
-import { criDescriptorPath, criProtoLoaderOptions, criProtoPath, type CriDescriptorFile, loadCriPackage, rootWithLazyTypes } from '../../cri-proto';
+import { criCodecsState, criDescriptorPath, criProtoLoaderOptions, criProtoPath, type CriDescriptorFile, loadCriPackage, rootWithLazyTypes } from '../../cri-proto';
+import { criCodecsPath, serverCodecTypes, unindented } from '../../cri-proto/codecs-build';
+import { installPrebuiltCodecs, type PrebuiltCodecsFile, protobufjsVersion } from '../../cri-proto/prebuilt-codecs';
 
 const RUNTIME_RPCS = [
   'Version', 'RunPodSandbox', 'StopPodSandbox', 'RemovePodSandbox', 'PodSandboxStatus',
@@ -180,4 +182,104 @@ test('field numbers match upstream (spot checks)', () => {
   assert.equal(id('RuntimeFeatures', 'mount_options'), 3);
   const ft = root.lookupType('runtime.v1.ExecSyncRequest').fields['timeout'];
   assert.equal(ft.type, 'int64');
+});
+
+// The build's codecs (cri-proto/prebuilt-codecs.ts, dist/cri-proto/api-codecs.js): the functions protobufjs would
+// generate, written at build time for the server's directions.
+const codecsFile = (): PrebuiltCodecsFile => require(criCodecsPath) as PrebuiltCodecsFile;
+const builtDescriptor = (): CriDescriptorFile => JSON.parse(readFileSync(criDescriptorPath, 'utf8')) as CriDescriptorFile;
+
+test('the build writes a codec for every message the server decodes or encodes, each function the source protobufjs generates for it', () => {
+  const built = builtDescriptor();
+  const file = codecsFile();
+  assert.equal(file.protoSha256, built.protoSha256);
+  assert.equal(file.protobufjs, protobufjsVersion());
+  const root = rootWithLazyTypes(built.root);
+  const served = serverCodecTypes(root);
+  assert.ok(served.size >= 170, `expected the messages of every RPC, got ${served.size}`);
+  assert.deepEqual(Object.keys(file.codecs).sort(), [...served.keys()].map((t) => t.fullName.slice(1)).sort());
+  for (const [type, { request, response }] of served) {
+    for (const field of type.fieldsArray) field.resolve();
+    const written = file.codecs[type.fullName.slice(1)](protobuf.Writer, protobuf.Reader, [], protobuf.util);
+    const expected = [
+      protobuf.Type.generateConstructor(type),
+      response ? protobuf.encoder(type) : null,
+      request ? protobuf.decoder(type) : null,
+      response ? protobuf.converter.fromObject(type) : null,
+      request ? protobuf.converter.toObject(type) : null,
+    ];
+    expected.forEach((generated, i) => {
+      const name = `${type.fullName} function ${i}`;
+      if (generated === null) assert.equal(written[i], null, name);
+      else assert.equal(written[i]?.toString(), unindented(generated.toString()), name);
+    });
+  }
+});
+
+test('with the build\'s codecs every message the server uses has the same bytes and objects as with protobufjs\'s generated ones, both ways', () => {
+  const full = loadRoot();
+  const built = builtDescriptor();
+  const file = codecsFile();
+  const prebuilt = rootWithLazyTypes(built.root);
+  assert.match(installPrebuiltCodecs(prebuilt, file, built.protoSha256), /^used \(\d+ types\)$/);
+  const generated = rootWithLazyTypes(built.root);
+  const options = criProtoLoaderOptions as protobuf.IConversionOptions;
+  // What protobufjs generates while the prebuilt root is used: only what the build did not write.
+  const made: string[] = [];
+  const codegen = protobuf.util.codegen;
+  const counting = function (this: unknown, ...args: unknown[]) {
+    made.push(String(typeof args[0] === 'string' ? args[0] : args[1]));
+    return (codegen as (...a: unknown[]) => unknown).apply(this, args);
+  } as unknown as typeof codegen;
+  const served = serverCodecTypes(prebuilt);
+  for (const name of Object.keys(file.codecs)) {
+    const [p, g] = [prebuilt.lookupType(name), generated.lookupType(name)];
+    const sample = messageSample(full.lookupType(name), 0);
+    // Encoded from an object (a response), then decoded into one (a request), each both ways.
+    made.length = 0;
+    protobuf.util.codegen = counting;
+    let bytes: Buffer;
+    try {
+      bytes = Buffer.from(p.encode(p.fromObject(sample)).finish());
+      p.toObject(p.decode(bytes), options);
+    } finally {
+      protobuf.util.codegen = codegen;
+    }
+    // Written: every served type's constructor, a response's encoder and fromObject, a request's decoder and toObject.
+    const byName = new Map([...served].map(([type, sides]) => [type.name, sides]));
+    const generatedWritten = made.filter((fn) => {
+      const [typeName, suffix] = fn.split('$');
+      const sides = byName.get(typeName);
+      if (!sides || suffix === undefined) return Boolean(sides);
+      return ['encode', 'fromObject'].includes(suffix) ? sides.response : ['decode', 'toObject'].includes(suffix) ? sides.request : false;
+    });
+    assert.deepEqual(generatedWritten, [], `${name}: protobufjs generated what the build wrote`);
+    assert.deepEqual(bytes, Buffer.from(g.encode(g.fromObject(sample)).finish()), `${name} encodes differently`);
+    assert.deepEqual(p.toObject(p.decode(bytes), options), g.toObject(g.decode(bytes), options), `${name} decodes differently`);
+    assert.deepEqual(p.toObject(p.decode(Buffer.alloc(0)), options), g.toObject(g.decode(Buffer.alloc(0)), options), `${name}: empty message`);
+    assert.equal(p.verify(p.fromObject(sample)), null, `${name} does not verify`);
+  }
+});
+
+test('the server\'s definitions use the build\'s codecs, and an empty Status request decodes and a Status answer encodes as before', () => {
+  const services = loadCriPackage().runtime.v1.RuntimeService.service as unknown as Record<string, { requestDeserialize(b: Buffer): unknown; responseSerialize(v: unknown): Buffer }>;
+  assert.match(criCodecsState(), /^used \(\d+ types\)$/);
+  const answer = { status: { conditions: [{ type: 'RuntimeReady', status: true, reason: '', message: '' }] }, info: { k: 'v' } };
+  const bytes = services.Status.responseSerialize(answer);
+  const plain = rootWithLazyTypes(builtDescriptor().root).lookupType('runtime.v1.StatusResponse');
+  assert.deepEqual(bytes, Buffer.from(plain.encode(plain.fromObject(answer)).finish()));
+  assert.deepEqual(services.Status.requestDeserialize(Buffer.alloc(0)), { verbose: false });
+});
+
+test('codecs written for another api.proto or another protobufjs are not used', () => {
+  const built = builtDescriptor();
+  const file = codecsFile();
+  for (const [other, why] of [[{ ...file, protoSha256: '0'.repeat(64) }, /another api\.proto/], [{ ...file, protobufjs: '0.0.1' }, /protobufjs 0\.0\.1/]] as const) {
+    const root = rootWithLazyTypes(built.root);
+    assert.match(installPrebuiltCodecs(root, other, built.protoSha256), why);
+    const type = root.lookupType('runtime.v1.StatusResponse');
+    assert.equal(Object.prototype.hasOwnProperty.call(type, 'setup'), false);
+    const sample = { status: { conditions: [{ type: 'RuntimeReady', status: true }] } };
+    assert.deepEqual(type.toObject(type.decode(type.encode(type.fromObject(sample)).finish())), sample);
+  }
 });
