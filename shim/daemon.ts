@@ -82,6 +82,9 @@ export async function startDaemon(config: BerthConfig, log: Logger, timeline = n
   // berth's fallback network put in place and the conf dir watched before recovery's CNI GC reads it.
   await nodeNetwork.start();
   timeline.mark('node network');
+  // What the first Status (a kubelet's, right after a restart) answers from is checked while recovery runs, both
+  // kept a few seconds: the network's config and plugins (CNI STATUS runs them for CNI 1.1), the OCI runtime and conmon.
+  void Promise.all([ctx.network.networkStatus(), ctx.runtimeReadiness.current()]).catch(() => undefined);
   ctx.images.init();
   timeline.mark('images');
   const recovery = await ctx.sandboxes.recover();
@@ -98,7 +101,7 @@ export async function startDaemon(config: BerthConfig, log: Logger, timeline = n
   runtimeMetrics.countRecovery('sandbox', 'failed', recovery.failures.length);
   runtimeMetrics.countRecovery('cni', 'cleaned_up', recovery.cniGc.removed.length);
   runtimeMetrics.countRecovery('cni', 'failed', recovery.cniGc.failed.length);
-  runtimeMetrics.countRecovery('container', 'recovered', ctx.containers.list().length);
+  runtimeMetrics.countRecovery('container', 'recovered', ctx.containers.count());
 
   try {
     const port = await streamingListening;

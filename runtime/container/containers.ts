@@ -95,6 +95,13 @@ export class Containers implements ContainerLookup, ContainerSessions, PodContai
       .map((r) => (current ? viewOf(r, this.ctx.runtimes, this.ctx.cgroupRelativePath) : this.view(r)));
   }
 
+  /** How many containers a list shows, without making their views (a restart counts them before serving). */
+  count(): number {
+    let listed = 0;
+    for (const record of this.ctx.records.all()) if (record.phase !== 'creating' && record.phase !== 'removing') listed++;
+    return listed;
+  }
+
   /** ListContainers: the containers matching `filter`, as a list shows them (listedOf). */
   listed(filter: ContainerFilterOptions): ListedContainer[] {
     const current = this.ctx.exits.watching;

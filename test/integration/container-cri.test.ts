@@ -224,7 +224,14 @@ describe('containers over CRI', () => {
     const exitFile = join(berthd.root, 'containers', quitter, 'exit');
     for (let i = 0; i < 300 && !existsSync(exitFile); i++) await new Promise((r) => setTimeout(r, 50));
     assert.ok(existsSync(exitFile));
+    const logFrom = berthd.logs().length;
     await berthd.start();
+    // Every container a list shows is counted as recovered (counted without making their views).
+    const listed = (await berthd.client.call('ListContainers', {})).containers.length;
+    await berthd.waitForLog(/berthd serving CRI v1/, 20_000, logFrom);
+    const line = berthd.logs().slice(logFrom).split('\n').find((l) => l.includes('metrics served at /metrics'));
+    const text = await (await fetch(`http://127.0.0.1:${(JSON.parse(line!) as { port: number }).port}/metrics`)).text();
+    assert.equal(Number(/^berth_restart_recoveries_total\{kind="container",outcome="recovered"\} (\d+)$/m.exec(text)?.[1]), listed);
     const q = await status(quitter);
     assert.equal(q.state, 'CONTAINER_EXITED');
     assert.equal(q.exit_code, 5);
