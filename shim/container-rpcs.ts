@@ -9,7 +9,7 @@ import type { ContainerFilterOptions, ListedContainer } from '../runtime/contain
 import { requestTimeoutSeconds } from '../runtime/common/request-timeout';
 import { invalidArgument, isBerthError } from '../runtime/errors';
 import type { ShimServices } from './services';
-import type { CriHandlers } from './handler';
+import { AFTER_SERVING, type CriHandlers } from './handler';
 import { ListEncoder, responseSerializer } from './list-encoding';
 import { streamInChunks } from './stream-chunks';
 import { containerStatusOf, imageRefOf } from './status-builders';
@@ -58,6 +58,12 @@ export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images
   // are looked up again only once the image store changed (images.generation).
   let refOfThisList = imageRefs();
   let refsGeneration = images.generation;
+  const refreshImageRefs = (): void => {
+    if (refsGeneration !== images.generation) {
+      refsGeneration = images.generation;
+      refOfThisList = imageRefs();
+    }
+  };
   const listEncoder = new ListEncoder<ListedContainer, ReturnType<typeof listItem>>('containers', responseSerializer(criServiceDefinitions().RuntimeService, 'ListContainers'), {
     key: (c) => c.id,
     version: (c) => c.state,
@@ -66,6 +72,12 @@ export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images
   });
 
   return {
+    // A kubelet relists right after a restart: every container's bytes are made while its first calls are answered.
+    async [AFTER_SERVING]() {
+      refreshImageRefs();
+      await listEncoder.prepare(containers.listed({}));
+    },
+
     async CreateContainer(request, call) {
       const id = await containers.create({ podSandboxId: request.pod_sandbox_id, config: request.config, sandboxConfig: request.sandbox_config }, call.delivered);
       return { container_id: id };
@@ -95,10 +107,7 @@ export function containerHandlers(ctx: Pick<ShimServices, 'containers' | 'images
 
     async ListContainers(request) {
       const filter = filterOf(request.filter);
-      if (refsGeneration !== images.generation) {
-        refsGeneration = images.generation;
-        refOfThisList = imageRefs();
-      }
+      refreshImageRefs();
       const complete = !filter.id && !filter.state && !filter.podSandboxId && Object.keys(filter.labelSelector ?? {}).length === 0;
       return listEncoder.encode(containers.listed(filter), complete);
     },

@@ -14,6 +14,7 @@ import { BerthDatabase } from '../runtime/store/database';
 import { enforceStorePermissions, storeDirRules } from '../runtime/store/store-permissions';
 import type { ShimServices } from './services';
 import { allHandlers } from './handlers';
+import { AFTER_SERVING } from './handler';
 import { buildDaemonParts } from './daemon-services';
 import type { Logger } from './logger';
 import { BerthMetrics } from './metrics';
@@ -112,13 +113,14 @@ export async function startDaemon(config: BerthConfig, log: Logger, timeline = n
     throw new Error(`cannot serve streaming on ${config.streaming.address}:${config.streaming.port}: ${describeError(err)}`);
   }
 
+  const handlers = allHandlers(ctx);
   const server = new CriServer({
     socketPath: config.socket,
     maxRecvMessageBytes: config.grpc.max_recv_message_bytes,
     maxSendMessageBytes: config.grpc.max_send_message_bytes,
     log,
     metrics,
-    handlers: allHandlers(ctx),
+    handlers,
   });
   timeline.mark('cri server');
   try {
@@ -128,6 +130,8 @@ export async function startDaemon(config: BerthConfig, log: Logger, timeline = n
     db.close();
     throw err;
   }
+  // In the background, between the first calls: the lists' bytes for a kubelet's relist after a restart.
+  void handlers[AFTER_SERVING]?.().catch((err: unknown) => log.warn({ err: describeError(err) }, 'preparing the first lists failed'));
 
   let metricsPort: number | undefined;
   if (config.metrics.enabled) {

@@ -60,4 +60,9 @@ export type StreamingHandler<M extends CriStreamingMethod> = (
   call: CallInfo,
 ) => Promise<void>;
 
-export type CriHandlers = { [M in CriUnaryMethod]?: UnaryHandler<M> } & { [M in CriStreamingMethod]?: StreamingHandler<M> };
+/** Not an RPC: what a handler group has done once berthd serves (in the background; the daemon starts it). */
+export const AFTER_SERVING = Symbol('after serving');
+
+export type CriHandlers = { [M in CriUnaryMethod]?: UnaryHandler<M> } & { [M in CriStreamingMethod]?: StreamingHandler<M> } & {
+  [AFTER_SERVING]?: () => Promise<void>;
+};

@@ -2,7 +2,7 @@
 // is a module named after its RPCs; a method no group provides answers
 // UNIMPLEMENTED.
 import type { ShimServices } from './services';
-import type { CriHandlers } from './handler';
+import { AFTER_SERVING, type CriHandlers } from './handler';
 import { podSandboxHandlers } from './pod-sandbox-rpcs';
 import { containerHandlers } from './container-rpcs';
 import { runtimeInfoHandlers } from './runtime-info-rpcs';
@@ -28,5 +28,6 @@ export function allHandlers(ctx: ShimServices): CriHandlers {
       merged[method] = handler;
     }
   }
-  return merged as CriHandlers;
+  const afterServing = groups.flatMap((group) => group[AFTER_SERVING] ?? []);
+  return Object.assign(merged, { [AFTER_SERVING]: async () => void (await Promise.all(afterServing.map((work) => work()))) }) as CriHandlers;
 }

@@ -83,17 +83,8 @@ export class ListEncoder<S, T> {
     const parts: Buffer[] = new Array<Buffer>(sources.length);
     let same = sources.length === lastParts.length;
     for (let i = 0; i < sources.length; i++) {
-      const source = sources[i];
-      const key = describe.key(source);
-      const version = describe.version(source);
-      const detail = describe.detail?.(source);
-      let hit = encoded.get(key);
-      if (!hit || hit.version !== version || hit.detail !== detail) {
-        hit = { version, detail, bytes: this.serialize({ [this.field]: [describe.item(source)] }) };
-        encoded.set(key, hit);
-      }
-      parts[i] = hit.bytes;
-      if (same && lastParts[i] !== hit.bytes) same = false;
+      parts[i] = this.itemBytes(sources[i]);
+      if (same && lastParts[i] !== parts[i]) same = false;
     }
     if (complete && encoded.size > sources.length) {
       const present = new Set(sources.map((s) => describe.key(s)));
@@ -104,6 +95,32 @@ export class ListEncoder<S, T> {
       this.lastAnswer = parts.length === 1 ? parts[0] : Buffer.concat(parts);
     }
     return { [PRE_ENCODED]: this.lastAnswer };
+  }
+
+  /**
+   * Encodes the items of `sources` whose bytes are not kept (or are of another version) a slice at a time, the
+   * event loop serving calls between slices, so that the next list of them copies bytes. berthd does this for the
+   * lists a kubelet asks for right after a restart (its relist) while the kubelet's first calls are answered.
+   */
+  async prepare(sources: readonly S[], sliceSize = 16): Promise<void> {
+    for (let at = 0; at < sources.length; at += sliceSize) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      for (let i = at; i < Math.min(at + sliceSize, sources.length); i++) this.itemBytes(sources[i]);
+    }
+  }
+
+  /** One item's bytes: kept, or encoded and kept for its version. */
+  private itemBytes(source: S): Buffer {
+    const { describe, encoded } = this;
+    const key = describe.key(source);
+    const version = describe.version(source);
+    const detail = describe.detail?.(source);
+    let hit = encoded.get(key);
+    if (!hit || hit.version !== version || hit.detail !== detail) {
+      hit = { version, detail, bytes: this.serialize({ [this.field]: [describe.item(source)] }) };
+      encoded.set(key, hit);
+    }
+    return hit.bytes;
   }
 }
 

@@ -11,7 +11,7 @@ import type { PodSandboxes } from '../runtime/sandbox/pod-sandboxes';
 import type { PodSandboxView } from '../runtime/sandbox/sandbox-types';
 import type { ListedPodSandbox } from '../runtime/sandbox/sandbox-records';
 import type { ShimServices } from './services';
-import type { CriHandlers } from './handler';
+import { AFTER_SERVING, type CriHandlers } from './handler';
 import { ListEncoder, responseSerializer } from './list-encoding';
 import { streamInChunks } from './stream-chunks';
 import { podContainerStatuses, podSandboxStatusOf } from './status-builders';
@@ -28,6 +28,11 @@ export function podSandboxHandlers(ctx: Pick<ShimServices, 'containers' | 'image
     item: toListItem,
   });
   return {
+    // A kubelet relists right after a restart: every pod's bytes are made while its first calls are answered.
+    async [AFTER_SERVING]() {
+      await listEncoder.prepare(sandboxes.listed());
+    },
+
     async RunPodSandbox(request, call) {
       const id = await sandboxes.run(request.config, request.runtime_handler, call.delivered);
       return { pod_sandbox_id: id };

@@ -102,3 +102,22 @@ test('a kept answer is built again only when a part of its key changes', () => {
   bytesOf([false, 'r', { a: 1 }], 'four');
   assert.equal(built, 3, 'another object in the key is another key');
 });
+
+test('items prepared ahead, between turns of the event loop, are not encoded again by the list that follows, which decodes as the list encoded whole', async () => {
+  const d = counting();
+  const encoder = new ListEncoder('items', serialize, d);
+  const pods = [pod('a', 'SANDBOX_READY'), pod('b', 'SANDBOX_NOTREADY'), pod('c', 'SANDBOX_READY')];
+  const preparing = encoder.prepare(pods, 2);
+  assert.equal(d.built, 0, 'nothing is encoded before the event loop turns');
+  await preparing;
+  assert.equal(d.built, 3);
+  const bytes = method.responseSerialize(encoder.encode(pods, true));
+  assert.equal(d.built, 3);
+  assert.deepEqual(method.responseDeserialize(bytes), method.responseDeserialize(service.ListPodSandbox.responseSerialize({ items: pods } as never)));
+  // An item whose version changed after it was prepared is encoded again by the list.
+  const changed = [pod('a', 'SANDBOX_NOTREADY'), pods[1], pods[2]];
+  await encoder.prepare(pods);
+  assert.equal(d.built, 3);
+  assert.equal((method.responseDeserialize(method.responseSerialize(encoder.encode(changed, true))) as { items: { state: string }[] }).items[0].state, 'SANDBOX_NOTREADY');
+  assert.equal(d.built, 4);
+});
