@@ -2,8 +2,9 @@
 // messages' protobufjs codecs as source, dist/cri-proto/api-codecs.js
 // (prebuilt-codecs.ts says why), from the same lazily resolved root berthd
 // loads, so each function is the source protobufjs would generate at run
-// time. Only the server's directions: requests are decoded and turned into
-// objects, responses made from objects and encoded.
+// time. Only the first calls' messages (CODEC_METHODS), and only the
+// server's directions: requests are decoded and turned into objects,
+// responses made from objects and encoded.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as protobuf from 'protobufjs/light';
@@ -30,11 +31,18 @@ function reachable(services: protobuf.Service[], side: (method: protobuf.Method)
   return seen;
 }
 
+/**
+ * The calls whose messages' codecs are written: what a kubelet asks right after a restart and then every second
+ * or so (its runtime checks and relist, image GC's lists). Written for every RPC, the file was 315 KB: kept in
+ * berthd's heap as bundle source and code cache, it cost each start more than the other calls' first generation.
+ */
+export const CODEC_METHODS: ReadonlySet<string> = new Set(['Version', 'Status', 'ListContainers', 'ListPodSandbox', 'ListImages', 'ImageFsInfo']);
+
 /** The types whose codecs are written, with what each needs: decode + toObject (requests), fromObject + encode (responses). */
 export function serverCodecTypes(root: protobuf.Root): Map<protobuf.Type, { request: boolean; response: boolean }> {
   const services = [root.lookupService('runtime.v1.RuntimeService'), root.lookupService('runtime.v1.ImageService')];
-  const requests = reachable(services, (m) => m.resolvedRequestType);
-  const responses = reachable(services, (m) => m.resolvedResponseType);
+  const requests = reachable(services, (m) => (CODEC_METHODS.has(m.name) ? m.resolvedRequestType : null));
+  const responses = reachable(services, (m) => (CODEC_METHODS.has(m.name) ? m.resolvedResponseType : null));
   const out = new Map<protobuf.Type, { request: boolean; response: boolean }>();
   const all = [...new Set([...requests, ...responses])].sort((a, b) => (a.fullName < b.fullName ? -1 : a.fullName > b.fullName ? 1 : 0));
   for (const type of all) {

@@ -7,9 +7,11 @@
 // build time, the same functions are part of berthd's bundle and come from
 // V8's code cache like the rest of berth's code.
 //
-// Only what the server runs is written: a request's decoder and toObject, a
-// response's fromObject and encoder (and every type's constructor); anything
-// else (verify, a client's direction) is generated on first use as before.
+// Only the messages of the calls a kubelet makes right after a restart and
+// every second or so (codecs-build.ts, CODEC_METHODS), and only what the
+// server runs: a request's decoder and toObject, a response's fromObject and
+// encoder (and each type's constructor); anything else (the other calls, verify,
+// a client's direction) is generated on first use as before.
 // The file names the .proto (sha256) and the protobufjs version it was made
 // from: any other pair, and the codecs are not used (protobufjs generates
 // them as before). test/unit/cri-codecs.test.ts checks every function's
@@ -92,12 +94,20 @@ export function installPrebuiltCodecs(root: protobuf.Root, file: PrebuiltCodecsF
   if (file.protoSha256 !== protoSha256) return 'not used: made from another api.proto';
   if (file.protobufjs !== protobufjsVersion()) return `not used: made by protobufjs ${file.protobufjs}, this is ${protobufjsVersion()}`;
   let installed = 0;
-  for (const [name, factory] of Object.entries(file.codecs)) {
-    const type = root.lookup(name);
-    // A type protobufjs wraps (google.protobuf.Any...) keeps protobufjs's own setup; the build writes none.
-    if (!(type instanceof protobuf.Type) || protobuf.wrappers[type.fullName]) continue;
-    (type as unknown as TypeInternals).setup = setupFrom(factory);
-    installed++;
-  }
+  // The root's types walked by name (a lookup per type costs more), each with the file's functions if it has them.
+  const visit = (namespace: protobuf.NamespaceBase, prefix: string): void => {
+    for (const nested of namespace.nestedArray) {
+      if (!(nested instanceof protobuf.Namespace) && !(nested instanceof protobuf.Type)) continue;
+      const name = `${prefix}${nested.name}`;
+      const factory = nested instanceof protobuf.Type ? file.codecs[name] : undefined;
+      // A type protobufjs wraps (google.protobuf.Any...) keeps protobufjs's own setup; the build writes none.
+      if (factory && !protobuf.wrappers[`.${name}`]) {
+        (nested as unknown as TypeInternals).setup = setupFrom(factory);
+        installed++;
+      }
+      if (nested.nestedArray.length > 0) visit(nested, `${name}.`);
+    }
+  };
+  visit(root, '');
   return `used (${installed} types)`;
 }

@@ -83,9 +83,6 @@ export async function startDaemon(config: BerthConfig, log: Logger, timeline = n
   // berth's fallback network put in place and the conf dir watched before recovery's CNI GC reads it.
   await nodeNetwork.start();
   timeline.mark('node network');
-  // What the first Status (a kubelet's, right after a restart) answers from is checked while recovery runs, both
-  // kept a few seconds: the network's config and plugins (CNI STATUS runs them for CNI 1.1), the OCI runtime and conmon.
-  void Promise.all([ctx.network.networkStatus(), ctx.runtimeReadiness.current()]).catch(() => undefined);
   ctx.images.init();
   timeline.mark('images');
   const recovery = await ctx.sandboxes.recover();
@@ -130,8 +127,6 @@ export async function startDaemon(config: BerthConfig, log: Logger, timeline = n
     db.close();
     throw err;
   }
-  // In the background, between the first calls: the lists' bytes for a kubelet's relist after a restart.
-  void handlers[AFTER_SERVING]?.().catch((err: unknown) => log.warn({ err: describeError(err) }, 'preparing the first lists failed'));
 
   let metricsPort: number | undefined;
   if (config.metrics.enabled) {
@@ -157,6 +152,8 @@ export async function startDaemon(config: BerthConfig, log: Logger, timeline = n
   writeFileSync(pidFile, `${process.pid}\n`);
   timeline.mark('admin socket');
   log.info({ socket: config.socket, version: buildInfo().version, commit: buildInfo().commit, startMs: timeline.elapsed(), cpuMs: timeline.cpuMs(), phases: timeline.phases, start: startRecordSummary(), codecs: criCodecsState() }, 'berthd serving CRI v1');
+  // In the background, between the first calls: the lists' bytes for a kubelet's relist after a restart.
+  void handlers[AFTER_SERVING]?.().catch((err: unknown) => log.warn({ err: describeError(err) }, 'preparing the first lists failed'));
   // What does not gate serving waits until the first calls (a kubelet's relist after a restart) are answered:
   // doctor's other checks (logged as before), keeping the probes for the next start, Node's process metrics,
   // the code cache.

@@ -189,14 +189,16 @@ test('field numbers match upstream (spot checks)', () => {
 const codecsFile = (): PrebuiltCodecsFile => require(criCodecsPath) as PrebuiltCodecsFile;
 const builtDescriptor = (): CriDescriptorFile => JSON.parse(readFileSync(criDescriptorPath, 'utf8')) as CriDescriptorFile;
 
-test('the build writes a codec for every message the server decodes or encodes, each function the source protobufjs generates for it', () => {
+test('the build writes a codec for every message of a kubelet\'s first and polled calls the server decodes or encodes, each function the source protobufjs generates for it', () => {
   const built = builtDescriptor();
   const file = codecsFile();
   assert.equal(file.protoSha256, built.protoSha256);
   assert.equal(file.protobufjs, protobufjsVersion());
   const root = rootWithLazyTypes(built.root);
   const served = serverCodecTypes(root);
-  assert.ok(served.size >= 170, `expected the messages of every RPC, got ${served.size}`);
+  for (const name of ['runtime.v1.VersionRequest', 'runtime.v1.StatusResponse', 'runtime.v1.ListContainersRequest', 'runtime.v1.Container', 'runtime.v1.PodSandbox', 'runtime.v1.Image', 'runtime.v1.FilesystemUsage']) {
+    assert.ok(name in file.codecs, `${name} is written`);
+  }
   assert.deepEqual(Object.keys(file.codecs).sort(), [...served.keys()].map((t) => t.fullName.slice(1)).sort());
   for (const [type, { request, response }] of served) {
     for (const field of type.fieldsArray) field.resolve();
@@ -216,7 +218,7 @@ test('the build writes a codec for every message the server decodes or encodes, 
   }
 });
 
-test('with the build\'s codecs every message the server uses has the same bytes and objects as with protobufjs\'s generated ones, both ways', () => {
+test('with the build\'s codecs every message written has the same bytes and objects as with protobufjs\'s generated ones, both ways', () => {
   const full = loadRoot();
   const built = builtDescriptor();
   const file = codecsFile();
