@@ -243,7 +243,8 @@ export class CniNetwork {
   async gc(liveIds: ReadonlySet<string>): Promise<{ removed: string[]; failed: { id: string; error: string }[] }> {
     const removed: string[] = [];
     const failed: { id: string; error: string }[] = [];
-    for (const entry of this.cache.list()) {
+    // The live pods' entries are not read: at a restart that is every pod's (one file each).
+    for (const entry of await this.cache.listAsync(liveIds)) {
       const id = entry.attachment.containerId;
       if (liveIds.has(id)) continue;
       try {
@@ -256,8 +257,7 @@ export class CniNetwork {
     const config = (await this.selection()).network?.list;
     if (config && compareVersions(config.cniVersion, '1.1.0') >= 0 && !config.disableGC) {
       // Attachments to other networks (pods from before a config change) are not this network's to keep.
-      const valid = this.cache
-        .list()
+      const valid = (await this.cache.listAsync())
         .filter((e) => liveIds.has(e.attachment.containerId) && e.config.name === config.name)
         .map((e) => ({ containerID: e.attachment.containerId, ifname: e.attachment.ifName }));
       for (const plugin of config.plugins) {

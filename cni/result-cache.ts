@@ -2,7 +2,7 @@
 // mid-ADD still leaves what DEL needs) and completed with ADD's result, so DEL
 // and CHECK replay exactly the config, args and result ADD used, whatever the
 // conf dir says by then.
-import { mkdirSync, promises as fsp, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, promises as fsp, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Attachment, CniResult, NetworkConfigList } from './cni-types';
 
@@ -13,6 +13,9 @@ export interface CachedAttachment {
   /** null until ADD finished. */
   result: CniResult | null;
 }
+
+/** A container id with no dash in it (berth's pod ids are hex). */
+const HEX_ID = /^[0-9a-f]+$/;
 
 export class ResultCache {
   private readonly dir: string;
@@ -50,8 +53,12 @@ export class ResultCache {
     }
   }
 
-  /** Every attachment, read without blocking the event loop (there is one per pod). */
-  async listAsync(): Promise<CachedAttachment[]> {
+  /**
+   * The attachments, read without blocking the event loop (there is one per pod), but for the containers in `skip`
+   * whose file names show them: a file is named `<id>-<ifName>.json`, so a hex id (berth's pod ids) is exactly what
+   * comes before the name's first dash. A restart's GC, which skips the live pods, reads none of theirs.
+   */
+  async listAsync(skip: ReadonlySet<string> = new Set()): Promise<CachedAttachment[]> {
     let names: string[];
     try {
       names = await fsp.readdir(this.dir);
@@ -61,31 +68,13 @@ export class ResultCache {
     const out: CachedAttachment[] = [];
     for (const name of names) {
       if (!name.endsWith('.json')) continue;
+      const dash = name.indexOf('-');
+      if (dash > 0 && skip.has(name.slice(0, dash)) && HEX_ID.test(name.slice(0, dash))) continue;
       try {
         const entry = JSON.parse(await fsp.readFile(join(this.dir, name), 'utf8')) as CachedAttachment;
         if (entry.kind === 'berth-cni-attachment-v1') out.push(entry);
       } catch {
         // removed meanwhile, or a torn write from a crash
-      }
-    }
-    return out;
-  }
-
-  list(): CachedAttachment[] {
-    let names: string[];
-    try {
-      names = readdirSync(this.dir);
-    } catch {
-      return [];
-    }
-    const out: CachedAttachment[] = [];
-    for (const name of names) {
-      if (!name.endsWith('.json')) continue;
-      try {
-        const entry = JSON.parse(readFileSync(join(this.dir, name), 'utf8')) as CachedAttachment;
-        if (entry.kind === 'berth-cni-attachment-v1') out.push(entry);
-      } catch {
-        // a torn write from a crash: the .tmp is never renamed, so this is someone else's file
       }
     }
     return out;
