@@ -14,7 +14,7 @@
 // a client's direction) is generated on first use as before.
 // The file names the .proto (sha256) and the protobufjs version it was made
 // from: any other pair, and the codecs are not used (protobufjs generates
-// them as before). test/unit/cri-codecs.test.ts checks every function's
+// them as before). test/unit/cri-proto.test.ts checks every function's
 // source against what protobufjs generates and their bytes in round trips.
 import * as protobuf from 'protobufjs/light';
 
